@@ -1,0 +1,34 @@
+"""One monotonic clock for a run, with the timescale that shrinks PVE's HA timers."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+
+class Clock:
+    """Monotonic seconds since the clock was made.
+
+    ``timescale`` k multiplies PVE's HA timers on labs that can scale them (the embedded
+    lab); budgets and bounds derived from those timers scale with it through ``scaled``.
+    Corosync's own timers are never scaled.
+    """
+
+    def __init__(self, timescale: float = 1.0) -> None:
+        if not timescale > 0:
+            raise ValueError(f"timescale must be > 0, got {timescale}")
+        self.timescale = timescale
+        self._origin = time.monotonic()
+
+    def now(self) -> float:
+        return time.monotonic() - self._origin
+
+    def scaled(self, seconds: float) -> float:
+        return seconds * self.timescale
+
+    def wait(self, seconds: float, stop: threading.Event | None = None) -> bool:
+        """Pause up to ``seconds``; returns True early when ``stop`` is set."""
+        if stop is None:
+            time.sleep(max(0.0, seconds))
+            return False
+        return stop.wait(max(0.0, seconds))

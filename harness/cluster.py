@@ -1,0 +1,123 @@
+"""A cluster of nodes reached over SSH, running PVE's own commands.
+
+Nothing here knows what kind of lab is behind the nodes: an embedded namespace node, a
+nested PVE VM and a real server look the same.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+from harness.errors import CommandError, ConfigError
+from harness.lab_api import Lab, LabNode
+from harness.pve import (
+    PveVersion,
+    QuorumStatus,
+    parse_cfgtool_status,
+    parse_pvecm_status,
+    parse_pveversion,
+)
+from harness.pve.corosync_cfgtool import LinkPeer
+from harness.ssh import CommandResult, SshSession
+
+T = TypeVar("T")
+
+
+class Node:
+    def __init__(self, spec: LabNode) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.address = spec.address
+        self._ssh = SshSession(spec)
+
+    def __repr__(self) -> str:
+        return f"Node({self.name}@{self.address})"
+
+    def run(self, *argv: str, timeout_s: float = 10.0, stdin: str | None = None
+            ) -> CommandResult:
+        """Run argv (or one shell string) on the node; never raises on rc != 0."""
+        command: tuple[str, ...] | str = argv[0] if len(argv) == 1 else argv
+        return self._ssh.run(command, timeout_s=timeout_s, stdin=stdin)
+
+    def check(self, *argv: str, timeout_s: float = 10.0, ok_codes: tuple[int, ...] = (0,)
+              ) -> str:
+        result = self.run(*argv, timeout_s=timeout_s)
+        if result.rc not in ok_codes:
+            raise CommandError(self.name, result.command, result.rc, result.stdout,
+                               result.stderr)
+        return result.stdout
+
+    def quorum(self, *, timeout_s: float = 10.0) -> QuorumStatus:
+        """`pvecm status`, parsed. Exit code 2 (not quorate) is an answer, not an error."""
+        out = self.check("pvecm", "status", timeout_s=timeout_s, ok_codes=(0, 2))
+        return parse_pvecm_status(out)
+
+    def pve_version(self) -> PveVersion:
+        return parse_pveversion(self.check("pveversion"))
+
+    def links(self) -> tuple[LinkPeer, ...]:
+        return parse_cfgtool_status(self.check("corosync-cfgtool", "-s"))
+
+    def can_write_pve(self, path: str = "/etc/pve/.pvechaos-write-test") -> CommandResult:
+        """Try to create and remove a file in /etc/pve; the result says why it failed."""
+        return self.run(f"echo probe > {path} && rm -f {path}")
+
+    @functools.cached_property
+    def host(self):
+        """A testinfra host for assertions on the node (package, file, service...)."""
+        import testinfra
+
+        spec = self.spec
+        params = {}
+        if spec.ssh_key:
+            params["ssh_identity_file"] = str(spec.ssh_key)
+        return testinfra.get_host(
+            f"paramiko://{spec.ssh_user}@{spec.address}:{spec.ssh_port}", **params)
+
+    def close(self) -> None:
+        self._ssh.close()
+
+
+class Cluster:
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self._nodes = {spec.name: Node(spec) for spec in lab.nodes()}
+
+    def node(self, name: str) -> Node:
+        try:
+            return self._nodes[name]
+        except KeyError:
+            raise ConfigError(f"unknown node {name!r}",
+                              hint=f"use one of {', '.join(sorted(self._nodes))}") from None
+
+    def nodes(self) -> tuple[Node, ...]:
+        return tuple(self._nodes[n] for n in sorted(self._nodes))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self._nodes))
+
+    def each(self, fn: Callable[[Node], T], *, names: tuple[str, ...] | None = None,
+             timeout_s: float = 15.0) -> dict[str, T | Exception]:
+        """Call fn on several nodes in parallel; each result or the exception it raised."""
+        targets = [self.node(n) for n in (names or self.names)]
+        results: dict[str, T | Exception] = {}
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(targets)) as pool:
+            futures = {pool.submit(fn, node): node.name for node in targets}
+            done, pending = concurrent.futures.wait(futures, timeout=timeout_s)
+            for future in done:
+                try:
+                    results[futures[future]] = future.result()
+                except Exception as exc:  # noqa: BLE001 - reported per node
+                    results[futures[future]] = exc
+            for future in pending:
+                results[futures[future]] = TimeoutError(
+                    f"{futures[future]}: no result within {timeout_s} s")
+        return results
+
+    def close(self) -> None:
+        for node in self._nodes.values():
+            node.close()

@@ -1,0 +1,120 @@
+"""Typed views of `pvecm status` and `pvecm nodes` (PVE 8 and PVE 9 layouts).
+
+`pvecm status` prints a "Cluster information" header of its own, then the output of
+`corosync-quorumtool -siH`; the exit code is the quorumtool's (0 quorate, 2 not quorate).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from harness.errors import ParseError
+
+
+@dataclass(frozen=True)
+class Member:
+    nodeid: int
+    votes: int
+    name: str  # an address with `-i` (pvecm status), a node name in `pvecm nodes`
+    local: bool = False
+
+
+@dataclass(frozen=True)
+class QuorumStatus:
+    cluster_name: str
+    config_version: int
+    transport: str
+    secure_auth: str
+    nodes: int
+    node_id: int
+    ring_id: str
+    quorate: bool
+    expected_votes: int
+    highest_expected: int
+    total_votes: int
+    quorum: int
+    activity_blocked: bool
+    flags: tuple[str, ...]
+    members: tuple[Member, ...]
+
+    @property
+    def member_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.members)
+
+
+_FIELD = re.compile(r"^([A-Za-z][A-Za-z ]*?):\s?(.*)$")
+_MEMBER_HEX = re.compile(r"^\s*0x([0-9a-fA-F]{8})\s+(\d+)\s+(?:(\S+)\s+)?(\S+?)(\s+\(local\))?\s*$")
+_MEMBER_DEC = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\S+?)(\s+\(local\))?\s*$")
+
+
+def _fields(text: str) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if line.startswith((" ", "0x")):
+            continue
+        m = _FIELD.match(line)
+        if m:
+            fields.setdefault(m.group(1).strip(), m.group(2))
+    return fields
+
+
+def _members(text: str, pattern: re.Pattern[str], base: int, what: str) -> tuple[Member, ...]:
+    lines = text.splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip().startswith("Nodeid"))
+    except StopIteration:
+        raise ParseError(what, "no 'Membership information' table", text) from None
+    members = []
+    for line in lines[start + 1:]:
+        if not line.strip():
+            continue
+        m = pattern.match(line)
+        if not m:
+            raise ParseError(what, f"unexpected membership row {line!r}", text)
+        groups = m.groups()
+        name, local = groups[-2], groups[-1]
+        if name == "Qdevice":
+            continue
+        members.append(Member(int(groups[0], base), int(groups[1]), name, bool(local)))
+    return tuple(members)
+
+
+def _int(fields: dict[str, str], key: str, text: str, base: int = 10) -> int:
+    raw = fields.get(key)
+    if raw is None:
+        raise ParseError("pvecm status", f"field {key!r} missing", text)
+    try:
+        return int(raw.split()[0], base)
+    except (ValueError, IndexError):
+        raise ParseError("pvecm status", f"field {key!r} is {raw!r}, not a number",
+                         text) from None
+
+
+def parse_pvecm_status(text: str) -> QuorumStatus:
+    fields = _fields(text)
+    if "Quorate" not in fields:
+        raise ParseError("pvecm status", "no 'Quorate:' line (is corosync running?)", text)
+    quorum_line = fields.get("Quorum", "")
+    node_id_raw = fields.get("Node ID", "")
+    return QuorumStatus(
+        cluster_name=fields.get("Name", "").strip(),
+        config_version=_int(fields, "Config Version", text),
+        transport=fields.get("Transport", "").strip(),
+        secure_auth=fields.get("Secure auth", "").strip(),
+        nodes=_int(fields, "Nodes", text),
+        node_id=int(node_id_raw.strip(), 16 if node_id_raw.strip().startswith("0x") else 10),
+        ring_id=fields.get("Ring ID", "").strip(),
+        quorate=fields["Quorate"].strip() == "Yes",
+        expected_votes=_int(fields, "Expected votes", text),
+        highest_expected=_int(fields, "Highest expected", text),
+        total_votes=_int(fields, "Total votes", text),
+        quorum=_int(fields, "Quorum", text),
+        activity_blocked="Activity blocked" in quorum_line,
+        flags=tuple(fields.get("Flags", "").split()),
+        members=_members(text, _MEMBER_HEX, 16, "pvecm status"),
+    )
+
+
+def parse_pvecm_nodes(text: str) -> tuple[Member, ...]:
+    return _members(text, _MEMBER_DEC, 10, "pvecm nodes")

@@ -1,0 +1,145 @@
+"""SSH to one node with a deadline on every command (paramiko).
+
+A node under test may be powered off or frozen on purpose, so nothing here may block
+without a bound: connecting, authenticating and each command have their own limits.
+"""
+
+from __future__ import annotations
+
+import shlex
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+import paramiko
+
+from harness.errors import CommandTimeout, NodeUnreachable
+from harness.lab_api import LabNode
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    node: str
+    command: str
+    rc: int
+    stdout: str
+    stderr: str
+    duration_s: float
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+
+class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
+    def __init__(self, expected: str | None) -> None:
+        self.expected = expected
+
+    def missing_host_key(self, client, hostname, key) -> None:
+        if self.expected is None:
+            return  # the lab gave no key to pin: accept (as testinfra does)
+        seen = f"{key.get_name()} {key.get_base64()}"
+        if seen.split()[:2] != self.expected.split()[:2]:
+            raise paramiko.SSHException(
+                f"host key mismatch for {hostname}: expected {self.expected[:40]}..., "
+                f"got {seen[:40]}...")
+
+
+class SshSession:
+    """One lazily opened SSH connection to a node, reopened after it breaks."""
+
+    def __init__(self, node: LabNode, *, connect_timeout_s: float = 5.0) -> None:
+        self.node = node
+        self.connect_timeout_s = connect_timeout_s
+        self._client: paramiko.SSHClient | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> paramiko.SSHClient:
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(_PinnedHostKey(self.node.host_key))
+        t = self.connect_timeout_s
+        try:
+            client.connect(
+                self.node.address, port=self.node.ssh_port, username=self.node.ssh_user,
+                key_filename=str(self.node.ssh_key) if self.node.ssh_key else None,
+                timeout=t, banner_timeout=t, auth_timeout=t, channel_timeout=t,
+                allow_agent=False, look_for_keys=self.node.ssh_key is None)
+        except paramiko.AuthenticationException as exc:
+            client.close()
+            raise NodeUnreachable(self.node.name, self.node.address,
+                                  f"authentication failed ({exc}); check the SSH key or "
+                                  "password the lab or inventory gives for this node") from exc
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            client.close()
+            raise NodeUnreachable(self.node.name, self.node.address,
+                                  str(exc) or type(exc).__name__) from exc
+        transport = client.get_transport()
+        if transport is not None:
+            transport.set_keepalive(2)
+        return client
+
+    def _client_or_connect(self) -> paramiko.SSHClient:
+        with self._lock:
+            client = self._client
+            if client is None or client.get_transport() is None \
+                    or not client.get_transport().is_active():
+                if client is not None:
+                    client.close()
+                self._client = None
+                client = self._connect()
+                self._client = client
+            return client
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
+
+    def run(self, argv: tuple[str, ...] | str, *, timeout_s: float = 10.0,
+            stdin: str | None = None) -> CommandResult:
+        """Run a command; never raises on a non-zero exit code.
+
+        Raises NodeUnreachable when no session can be had and CommandTimeout when the
+        command gives no complete answer within ``timeout_s``.
+        """
+        command = argv if isinstance(argv, str) else shlex.join(argv)
+        started = time.monotonic()
+        deadline = started + timeout_s
+        client = self._client_or_connect()
+        try:
+            transport = client.get_transport()
+            if transport is None:
+                raise paramiko.SSHException("no transport")
+            channel = transport.open_session(timeout=max(0.1, deadline - time.monotonic()))
+            channel.settimeout(0.2)
+            channel.exec_command(command)
+            if stdin is not None:
+                channel.sendall(stdin.encode())
+            channel.shutdown_write()
+            out, err = bytearray(), bytearray()
+            while True:
+                drained = False
+                while channel.recv_ready():
+                    out += channel.recv(65536)
+                    drained = True
+                while channel.recv_stderr_ready():
+                    err += channel.recv_stderr(65536)
+                    drained = True
+                if channel.exit_status_ready() and not channel.recv_ready() \
+                        and not channel.recv_stderr_ready():
+                    break
+                if time.monotonic() > deadline:
+                    channel.close()
+                    raise CommandTimeout(self.node.name, command, timeout_s)
+                if not drained:
+                    channel.status_event.wait(0.05)
+            rc = channel.recv_exit_status()
+            channel.close()
+        except (OSError, paramiko.SSHException, EOFError, socket.timeout) as exc:
+            self.close()
+            raise NodeUnreachable(self.node.name, self.node.address,
+                                  f"session broke during `{command}`: {exc}") from exc
+        return CommandResult(self.node.name, command, rc, out.decode(errors="replace"),
+                             err.decode(errors="replace"), time.monotonic() - started)

@@ -1,0 +1,81 @@
+"""The record of a run: every fault, action and observation on one monotonic clock.
+
+Metrics and verdicts are functions of the timeline, never of ad-hoc variables kept by a
+scenario. Thread-safe: watchers append from their own threads.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.clock import Clock
+
+
+class EventKind(enum.StrEnum):
+    FAULT_POWER_CUT = "fault.power_cut"
+    FAULT_POWER_ON = "fault.power_on"
+    ACTION = "action"  # a step of the scenario that is not a fault (pvecm expected, ...)
+    NODE_UNREACHABLE = "node.unreachable"
+    NODE_REACHABLE = "node.reachable"
+    MEMBERSHIP_CHANGED = "membership.changed"
+    QUORUM_LOST = "quorum.lost"
+    QUORUM_REGAINED = "quorum.regained"
+    VOTES_CHANGED = "votes.changed"
+    NOTE = "note"
+
+
+@dataclass(frozen=True)
+class Event:
+    t: float  # seconds since the timeline's clock started
+    kind: EventKind
+    source: str  # "harness", "node2", ...
+    data: Mapping[str, object] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, object]:
+        return {"t": round(self.t, 3), "kind": str(self.kind), "source": self.source,
+                "data": dict(self.data)}
+
+
+class Timeline:
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self._events: list[Event] = []
+        self._lock = threading.Lock()
+
+    def record(self, kind: EventKind, source: str, *, t: float | None = None,
+               **data: object) -> Event:
+        event = Event(self.clock.now() if t is None else t, kind, source, data)
+        with self._lock:
+            self._events.append(event)
+            self._events.sort(key=lambda e: e.t)
+        return event
+
+    def events(self, kind: EventKind | Iterable[EventKind] | None = None, *,
+               source: str | None = None, after: float | None = None) -> list[Event]:
+        kinds = {kind} if isinstance(kind, EventKind) else set(kind) if kind else None
+        with self._lock:
+            snapshot = list(self._events)
+        return [e for e in snapshot
+                if (kinds is None or e.kind in kinds)
+                and (source is None or e.source == source)
+                and (after is None or e.t >= after)]
+
+    def first(self, kind: EventKind, *, after: Event | float, source: str | None = None,
+              where=None) -> Event | None:
+        start = after.t if isinstance(after, Event) else after
+        for event in self.events(kind, source=source, after=start):
+            if where is None or where(event):
+                return event
+        return None
+
+    def to_json(self) -> list[dict[str, object]]:
+        return [e.to_json() for e in self.events()]
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=1) + "\n")

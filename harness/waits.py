@@ -1,0 +1,45 @@
+"""Bounded waits on conditions. The only way the harness waits for a cluster."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from harness.errors import PvechaosError, WaitTimeout
+
+T = TypeVar("T")
+
+
+def wait_until(what: str, condition: Callable[[], T], *, timeout_s: float,
+               interval_s: float = 0.5, progress_every_s: float = 10.0) -> T:
+    """Call ``condition`` until it returns a truthy value, at most ``timeout_s`` seconds.
+
+    Returns that value. A condition may raise a PvechaosError (node unreachable, command
+    timed out): that counts as "not yet" and is what the timeout reports as last seen.
+    Long waits print one progress line every ``progress_every_s`` seconds.
+    """
+    start = time.monotonic()
+    deadline = start + timeout_s
+    last_seen: object = "nothing yet"
+    next_progress = start + progress_every_s
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            value = condition()
+        except PvechaosError as exc:
+            value, last_seen = None, exc
+        else:
+            if value:
+                return value
+            last_seen = value
+        now = time.monotonic()
+        if now >= deadline:
+            raise WaitTimeout(what, now - start, f"{last_seen} (after {attempts} checks)")
+        if now >= next_progress:
+            print(f"  ... waiting for {what}: {now - start:.0f} s of {timeout_s:.0f} s",
+                  file=sys.stderr, flush=True)
+            next_progress = now + progress_every_s
+        time.sleep(min(interval_s, max(0.0, deadline - now)))

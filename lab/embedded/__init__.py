@@ -1,0 +1,169 @@
+"""The embedded lab: nodes as Linux namespaces on one machine, each running the real
+corosync and sshd plus the emulated PVE node stack (see lab/embedded/pve/).
+
+Per node: its own pid, mount, uts and network namespaces; one address on the lab bridge;
+its own /etc (an overlay of the host's), /var/lib/corosync, /var/log, /run, /tmp and
+/dev/shm. A power cut SIGKILLs the node's init (the kernel then kills every process in
+its pid namespace) and drops its link; power on boots it again.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from harness.errors import ConfigError, InterlockError, LabError
+from harness.lab_api import Capability, LabNode
+from lab.embedded import network, preflight, provision
+from lab.embedded.config import EmbeddedConfig
+from lab.embedded.node import NodePower
+from lab.embedded.state import LabState, kill_recorded, sweep
+
+__all__ = ["EmbeddedConfig", "EmbeddedLab"]
+
+
+class EmbeddedLab:
+    kind = "embedded"
+    capabilities = Capability.POWER
+
+    def __init__(self, config: EmbeddedConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.state = LabState(config.lab_dir)
+        self._power = {n: NodePower(config, n, self.state) for n in config.node_names}
+        self._started = False
+
+    @classmethod
+    def from_options(cls, **options: object) -> EmbeddedLab:
+        known = set(EmbeddedConfig.__dataclass_fields__)
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ConfigError(f"unknown embedded lab option(s) {unknown}",
+                              hint=f"valid options: {', '.join(sorted(known))}")
+        return cls(EmbeddedConfig(**options))  # type: ignore[arg-type]
+
+    # -- the Lab protocol -------------------------------------------------------------
+    def nodes(self) -> tuple[LabNode, ...]:
+        key = self.config.lab_dir / "id_ed25519"
+        return tuple(
+            LabNode(name=n, address=self.config.node_address(n), ssh_key=key,
+                    host_key=provision.host_key(self.config, n) if self._started else None)
+            for n in self.config.node_names)
+
+    def start(self) -> None:
+        preflight.check_host()
+        if sweep(self.config.lab_dir):
+            print(f"pvechaos: removed what an earlier run of lab '{self.name}' left behind")
+        self._remove_stray_kernel_objects()
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _remove_stray_kernel_objects(self) -> None:
+        """Objects named for this lab but listed in no state file (a run killed early)."""
+        for node in self.config.node_names:
+            network.delete_netns(self.config.netns(node))
+        if network.link_exists(self.config.bridge):
+            network.delete_link(self.config.bridge)
+
+    def _build(self) -> None:
+        config = self.config
+        self.state.claim()
+        self._check_subnet_free()
+        self.state.add("links", config.bridge)
+        network.create_bridge(config)
+        for node in config.node_names:
+            self.state.add("netns", config.netns(node))
+            network.create_node_network(config, node)
+        lab_key = provision.make_lab_key(config)
+        for node in config.node_names:
+            provision.provision_node(config, node, lab_key)
+        provision.write_known_hosts(config)
+        for node in config.node_names:
+            self._power[node].boot()
+        self._wait_for_ssh(config.node_names)
+        self._started = True
+
+    def _check_subnet_free(self) -> None:
+        out = network.sh("ip", "-o", "-4", "addr", "show").stdout
+        for line in out.splitlines():
+            fields = line.split()
+            if len(fields) > 3 and fields[1] != self.config.bridge:
+                address = fields[3].split("/")[0]
+                import ipaddress
+                if ipaddress.ip_address(address) in self.config.network:
+                    raise ConfigError(
+                        f"lab subnet {self.config.subnet} is already used on {fields[1]} "
+                        f"({address})", hint="give this lab another --lab-subnet")
+
+    def _wait_for_ssh(self, names, timeout_s: float = 20.0) -> None:
+        pending = set(names)
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            for node in sorted(pending):
+                try:
+                    with socket.create_connection((self.config.node_address(node), 22),
+                                                  timeout=0.5) as conn:
+                        if conn.recv(4).startswith(b"SSH"):
+                            pending.discard(node)
+                except OSError:
+                    pass
+            if pending and time.monotonic() > deadline:
+                logs = ", ".join(str(self.config.lab_dir / "nodes" / n / "log")
+                                 for n in sorted(pending))
+                raise LabError(f"sshd on {', '.join(sorted(pending))} did not answer within "
+                               f"{timeout_s:g} s", hint=f"read the node logs in {logs}")
+            if pending:
+                time.sleep(0.1)
+
+    def close(self) -> None:
+        """Power everything off and remove namespaces, links and the lab directory."""
+        errors = []
+        for power in self._power.values():
+            try:
+                power.cut()
+            except LabError as exc:
+                errors.append(exc)
+        try:
+            kill_recorded(self.state.data.get("processes", {}))
+        except LabError as exc:
+            errors.append(exc)
+        for node in self.config.node_names:
+            network.delete_netns(self.config.netns(node))
+        network.delete_link(self.config.bridge)
+        if self.config.lab_dir.exists():
+            import shutil
+            shutil.rmtree(self.config.lab_dir, ignore_errors=True)
+        self._started = False
+        if errors:
+            raise LabError("lab teardown was incomplete: " + "; ".join(map(str, errors)))
+
+    def _check_node(self, node: str) -> NodePower:
+        if node not in self._power:
+            raise InterlockError(f"refusing to touch {node!r}: it is not a node of lab "
+                                 f"'{self.name}'", hint=f"nodes are {', '.join(self._power)}")
+        return self._power[node]
+
+    def power_cut(self, node: str) -> None:
+        power = self._check_node(node)
+        network.set_link(self.config, node, up=False)
+        power.cut()
+
+    def power_on(self, node: str) -> None:
+        power = self._check_node(node)
+        if power.powered:
+            return
+        network.set_link(self.config, node, up=True)
+        power.boot()
+
+    def is_powered(self, node: str) -> bool:
+        return self._check_node(node).powered
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "lab": self.kind, "lab.name": self.name, "lab.subnet": self.config.subnet,
+            "pve.version": self.config.pve_version, "nodes": str(self.config.node_count),
+            "timescale": f"{self.config.timescale:g}",
+        }

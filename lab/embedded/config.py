@@ -1,0 +1,95 @@
+"""Configuration of an embedded lab, validated before anything is created."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness.errors import ConfigError
+
+DEFAULT_RANGE = "198.18.0.0/15"
+DEFAULT_PVE_VERSION = "8.4.1"
+STATE_ROOT = Path(os.environ.get("PVECHAOS_STATE_DIR", "/var/lib/pvechaos/labs"))
+_NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
+_VERSION = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
+
+
+@dataclass(frozen=True)
+class EmbeddedConfig:
+    name: str = "main"
+    subnet: str = "198.18.0.0/24"
+    allowed_range: str = DEFAULT_RANGE
+    node_count: int = 3
+    pve_version: str = DEFAULT_PVE_VERSION
+    node_versions: dict[str, str] = field(default_factory=dict)  # per-node override
+    timescale: float = 1.0
+    state_root: Path = STATE_ROOT
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ConfigError(f"lab name {self.name!r} is not valid",
+                              hint="use 1-8 characters, lowercase letters and digits, "
+                                   "starting with a letter (it names bridges and namespaces)")
+        try:
+            net = ipaddress.ip_network(self.subnet)
+            allowed = ipaddress.ip_network(self.allowed_range)
+        except ValueError as exc:
+            raise ConfigError(f"bad lab subnet or range: {exc}",
+                              hint="give a network such as 198.18.0.0/24") from None
+        if net.version != 4 or not net.subnet_of(allowed):
+            raise ConfigError(
+                f"lab subnet {net} lies outside the lab range {allowed}",
+                hint=f"choose a subnet inside {allowed} (or widen --lab-range on purpose)")
+        if net.num_addresses < 32:
+            raise ConfigError(f"lab subnet {net} is too small",
+                              hint="use a /27 or larger (a /24 is the default)")
+        if not 1 <= self.node_count <= 9:
+            raise ConfigError(f"node count {self.node_count} is not supported",
+                              hint="use 1 to 9 nodes (3 is the HA minimum)")
+        for node, version in {"": self.pve_version, **self.node_versions}.items():
+            if not _VERSION.match(version):
+                raise ConfigError(f"PVE version {version!r}{' for ' + node if node else ''} "
+                                  "is not valid", hint="write it as 8.4.1 or 9.0.3")
+        unknown = set(self.node_versions) - set(self.node_names)
+        if unknown:
+            raise ConfigError(f"PVE version given for unknown node(s) {sorted(unknown)}",
+                              hint=f"nodes are {', '.join(self.node_names)}")
+        if not self.timescale > 0:
+            raise ConfigError(f"timescale {self.timescale} must be > 0",
+                              hint="use 1 for PVE's real timings, 0.1 for ten times faster")
+
+    @property
+    def network(self) -> ipaddress.IPv4Network:
+        return ipaddress.ip_network(self.subnet)  # type: ignore[return-value]
+
+    @property
+    def node_names(self) -> tuple[str, ...]:
+        return tuple(f"node{i}" for i in range(1, self.node_count + 1))
+
+    @property
+    def host_address(self) -> str:
+        return str(self.network.network_address + 1)
+
+    def node_address(self, node: str) -> str:
+        return str(self.network.network_address + 10 + self.node_names.index(node) + 1)
+
+    def version_of(self, node: str) -> str:
+        return self.node_versions.get(node, self.pve_version)
+
+    # names of kernel objects, all derived from the lab name (<= 15 characters)
+    @property
+    def bridge(self) -> str:
+        return f"pvc-{self.name}"
+
+    def veth(self, node: str) -> str:
+        return f"pvc-{self.name}-{self.node_names.index(node) + 1}"
+
+    def netns(self, node: str) -> str:
+        return f"pvechaos-{self.name}-{node}"
+
+    @property
+    def lab_dir(self) -> Path:
+        return self.state_root / self.name

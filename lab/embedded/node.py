@@ -1,0 +1,83 @@
+"""Power for one embedded node: boot its init in fresh namespaces, or kill them all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import LabError
+from lab.embedded.config import EmbeddedConfig
+from lab.embedded.provision import REPO_ROOT, node_dir
+from lab.embedded.state import LabState, process_alive, process_start_time
+
+
+class NodePower:
+    def __init__(self, config: EmbeddedConfig, name: str, state: LabState) -> None:
+        self.config, self.name, self.state = config, name, state
+        self._launcher: subprocess.Popen | None = None
+        self.init_pid: int | None = None
+
+    @property
+    def powered(self) -> bool:
+        return self.init_pid is not None and process_alive(
+            self.init_pid, self.state.data["processes"].get(self.name, {}).get("start"))
+
+    def boot(self) -> None:
+        if self.powered:
+            return
+        root = node_dir(self.config, self.name)
+        log = open(root / "log" / "init.log", "ab")  # noqa: SIM115 - handed to the child
+        try:
+            self._launcher = subprocess.Popen(
+                ["nsenter", f"--net=/run/netns/{self.config.netns(self.name)}", "--",
+                 "unshare", "--pid", "--fork", "--mount", "--uts", "--mount-proc",
+                 "--kill-child", sys.executable, "-m", "lab.embedded.init",
+                 str(root / "boot.json")],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                start_new_session=True)
+        finally:
+            log.close()
+        self.state.set_process(f"{self.name}-launcher", self._launcher.pid)
+        self.init_pid = self._find_init(self._launcher.pid)
+        self.state.set_process(self.name, self.init_pid)
+
+    def _find_init(self, launcher: int, timeout_s: float = 5.0) -> int:
+        children = Path(f"/proc/{launcher}/task/{launcher}/children")
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                pids = children.read_text().split()
+            except OSError:
+                pids = []
+            if pids:
+                return int(pids[0])
+            if self._launcher is not None and self._launcher.poll() is not None:
+                break
+            time.sleep(0.01)
+        log = node_dir(self.config, self.name) / "log" / "init.log"
+        raise LabError(f"{self.name} did not boot: its init never started",
+                       hint=f"read {log}")
+
+    def cut(self, timeout_s: float = 10.0) -> None:
+        """SIGKILL the node's init: the kernel kills every process in its pid namespace."""
+        if self.init_pid is not None and self.powered:
+            os.kill(self.init_pid, signal.SIGKILL)
+        if self._launcher is not None:
+            try:
+                self._launcher.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self._launcher.kill()
+                self._launcher.wait(timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        while self.init_pid is not None and process_start_time(self.init_pid) is not None:
+            if time.monotonic() > deadline:
+                raise LabError(f"{self.name}: init {self.init_pid} survived SIGKILL")
+            time.sleep(0.01)
+        self.init_pid = self._launcher = None
+        self.state.set_process(self.name, None)
+        self.state.set_process(f"{self.name}-launcher", None)

@@ -1,0 +1,51 @@
+"""What the embedded lab needs from the host, checked before anything is created."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+from harness.errors import LabError
+
+SETUP = "bash .ci/setup (installs corosync, openssh-server, iproute2, fuse3 and the Python packages)"
+TOOLS = {
+    "corosync": "corosync", "corosync-quorumtool": "corosync", "corosync-keygen": "corosync",
+    "corosync-cfgtool": "corosync", "sshd": "openssh-server", "ssh": "openssh-client",
+    "ssh-keygen": "openssh-client", "ip": "iproute2", "nsenter": "util-linux",
+    "unshare": "util-linux", "mount": "mount",
+}
+
+
+def check_host() -> None:
+    if os.geteuid() != 0:
+        raise LabError(
+            "the embedded lab needs root: it creates network namespaces, a bridge, and "
+            "mounts inside each node's namespaces",
+            hint="run as root, e.g. `sudo -E pytest scenarios/` (or use --lab with a lab "
+                 "that needs no root)")
+    missing = sorted({pkg for tool, pkg in TOOLS.items()
+                      if shutil.which(tool, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                                      "/usr/bin:/sbin:/bin") is None})
+    if missing:
+        raise LabError(f"the embedded lab needs the Debian packages {', '.join(missing)}",
+                       hint=f"apt-get install {' '.join(missing)}, or run {SETUP}")
+    if importlib.util.find_spec("mfusepy") is None:
+        raise LabError("the Python package mfusepy (emulated /etc/pve) is not installed",
+                       hint=f"pip install mfusepy, or run {SETUP}")
+    kernel = []
+    for ns in ("net", "pid", "mnt", "uts"):
+        if not Path(f"/proc/self/ns/{ns}").exists():
+            kernel.append(f"{ns} namespaces")
+    filesystems = Path("/proc/filesystems").read_text()
+    if "overlay" not in filesystems:
+        kernel.append("overlayfs (modprobe overlay)")
+    if "fuse" not in filesystems or not Path("/dev/fuse").exists():
+        kernel.append("FUSE (/dev/fuse; modprobe fuse)")
+    if not Path("/sys/module/bridge").exists() and not Path("/sys/class/net").exists():
+        kernel.append("bridge networking")
+    if kernel:
+        raise LabError(f"the kernel lacks what the embedded lab needs: {', '.join(kernel)}",
+                       hint="run on a Linux host or VM (not an unprivileged container) with "
+                            "these features, or use the libvirt lab")

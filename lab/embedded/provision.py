@@ -1,0 +1,145 @@
+"""A node's own files, prepared on the host before its first boot.
+
+Each node sees the host's /etc through an overlay whose upper layer is the node's own
+directory, so what is written here (hostname, hosts, sshd config, keys) is that node's
+alone, and survives its power cycles. Node layout under ``<lab_dir>/nodes/<node>/``:
+
+    etc/            upper layer of the node's /etc
+    .etc-work/      overlay work directory
+    corosync/       the node's /var/lib/corosync
+    log/            the node's /var/log
+    bin/            the node's /usr/local/sbin: pvecm, pveversion, systemctl, ...
+    pmxcfs-local/   the node's own pmxcfs database before it joins a cluster
+    boot.json       what the node's init needs to boot
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+from lab.embedded.config import EmbeddedConfig
+from lab.embedded.system import sh
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+COMMANDS = {  # name in the node's PATH -> module implementing it
+    "pvecm": "lab.embedded.pve.cli.pvecm",
+    "pveversion": "lab.embedded.pve.cli.pveversion",
+    "systemctl": "lab.embedded.pve.cli.systemctl",
+}
+KERNEL = {8: "6.8.12-9-pve", 9: "6.14.8-2-pve"}
+
+
+def node_dir(config: EmbeddedConfig, node: str) -> Path:
+    return config.lab_dir / "nodes" / node
+
+
+def cluster_db(config: EmbeddedConfig) -> Path:
+    return config.lab_dir / "pmxcfs" / "cluster"
+
+
+def make_lab_key(config: EmbeddedConfig) -> Path:
+    key = config.lab_dir / "id_ed25519"
+    if not key.exists():
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"pvechaos-{config.name}",
+           "-f", str(key))
+    return key
+
+
+def _whiteout(path: Path) -> None:
+    """Hide a file of the host's /etc from the node (an overlayfs whiteout)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(0, 0))
+
+
+def _write(path: Path, text: str, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+def host_key(config: EmbeddedConfig, node: str) -> str:
+    return (node_dir(config, node) / "etc/ssh/ssh_host_ed25519_key.pub").read_text().strip()
+
+
+def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
+    root = node_dir(config, node)
+    etc = root / "etc"
+    for sub in ("etc", ".etc-work", "corosync", "log/corosync", "bin", "pmxcfs-local"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    address = config.node_address(node)
+    version = config.version_of(node)
+    major = int(version.split(".")[0])
+
+    _write(etc / "hostname", f"{node}\n")
+    hosts = ["127.0.0.1 localhost"] + [
+        f"{config.node_address(n)} {n}.pvechaos.lab {n}" for n in config.node_names]
+    _write(etc / "hosts", "\n".join(hosts) + "\n")
+    # A PVE node that is not in a cluster has no corosync config: hide the host's.
+    for name in ("corosync.conf", "authkey"):
+        _whiteout(etc / "corosync" / name)
+    (etc / "pve").mkdir(exist_ok=True)
+
+    key = etc / "ssh/ssh_host_ed25519_key"
+    if not key.exists():
+        key.parent.mkdir(parents=True, exist_ok=True)
+        sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{node}", "-f", str(key))
+    _write(etc / "ssh/sshd_config", "\n".join([
+        "# pvechaos embedded node: key-only root login on the lab address",
+        f"ListenAddress {address}",
+        "Port 22",
+        "HostKey /etc/ssh/ssh_host_ed25519_key",
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "AuthorizedKeysFile /etc/ssh/pvechaos_authorized_keys",
+        "PidFile /run/sshd.pid",
+        "MaxStartups 100:30:200",
+        "MaxSessions 50",
+        "Subsystem sftp /usr/lib/openssh/sftp-server",
+        "",
+    ]))
+    _write(etc / "ssh/pvechaos_authorized_keys", lab_key.with_suffix(".pub").read_text())
+    _write(etc / "ssh/pvechaos_id_ed25519", lab_key.read_text(), 0o600)
+    _write(etc / "ssh/ssh_config.d/pvechaos.conf", "\n".join([
+        "Host *",
+        "  IdentityFile /etc/ssh/pvechaos_id_ed25519",
+        "  UserKnownHostsFile /etc/ssh/pvechaos_known_hosts",
+        "  StrictHostKeyChecking yes",
+        "  BatchMode yes",
+        "  ConnectTimeout 5",
+        "",
+    ]))
+
+    _write(etc / "pvechaos/node.json", json.dumps({
+        "name": node,
+        "address": address,
+        "prefixlen": config.network.prefixlen,
+        "pve_version": version,
+        "kernel": KERNEL.get(major, KERNEL[8]),
+        "local_db": str(root / "pmxcfs-local"),
+        "cluster_db": str(cluster_db(config)),
+        "timescale": config.timescale,
+    }, indent=1) + "\n")
+
+    for command, module in COMMANDS.items():
+        _write(root / "bin" / command,
+               f"#!/bin/sh\nPYTHONPATH={REPO_ROOT} exec {sys.executable} -m {module} \"$@\"\n",
+               0o755)
+
+    boot = root / "boot.json"
+    boot.write_text(json.dumps({"name": node, "node_dir": str(root),
+                                "python": sys.executable, "repo": str(REPO_ROOT)}) + "\n")
+    return boot
+
+
+def write_known_hosts(config: EmbeddedConfig) -> None:
+    """Every node knows every node's host key, by name and address (as PVE merges them)."""
+    lines = [f"{n},{config.node_address(n)} {host_key(config, n)}" for n in config.node_names]
+    for node in config.node_names:
+        _write(node_dir(config, node) / "etc/ssh/pvechaos_known_hosts", "\n".join(lines) + "\n")

@@ -1,0 +1,1 @@
+"""Emulated PVE commands, installed on every embedded node's PATH."""

@@ -1,0 +1,40 @@
+"""What a node knows about itself (written by the lab at provisioning)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+NODE_JSON = Path("/etc/pvechaos/node.json")
+DB_POINTER = Path("/etc/pvechaos/pmxcfs-db")
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    name: str
+    address: str
+    prefixlen: int
+    pve_version: str
+    kernel: str
+    local_db: Path
+    cluster_db: Path
+    timescale: float
+
+    def database(self) -> Path:
+        """The pmxcfs database this node serves: its own, or the cluster's once joined."""
+        try:
+            which = DB_POINTER.read_text().strip()
+        except OSError:
+            which = "local"
+        return self.cluster_db if which == "cluster" else self.local_db
+
+    def use_database(self, which: str) -> None:
+        DB_POINTER.write_text(which + "\n")
+
+
+def load(path: Path = NODE_JSON) -> NodeInfo:
+    raw = json.loads(path.read_text())
+    return NodeInfo(raw["name"], raw["address"], raw["prefixlen"], raw["pve_version"],
+                    raw["kernel"], Path(raw["local_db"]), Path(raw["cluster_db"]),
+                    float(raw.get("timescale", 1.0)))

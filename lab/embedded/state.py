@@ -1,0 +1,115 @@
+"""The lab's state directory: what a run created, so the next run can remove it.
+
+A run killed with SIGKILL cannot clean up after itself. Everything the lab creates
+(processes, namespaces, links, directories) is written to ``state.json`` before it is
+created; the next start of a lab with the same name sweeps what is listed there first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+from pathlib import Path
+
+from harness.errors import LabError
+from lab.embedded.network import delete_link, delete_netns
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time of a process (clock ticks since boot), to tell a pid reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def process_alive(pid: int, start_time: int | None) -> bool:
+    seen = process_start_time(pid)
+    return seen is not None and (start_time is None or seen == start_time)
+
+
+class LabState:
+    def __init__(self, lab_dir: Path) -> None:
+        self.lab_dir = lab_dir
+        self.path = lab_dir / "state.json"
+        self.data: dict = {"owner": None, "netns": [], "links": [], "processes": {}}
+
+    def load(self) -> bool:
+        try:
+            self.data = json.loads(self.path.read_text())
+            return True
+        except (OSError, ValueError):
+            return False
+
+    def save(self) -> None:
+        self.lab_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data, indent=1))
+        tmp.replace(self.path)
+
+    def claim(self) -> None:
+        pid = os.getpid()
+        self.data["owner"] = {"pid": pid, "start": process_start_time(pid)}
+        self.save()
+
+    def owner_alive(self) -> int | None:
+        owner = self.data.get("owner") or {}
+        pid = owner.get("pid")
+        if pid and pid != os.getpid() and process_alive(pid, owner.get("start")):
+            return pid
+        return None
+
+    def add(self, kind: str, name: str) -> None:
+        if name not in self.data[kind]:
+            self.data[kind].append(name)
+            self.save()
+
+    def set_process(self, key: str, pid: int | None) -> None:
+        if pid is None:
+            self.data["processes"].pop(key, None)
+        else:
+            self.data["processes"][key] = {"pid": pid, "start": process_start_time(pid)}
+        self.save()
+
+
+def kill_recorded(processes: dict[str, dict], timeout_s: float = 5.0) -> None:
+    for entry in processes.values():
+        if process_alive(entry["pid"], entry.get("start")):
+            try:
+                os.kill(entry["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if not any(process_alive(e["pid"], e.get("start")) for e in processes.values()):
+            return
+        time.sleep(0.05)
+    left = [str(e["pid"]) for e in processes.values() if process_alive(e["pid"], e.get("start"))]
+    raise LabError(f"lab processes {', '.join(left)} survived SIGKILL for {timeout_s} s",
+                   hint="look for processes stuck in the kernel (ps -o pid,stat,wchan)")
+
+
+def sweep(lab_dir: Path) -> bool:
+    """Remove everything a previous run of this lab left. True when something was found."""
+    state = LabState(lab_dir)
+    if not state.load():
+        if lab_dir.exists():
+            shutil.rmtree(lab_dir, ignore_errors=True)
+            return True
+        return False
+    owner = state.owner_alive()
+    if owner:
+        raise LabError(f"lab directory {lab_dir} belongs to a running process (pid {owner})",
+                       hint="wait for that run to end, or give this run another --lab-name "
+                            "and --lab-subnet")
+    kill_recorded(state.data.get("processes", {}))
+    for ns in state.data.get("netns", []):
+        delete_netns(ns)
+    for link in state.data.get("links", []):
+        delete_link(link)
+    shutil.rmtree(lab_dir, ignore_errors=True)
+    return True
