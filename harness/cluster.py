@@ -31,6 +31,7 @@ class Node:
         self.spec = spec
         self.name = spec.name
         self.address = spec.address
+        self.cluster_address = spec.cluster_address
         self._ssh = SshSession(spec)
 
     def __repr__(self) -> str:
@@ -100,22 +101,30 @@ class Cluster:
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._nodes))
 
+    def name_of(self, member: str) -> str:
+        """A node name for a member as `pvecm status` lists it (an address) or as is."""
+        for node in self._nodes.values():
+            if member in (node.cluster_address, node.address, node.name):
+                return node.name
+        return member
+
     def each(self, fn: Callable[[Node], T], *, names: tuple[str, ...] | None = None,
              timeout_s: float = 15.0) -> dict[str, T | Exception]:
         """Call fn on several nodes in parallel; each result or the exception it raised."""
         targets = [self.node(n) for n in (names or self.names)]
         results: dict[str, T | Exception] = {}
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(targets)) as pool:
-            futures = {pool.submit(fn, node): node.name for node in targets}
-            done, pending = concurrent.futures.wait(futures, timeout=timeout_s)
-            for future in done:
-                try:
-                    results[futures[future]] = future.result()
-                except Exception as exc:  # noqa: BLE001 - reported per node
-                    results[futures[future]] = exc
-            for future in pending:
-                results[futures[future]] = TimeoutError(
-                    f"{futures[future]}: no result within {timeout_s} s")
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=len(targets))
+        futures = {pool.submit(fn, node): node.name for node in targets}
+        done, pending = concurrent.futures.wait(futures, timeout=timeout_s)
+        for future in done:
+            try:
+                results[futures[future]] = future.result()
+            except Exception as exc:  # noqa: BLE001 - reported per node
+                results[futures[future]] = exc
+        for future in pending:
+            results[futures[future]] = TimeoutError(
+                f"{futures[future]}: no result within {timeout_s} s")
+        pool.shutdown(wait=False, cancel_futures=True)  # every command has its own deadline
         return results
 
     def close(self) -> None:

@@ -23,6 +23,11 @@ class LabNode:
     ssh_user: str = "root"
     ssh_key: Path | None = None
     host_key: str | None = None  # "ssh-ed25519 AAAA..." when the lab knows it; pinned
+    link0: str | None = None  # corosync link0 address when it differs from `address`
+
+    @property
+    def cluster_address(self) -> str:
+        return self.link0 or self.address
 
 
 class Capability(enum.Flag):

@@ -12,11 +12,27 @@ from harness.errors import PvechaosError, WaitTimeout
 T = TypeVar("T")
 
 
+class NotYet:
+    """A falsy answer from a condition that says what was seen instead."""
+
+    def __init__(self, seen: object) -> None:
+        self.seen = seen
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __str__(self) -> str:
+        return str(self.seen)
+
+    __repr__ = __str__
+
+
 def wait_until(what: str, condition: Callable[[], T], *, timeout_s: float,
                interval_s: float = 0.5, progress_every_s: float = 10.0) -> T:
     """Call ``condition`` until it returns a truthy value, at most ``timeout_s`` seconds.
 
-    Returns that value. A condition may raise a PvechaosError (node unreachable, command
+    Returns that value. A condition may return ``NotYet(what_it_saw)`` to say why it is
+    not satisfied; that is what the timeout reports as last seen. A condition may raise a PvechaosError (node unreachable, command
     timed out): that counts as "not yet" and is what the timeout reports as last seen.
     Long waits print one progress line every ``progress_every_s`` seconds.
     """

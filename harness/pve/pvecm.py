@@ -44,8 +44,10 @@ class QuorumStatus:
 
 
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z ]*?):\s?(.*)$")
-_MEMBER_HEX = re.compile(r"^\s*0x([0-9a-fA-F]{8})\s+(\d+)\s+(?:(\S+)\s+)?(\S+?)(\s+\(local\))?\s*$")
-_MEMBER_DEC = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\S+?)(\s+\(local\))?\s*$")
+# the optional third column is the Qdevice state (A,V,NMW / NR) when a QDevice is set up
+_MEMBER_HEX = re.compile(
+    r"^\s*0x([0-9a-fA-F]{8})\s+(\d+)\s+(?:([A-Z]+(?:,[A-Z]+)*)\s+)?(\S+)(\s+\(local\))?\s*$")
+_MEMBER_DEC = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\S+)(\s+\(local\))?\s*$")
 
 
 def _fields(text: str) -> dict[str, str]:

@@ -47,6 +47,7 @@ class EmbeddedLab:
         key = self.config.lab_dir / "id_ed25519"
         return tuple(
             LabNode(name=n, address=self.config.node_address(n), ssh_key=key,
+                    link0=self.config.node_address(n),
                     host_key=provision.host_key(self.config, n) if self._started else None)
             for n in self.config.node_names)
 

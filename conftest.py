@@ -1,0 +1,137 @@
+"""Composition root: the only place where harness/ and lab/ meet.
+
+Options choose and configure the lab; fixtures give scenarios and tests a started lab, a
+formed cluster, a timeline, fault verbs and a quorum watcher. Each test module gets a
+fresh lab, so every story starts from a pristine cluster.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+import pytest
+
+from harness.clock import Clock
+from harness.cluster import Cluster
+from harness.errors import PvechaosError
+from harness.faults import FaultInjector
+from harness.formation import form_cluster
+from harness.lab_api import Lab
+from harness.timeline import Timeline
+from harness.watchers import QuorumWatcher
+
+pytest_plugins = ["harness.plugin"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pvechaos")
+    group.addoption("--lab", default="embedded", help="lab kind (default: %(default)s)")
+    group.addoption("--lab-name", default=None,
+                    help="embedded lab name, 1-8 lowercase letters/digits "
+                         "(default: main, or the xdist worker id)")
+    group.addoption("--lab-subnet", default="198.18.0.0/24",
+                    help="embedded lab subnet; xdist worker N uses the N+1-th next one "
+                         "(default: %(default)s)")
+    group.addoption("--lab-range", default="198.18.0.0/15",
+                    help="addresses the embedded lab may use at all (default: %(default)s)")
+    group.addoption("--pve-version", default="8.4.1",
+                    help="PVE version embedded nodes report (default: %(default)s)")
+    group.addoption("--node-version", action="append", default=[], metavar="NODE=VERSION",
+                    help="PVE version of one embedded node (a mixed-version cluster)")
+    group.addoption("--timescale", type=float, default=1.0,
+                    help="multiplier for PVE's HA timers on labs that scale them "
+                         "(1 = PVE's real timings; default: %(default)s)")
+    group.addoption("--recovery-budget", type=float, default=120.0,
+                    help="recovery budget in seconds at timescale 1 (default: %(default)s)")
+    group.addoption("--cluster-name", default="pvechaos",
+                    help="name given to `pvecm create` (default: %(default)s)")
+
+
+def lab_options(config: pytest.Config) -> dict[str, object]:
+    worker = getattr(config, "workerinput", {}).get("workerid")  # "gw0", "gw1", ...
+    index = int(worker[2:]) + 1 if worker else 0
+    base = ipaddress.ip_network(config.getoption("lab_subnet"), strict=False)
+    subnet = ipaddress.ip_network(
+        (int(base.network_address) + index * base.num_addresses, base.prefixlen))
+    versions = {}
+    for item in config.getoption("node_version"):
+        node, sep, version = item.partition("=")
+        if not sep:
+            raise pytest.UsageError(f"--node-version {item!r}: write it as NODE=VERSION, "
+                                    "e.g. --node-version node3=9.0.3")
+        versions[node] = version
+    return {
+        "name": config.getoption("lab_name") or (worker or "main"),
+        "subnet": str(subnet),
+        "allowed_range": config.getoption("lab_range"),
+        "pve_version": config.getoption("pve_version"),
+        "node_versions": versions,
+        "timescale": config.getoption("timescale"),
+    }
+
+
+def make_lab(config: pytest.Config) -> Lab:
+    from lab import open_lab
+
+    return open_lab(config.getoption("lab"), **lab_options(config))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        make_lab(config)  # validates every lab option before any test runs
+    except PvechaosError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """A freshly booted lab for this module (cluster not formed); removed afterwards."""
+    the_lab = make_lab(request.config)
+    try:
+        the_lab.start()
+    except PvechaosError as exc:
+        pytest.fail(f"lab error: {exc}", pytrace=False)
+    try:
+        yield the_lab
+    finally:
+        the_lab.close()
+
+
+@pytest.fixture(scope="module")
+def clock(request: pytest.FixtureRequest) -> Clock:
+    return Clock(request.config.getoption("timescale"))
+
+
+@pytest.fixture(scope="module")
+def timeline(clock: Clock) -> Timeline:
+    return Timeline(clock)
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The lab's nodes formed into one cluster with `pvecm create` / `pvecm add`."""
+    the_cluster = Cluster(lab)
+    try:
+        form_cluster(the_cluster, request.config.getoption("cluster_name"))
+    except PvechaosError as exc:
+        the_cluster.close()
+        pytest.fail(f"lab error: forming the cluster failed: {exc}", pytrace=False)
+    yield the_cluster
+    the_cluster.close()
+
+
+@pytest.fixture(scope="module")
+def faults(lab: Lab, timeline: Timeline) -> Iterator[FaultInjector]:
+    injector = FaultInjector(lab, timeline)
+    yield injector
+    errors = injector.undo_all()
+    if errors:
+        raise PvechaosError("undoing faults failed: " + "; ".join(map(str, errors)))
+
+
+@pytest.fixture(scope="module")
+def quorum_watcher(cluster: Cluster, timeline: Timeline) -> Iterator[QuorumWatcher]:
+    """Every node's `pvecm status`, polled in the background onto the timeline."""
+    with QuorumWatcher(cluster, timeline) as watcher:
+        yield watcher

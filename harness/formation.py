@@ -1,0 +1,39 @@
+"""Forming the cluster with the nodes' own commands, the same way on every lab.
+
+`pvecm create` on the first node, then `pvecm add <first> --use_ssh` on each other node
+(the join path that needs only root SSH between nodes, no API password prompt).
+"""
+
+from __future__ import annotations
+
+from harness.cluster import Cluster
+from harness.errors import PvechaosError
+from harness.waits import NotYet, wait_until
+
+
+def form_cluster(cluster: Cluster, name: str = "pvechaos", *, timeout_s: float = 60.0
+                 ) -> None:
+    first, *others = cluster.nodes()
+    first.check("pvecm", "create", name, "--link0", first.cluster_address, timeout_s=60)
+    for node in others:
+        node.check("pvecm", "add", first.cluster_address, "--link0", node.cluster_address,
+                   "--use_ssh", timeout_s=120)
+    wait_for_whole_cluster(cluster, timeout_s=timeout_s)
+
+
+def wait_for_whole_cluster(cluster: Cluster, *, timeout_s: float) -> None:
+    """Every node quorate, seeing every node as a member."""
+    count = len(cluster.names)
+
+    def whole() -> bool | NotYet:
+        for node in cluster.nodes():
+            try:
+                status = node.quorum(timeout_s=5)
+            except PvechaosError as exc:
+                return NotYet(f"{node.name}: {exc}")
+            if not status.quorate or status.nodes != count:
+                return NotYet(f"{node.name} quorate={status.quorate} members={status.nodes}")
+        return True
+
+    wait_until(f"all {count} nodes quorate with {count} members", whole,
+               timeout_s=timeout_s, interval_s=0.5)

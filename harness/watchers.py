@@ -1,0 +1,111 @@
+"""Background watchers: what each node believes, polled over SSH onto the timeline.
+
+One thread per node, so a node that is off or frozen never delays the others. Each poll
+is bounded (command deadline), the loop ends when stopped, and stop() joins with a bound.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from harness.cluster import Cluster, Node
+from harness.errors import CommandTimeout, NodeUnreachable, PvechaosError
+from harness.timeline import EventKind, Timeline
+
+
+@dataclass(frozen=True)
+class QuorumView:
+    """One node's view of the cluster, as its `pvecm status` showed it."""
+
+    quorate: bool
+    members: tuple[str, ...]  # node names
+    expected_votes: int
+    total_votes: int
+
+    def to_data(self) -> dict[str, object]:
+        return {"quorate": self.quorate, "members": list(self.members),
+                "expected_votes": self.expected_votes, "total_votes": self.total_votes}
+
+
+class QuorumWatcher:
+    def __init__(self, cluster: Cluster, timeline: Timeline, *, interval_s: float = 0.5,
+                 command_timeout_s: float = 4.0) -> None:
+        self.cluster, self.timeline = cluster, timeline
+        self.interval_s, self.command_timeout_s = interval_s, command_timeout_s
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.views: dict[str, QuorumView | None] = {}
+        self.polls = 0
+
+    def __enter__(self) -> QuorumWatcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._stop.clear()
+        for node in self.cluster.nodes():
+            thread = threading.Thread(target=self._watch, args=(node,), daemon=True,
+                                      name=f"quorum-watcher-{node.name}")
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout_s / max(1, len(self._threads)))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        self._threads = []
+        if alive:
+            raise PvechaosError(f"watcher threads did not stop: {', '.join(alive)}")
+
+    def _watch(self, node: Node) -> None:
+        reachable: bool | None = None
+        view: QuorumView | None = None
+        while not self._stop.is_set():
+            started = self.timeline.clock.now()
+            try:
+                status = node.quorum(timeout_s=self.command_timeout_s)
+            except (NodeUnreachable, CommandTimeout) as exc:
+                if reachable is not False:
+                    self.timeline.record(EventKind.NODE_UNREACHABLE, node.name, t=started,
+                                         reason=str(exc).splitlines()[0])
+                reachable, view = False, None
+                self.views[node.name] = None
+            except PvechaosError as exc:  # answered, but no quorum information (corosync down)
+                if reachable is not True:
+                    self.timeline.record(EventKind.NODE_REACHABLE, node.name, t=started)
+                reachable = True
+                if view is not None or node.name not in self.views:
+                    self.timeline.record(EventKind.NOTE, node.name, t=started,
+                                         text="no quorum information: "
+                                              + str(exc).splitlines()[0])
+                view = None
+                self.views[node.name] = None
+            else:
+                if reachable is not True:
+                    self.timeline.record(EventKind.NODE_REACHABLE, node.name, t=started)
+                reachable = True
+                new = QuorumView(status.quorate,
+                                 tuple(self.cluster.name_of(m.name) for m in status.members),
+                                 status.expected_votes, status.total_votes)
+                self._record_change(node.name, view, new, started)
+                view = new
+                self.views[node.name] = new
+            self.polls += 1
+            self._stop.wait(self.interval_s)
+
+    def _record_change(self, node: str, old: QuorumView | None, new: QuorumView,
+                       t: float) -> None:
+        if old is not None and old.quorate != new.quorate:
+            kind = EventKind.QUORUM_REGAINED if new.quorate else EventKind.QUORUM_LOST
+            self.timeline.record(kind, node, t=t, **new.to_data())
+        if old is None or old.members != new.members:
+            self.timeline.record(EventKind.MEMBERSHIP_CHANGED, node, t=t, **new.to_data(),
+                                 first_view=old is None)
+        elif (old.expected_votes, old.total_votes) != (new.expected_votes, new.total_votes) \
+                or old.quorate != new.quorate:
+            self.timeline.record(EventKind.VOTES_CHANGED, node, t=t, **new.to_data())
