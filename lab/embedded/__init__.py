@@ -64,10 +64,7 @@ class EmbeddedLab:
 
     def _remove_stray_kernel_objects(self) -> None:
         """Objects named for this lab but listed in no state file (a run killed early)."""
-        for node in self.config.node_names:
-            network.delete_netns(self.config.netns(node))
-        if network.link_exists(self.config.bridge):
-            network.delete_link(self.config.bridge)
+        network.remove_lab_network(self.config)
 
     def _build(self) -> None:
         config = self.config
@@ -77,6 +74,7 @@ class EmbeddedLab:
         network.create_bridge(config)
         for node in config.node_names:
             self.state.add("netns", config.netns(node))
+            self.state.add("links", config.veth(node))
             network.create_node_network(config, node)
         lab_key = provision.make_lab_key(config)
         for node in config.node_names:
@@ -131,9 +129,7 @@ class EmbeddedLab:
             kill_recorded(self.state.data.get("processes", {}))
         except LabError as exc:
             errors.append(exc)
-        for node in self.config.node_names:
-            network.delete_netns(self.config.netns(node))
-        network.delete_link(self.config.bridge)
+        network.remove_lab_network(self.config)
         if self.config.lab_dir.exists():
             import shutil
             shutil.rmtree(self.config.lab_dir, ignore_errors=True)

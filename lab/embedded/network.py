@@ -5,6 +5,7 @@ Nodes have no default route: the only addresses they can reach are on the lab br
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from lab.embedded.config import EmbeddedConfig
@@ -50,3 +51,19 @@ def delete_netns(name: str) -> None:
 def delete_link(name: str) -> None:
     if link_exists(name):
         sh("ip", "link", "del", name, check=False)
+
+
+def remove_lab_network(config: EmbeddedConfig, timeout_s: float = 10.0) -> None:
+    """Delete veths, namespaces and the bridge, and wait until the kernel has let go.
+
+    Deleting a namespace frees its devices asynchronously, so the host end of each veth
+    is deleted explicitly (which removes both ends) and the removal is awaited.
+    """
+    names = [config.veth(n) for n in config.node_names] + [config.bridge]
+    for name in names:
+        delete_link(name)
+    for node in config.node_names:
+        delete_netns(config.netns(node))
+    deadline = time.monotonic() + timeout_s
+    while any(link_exists(n) for n in names) and time.monotonic() < deadline:
+        time.sleep(0.05)

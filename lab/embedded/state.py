@@ -107,9 +107,9 @@ def sweep(lab_dir: Path) -> bool:
                        hint="wait for that run to end, or give this run another --lab-name "
                             "and --lab-subnet")
     kill_recorded(state.data.get("processes", {}))
-    for ns in state.data.get("netns", []):
-        delete_netns(ns)
     for link in state.data.get("links", []):
         delete_link(link)
+    for ns in state.data.get("netns", []):
+        delete_netns(ns)
     shutil.rmtree(lab_dir, ignore_errors=True)
     return True

@@ -1,0 +1,59 @@
+"""Integration tests run the real embedded lab: real corosync, real sshd, real SSH."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.embedded import EmbeddedLab
+from lab.embedded.config import EmbeddedConfig
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.integration)
+            if os.geteuid() != 0:
+                item.add_marker(pytest.mark.skip(
+                    reason="integration tests run the embedded lab, which needs root"))
+
+
+def leftovers(config: EmbeddedConfig) -> list[str]:
+    """Everything of a lab that could outlive it, as readable strings."""
+    found = [f"netns {config.netns(n)}" for n in config.node_names
+             if Path("/run/netns", config.netns(n)).exists()]
+    if Path("/sys/class/net", config.bridge).exists():
+        found.append(f"bridge {config.bridge}")
+    found += [f"link {config.veth(n)}" for n in config.node_names
+              if Path("/sys/class/net", config.veth(n)).exists()]
+    if config.lab_dir.exists():
+        found.append(f"directory {config.lab_dir}")
+    marker = str(config.lab_dir)
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if marker in cmdline:
+                found.append(f"process {proc.name}: {cmdline.strip()}")
+    return found
+
+
+@pytest.fixture
+def make_lab(request: pytest.FixtureRequest) -> Iterator:
+    """Labs made by a test; each is closed afterwards, and must leave nothing behind."""
+    labs: list[EmbeddedLab] = []
+
+    def make(name: str, subnet: str, **options: object) -> EmbeddedLab:
+        lab = EmbeddedLab(EmbeddedConfig(name=name, subnet=subnet, **options))
+        labs.append(lab)
+        return lab
+
+    yield make
+    for lab in labs:
+        lab.close()
+        assert leftovers(lab.config) == []
