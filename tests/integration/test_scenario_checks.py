@@ -1,0 +1,38 @@
+"""The scenarios' own checks catch what they claim to, run as a user would run them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_pytest(*args: str, timeout_s: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *args],
+                          cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+
+
+def test_preflight_fails_on_a_mixed_version_cluster(tmp_path):
+    result = run_pytest("scenarios/test_quorum_story.py", "-x", "--lab-name", "mixed",
+                        "--lab-subnet", "198.18.48.0/24", "--node-version", "node3=9.0.3",
+                        "--metrics-file", str(tmp_path / "metrics.json"))
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "mixed PVE versions" in result.stdout
+    assert "node3': '9.0.3'" in result.stdout
+    assert "1 failed" in result.stdout
+
+
+def test_a_subnet_outside_the_lab_range_is_refused_before_anything_runs():
+    result = run_pytest("scenarios/", "--lab-subnet", "192.168.1.0/24", timeout_s=60)
+    assert result.returncode == 4  # pytest's usage error
+    assert "outside the lab range 198.18.0.0/15" in result.stderr
+    assert "fix:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_bad_node_version_option_is_a_usage_error():
+    result = run_pytest("scenarios/", "--node-version", "node3", timeout_s=60)
+    assert result.returncode == 4
+    assert "NODE=VERSION" in result.stderr
