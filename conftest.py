@@ -8,6 +8,7 @@ fresh lab, so every story starts from a pristine cluster.
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -135,3 +136,10 @@ def quorum_watcher(cluster: Cluster, timeline: Timeline) -> Iterator[QuorumWatch
     """Every node's `pvecm status`, polled in the background onto the timeline."""
     with QuorumWatcher(cluster, timeline) as watcher:
         yield watcher
+    try:
+        import allure
+
+        allure.attach(json.dumps(timeline.to_json(), indent=1), name="timeline",
+                      attachment_type=allure.attachment_type.JSON)
+    except ImportError:
+        pass

@@ -7,7 +7,6 @@ nested PVE VM and a real server look the same.
 from __future__ import annotations
 
 import concurrent.futures
-import functools
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -66,17 +65,20 @@ class Node:
         """Try to create and remove a file in /etc/pve; the result says why it failed."""
         return self.run(f"echo probe > {path} && rm -f {path}")
 
-    @functools.cached_property
+    @property
     def host(self):
-        """A testinfra host for assertions on the node (package, file, service...)."""
-        import testinfra
+        """A testinfra host for assertions on the node (package, file, service...).
+
+        It rides on this node's own SSH connection, so the host key stays pinned (testinfra
+        alone would accept any key with a warning).
+        """
+        import testinfra.host
+        from testinfra.backend.paramiko import ParamikoBackend
 
         spec = self.spec
-        params = {}
-        if spec.ssh_key:
-            params["ssh_identity_file"] = str(spec.ssh_key)
-        return testinfra.get_host(
-            f"paramiko://{spec.ssh_user}@{spec.address}:{spec.ssh_port}", **params)
+        backend = ParamikoBackend(f"{spec.ssh_user}@{spec.address}:{spec.ssh_port}")
+        backend.__dict__["client"] = self._ssh.client()  # fills its cached `client` property
+        return testinfra.host.Host(backend)
 
     def close(self) -> None:
         self._ssh.close()

@@ -7,7 +7,6 @@ without a bound: connecting, authenticating and each command have their own limi
 from __future__ import annotations
 
 import shlex
-import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -79,6 +78,10 @@ class SshSession:
             transport.set_keepalive(2)
         return client
 
+    def client(self) -> paramiko.SSHClient:
+        """The connected client (opened now if need be), e.g. for testinfra."""
+        return self._client_or_connect()
+
     def _client_or_connect(self) -> paramiko.SSHClient:
         with self._lock:
             client = self._client
@@ -137,7 +140,7 @@ class SshSession:
                     channel.status_event.wait(0.05)
             rc = channel.recv_exit_status()
             channel.close()
-        except (OSError, paramiko.SSHException, EOFError, socket.timeout) as exc:
+        except (TimeoutError, OSError, paramiko.SSHException, EOFError) as exc:
             self.close()
             raise NodeUnreachable(self.node.name, self.node.address,
                                   f"session broke during `{command}`: {exc}") from exc

@@ -32,8 +32,8 @@ def wait_until(what: str, condition: Callable[[], T], *, timeout_s: float,
     """Call ``condition`` until it returns a truthy value, at most ``timeout_s`` seconds.
 
     Returns that value. A condition may return ``NotYet(what_it_saw)`` to say why it is
-    not satisfied; that is what the timeout reports as last seen. A condition may raise a PvechaosError (node unreachable, command
-    timed out): that counts as "not yet" and is what the timeout reports as last seen.
+    not satisfied, or raise a PvechaosError (node unreachable, command timed out), which
+    counts as "not yet"; either is what the timeout reports as last seen.
     Long waits print one progress line every ``progress_every_s`` seconds.
     """
     start = time.monotonic()

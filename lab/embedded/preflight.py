@@ -9,7 +9,8 @@ from pathlib import Path
 
 from harness.errors import LabError
 
-SETUP = "bash .ci/setup (installs corosync, openssh-server, iproute2, fuse3 and the Python packages)"
+SETUP = ("bash .ci/setup (installs corosync, openssh-server, iproute2, fuse3 and the "
+         "Python packages)")
 TOOLS = {
     "corosync": "corosync", "corosync-quorumtool": "corosync", "corosync-keygen": "corosync",
     "corosync-cfgtool": "corosync", "sshd": "openssh-server", "ssh": "openssh-client",

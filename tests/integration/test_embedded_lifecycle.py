@@ -13,7 +13,6 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.errors import InterlockError, NodeUnreachable
-from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
 from tests.integration.conftest import leftovers
 

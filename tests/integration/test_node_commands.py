@@ -103,3 +103,10 @@ def test_each_node_reports_its_own_pve_version(cluster):
     versions = {n.name: n.pve_version() for n in cluster.nodes()}
     assert versions["node1"].manager == versions["node2"].manager == "8.4.1"
     assert versions["node3"].manager == "9.0.3" and versions["node3"].major == 9
+
+
+def test_each_node_has_a_testinfra_host(cluster):
+    host = cluster.node("node2").host
+    assert host.file("/etc/hostname").content_string.strip() == "node2"
+    assert host.file("/etc/pve").is_directory
+    assert host.run("hostname").stdout.strip() == "node2"

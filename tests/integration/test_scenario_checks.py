@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from lab.embedded.config import EmbeddedConfig
+from tests.integration.conftest import leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,3 +42,41 @@ def test_a_bad_node_version_option_is_a_usage_error():
     result = run_pytest("scenarios/", "--node-version", "node3", timeout_s=60)
     assert result.returncode == 4
     assert "NODE=VERSION" in result.stderr
+
+
+def _wait_for_booted_nodes(state_file: Path, proc: subprocess.Popen, timeout_s: float) -> None:
+    import json
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            processes = json.loads(state_file.read_text()).get("processes", {})
+        except (OSError, ValueError):
+            processes = {}
+        if {"node1", "node2", "node3"} <= set(processes):
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the run did not boot its lab within {timeout_s} s")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_an_interrupted_run_leaves_nothing(signum, tmp_path):
+    name = {signal.SIGINT: "intr", signal.SIGTERM: "term"}[signum]
+    subnet = {signal.SIGINT: "198.18.49.0/24", signal.SIGTERM: "198.18.50.0/24"}[signum]
+    config = EmbeddedConfig(name=name, subnet=subnet)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "scenarios/",
+         "--lab-name", name, "--lab-subnet", subnet,
+         "--metrics-file", str(tmp_path / "metrics.json")],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait_for_booted_nodes(config.lab_dir / "state.json", proc, timeout_s=60)
+        proc.send_signal(signum)
+        output, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert proc.returncode != 0
+    assert leftovers(config) == [], output[-3000:]

@@ -86,8 +86,8 @@ def cfs_lock(timeout_s: float = 10.0):
 
 
 def check_quorum() -> None:
-    if not os.access("/etc/pve/local", os.W_OK) or \
-            not os.stat("/etc/pve/local").st_mode & 0o200:
+    # PVE::Cluster::check_cfs_quorum tests the write bit pmxcfs shows on /etc/pve/local
+    if not os.stat("/etc/pve/local").st_mode & 0o200:
         raise Fail("cluster not ready - no quorum?")
 
 
@@ -320,8 +320,8 @@ COMMANDS = {"create": cmd_create, "add": cmd_add, "addnode": cmd_addnode,
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
-        print(f"ERROR: {'unknown command ' + repr('pvecm ' + argv[0]) if argv else 'no command specified'}"
-              f"\nUSAGE: pvecm <COMMAND> [ARGS] [OPTIONS]\n"
+        problem = f"unknown command 'pvecm {argv[0]}'" if argv else "no command specified"
+        print(f"ERROR: {problem}\nUSAGE: pvecm <COMMAND> [ARGS] [OPTIONS]\n"
               + "\n".join(f"       pvecm {c}" for c in COMMANDS), file=sys.stderr)
         return 255
     try:
