@@ -44,10 +44,11 @@ class QuorumStatus:
 
 
 _FIELD = re.compile(r"^([A-Za-z][A-Za-z ]*?):\s?(.*)$")
-# the optional third column is the Qdevice state (A,V,NMW / NR) when a QDevice is set up
-_MEMBER_HEX = re.compile(
-    r"^\s*0x([0-9a-fA-F]{8})\s+(\d+)\s+(?:([A-Z]+(?:,[A-Z]+)*)\s+)?(\S+)(\s+\(local\))?\s*$")
-_MEMBER_DEC = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\S+)(\s+\(local\))?\s*$")
+# Rows: node id, votes, the Qdevice state (A,V,NMW / NR) when a QDevice is set up, the
+# name, then " (local)" on this node's row or " (votes N)" on the QDevice's own row.
+_ROW_TAIL = r"\s+(?:[A-Z]+(?:,[A-Z]+)*\s+)?(\S+)(?:\s+\((local|votes \d+)\))?\s*$"
+_MEMBER_HEX = re.compile(r"^\s*0x([0-9a-fA-F]{8})\s+(\d+)" + _ROW_TAIL)
+_MEMBER_DEC = re.compile(r"^\s*(\d+)\s+(\d+)" + _ROW_TAIL)
 
 
 def _fields(text: str) -> dict[str, str]:
@@ -74,20 +75,20 @@ def _members(text: str, pattern: re.Pattern[str], base: int, what: str) -> tuple
         m = pattern.match(line)
         if not m:
             raise ParseError(what, f"unexpected membership row {line!r}", text)
-        groups = m.groups()
-        name, local = groups[-2], groups[-1]
-        if name == "Qdevice":
-            continue
-        members.append(Member(int(groups[0], base), int(groups[1]), name, bool(local)))
+        nodeid, votes, name, note = m.groups()
+        if name == "Qdevice" and int(nodeid, base) == 0:
+            continue  # the QDevice's vote is in the votequorum section, it is no member
+        members.append(Member(int(nodeid, base), int(votes), name, note == "local"))
     return tuple(members)
 
 
-def _int(fields: dict[str, str], key: str, text: str, base: int = 10) -> int:
+def _int(fields: dict[str, str], key: str, text: str) -> int:
+    """A numeric field; `0x`-prefixed values (Node ID with -H) are hexadecimal."""
     raw = fields.get(key)
     if raw is None:
         raise ParseError("pvecm status", f"field {key!r} missing", text)
     try:
-        return int(raw.split()[0], base)
+        return int(raw.split()[0], 0 if raw.strip().startswith("0x") else 10)
     except (ValueError, IndexError):
         raise ParseError("pvecm status", f"field {key!r} is {raw!r}, not a number",
                          text) from None
@@ -98,14 +99,13 @@ def parse_pvecm_status(text: str) -> QuorumStatus:
     if "Quorate" not in fields:
         raise ParseError("pvecm status", "no 'Quorate:' line (is corosync running?)", text)
     quorum_line = fields.get("Quorum", "")
-    node_id_raw = fields.get("Node ID", "")
     return QuorumStatus(
         cluster_name=fields.get("Name", "").strip(),
         config_version=_int(fields, "Config Version", text),
         transport=fields.get("Transport", "").strip(),
         secure_auth=fields.get("Secure auth", "").strip(),
         nodes=_int(fields, "Nodes", text),
-        node_id=int(node_id_raw.strip(), 16 if node_id_raw.strip().startswith("0x") else 10),
+        node_id=_int(fields, "Node ID", text),
         ring_id=fields.get("Ring ID", "").strip(),
         quorate=fields["Quorate"].strip() == "Yes",
         expected_votes=_int(fields, "Expected votes", text),

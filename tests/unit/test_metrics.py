@@ -1,0 +1,149 @@
+"""harness.metrics: figures computed from a timeline built by hand, and metrics.json."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.clock import Clock
+from harness.metrics import (
+    Metric,
+    MetricsFile,
+    time_to_detect,
+    time_to_heal,
+    time_to_quorum,
+    time_to_quorum_loss,
+)
+from harness.timeline import EventKind, Timeline
+from harness.watchers import QuorumView
+
+K = EventKind
+ALL = ("node1", "node2", "node3")
+
+
+def view(timeline, kind, node, t, members, *, quorate=True, expected=3):
+    data = QuorumView(quorate, tuple(members), expected, len(members)).to_data()
+    return timeline.record(kind, node, t=t, **data)
+
+
+@pytest.fixture
+def story() -> tuple[Timeline, dict]:
+    """The quorum story: node3 off, node2 off, `pvecm expected 1`, both back on."""
+    tl = Timeline(Clock())
+    marks = {}
+    for node in ALL:
+        view(tl, K.MEMBERSHIP_CHANGED, node, 1.0, ALL)
+    marks["cut3"] = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node3")
+    tl.record(K.NODE_UNREACHABLE, "node3", t=10.5, reason="off")
+    tl.record(K.NOTE, "node2", t=11.0, text="not a view")
+    view(tl, K.MEMBERSHIP_CHANGED, "node1", 12.0, ("node1", "node2"))
+    view(tl, K.MEMBERSHIP_CHANGED, "node2", 12.5, ("node1", "node2"))
+    marks["cut2"] = tl.record(K.FAULT_POWER_CUT, "harness", t=20.0, node="node2")
+    view(tl, K.QUORUM_LOST, "node1", 22.0, ("node1",), quorate=False)
+    view(tl, K.MEMBERSHIP_CHANGED, "node1", 22.0, ("node1",), quorate=False)
+    marks["expected"] = tl.record(K.ACTION, "harness", t=30.0, what="pvecm expected 1")
+    view(tl, K.QUORUM_REGAINED, "node1", 30.4, ("node1",), expected=1)
+    marks["on"] = tl.record(K.FAULT_POWER_ON, "harness", t=40.0, node="node2")
+    tl.record(K.FAULT_POWER_ON, "harness", t=40.0, node="node3")
+    # every member, but expected votes still 1: not healed yet
+    view(tl, K.MEMBERSHIP_CHANGED, "node1", 53.0, ALL, expected=1)
+    view(tl, K.VOTES_CHANGED, "node1", 55.0, ALL)
+    view(tl, K.MEMBERSHIP_CHANGED, "node2", 50.0, ("node1", "node2"))
+    view(tl, K.MEMBERSHIP_CHANGED, "node2", 55.5, ALL)
+    view(tl, K.MEMBERSHIP_CHANGED, "node3", 56.0, ("node3", "node1", "node2"))  # any order
+    return tl, marks
+
+
+def test_time_to_detect_is_the_slowest_survivor(story):
+    tl, marks = story
+    assert time_to_detect(tl, marks["cut3"], ["node1", "node2"]) == pytest.approx(2.5)
+    assert time_to_detect(tl, marks["cut3"], ["node1"]) == pytest.approx(2.0)
+    assert time_to_detect(tl, marks["cut2"], ["node1"]) == pytest.approx(2.0)
+
+
+def test_time_to_detect_is_none_when_a_survivor_never_drops_the_node(story):
+    tl, marks = story
+    assert time_to_detect(tl, marks["cut2"], ["node1", "node3"]) is None
+
+
+def test_time_to_quorum_loss(story):
+    tl, marks = story
+    assert time_to_quorum_loss(tl, marks["cut2"], "node1") == pytest.approx(2.0)
+    assert time_to_quorum_loss(tl, marks["cut3"], "node2") is None  # node2 stayed quorate
+
+
+def test_time_to_quorum(story):
+    tl, marks = story
+    assert time_to_quorum(tl, marks["expected"], "node1") == pytest.approx(0.4)
+    assert time_to_quorum(tl, marks["on"], "node3") == pytest.approx(16.0)
+
+
+def test_time_to_heal_waits_for_every_member_and_whole_expected_votes(story):
+    tl, marks = story
+    assert time_to_heal(tl, marks["on"], ALL) == pytest.approx(16.0)
+    assert time_to_heal(tl, marks["on"], ["node1", "node2"]) is None  # they see node3 too
+
+
+def test_time_to_heal_is_none_when_a_node_never_heals(story):
+    tl, marks = story
+    tl2 = Timeline(Clock())
+    for event in tl.events():
+        if not (event.source == "node3" and event.t > 40):
+            tl2.record(event.kind, event.source, t=event.t, **event.data)
+    assert time_to_heal(tl2, marks["on"], ALL) is None
+
+
+def test_observations_before_the_fault_do_not_count():
+    tl = Timeline(Clock())
+    view(tl, K.MEMBERSHIP_CHANGED, "node1", 5.0, ("node1", "node2"))  # before the cut
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node3")
+    assert time_to_detect(tl, cut, ["node1"]) is None
+    view(tl, K.MEMBERSHIP_CHANGED, "node1", 10.0, ("node1", "node2"))  # same poll as the cut
+    assert time_to_detect(tl, cut, ["node1"]) == 0.0
+
+
+def test_metric_json_rounds_the_value():
+    metric = Metric("quorum_story", "time_to_detect", 2.34567, {"node": "node3"})
+    assert metric.to_json() == {"scenario": "quorum_story", "name": "time_to_detect",
+                                "value_s": 2.346, "data": {"node": "node3"}}
+
+
+def test_metrics_file_round_trip(tmp_path):
+    path = tmp_path / "reports" / "metrics.json"
+    metrics = MetricsFile(path, run="run-a")
+    assert metrics.read() == []
+    first = Metric("story", "time_to_detect", 2.5, {"node": "node3", "resolution_s": 0.5})
+    second = Metric("story", "time_to_heal", 16.0004)
+    metrics.append(first)
+    metrics.append(second)
+    assert json.loads(path.read_text())["run"] == "run-a"
+    assert metrics.read() == [first, Metric("story", "time_to_heal", 16.0)]
+    assert metrics.read(this_run_only=True) == metrics.read()
+
+
+def test_metrics_file_a_new_run_replaces_the_last_runs_figures(tmp_path):
+    path = tmp_path / "metrics.json"
+    MetricsFile(path, run="old").append(Metric("story", "time_to_detect", 9.0))
+    new = MetricsFile(path, run="new")
+    assert [m.value_s for m in new.read()] == [9.0]  # kept until the new run measures
+    assert new.read(this_run_only=True) == []
+    new.append(Metric("story", "time_to_detect", 3.0))
+    assert [m.value_s for m in new.read()] == [3.0]
+    assert MetricsFile(path, run="old").read(this_run_only=True) == []
+
+
+@pytest.mark.parametrize("content", ["", "not json", "[1, 2]"])
+def test_metrics_file_tolerates_an_unreadable_file(tmp_path, content):
+    path = tmp_path / "metrics.json"
+    path.write_text(content)
+    metrics = MetricsFile(path, run="r")
+    assert metrics.read() == []
+    metrics.append(Metric("s", "m", 1.0))
+    assert [m.name for m in metrics.read()] == ["m"]
+
+
+def test_metrics_file_append_creates_the_file(tmp_path):
+    metrics = MetricsFile(tmp_path / "new" / "metrics.json")
+    metrics.append(Metric("s", "m", 1.0))
+    assert [m.name for m in MetricsFile(metrics.path).read()] == ["m"]
