@@ -75,14 +75,15 @@ def time_to_heal(timeline: Timeline, power_on: Event, nodes: Iterable[str]) -> f
 
 
 class MetricsFile:
-    """`reports/metrics.json`: a JSON list shared by every worker of a run (file-locked)."""
+    """`reports/metrics.json`, shared by every xdist worker of a run (file-locked).
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    ``{"run": <id>, "metrics": [...]}``. The first metric of a new run replaces what an
+    earlier run left, so a run that measures nothing (the self-tests) keeps the last
+    scenario run's figures.
+    """
 
-    def reset(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text("[]\n")
+    def __init__(self, path: Path, run: str = "") -> None:
+        self.path, self.run = path, run
 
     def append(self, metric: Metric) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,14 +91,28 @@ class MetricsFile:
             fcntl.flock(handle, fcntl.LOCK_EX)
             handle.seek(0)
             text = handle.read().strip()
-            rows = json.loads(text) if text else []
-            rows.append(metric.to_json())
+            doc = _loads(text)
+            if not isinstance(doc, dict) or doc.get("run") != self.run:
+                doc = {"run": self.run, "metrics": []}
+            doc["metrics"].append(metric.to_json())
             handle.seek(0)
             handle.truncate()
-            handle.write(json.dumps(rows, indent=1) + "\n")
+            handle.write(json.dumps(doc, indent=1) + "\n")
 
-    def read(self) -> list[Metric]:
-        if not self.path.exists():
+    def read(self, *, this_run_only: bool = False) -> list[Metric]:
+        try:
+            doc = _loads(self.path.read_text())
+        except OSError:
+            return []
+        if not isinstance(doc, dict) or (this_run_only and doc.get("run") != self.run):
             return []
         return [Metric(r["scenario"], r["name"], r["value_s"], r.get("data", {}))
-                for r in json.loads(self.path.read_text() or "[]")]
+                for r in doc.get("metrics", [])]
+
+
+def _loads(text: str) -> object:
+    """A metrics document, or {} for an empty or damaged file (it is rewritten whole)."""
+    try:
+        return json.loads(text) if text.strip() else {}
+    except ValueError:
+        return {}

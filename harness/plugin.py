@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import uuid
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from harness.metrics import Metric, MetricsFile
 
 _FAILED_STEP = pytest.StashKey[dict]()
+_RUN_ID = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -33,8 +35,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_FAILED_STEP] = {}
     if threading_main():
         signal.signal(signal.SIGTERM, _raise_interrupt)
-    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
-        MetricsFile(config.getoption("metrics_file")).reset()
+    worker = getattr(config, "workerinput", None)
+    config.stash[_RUN_ID] = worker["pvechaos_run"] if worker else uuid.uuid4().hex[:12]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist: every worker writes its metrics under the controller's run id."""
+    node.workerinput["pvechaos_run"] = node.config.stash[_RUN_ID]
 
 
 def threading_main() -> bool:
@@ -86,14 +94,16 @@ class MetricsRecorder:
 
 @pytest.fixture
 def metrics(request: pytest.FixtureRequest) -> MetricsRecorder:
+    config = request.config
     return MetricsRecorder(request.module.__name__.rsplit(".", 1)[-1],
-                           MetricsFile(request.config.getoption("metrics_file")))
+                           MetricsFile(config.getoption("metrics_file"), config.stash[_RUN_ID]))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
-    rows = MetricsFile(config.getoption("metrics_file")).read()
+    rows = MetricsFile(config.getoption("metrics_file"), config.stash[_RUN_ID]).read(
+        this_run_only=True)
     if not rows:
         return
     terminalreporter.section("pvechaos metrics")
