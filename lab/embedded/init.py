@@ -78,9 +78,12 @@ def mount_node(node_dir: Path, name: str) -> None:
     mount("--bind", str(node_dir / "corosync"), "/var/lib/corosync")
     mount("--bind", str(node_dir / "log"), "/var/log")
     mount("--bind", str(node_dir / "bin"), "/usr/local/sbin")
-    for path in ("/run", "/dev/shm", "/tmp"):
-        mount("-t", "tmpfs", "-o", "mode=1777" if path != "/run" else "mode=755",
-              "tmpfs", path)
+    # /tmp is an overlay, not an empty tmpfs: the project (and its Python) may live under
+    # the host's /tmp, and the node must still see it; what the node writes stays its own.
+    mount("-t", "overlay", "overlay", "-o",
+          f"lowerdir=/tmp,upperdir={node_dir}/tmp,workdir={node_dir}/.tmp-work", "/tmp")
+    mount("-t", "tmpfs", "-o", "mode=755", "tmpfs", "/run")
+    mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", "/dev/shm")
     for path in ("/run/sshd", "/run/pvechaos", "/run/corosync"):
         os.makedirs(path, exist_ok=True)
     socket.sethostname(name)

@@ -5,7 +5,8 @@ directory, so what is written here (hostname, hosts, sshd config, keys) is that 
 alone, and survives its power cycles. Node layout under ``<lab_dir>/nodes/<node>/``:
 
     etc/            upper layer of the node's /etc
-    .etc-work/      overlay work directory
+    tmp/            upper layer of the node's /tmp
+    .etc-work/      overlay work directories (and .tmp-work/)
     corosync/       the node's /var/lib/corosync
     log/            the node's /var/log
     bin/            the node's /usr/local/sbin: pvecm, pveversion, systemctl, ...
@@ -69,7 +70,8 @@ def host_key(config: EmbeddedConfig, node: str) -> str:
 def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
     root = node_dir(config, node)
     etc = root / "etc"
-    for sub in ("etc", ".etc-work", "corosync", "log/corosync", "bin", "pmxcfs-local"):
+    for sub in ("etc", ".etc-work", "tmp", ".tmp-work", "corosync", "log/corosync", "bin",
+                "pmxcfs-local"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     address = config.node_address(node)
     version = config.version_of(node)
