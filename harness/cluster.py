@@ -21,6 +21,7 @@ from harness.pve import (
 )
 from harness.pve.corosync_cfgtool import LinkPeer
 from harness.ssh import CommandResult, SshSession
+from harness.waits import wait_until
 
 T = TypeVar("T")
 
@@ -60,6 +61,12 @@ class Node:
 
     def links(self) -> tuple[LinkPeer, ...]:
         return parse_cfgtool_status(self.check("corosync-cfgtool", "-s"))
+
+    def wait_reachable(self, *, timeout_s: float = 60.0) -> None:
+        """Wait (bounded) until the node answers over SSH, as after a power-on or boot."""
+        self.close()  # a connection from before a power cut is dead
+        wait_until(f"{self.name} to answer over SSH",
+                   lambda: self.run("true", timeout_s=5).rc == 0, timeout_s=timeout_s)
 
     def can_write_pve(self, path: str = "/etc/pve/.pvechaos-write-test") -> CommandResult:
         """Try to create and remove a file in /etc/pve; the result says why it failed."""

@@ -51,8 +51,9 @@ def test_nodes_boot_as_separate_hosts_and_power_cycle(make_lab):
             node2.run("true", timeout_s=3)
         assert cluster.node("node1").check("hostname").strip() == "node1"  # others unharmed
 
-        lab.power_on("node2")
+        lab.power_on("node2")  # the power button: the node then boots on its own
         assert lab.is_powered("node2")
+        node2.wait_reachable(timeout_s=30)
         assert cluster.node("node2").check("hostname").strip() == "node2"
         after = cluster.node("node2").check("cat", "/proc/1/stat").split()[21]
         assert after != before, "node2's init should be a new process after power on"
