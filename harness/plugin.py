@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import uuid
 from pathlib import Path
@@ -112,4 +111,4 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
         label = f"{m.scenario}  {m.name}"
         terminalreporter.write_line(f"{label:<{width}}  {m.value_s:8.2f} s")
     terminalreporter.write_line(f"(written to {config.getoption('metrics_file')}, "
-                                f"pid {os.getpid()})")
+                                f"run {config.stash[_RUN_ID]})")
