@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 import signal
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from harness.metrics import Metric, MetricsFile
+from harness.waits import NotYet, wait_until
 
 _FAILED_STEP = pytest.StashKey[dict]()
 _RUN_ID = pytest.StashKey[str]()
@@ -89,6 +91,17 @@ class MetricsRecorder:
         except ImportError:
             pass
         return metric
+
+    def record_observed(self, name: str, measure: Callable[[], float | None], *,
+                        timeout_s: float = 10.0, **data: object) -> Metric:
+        """Record a figure the background watcher has to observe first: wait (bounded)
+        until ``measure()`` finds it on the timeline (0.0 is a figure, None is not yet)."""
+        def observed() -> tuple[float] | NotYet:
+            value = measure()
+            return NotYet("not on the timeline yet") if value is None else (value,)
+
+        (value,) = wait_until(f"the watcher to observe {name}", observed, timeout_s=timeout_s)
+        return self.record(name, value, **data)
 
 
 @pytest.fixture

@@ -86,9 +86,8 @@ def test_power_cut_first_node_keeps_quorum(cluster, story_nodes, faults, timelin
         node.close()  # drop the session opened before the cut: dial afresh
         with pytest.raises(NodeUnreachable):
             node.run("true", timeout_s=5)
-    wait_until("the watcher to record the new membership",
-               lambda: time_to_detect(timeline, cut, survivors) is not None, timeout_s=10)
-    metrics.record("time_to_detect", time_to_detect(timeline, cut, survivors), node=first)
+    metrics.record_observed("time_to_detect", lambda: time_to_detect(timeline, cut, survivors),
+                            node=first)
     attach_status(cluster, survivors, "after first cut")
 
 
@@ -115,10 +114,8 @@ def test_power_cut_second_node_loses_quorum(cluster, story_nodes, faults, timeli
                            lambda: (r := cluster.node(survivor).can_write_pve()).rc != 0 and r,
                            timeout_s=10)
         assert "Permission denied" in write.stderr, write.stderr
-    wait_until("the watcher to record the quorum loss",
-               lambda: time_to_quorum_loss(timeline, cut, survivor) is not None, timeout_s=10)
-    metrics.record("time_to_quorum_loss", time_to_quorum_loss(timeline, cut, survivor),
-                   node=second)
+    metrics.record_observed("time_to_quorum_loss",
+                            lambda: time_to_quorum_loss(timeline, cut, survivor), node=second)
     attach_status(cluster, [survivor], "after second cut")
 
 
@@ -139,10 +136,8 @@ def test_expected_one_restores_quorum_on_survivor(cluster, story_nodes, faults, 
         write = wait_until(f"{survivor}'s /etc/pve to accept writes",
                            lambda: (r := node.can_write_pve()).rc == 0 and r, timeout_s=10)
         assert write.rc == 0
-    wait_until("the watcher to record the regained quorum",
-               lambda: time_to_quorum(timeline, action, survivor) is not None, timeout_s=10)
-    metrics.record("time_to_quorum_after_expected", time_to_quorum(timeline, action, survivor),
-                   node=survivor)
+    metrics.record_observed("time_to_quorum_after_expected",
+                            lambda: time_to_quorum(timeline, action, survivor), node=survivor)
     attach_status(cluster, [survivor], "after pvecm expected 1")
 
 
@@ -164,8 +159,7 @@ def test_power_on_heals_cluster(cluster, story_nodes, faults, timeline, quorum_w
                               f"expected={status.expected_votes}")
             wait_until(f"{name} to see the whole cluster", whole,
                        timeout_s=MEMBERSHIP_TIMEOUT_S)
-    wait_until("the watcher to record the healed cluster",
-               lambda: time_to_heal(timeline, last_on, names) is not None, timeout_s=15)
-    metrics.record("time_to_heal", time_to_heal(timeline, last_on, names))
+    metrics.record_observed("time_to_heal", lambda: time_to_heal(timeline, last_on, names),
+                            timeout_s=15)
     attach_status(cluster, names, "healed")
     assert timeline.events(EventKind.QUORUM_LOST, source=story_nodes.survivor)

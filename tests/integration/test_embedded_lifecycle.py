@@ -91,23 +91,30 @@ def test_faults_refuse_names_outside_the_lab(make_lab):
         lab.power_cut("node7")
 
 
-def test_next_run_cleans_up_after_a_sigkilled_run(make_lab):
-    config = EmbeddedConfig(name="killed", subnet="198.18.43.0/24")
+def lab_in_a_child(config: EmbeddedConfig) -> subprocess.Popen:
+    """Start the lab in another Python process; return once it is up (it then idles)."""
     script = ("import sys; from lab.embedded import EmbeddedLab, EmbeddedConfig\n"
-              "lab = EmbeddedLab(EmbeddedConfig(name='killed', subnet='198.18.43.0/24'))\n"
-              "lab.start(); print('ready', flush=True); sys.stdin.read()\n")
+              f"EmbeddedLab(EmbeddedConfig(name={config.name!r}, subnet={config.subnet!r}))"
+              ".start()\nprint('ready', flush=True); sys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
         assert proc.stdout.readline().strip() == "ready"
-        proc.send_signal(signal.SIGKILL)
+    except BaseException:
+        proc.kill()
         proc.wait(timeout=10)
-        left = leftovers(config)
-        assert any(item.startswith("netns") for item in left), left
-        assert any(item.startswith("process") for item in left), left
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+        raise
+    return proc
+
+
+def test_next_run_cleans_up_after_a_sigkilled_run(make_lab):
+    config = EmbeddedConfig(name="killed", subnet="198.18.43.0/24")
+    proc = lab_in_a_child(config)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=10)
+    left = leftovers(config)
+    assert any(item.startswith("netns") for item in left), left
+    assert any(item.startswith("process") for item in left), left
     lab = make_lab("killed", "198.18.43.0/24")
     lab.start()  # sweeps what the killed run left, then boots afresh
     assert all(lab.is_powered(n) for n in lab.config.node_names)
@@ -117,16 +124,9 @@ def test_next_run_cleans_up_after_a_sigkilled_run(make_lab):
 
 def test_cleanup_command_removes_a_killed_runs_leftovers():
     config = EmbeddedConfig(name="orphan", subnet="198.18.44.0/24")
-    script = ("import sys; from lab.embedded import EmbeddedLab, EmbeddedConfig\n"
-              "EmbeddedLab(EmbeddedConfig(name='orphan', subnet='198.18.44.0/24')).start()\n"
-              "print('ready', flush=True); sys.stdin.read()\n")
-    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout.readline().strip() == "ready"
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    proc = lab_in_a_child(config)
+    proc.kill()
+    proc.wait(timeout=10)
     assert leftovers(config)
     out = subprocess.run([sys.executable, "-m", "lab.embedded", "cleanup", "orphan"], cwd=REPO,
                          capture_output=True, text=True, timeout=60)

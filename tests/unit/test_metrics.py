@@ -147,3 +147,23 @@ def test_metrics_file_append_creates_the_file(tmp_path):
     metrics = MetricsFile(tmp_path / "new" / "metrics.json")
     metrics.append(Metric("s", "m", 1.0))
     assert [m.name for m in MetricsFile(metrics.path).read()] == ["m"]
+
+
+def test_record_observed_waits_for_the_watcher_and_keeps_a_zero(tmp_path):
+    from harness.plugin import MetricsRecorder
+
+    answers = iter([None, None, 0.0])
+    recorder = MetricsRecorder("story", MetricsFile(tmp_path / "m.json", run="r"))
+    metric = recorder.record_observed("time_to_detect", lambda: next(answers), timeout_s=5)
+    assert metric == Metric("story", "time_to_detect", 0.0)
+    assert MetricsFile(tmp_path / "m.json", run="r").read() == [metric]
+
+
+def test_record_observed_times_out_saying_what_was_missing(tmp_path):
+    from harness.errors import WaitTimeout
+    from harness.plugin import MetricsRecorder
+
+    recorder = MetricsRecorder("story", MetricsFile(tmp_path / "m.json", run="r"))
+    with pytest.raises(WaitTimeout, match="observe time_to_heal.*not on the timeline"):
+        recorder.record_observed("time_to_heal", lambda: None, timeout_s=0.2)
+    assert not (tmp_path / "m.json").exists()
