@@ -30,6 +30,11 @@ COMMANDS = {  # name in the node's PATH -> module implementing it
     "pvecm": "lab.embedded.pve.cli.pvecm",
     "pveversion": "lab.embedded.pve.cli.pveversion",
     "systemctl": "lab.embedded.pve.cli.systemctl",
+    "ha-manager": "lab.embedded.pve.cli.ha_manager",
+    "pvesh": "lab.embedded.pve.cli.pvesh",
+    "pct": "lab.embedded.pve.cli.pct",
+    "qm": "lab.embedded.pve.cli.qm",
+    "pvesm": "lab.embedded.pve.cli.pvesm",
 }
 KERNEL = {8: "6.8.12-9-pve", 9: "6.14.8-2-pve"}
 
@@ -126,6 +131,7 @@ def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
         "kernel": KERNEL.get(major, KERNEL[8]),
         "local_db": str(root / "pmxcfs-local"),
         "cluster_db": str(cluster_db(config)),
+        "nfs_export": str(config.lab_dir / "nfs"),
         "timescale": config.timescale,
     }, indent=1) + "\n")
 

@@ -20,6 +20,12 @@ class NodeInfo:
     local_db: Path
     cluster_db: Path
     timescale: float
+    nfs_export: Path  # the lab's "NFS server" export, shared by every node
+
+    @property
+    def flavour(self) -> int:
+        """8 or 9: the PVE generation this node emulates (from its version)."""
+        return int(self.pve_version.split(".")[0])
 
     def database(self) -> Path:
         """The pmxcfs database this node serves: its own, or the cluster's once joined."""
@@ -37,4 +43,5 @@ def load(path: Path = NODE_JSON) -> NodeInfo:
     raw = json.loads(path.read_text())
     return NodeInfo(raw["name"], raw["address"], raw["prefixlen"], raw["pve_version"],
                     raw["kernel"], Path(raw["local_db"]), Path(raw["cluster_db"]),
-                    float(raw.get("timescale", 1.0)))
+                    float(raw.get("timescale", 1.0)),
+                    Path(raw.get("nfs_export", "/nonexistent")))
