@@ -11,9 +11,11 @@ What it reproduces:
 - corosync.conf in /etc/pve is copied to /etc/corosync/corosync.conf when its
   config_version is newer, and corosync is told to reload (`corosync-cfgtool -R`).
 
+- locks under `priv/lock/` with pmxcfs's rules (see pmxcfs_locks), and the virtual
+  status files `.members` and `.vmlist` (see pmxcfs_status).
+
 Known difference (a guess we accept): a node without quorum reads the latest state of the
 shared database, where real pmxcfs would serve the state it had when it lost quorum.
-Locks (`priv/lock/`) and `.members` come with the HA stack.
 """
 
 from __future__ import annotations
@@ -25,25 +27,40 @@ import shutil
 import stat
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import mfusepy as fuse
 
-from lab.embedded.pve import corosync_conf, nodeinfo
-from lab.embedded.pve.quorum import CorosyncQuorum
+from lab.embedded.pve import corosync_conf, nodeinfo, pmxcfs_status
+from lab.embedded.pve.pmxcfs_locks import LockStore, LockWatch
+from lab.embedded.pve.quorum import CorosyncQuorum, Membership
 
 MOUNTPOINT = "/etc/pve"
 SYNC_INTERVAL_S = 1.0
+SYNC_DELAY_S = 0.2  # a new corosync.conf reaches corosync shortly after it is written
+LOCK_WATCH_INTERVAL_S = 0.25
+LOCK_LIFETIME_S = 120.0  # memdb.c CFS_LOCK_TIMEOUT, times the lab's timescale
+VIRTUAL = ("/.members", "/.vmlist")
 log = logging.getLogger("pmxcfs")
 
 
 class Pmxcfs(fuse.Operations):
     use_ns = True  # times in nanoseconds, both in getattr and utimens
 
-    def __init__(self, db: Path, node: str, quorum: CorosyncQuorum) -> None:
+    def __init__(self, db: Path, node: str, quorum: CorosyncQuorum,
+                 membership: Membership | None = None, timescale: float = 1.0) -> None:
         self.db = db
         self.node = node
         self.quorum = quorum
+        self.membership = membership
+        self.locks = LockStore(db)
+        self.lock_watch = LockWatch(self.locks, LOCK_LIFETIME_S * timescale)
+        self._virtual: dict[int, bytes] = {}
+        self._next_fh = 1 << 30
+        self._version = 0
+        self._fh_lock = threading.Lock()
+        self.conf_changed = threading.Event()
         self.links = {
             "/local": f"nodes/{node}",
             "/qemu-server": f"nodes/{node}/qemu-server",
@@ -72,6 +89,12 @@ class Pmxcfs(fuse.Operations):
             return {"st_mode": stat.S_IFLNK | 0o777, "st_nlink": 1, "st_size":
                     len(self.links[path]), "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns,
                     "st_atime": st.st_atime_ns, "st_uid": 0, "st_gid": 33}
+        if path in VIRTUAL:
+            st = os.lstat(self.db)
+            return {"st_mode": stat.S_IFREG | 0o440, "st_nlink": 1,
+                    "st_size": len(self.virtual_content(path)), "st_mtime": time.time_ns(),
+                    "st_ctime": st.st_ctime_ns, "st_atime": time.time_ns(), "st_uid": 0,
+                    "st_gid": 33}
         try:
             st = os.lstat(self._real(path))
         except FileNotFoundError:
@@ -90,7 +113,7 @@ class Pmxcfs(fuse.Operations):
             names = os.listdir(self._real(path))
         except FileNotFoundError:
             raise fuse.FuseOSError(errno.ENOENT) from None
-        extra = [p[1:] for p in self.links] if path == "/" else []
+        extra = [p[1:] for p in (*self.links, *VIRTUAL)] if path == "/" else []
         return [".", "..", *sorted(names), *extra]
 
     def readlink(self, path):
@@ -98,7 +121,25 @@ class Pmxcfs(fuse.Operations):
             return self.links[path]
         raise fuse.FuseOSError(errno.EINVAL)
 
+    # -- virtual status files ----------------------------------------------------------
+    def virtual_content(self, path: str) -> bytes:
+        quorate, members = self.membership.snapshot() if self.membership else (False, ())
+        self._version += 1
+        if path == "/.members":
+            data = pmxcfs_status.members(self.node, self.db, self.quorate(), members,
+                                         self._version)
+        else:
+            data = pmxcfs_status.vmlist(self.db, self._version)
+        return pmxcfs_status.render(data)
+
     def open(self, path, flags):
+        if path in VIRTUAL:
+            if flags & (os.O_WRONLY | os.O_RDWR):
+                raise fuse.FuseOSError(errno.EACCES)
+            with self._fh_lock:
+                self._next_fh += 1
+                self._virtual[self._next_fh] = self.virtual_content(path)
+                return self._next_fh
         if flags & (os.O_WRONLY | os.O_RDWR | os.O_TRUNC | os.O_APPEND):
             self._writable()
         try:
@@ -107,10 +148,13 @@ class Pmxcfs(fuse.Operations):
             raise fuse.FuseOSError(exc.errno) from None
 
     def read(self, path, size, offset, fh):
+        if fh in self._virtual:
+            return self._virtual[fh][offset:offset + size]
         return os.pread(fh, size, offset)
 
     def release(self, path, fh):
-        os.close(fh)
+        if self._virtual.pop(fh, None) is None:
+            os.close(fh)
         return 0
 
     def flush(self, path, fh):
@@ -148,21 +192,67 @@ class Pmxcfs(fuse.Operations):
         return self._do(os.unlink, self._real(path))
 
     def mkdir(self, path, mode):
-        return self._do(os.mkdir, self._real(path), 0o755)
+        result = self._do(os.mkdir, self._real(path), 0o755)
+        name = self.locks.lock_name(path)
+        if name:
+            self.locks.created(name, self.node)
+        return result
 
     def rmdir(self, path):
-        return self._do(os.rmdir, self._real(path))
+        result = self._do(os.rmdir, self._real(path))
+        name = self.locks.lock_name(path)
+        if name:
+            self.locks.removed(name)
+        return result
 
     def rename(self, old, new):
         result = self._do(os.rename, self._real(old), self._real(new))
         if new == "/corosync.conf":
-            sync_corosync_conf(self.db)
+            self.conf_changed.set()  # copied by the sync thread, as pmxcfs does it: later
         return result
 
     def utimens(self, path, times=None):
+        name = self.locks.lock_name(path)
+        if name:
+            return self._lock_utime(path, name, times)
         if times is None:
             return self._do(os.utime, self._real(path))
         return self._do(os.utime, self._real(path), None, ns=tuple(times))
+
+    def _lock_utime(self, path: str, name: str, times) -> int:
+        """utime on a lock: (0, 0) asks for an unlock, anything else renews it."""
+        self._writable()
+        real = self._real(path)
+        if not os.path.isdir(real):
+            raise fuse.FuseOSError(errno.ENOENT)
+        mtime_ns = times[1] if times else time.time_ns()
+        if mtime_ns == 0:
+            self.locks.request_unlock(name)
+            return 0
+        # Guess: pmxcfs refuses a renewal by another node, or with an mtime that is not
+        # newer, with EACCES (memdb.c checks writer and mtime; the errno is not verified).
+        if self.locks.owner(name) != self.node or mtime_ns <= os.stat(real).st_mtime_ns:
+            raise fuse.FuseOSError(errno.EACCES)
+        os.utime(real, ns=(mtime_ns, mtime_ns))
+        self.locks.renewed(name)
+        return 0
+
+    def lowest_member(self) -> bool:
+        """Whether this node has the lowest node id among the current members."""
+        if self.membership is None:
+            return True
+        _, members = self.membership.snapshot()
+        me = node_id(self.db, self.node)
+        return me is not None and bool(members) and me == min(members)
+
+    def watch_locks(self) -> None:
+        """One pass of the lock bookkeeping a pmxcfs does as changes arrive."""
+        if not self.quorate():
+            return  # an inquorate node is not in the membership: it hears nothing
+        self.lock_watch.observe()
+        if self.lowest_member():
+            for name in self.lock_watch.process_unlock_requests():
+                log.info("lock %s expired and was deleted on request", name)
 
     def chmod(self, path, mode):
         raise fuse.FuseOSError(errno.EPERM)
@@ -218,12 +308,33 @@ def ensure_node_dirs(db: Path, node: str) -> None:
         (db / sub).mkdir(parents=True, exist_ok=True)
 
 
-def _sync_loop(db: Path, stop: threading.Event) -> None:
-    while not stop.wait(SYNC_INTERVAL_S):
+def node_id(db: Path, node: str) -> int | None:
+    try:
+        conf = corosync_conf.parse((db / "corosync.conf").read_text())
+    except (OSError, ValueError):
+        return None
+    return next((int(n["nodeid"]) for n in corosync_conf.nodes(conf) if n["name"] == node),
+                None)
+
+
+def _sync_loop(ops: Pmxcfs, stop: threading.Event) -> None:
+    while not stop.is_set():
+        ops.conf_changed.wait(SYNC_INTERVAL_S)
+        ops.conf_changed.clear()
+        if stop.wait(SYNC_DELAY_S):
+            return
         try:
-            sync_corosync_conf(db)
+            sync_corosync_conf(ops.db)
         except Exception:  # noqa: BLE001 - keep the daemon alive, say why
             log.exception("corosync.conf sync failed")
+
+
+def _lock_loop(ops: Pmxcfs, stop: threading.Event) -> None:
+    while not stop.wait(LOCK_WATCH_INTERVAL_S):
+        try:
+            ops.watch_locks()
+        except Exception:  # noqa: BLE001 - keep the daemon alive, say why
+            log.exception("lock bookkeeping failed")
 
 
 def main() -> None:
@@ -231,13 +342,16 @@ def main() -> None:
     info = nodeinfo.load()
     db = choose_database(info)
     db.mkdir(parents=True, exist_ok=True)
-    ops = Pmxcfs(db, info.name, CorosyncQuorum())
+    membership = Membership()
+    ops = Pmxcfs(db, info.name, CorosyncQuorum(), membership, info.timescale)
     if ops.quorate():
         ensure_node_dirs(db, info.name)
     if os.path.ismount(MOUNTPOINT):
         subprocess.run(["umount", "-l", MOUNTPOINT], check=False)
     stop = threading.Event()
-    threading.Thread(target=_sync_loop, args=(db, stop), daemon=True).start()
+    threading.Thread(target=_sync_loop, args=(ops, stop), daemon=True).start()
+    threading.Thread(target=membership.run, args=(stop,), daemon=True).start()
+    threading.Thread(target=_lock_loop, args=(ops, stop), daemon=True).start()
     log.info("serving %s from %s", MOUNTPOINT, db)
     try:
         fuse.FUSE(ops, MOUNTPOINT, foreground=True, nothreads=False, fsname="pmxcfs")

@@ -60,7 +60,8 @@ def write_pve_conf(conf: dict) -> None:
 
 
 def cfs_lock(timeout_s: float = 10.0):
-    """cfs_lock_file('corosync.conf'): mkdir the lock directory, retry for 10 s."""
+    """cfs_lock_file('corosync.conf'): mkdir the lock directory, retried for 10 s; each
+    failed try sends an unlock request (utime 0), which frees a lock left expired."""
     class _Lock:
         def __enter__(self):
             deadline = time.monotonic() + timeout_s
@@ -70,6 +71,10 @@ def cfs_lock(timeout_s: float = 10.0):
                     LOCK_DIR.mkdir()
                     return self
                 except FileExistsError:
+                    try:
+                        os.utime(LOCK_DIR, (0, 0))
+                    except OSError:
+                        pass
                     if time.monotonic() > deadline:
                         raise Fail("cfs-lock 'file-corosync_conf' error: got lock request "
                                    "timeout") from None
