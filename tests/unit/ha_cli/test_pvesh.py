@@ -1,0 +1,167 @@
+"""lab.embedded.pve.cli.pvesh against a temporary /etc/pve (PVECHAOS_PVE_ROOT)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lab.embedded.pve.cli import pvesh
+
+from .conftest import NOW
+
+
+def run(capsys, *argv):
+    code = pvesh.main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def get_json(capsys, path, *extra):
+    code, out, err = run(capsys, "get", path, "--output-format", "json", *extra)
+    assert (code, err) == (0, "")
+    return json.loads(out)
+
+
+def test_cluster_status(lab, capsys):
+    data = get_json(capsys, "/cluster/status")
+    assert data[0] == {"type": "cluster", "id": "cluster", "name": "pvechaos", "version": 3,
+                       "nodes": 3, "quorate": 1}
+    assert data[1] == {"type": "node", "id": "node/node1", "name": "node1", "nodeid": 1,
+                       "online": 1, "local": 1, "ip": "198.18.60.11", "level": ""}
+    assert [(d["name"], d["online"], d["local"]) for d in data[2:]] == [
+        ("node2", 1, 0), ("node3", 0, 0)]
+    lab.inquorate()
+    assert get_json(capsys, "/cluster/status")[0]["quorate"] == 0
+
+
+def test_nodes(lab, capsys):
+    assert get_json(capsys, "/nodes") == [
+        {"node": "node1", "status": "online", "type": "node", "id": "node/node1"},
+        {"node": "node2", "status": "online", "type": "node", "id": "node/node2"},
+        {"node": "node3", "status": "offline", "type": "node", "id": "node/node3"}]
+
+
+def test_node_guests_status(lab, capsys, tmp_path, monkeypatch):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    monkeypatch.setenv("PVECHAOS_GUEST_RUN_DIR", str(run_dir))
+    assert get_json(capsys, "/nodes/node1/qemu") == [
+        {"vmid": 100, "name": "guest", "status": "stopped"}]
+    (run_dir / "100.json").write_text('{"status": "running"}')
+    assert get_json(capsys, "/nodes/node1/qemu")[0]["status"] == "running"
+    assert get_json(capsys, "/nodes/node1/lxc") == []
+    assert get_json(capsys, "/nodes/node2/lxc") == [{"vmid": 101, "status": "unknown"}]
+    assert run(capsys, "get", "/nodes/node9/qemu") == (255, "",
+                                                       "no such cluster node 'node9'\n")
+
+
+def test_cluster_resources(lab, capsys):
+    lab.write("ha/resources.cfg", "vm: 100\n\n")
+    lab.write("ha/manager_status", json.dumps({"service_status": {
+        "vm:100": {"state": "started", "node": "node1"}}}))
+    data = get_json(capsys, "/cluster/resources")
+    assert [d["id"] for d in data] == ["node/node1", "node/node2", "node/node3", "qemu/100",
+                                       "lxc/101", "qemu/102"]
+    assert data[3]["hastate"] == "started" and data[3]["node"] == "node1"
+    assert "hastate" not in data[4] and data[4]["status"] == "unknown"
+    assert [d["type"] for d in get_json(capsys, "/cluster/resources", "--type", "node")] == \
+        ["node"] * 3
+
+
+def test_ha_status_current_and_manager_status(lab, capsys, monkeypatch):
+    monkeypatch.setattr("time.time", lambda: NOW)
+    lab.write("ha/resources.cfg", "vm: 100\n\n")
+    ms = {"master_node": "node2", "timestamp": NOW, "node_status": {"node1": "online"},
+          "service_status": {"vm:100": {"state": "started", "node": "node1", "running": 1}}}
+    lab.write("ha/manager_status", json.dumps(ms))
+    lrm = {"state": "active", "mode": "active", "timestamp": NOW}
+    lab.write("nodes/node1/lrm_status", json.dumps(lrm))
+    data = get_json(capsys, "/cluster/ha/status/current")
+    assert [d["id"] for d in data] == ["quorum", "master", "fencing", "lrm:node1",
+                                       "service:vm:100"]
+    assert data[4]["failback"] == 1 and data[4]["state"] == "started"
+    full = get_json(capsys, "/cluster/ha/status/manager_status")
+    assert full == {"manager_status": ms, "lrm_status": {"node1": lrm},
+                    "quorum": {"node": "node1", "quorate": 1}}
+    code, out, _ = run(capsys, "get", "/cluster/ha/status/manager_status", "--output-format",
+                       "json-pretty")
+    assert out.startswith('{\n   "lrm_status" : {\n')
+
+
+def test_ha_resources_crud(lab, capsys):
+    assert run(capsys, "create", "/cluster/ha/resources", "--sid", "vm:100", "--state",
+               "stopped") == (0, "", "")
+    assert lab.read("ha/resources.cfg") == "vm: 100\n\tstate stopped\n\n"
+    data = get_json(capsys, "/cluster/ha/resources")
+    assert len(data) == 1 and data[0]["sid"] == "vm:100" and data[0]["type"] == "vm"
+    assert data[0]["state"] == "stopped" and len(data[0]["digest"]) == 40
+    one = get_json(capsys, "/cluster/ha/resources/vm:100")
+    assert one["sid"] == "vm:100"
+    assert run(capsys, "set", "/cluster/ha/resources/100", "--max_relocate", "3")[0] == 0
+    assert lab.read("ha/resources.cfg") == "vm: 100\n\tmax_relocate 3\n\tstate stopped\n\n"
+    assert run(capsys, "delete", "/cluster/ha/resources/vm:100")[0] == 0
+    assert lab.read("ha/resources.cfg") == ""
+    assert run(capsys, "get", "/cluster/ha/resources/vm:100") == (
+        255, "", "no such resource 'vm:100'\n")
+
+
+def test_ha_resources_errors(lab, capsys):
+    code, _, err = run(capsys, "create", "/cluster/ha/resources")
+    assert code == 255 and err.startswith("400 Parameter verification failed.\nsid: property "
+                                          "is missing")
+    assert run(capsys, "create", "/cluster/ha/resources", "--sid", "vm:999") == (
+        255, "", "resource 'vm:999' does not exist in cluster\n")
+    lab.inquorate()
+    assert run(capsys, "create", "/cluster/ha/resources", "--sid", "vm:100") == (
+        255, "", "cluster not ready - no quorum?\n")
+
+
+def test_text_table_is_the_default(lab, capsys, monkeypatch):
+    monkeypatch.setattr("locale.getpreferredencoding", lambda *a: "ANSI_X3.4-1968")
+    code, out, _ = run(capsys, "get", "/nodes")
+    assert out == ("+------------+-------+---------+------+\n"
+                   "| id         | node  | status  | type |\n"
+                   "+============+=======+=========+======+\n"
+                   "| node/node1 | node1 | online  | node |\n"
+                   "+------------+-------+---------+------+\n"
+                   "| node/node2 | node2 | online  | node |\n"
+                   "+------------+-------+---------+------+\n"
+                   "| node/node3 | node3 | offline | node |\n"
+                   "+------------+-------+---------+------+\n")
+    code, out, _ = run(capsys, "get", "/nodes", "--noheader", "1")
+    assert out.splitlines()[:2] == ["+------------+-------+---------+------+",
+                                    "| node/node1 | node1 | online  | node |"]
+    code, out, _ = run(capsys, "get", "/nodes", "--noborder", "1")
+    assert out.splitlines()[0].split() == ["id", "node", "status", "type"]
+    assert out.splitlines()[3].split() == ["node/node3", "node3", "offline", "node"]
+
+
+def test_utf8_table(lab, capsys, monkeypatch):
+    monkeypatch.setattr("locale.getpreferredencoding", lambda *a: "UTF-8")
+    out = run(capsys, "get", "/nodes/node1/qemu")[1]
+    assert out == ("┌───────┬─────────┬──────┐\n"
+                   "│ name  │ status  │ vmid │\n"
+                   "╞═══════╪═════════╪══════╡\n"
+                   "│ guest │ stopped │  100 │\n"
+                   "└───────┴─────────┴──────┘\n")
+    assert out.splitlines()[0].startswith("┌─") and out.splitlines()[-1].startswith("└─")
+
+
+@pytest.mark.parametrize("argv,err", [
+    (["get", "/foo"], "no 'get' handler for '/foo'\n"),
+    (["set", "/cluster/status"], "no 'set' handler for '/cluster/status'\n"),
+    (["delete", "/cluster/ha/resources"], "no 'delete' handler for '/cluster/ha/resources'\n"),
+])
+def test_no_handler(lab, capsys, argv, err):
+    assert run(capsys, *argv) == (255, "", err)
+
+
+def test_bad_arguments(lab, capsys):
+    code, _, err = run(capsys, "get", "/nodes", "--output-format", "xml")
+    assert code == 255 and err.startswith("400 Parameter verification failed.\n"
+                                          "output-format: value 'xml'")
+    code, _, err = run(capsys, "get", "/nodes", "--bogus", "1")
+    assert code == 255 and err.startswith("Unknown option: bogus\n")
+    assert run(capsys, "frob")[0] == 255
+    assert run(capsys, "get")[0] == 255
