@@ -1,0 +1,325 @@
+"""/etc/pve/storage.cfg and the volumes on it, for an embedded node.
+
+storage.cfg is PVE's SectionConfig (pve-storage `PVE/Storage.pm`, pve-common
+`SectionConfig.pm`): a `<type>: <id>` header, tab-indented `key value` lines, a blank
+line after each section. PVE always has a `dir: local` at /var/lib/vz, added at read time
+when the file lacks it.
+
+The lab's "NFS server": every `nfs` storage is served from the one directory the lab
+exports (NodeInfo.nfs_export, on the host, seen by every node). `server` and `export` are
+recorded as given but not used. A node "mounts" an nfs storage by bind-mounting that
+directory on the storage's path (default /mnt/pve/<id>) inside its own mount namespace,
+lazily, the first time a command or a guest needs the storage. /mnt itself is made
+node-private first (an overlay whose upper layer is the node's own directory), so mount
+points are never created on the host.
+
+Volumes follow PVE's naming on file-based storages (dir, nfs): the volume id
+`<storage>:<vmid>/vm-<vmid>-disk-<n>.raw` is the file `<path>/images/<vmid>/vm-<vmid>-
+disk-<n>.raw`, raw being PVE's default format there for both VMs and containers. In the
+lab a guest's disk holds its write log (an append-only text file, see guest_process.py):
+the file is not pre-allocated, `size=` in the guest config is the nominal size.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lab.embedded.pve import nodeinfo
+
+STORAGE_CFG = "storage.cfg"
+TYPES = ("dir", "nfs")
+# keys PVE's writer puts first (the plugin's `fixed` properties), then the rest sorted
+FIXED = {"dir": ("path",), "nfs": ("export", "path", "server")}
+CONTENT = {"images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import"}
+LOCAL = {"type": "dir", "path": "/var/lib/vz", "content": "backup,iso,vztmpl"}
+_ID = re.compile(r"^[a-z][a-z0-9\-_.]*[a-z0-9]$", re.IGNORECASE)
+_HEADER = re.compile(r"^(\S+):\s*(\S+)\s*$")
+
+
+class StorageError(Exception):
+    """A storage error, worded as PVE words it."""
+
+
+# -- SectionConfig ---------------------------------------------------------------------
+def parse(text: str) -> dict[str, dict[str, str]]:
+    """storage id -> {"type": ..., key: value}; order of the file kept."""
+    sections: dict[str, dict[str, str]] = {}
+    current: dict[str, str] | None = None
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if not line.strip():
+            current = None
+            continue
+        if line.lstrip().startswith("#"):
+            continue
+        if raw[:1] in (" ", "\t"):
+            if current is not None:
+                key, _, value = line.strip().partition(" ")
+                current[key] = value.strip()
+            continue
+        match = _HEADER.match(line)
+        if match:
+            current = {"type": match.group(1)}
+            sections[match.group(2)] = current
+        else:
+            current = None
+    return sections
+
+
+def render(sections: dict[str, dict[str, str]]) -> str:
+    out = []
+    for sid, props in sections.items():
+        kind = props["type"]
+        lines = [f"{kind}: {sid}"]
+        fixed = [k for k in FIXED.get(kind, ()) if k in props]
+        rest = sorted(k for k in props if k != "type" and k not in fixed)
+        for key in fixed + rest:
+            lines.append(f"\t{key} {props[key]}")
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
+
+
+def with_local(sections: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """PVE's reader adds `local` (dir, /var/lib/vz) when it is missing or not a dir."""
+    local = sections.get("local")
+    if local is None or local.get("type") != "dir" or local.get("path") not in (None,
+                                                                               LOCAL["path"]):
+        sections = {"local": dict(LOCAL), **{k: v for k, v in sections.items()
+                                              if k != "local"}}
+    return sections
+
+
+# -- volumes ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Volume:
+    storage: str
+    vmid: int
+    name: str  # vm-<vmid>-disk-<n>.raw
+
+    @property
+    def volid(self) -> str:
+        return f"{self.storage}:{self.vmid}/{self.name}"
+
+    def relpath(self) -> Path:
+        return Path("images", str(self.vmid), self.name)
+
+
+_VOLID = re.compile(r"^([^:\s]+):(\d+)/(vm-(\d+)-disk-(\d+)\.raw)$")
+
+
+def parse_volid(volid: str) -> Volume:
+    match = _VOLID.match(volid)
+    if not match:
+        raise StorageError(f"unable to parse volume ID '{volid}'")
+    return Volume(match.group(1), int(match.group(2)), match.group(3))
+
+
+def parse_size_gib(text: str) -> float:
+    """`<storage>:<size>` as pct/qm take it: size in GiB (a number)."""
+    try:
+        size = float(text)
+    except ValueError:
+        raise StorageError(f"unable to parse size '{text}'") from None
+    if size <= 0:
+        raise StorageError(f"invalid size '{text}' (must be > 0)")
+    return size
+
+
+def format_size(gib: float) -> str:
+    """PVE's format_size for a disk: whole GiB as `8G`, else whole MiB as `512M`."""
+    mib = round(gib * 1024)
+    return f"{mib // 1024}G" if mib % 1024 == 0 else f"{mib}M"
+
+
+def size_bytes(text: str) -> int:
+    """`size=` of a volume (`1G`, `512M`, `4T`, bytes) in bytes."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    if text and text[-1].upper() in units:
+        return int(float(text[:-1]) * units[text[-1].upper()])
+    return int(text)
+
+
+# -- the node's view --------------------------------------------------------------------
+@dataclass
+class Storages:
+    """storage.cfg under pve_root, and this node's mounts of it."""
+
+    pve_root: Path = Path("/etc/pve")
+    info: nodeinfo.NodeInfo | None = None
+    mounted: set[str] = field(default_factory=set)
+
+    @property
+    def cfg_path(self) -> Path:
+        return self.pve_root / STORAGE_CFG
+
+    def read(self) -> dict[str, dict[str, str]]:
+        try:
+            text = self.cfg_path.read_text()
+        except FileNotFoundError:
+            text = ""
+        return with_local(parse(text))
+
+    def write(self, sections: dict[str, dict[str, str]]) -> None:
+        tmp = self.cfg_path.with_name(STORAGE_CFG + ".tmp")
+        try:
+            tmp.write_text(render(sections))
+            tmp.rename(self.cfg_path)
+        except PermissionError:
+            raise StorageError("cluster not ready - no quorum?") from None
+
+    def get(self, storeid: str) -> dict[str, str]:
+        cfg = self.read().get(storeid)
+        if cfg is None:
+            raise StorageError(f"storage '{storeid}' does not exist")
+        return cfg
+
+    def path(self, storeid: str) -> Path:
+        cfg = self.get(storeid)
+        return Path(cfg.get("path") or f"/mnt/pve/{storeid}")
+
+    def supports(self, storeid: str, content: str) -> bool:
+        return content in self.get(storeid).get("content", "").split(",")
+
+    # -- add / remove ----------------------------------------------------------------
+    def add(self, kind: str, storeid: str, opts: dict[str, str]) -> None:
+        if kind not in TYPES:
+            raise StorageError(f"storage type '{kind}' is not supported by the embedded "
+                               f"lab (supported: {', '.join(TYPES)})")
+        if not _ID.match(storeid):
+            raise StorageError(f"storage ID '{storeid}' contains illegal characters")
+        props = {"type": kind}
+        for key in ("path", "server", "export", "content", "nodes", "options"):
+            if opts.get(key):
+                props[key] = str(opts[key])
+        if kind == "nfs":
+            for key in ("server", "export"):
+                if key not in props:
+                    raise StorageError(f"missing value for required option '{key}'")
+            props.setdefault("path", f"/mnt/pve/{storeid}")
+        if kind == "dir" and "path" not in props:
+            raise StorageError("missing value for required option 'path'")
+        if "content" in props:
+            bad = [c for c in props["content"].split(",") if c not in CONTENT]
+            if bad:
+                raise StorageError(f"content: invalid format - unknown content type "
+                                   f"'{bad[0]}'")
+        else:
+            props["content"] = "images" if kind == "nfs" else "images,rootdir"
+        sections = self.read()
+        if storeid in sections:
+            raise StorageError(f"create storage failed: storage ID '{storeid}' already "
+                               "defined")
+        sections[storeid] = props
+        self.write(sections)
+
+    def remove(self, storeid: str) -> None:
+        try:
+            sections = parse(self.cfg_path.read_text())
+        except FileNotFoundError:
+            sections = {}
+        if storeid not in sections:
+            raise StorageError(f"delete storage failed: storage '{storeid}' does not exist")
+        path = Path(sections.pop(storeid).get("path") or f"/mnt/pve/{storeid}")
+        self.write(sections)
+        if os.path.ismount(path):
+            subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+
+    # -- activation ------------------------------------------------------------------
+    def activate(self, storeid: str) -> Path:
+        """Make the storage usable on this node and return its path."""
+        cfg = self.get(storeid)
+        path = self.path(storeid)
+        if cfg["type"] == "nfs":
+            if not os.path.ismount(path):
+                self._mount_nfs(storeid, path)
+        elif storeid == "local" and not os.path.ismount(path):
+            raise StorageError(
+                f"storage 'local' ({path}) is not provided on embedded nodes (it would "
+                "be the host's directory, shared by every node); put guests on an nfs "
+                "storage, e.g. 'pvesm add nfs shared --server <addr> --export /export "
+                "--content rootdir,images'")
+        elif not path.is_dir():
+            raise StorageError(f"unable to activate storage '{storeid}' - directory "
+                               f"'{path}' does not exist")
+        return path
+
+    def _mount_nfs(self, storeid: str, path: Path) -> None:
+        if self.info is None:
+            self.info = nodeinfo.load()
+        export = self.info.nfs_export
+        export.mkdir(parents=True, exist_ok=True)
+        node_private_mnt(self.info)
+        if not path.is_relative_to("/mnt"):
+            raise StorageError(f"storage '{storeid}': path '{path}' must lie under /mnt "
+                               "on the embedded lab (nodes share the host's other "
+                               "directories)")
+        path.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(["mount", "--bind", str(export), str(path)],
+                              capture_output=True, text=True, timeout=10, check=False)
+        if proc.returncode != 0 and not os.path.ismount(path):
+            raise StorageError(f"mount error: mount.nfs: {proc.stderr.strip()} "
+                               f"(binding {export} on {path})")
+
+    def status(self) -> list[dict]:
+        """`pvesm status` rows: activates what it can, like pvestatd does."""
+        rows = []
+        for storeid, cfg in self.read().items():
+            row = {"storage": storeid, "type": cfg["type"], "active": False, "total": 0,
+                   "used": 0, "avail": 0, "enabled": cfg.get("disable") != "1"}
+            try:
+                path = self.activate(storeid)
+                st = os.statvfs(path)
+                row.update(active=True, total=st.f_blocks * st.f_frsize,
+                           avail=st.f_bavail * st.f_frsize,
+                           used=(st.f_blocks - st.f_bfree) * st.f_frsize)
+            except (StorageError, OSError):
+                pass
+            rows.append(row)
+        return rows
+
+    # -- volumes ---------------------------------------------------------------------
+    def alloc(self, storeid: str, vmid: int, content: str) -> Volume:
+        """A new, empty disk file for vmid on storeid (PVE's next free disk number)."""
+        if not self.supports(storeid, content):
+            what = "container directories" if content == "rootdir" else "VM images"
+            raise StorageError(f"storage '{storeid}' does not support {what}")
+        base = self.activate(storeid)
+        folder = base / "images" / str(vmid)
+        folder.mkdir(parents=True, exist_ok=True)
+        for n in range(1000):
+            volume = Volume(storeid, vmid, f"vm-{vmid}-disk-{n}.raw")
+            try:
+                fd = os.open(base / volume.relpath(), os.O_CREAT | os.O_EXCL | os.O_WRONLY,
+                             0o640)
+            except FileExistsError:
+                continue
+            os.close(fd)
+            return volume
+        raise StorageError(f"unable to allocate an image name for VM {vmid} in storage "
+                           f"'{storeid}'")
+
+    def volume_path(self, volid: str) -> Path:
+        volume = parse_volid(volid)
+        return self.activate(volume.storage) / volume.relpath()
+
+    def free(self, volid: str) -> None:
+        path = self.volume_path(volid)
+        path.unlink(missing_ok=True)
+        for extra in path.parent.glob(path.name + ".*"):
+            extra.unlink(missing_ok=True)
+        try:
+            path.parent.rmdir()
+        except OSError:
+            pass
+
+
+def node_private_mnt(info: nodeinfo.NodeInfo) -> None:
+    """/mnt must be the node's own (its init mounts an overlay there), so /mnt/pve/<id>
+    mount points stay off the host."""
+    if not os.path.ismount("/mnt"):
+        raise StorageError(f"/mnt is not private to node {info.name}: refusing to mount "
+                           "storages on the host's /mnt (is this an embedded lab node?)")

@@ -1,0 +1,37 @@
+"""A fake /etc/pve (plain directories) and a node that owns it, no root needed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from lab.embedded.pve.guests import NodeGuests
+from lab.embedded.pve.nodeinfo import NodeInfo
+from lab.embedded.pve.storage import Storages
+
+
+@pytest.fixture
+def info(tmp_path: Path) -> NodeInfo:
+    return NodeInfo("node1", "198.18.50.11", 24, "8.4.1", "6.8.12-9-pve",
+                    tmp_path / "lab/nodes/node1/pmxcfs-local", tmp_path / "lab/pmxcfs",
+                    1.0, tmp_path / "lab/nfs")
+
+
+@pytest.fixture
+def pve(tmp_path: Path) -> Path:
+    root = tmp_path / "pve"
+    for node in ("node1", "node2", "node3"):
+        for sub in ("lxc", "qemu-server"):
+            (root / "nodes" / node / sub).mkdir(parents=True)
+    # a "dir" storage under tmp stands in for the shared storage (no mount needed)
+    (tmp_path / "shared").mkdir()
+    (root / "storage.cfg").write_text(
+        f"dir: shared\n\tpath {tmp_path / 'shared'}\n\tcontent rootdir,images\n")
+    return root
+
+
+@pytest.fixture
+def guests(pve: Path, info: NodeInfo, tmp_path: Path) -> NodeGuests:
+    return NodeGuests("node1", pve_root=pve, run_dir=tmp_path / "run", info=info,
+                      storages=Storages(pve, info))
