@@ -36,8 +36,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(default: %(default)s)")
     group.addoption("--lab-range", default="198.18.0.0/15",
                     help="addresses the embedded lab may use at all (default: %(default)s)")
-    group.addoption("--pve-version", default="8.4.1",
-                    help="PVE version embedded nodes report (default: %(default)s)")
+    group.addoption("--pve-flavour", choices=("8", "9"), default="8",
+                    help="PVE generation of embedded nodes: 8 (groups.cfg, 8.4.1) or 9 "
+                         "(rules.cfg, status with fencing lines, 9.1.1) (default: %(default)s)")
+    group.addoption("--pve-version", default=None,
+                    help="exact PVE version embedded nodes report; its major version must "
+                         "match --pve-flavour (default: 8.4.1 or 9.1.1)")
     group.addoption("--node-version", action="append", default=[], metavar="NODE=VERSION",
                     help="PVE version of one embedded node (a mixed-version cluster)")
     group.addoption("--timescale", type=float, default=1.0,
@@ -66,10 +70,23 @@ def lab_options(config: pytest.Config) -> dict[str, object]:
         "name": config.getoption("lab_name") or (worker or "main"),
         "subnet": str(subnet),
         "allowed_range": config.getoption("lab_range"),
-        "pve_version": config.getoption("pve_version"),
+        "pve_version": pve_version(config),
         "node_versions": versions,
         "timescale": config.getoption("timescale"),
     }
+
+
+FLAVOUR_VERSIONS = {"8": "8.4.1", "9": "9.1.1"}
+
+
+def pve_version(config: pytest.Config) -> str:
+    flavour = config.getoption("pve_flavour")
+    version = config.getoption("pve_version") or FLAVOUR_VERSIONS[flavour]
+    if version.split(".")[0] != flavour:
+        raise pytest.UsageError(f"--pve-version {version} is not a PVE {flavour} version: "
+                                f"give --pve-flavour {version.split('.')[0]} as well, or a "
+                                f"{flavour}.x version")
+    return version
 
 
 def make_lab(config: pytest.Config) -> Lab:

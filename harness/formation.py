@@ -16,6 +16,11 @@ def form_cluster(cluster: Cluster, name: str = "pvechaos", *, timeout_s: float =
     first, *others = cluster.nodes()
     first.check("pvecm", "create", name, "--link0", first.cluster_address, timeout_s=60)
     for node in others:
+        # the first node takes joins only while its /etc/pve is writable (quorate): after
+        # create, and after each join until the new member is counted
+        wait_until(f"{first.name}'s /etc/pve to accept writes before {node.name} joins",
+                   lambda: first.can_write_pve().rc == 0 or NotYet("read-only"),
+                   timeout_s=timeout_s, interval_s=0.25)
         node.check("pvecm", "add", first.cluster_address, "--link0", node.cluster_address,
                    "--use_ssh", timeout_s=120)
     wait_for_whole_cluster(cluster, timeout_s=timeout_s)

@@ -17,6 +17,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 CONTROL_SOCKET = "/run/pvechaos/init.sock"
@@ -25,9 +26,10 @@ PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 class Service:
     def __init__(self, name: str, argv: list[str], log: str, condition: str | None = None,
-                 ready_mount: str | None = None) -> None:
+                 ready_mount: str | None = None, stop_timeout_s: float = 10.0) -> None:
         self.name, self.argv, self.log = name, argv, log
         self.condition, self.ready_mount = condition, ready_mount
+        self.stop_timeout_s = stop_timeout_s
         self.proc: subprocess.Popen | None = None
 
     def active(self) -> bool:
@@ -60,7 +62,7 @@ class Service:
         assert self.proc is not None
         self.proc.terminate()
         try:
-            self.proc.wait(timeout=10)
+            self.proc.wait(timeout=self.stop_timeout_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(timeout=5)
@@ -82,6 +84,9 @@ def mount_node(node_dir: Path, name: str) -> None:
     # the host's /tmp, and the node must still see it; what the node writes stays its own.
     mount("-t", "overlay", "overlay", "-o",
           f"lowerdir=/tmp,upperdir={node_dir}/tmp,workdir={node_dir}/.tmp-work", "/tmp")
+    # /mnt likewise: storages are mounted under /mnt/pve/<id> by each node for itself
+    mount("-t", "overlay", "overlay", "-o",
+          f"lowerdir=/mnt,upperdir={node_dir}/mnt,workdir={node_dir}/.mnt-work", "/mnt")
     mount("-t", "tmpfs", "-o", "mode=755", "tmpfs", "/run")
     mount("-t", "tmpfs", "-o", "mode=1777", "tmpfs", "/dev/shm")
     for path in ("/run/sshd", "/run/pvechaos", "/run/corosync"):
@@ -89,23 +94,39 @@ def mount_node(node_dir: Path, name: str) -> None:
     socket.sethostname(name)
 
 
-def services(python: str) -> dict[str, Service]:
+def services(python: str, timescale: float = 1.0) -> dict[str, Service]:
+    """The node's units in boot order (they stop in the reverse order)."""
+    def ha(daemon: str) -> list[str]:
+        return [python, "-m", "lab.embedded.pve.ha.daemon", daemon]
+
     return {
         "corosync": Service("corosync", ["/usr/sbin/corosync", "-f"],
                             "/var/log/corosync/corosync.log",
                             condition="/etc/corosync/corosync.conf"),
         "pve-cluster": Service("pve-cluster", [python, "-m", "lab.embedded.pve.pmxcfs"],
                                "/var/log/pve-cluster.log", ready_mount="/etc/pve"),
+        "watchdog-mux": Service("watchdog-mux", [python, "-m", "lab.embedded.pve.ha.muxd"],
+                                "/var/log/watchdog-mux.log"),
+        # systemd: pve-ha-crm TimeoutStopSec=65, pve-ha-lrm infinity (bounded here)
+        "pve-ha-crm": Service("pve-ha-crm", ha("crm"), "/var/log/pve-ha-crm.log",
+                              stop_timeout_s=65 * timescale + 5),
+        "pve-ha-lrm": Service("pve-ha-lrm", ha("lrm"), "/var/log/pve-ha-lrm.log",
+                              stop_timeout_s=600 * timescale + 30),
         "ssh": Service("ssh", ["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"],
                        "/var/log/sshd.log"),
     }
 
 
 ALIASES = {"sshd": "ssh", "pmxcfs": "pve-cluster"}
+SHUTDOWN_FLAG = "/run/pvechaos/shutdown"
+SHUTDOWN_ORDER = ("pve-ha-lrm", "pve-ha-crm", "watchdog-mux", "ssh", "pve-cluster",
+                  "corosync")
 
 
 def handle(command: str, units: dict[str, Service]) -> str:
     words = command.split()
+    if words and words[0] in ("poweroff", "reboot", "reset"):
+        return "ok"  # carried out by serve() once the caller has its answer
     if len(words) < 2:
         return "error: usage: start|stop|restart|is-active UNIT..."
     verb, names = words[0], [ALIASES.get(w.removesuffix(".service"), w.removesuffix(".service"))
@@ -130,7 +151,66 @@ def handle(command: str, units: dict[str, Service]) -> str:
     return " ".join(replies)
 
 
-def serve(units: dict[str, Service]) -> None:
+BOOT_ID = "/run/pvechaos/boot_id"  # a new one every boot (as /proc/sys/kernel/random/boot_id)
+
+
+def boot_node(name: str, units: dict[str, Service]) -> None:
+    Path(BOOT_ID).write_text(uuid.uuid4().hex + "\n")
+    for unit in units.values():
+        print(f"{name}: {unit.name}: {unit.start()}", flush=True)
+
+
+def kill_everything() -> None:
+    """What a reset does to a node's processes: all die at once (PID 1 is spared)."""
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            pid, _ = os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        except InterruptedError:
+            continue
+
+
+def clean_boot_state(units: dict[str, Service]) -> None:
+    """A reboot forgets /run (a tmpfs) and the mounted /etc/pve."""
+    for unit in units.values():
+        unit.proc = None
+    subprocess.run(["umount", "-l", "/etc/pve"], check=False, capture_output=True)
+    for entry in Path("/run").iterdir():
+        if entry.name == "pvechaos":
+            for sub in entry.iterdir():
+                if sub.name != Path(CONTROL_SOCKET).name:
+                    subprocess.run(["rm", "-rf", str(sub)], check=False)
+        else:
+            subprocess.run(["rm", "-rf", str(entry)], check=False)
+    for path in ("/run/sshd", "/run/pvechaos", "/run/corosync"):
+        os.makedirs(path, exist_ok=True)
+
+
+def power_action(verb: str, name: str, units: dict[str, Service]) -> bool:
+    """poweroff, reboot (services stop in order first) or reset (at once, as softdog
+    does). Returns whether the node stays up (False: init exits, the node is off)."""
+    print(f"--- {time.strftime('%F %T')} {name}: {verb}", flush=True)
+    if verb == "reset":
+        kill_everything()
+    else:
+        Path(SHUTDOWN_FLAG).write_text(verb + "\n")
+        for unit in SHUTDOWN_ORDER:
+            print(f"{name}: stopping {unit}: {units[unit].stop()}", flush=True)
+        if verb == "poweroff":
+            return False
+        kill_everything()
+    clean_boot_state(units)
+    boot_node(name, units)
+    return True
+
+
+def serve(name: str, units: dict[str, Service]) -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(CONTROL_SOCKET)
     server.listen(8)
@@ -145,11 +225,15 @@ def serve(units: dict[str, Service]) -> None:
             conn, _ = server.accept()
             with conn:
                 conn.settimeout(5)
+                request = ""
                 try:
                     request = conn.recv(4096).decode()
                     conn.sendall((handle(request, units) + "\n").encode())
                 except OSError:
                     pass
+            verb = request.split()[0] if request.split() else ""
+            if verb in ("poweroff", "reboot", "reset") and not power_action(verb, name, units):
+                return
         while True:  # reap everything that was re-parented to us
             try:
                 pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -166,10 +250,9 @@ def main() -> None:
     os.environ.update(PATH=PATH, PYTHONPATH=boot["repo"], HOME="/root", LANG="C.UTF-8")
     os.chdir("/")
     mount_node(Path(boot["node_dir"]), boot["name"])
-    units = services(boot["python"])
-    for name in ("corosync", "pve-cluster", "ssh"):
-        print(f"{boot['name']}: {name}: {units[name].start()}", flush=True)
-    serve(units)
+    units = services(boot["python"], float(boot.get("timescale", 1.0)))
+    boot_node(boot["name"], units)
+    serve(boot["name"], units)
 
 
 if __name__ == "__main__":

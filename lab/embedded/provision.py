@@ -35,6 +35,8 @@ COMMANDS = {  # name in the node's PATH -> module implementing it
     "pct": "lab.embedded.pve.cli.pct",
     "qm": "lab.embedded.pve.cli.qm",
     "pvesm": "lab.embedded.pve.cli.pvesm",
+    "poweroff": "lab.embedded.pve.cli.systemctl poweroff",
+    "reboot": "lab.embedded.pve.cli.systemctl reboot",
 }
 KERNEL = {8: "6.8.12-9-pve", 9: "6.14.8-2-pve"}
 
@@ -75,8 +77,8 @@ def host_key(config: EmbeddedConfig, node: str) -> str:
 def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
     root = node_dir(config, node)
     etc = root / "etc"
-    for sub in ("etc", ".etc-work", "tmp", ".tmp-work", "corosync", "log/corosync", "bin",
-                "pmxcfs-local"):
+    for sub in ("etc", ".etc-work", "tmp", ".tmp-work", "mnt", ".mnt-work", "corosync",
+                "log/corosync", "bin", "pmxcfs-local"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     address = config.node_address(node)
     version = config.version_of(node)
@@ -142,7 +144,8 @@ def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
 
     boot = root / "boot.json"
     boot.write_text(json.dumps({"name": node, "node_dir": str(root),
-                                "python": sys.executable, "repo": str(REPO_ROOT)}) + "\n")
+                                "python": sys.executable, "repo": str(REPO_ROOT),
+                                "timescale": config.timescale}) + "\n")
     return boot
 
 

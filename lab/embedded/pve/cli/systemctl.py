@@ -8,6 +8,7 @@ import sys
 from lab.embedded.init import CONTROL_SOCKET
 
 VERBS = ("start", "stop", "restart", "is-active")
+POWER = ("poweroff", "reboot")  # the whole node: services stop in order, then off or boot
 
 
 def call(verb: str, *units: str, timeout_s: float = 30.0) -> str:
@@ -20,6 +21,13 @@ def call(verb: str, *units: str, timeout_s: float = 30.0) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = [a for a in (sys.argv[1:] if argv is None else argv) if not a.startswith("-")]
+    if args and args[0] in POWER:
+        try:
+            call(args[0])
+        except OSError as exc:
+            print(f"System has no service manager answering ({exc})", file=sys.stderr)
+            return 1
+        return 0
     if len(args) < 2 or args[0] not in VERBS:
         print(f"usage: systemctl {{{'|'.join(VERBS)}}} UNIT...", file=sys.stderr)
         return 1
