@@ -61,5 +61,11 @@ class Lab(Protocol):
 
     def is_powered(self, node: str) -> bool: ...
 
+    def link_down(self, node: str) -> None:
+        """Cut the node's network (it keeps running). Labs with Capability.PARTITION."""
+
+    def link_up(self, node: str) -> None:
+        """Give a node cut by link_down its network back."""
+
     def describe(self) -> dict[str, str]:
         """Facts for reports: lab kind, addresses, versions."""

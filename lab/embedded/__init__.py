@@ -24,7 +24,7 @@ __all__ = ["EmbeddedConfig", "EmbeddedLab"]
 
 class EmbeddedLab:
     kind = "embedded"
-    capabilities = Capability.POWER
+    capabilities = Capability.POWER | Capability.PARTITION
 
     def __init__(self, config: EmbeddedConfig) -> None:
         self.config = config
@@ -154,6 +154,15 @@ class EmbeddedLab:
             return
         network.set_link(self.config, node, up=True)
         power.boot()
+
+    def link_down(self, node: str) -> None:
+        """The node's cable pulled: it runs on, alone (its veth to the bridge is down)."""
+        self._check_node(node)
+        network.set_link(self.config, node, up=False)
+
+    def link_up(self, node: str) -> None:
+        self._check_node(node)
+        network.set_link(self.config, node, up=True)
 
     def is_powered(self, node: str) -> bool:
         return self._check_node(node).powered
