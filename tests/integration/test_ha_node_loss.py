@@ -10,16 +10,16 @@ K = 0.1
 DETECT_S = 10.0  # corosync drops a dead node after token + consensus, about 8 s, unscaled
 
 
-def two_guests_running(h):
-    """ct:100 on node1 and ct:101 on node2, both under HA and answering."""
-    h.create_ct("node1", 100)
-    h.create_ct("node2", 101)
+def two_guests_running(h, first: str = "node1", second: str = "node2"):
+    """ct:100 on first and ct:101 on second, both under HA and answering."""
+    h.create_ct(first, 100)
+    h.create_ct(second, 101)
     h.ha("add", "ct:100")
     h.ha("add", "ct:101")
-    h.wait_answer(100, "node1", timeout_s=h.s(60) + 10)
-    h.wait_answer(101, "node2", timeout_s=h.s(60) + 10)
-    h.wait_service("ct:100", "started", "node1", timeout_s=h.s(60))
-    h.wait_service("ct:101", "started", "node2", timeout_s=h.s(60))
+    h.wait_answer(100, first, timeout_s=h.s(60) + 10)
+    h.wait_answer(101, second, timeout_s=h.s(60) + 10)
+    h.wait_service("ct:100", "started", first, timeout_s=h.s(60))
+    h.wait_service("ct:101", "started", second, timeout_s=h.s(60))
 
 
 def test_a_non_master_node_lost_recovers_its_guest_on_the_least_loaded_node(ha_lab):
@@ -86,3 +86,74 @@ def test_the_master_lost_a_new_master_takes_over_and_fences_after_a_fresh_delay(
     # a fresh 60 s fence delay counted by the new master: about 3 minutes in all
     assert back - took_over >= h.s(60) - 1
     assert h.s(170 - 20) < back - cut < DETECT_S + h.s(210 + 20), f"{back - cut:.1f} s"
+
+
+def resets(h, node: str) -> int:
+    """How often the node's watchdog reset it (from its init log, kept by the lab)."""
+    path = h.lab.config.lab_dir / "nodes" / node / "log" / "init.log"
+    return path.read_text().count(f"{node}: reset")
+
+
+def test_total_quorum_loss_resets_active_nodes_and_recovers_nothing(ha_lab):
+    h = ha_lab("hquorum", "198.18.63", timescale=K)
+    two_guests_running(h)
+    master = h.master()
+    active = {"node1", "node2"}  # the nodes running an HA guest
+    for node in ("node1", "node2", "node3"):
+        h.lab.link_down(node)  # every node alone: nobody has quorum
+    cut = time.monotonic()
+    # an active LRM fails its next lock renewal and stops feeding the watchdog: the node
+    # resets about 60-80 s later (60 s client timeout + 10 s device); a CRM that loses its
+    # lock closes its watchdog cleanly, so an idle master does not reset
+    deadline = cut + DETECT_S + h.s(80 + 30)
+    while time.monotonic() < deadline and not all(resets(h, n) for n in active):
+        time.sleep(0.25)
+    reset_at = time.monotonic()
+    assert {n for n in ("node1", "node2", "node3") if resets(h, n)} == active, \
+        f"resets: {[resets(h, n) for n in ('node1', 'node2', 'node3')]}, master {master}"
+    assert reset_at - cut > h.s(60), "reset before the 60 s watchdog client timeout"
+    time.sleep(h.s(60 + 120))  # fence delay and lock lifetime: still nothing may move
+    assert h.answer(100) is None and h.answer(101) is None  # nobody is reachable anyway
+    for node in ("node1", "node2", "node3"):
+        assert "fencing: acknowledged" not in h.log(node, "crm")
+        h.lab.link_up(node)
+    # quorum back: the services start again where they were
+    h.wait_answer(100, "node1", timeout_s=DETECT_S + h.s(150))
+    h.wait_answer(101, "node2", timeout_s=DETECT_S + h.s(150))
+
+
+def test_two_nodes_lost_the_survivor_with_an_active_guest_resets_itself(ha_lab):
+    h = ha_lab("hsurv", "198.18.64", timescale=K)
+    # node2 never runs an HA service, so its LRM never arms the watchdog (an LRM that did
+    # stays armed for 60 idle rounds after its last service left, pve-model.md §7.3)
+    two_guests_running(h, "node1", "node3")
+    idle_before = resets(h, "node2")
+    h.lab.power_cut("node1")
+    h.lab.link_down("node2")  # node2 runs on alone, with no HA service: stays up
+    cut = time.monotonic()
+    deadline = cut + DETECT_S + h.s(80 + 30)
+    while time.monotonic() < deadline and not resets(h, "node3"):
+        time.sleep(0.25)
+    assert resets(h, "node3") == 1, "the inquorate survivor running a guest did not reset"
+    assert resets(h, "node2") == idle_before, "a node without active services reset"
+    h.lab.link_up("node2")
+    h.lab.power_on("node1")
+    h.wait_answer(101, "node3", timeout_s=DETECT_S + h.s(200))
+
+
+def test_without_quorum_nothing_starts_until_quorum_returns(ha_lab):
+    h = ha_lab("hnoq", "198.18.65", timescale=K)
+    h.create_ct("node1", 100)
+    h.ha("add", "ct:100")
+    h.wait_answer(100, "node1", timeout_s=h.s(60) + 10)
+    for node in ("node1", "node2", "node3"):
+        h.lab.power_cut(node)
+    h.lab.power_on("node1")
+    h.node("node1").wait_reachable(timeout_s=30)
+    quiet_until = time.monotonic() + h.s(60 + 120 + 20)
+    while time.monotonic() < quiet_until:
+        assert h.answer(100) is None, "a node without quorum started an HA guest"
+        time.sleep(0.5)
+    assert "No quorum on node 'node1'!" in h.node("node1").check("ha-manager", "status")
+    h.lab.power_on("node2")
+    h.wait_answer(100, "node1", timeout_s=DETECT_S + h.s(120))
