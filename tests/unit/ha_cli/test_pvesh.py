@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
 from lab.embedded.pve.cli import pvesh
+from lab.embedded.pve.guests import process_start
 
 from .conftest import NOW
 
@@ -48,8 +50,12 @@ def test_node_guests_status(lab, capsys, tmp_path, monkeypatch):
     monkeypatch.setenv("PVECHAOS_GUEST_RUN_DIR", str(run_dir))
     assert get_json(capsys, "/nodes/node1/qemu") == [
         {"vmid": 100, "name": "guest", "status": "stopped"}]
-    (run_dir / "100.json").write_text('{"status": "running"}')
+    state = {"sid": "vm:100", "pid": os.getpid(), "start": process_start(os.getpid()),
+             "address": "198.18.0.100", "port": 8080, "started_at": 0.0}
+    (run_dir / "100.json").write_text(json.dumps(state))  # this process plays the guest
     assert get_json(capsys, "/nodes/node1/qemu")[0]["status"] == "running"
+    (run_dir / "100.json").write_text(json.dumps({**state, "start": 1}))  # a dead copy
+    assert get_json(capsys, "/nodes/node1/qemu")[0]["status"] == "stopped"
     assert get_json(capsys, "/nodes/node1/lxc") == []
     assert get_json(capsys, "/nodes/node2/lxc") == [{"vmid": 101, "status": "unknown"}]
     assert run(capsys, "get", "/nodes/node9/qemu") == (255, "",

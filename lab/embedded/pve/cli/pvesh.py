@@ -75,20 +75,16 @@ def node_online(node: Node) -> dict[str, bool]:
 
 
 def guest_runtime_status(node: Node, owner: str, vmid: str) -> str:
-    """running/stopped from the file the guest runtime writes on this node
-    (/run/pvechaos/guests/<vmid>.json: {"status": "running"|"stopped"} or {"running":
-    bool}); a missing file means stopped. Guests owned by another node: "unknown" (guess:
-    a real pvesh proxies to that node; this one does not use the network)."""
+    """running/stopped as the node's guest runtime knows it (a copy running here).
+    Guests owned by another node: "unknown" (guess: a real pvesh proxies the request to
+    that node; this one does not use the network)."""
     if owner != node.name:
         return "unknown"
-    path = Path(os.environ.get("PVECHAOS_GUEST_RUN_DIR", GUEST_RUN_DIR)) / f"{vmid}.json"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return "stopped"
-    if isinstance(data.get("status"), str):
-        return data["status"]
-    return "running" if data.get("running") else "stopped"
+    from lab.embedded.pve.guests import NodeGuests
+
+    run_dir = Path(os.environ.get("PVECHAOS_GUEST_RUN_DIR", GUEST_RUN_DIR))
+    running = NodeGuests(node.name, run_dir=run_dir).run_state(int(vmid)) is not None
+    return "running" if running else "stopped"
 
 
 def guest_name(node: Node, sid: str, owner: str) -> str | None:
