@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab.embedded.pve import nodeinfo
+from lab.embedded.pve import cfslock, nodeinfo
 from lab.embedded.pve.cli import options
 from lab.embedded.pve.ha import config, status
 from lab.embedded.pve.ha.env import Timing
@@ -143,40 +143,27 @@ class Node:
 
 
 class DomainLock:
-    """PVE::HA::Config::lock_ha_domain: cfs_lock_domain('ha') around the code."""
+    """PVE::HA::Config::lock_ha_domain: cfs_lock_domain('ha') around the code; failures
+    are prefixed with what was being done, as PVE does."""
 
     def __init__(self, node: Node, errmsg: str | None) -> None:
-        self.dir = node.path(config.DOMAIN_HA_LOCK)
+        self.root = node.path("")
         self.errmsg = errmsg
+        self._lock = None
 
     def _fail(self, text: str) -> Fail:
         return Fail(f"{self.errmsg}: {text}" if self.errmsg else text)
 
     def __enter__(self) -> DomainLock:
-        deadline = time.monotonic() + LOCK_TIMEOUT_S
-        while True:
-            try:
-                self.dir.parent.mkdir(parents=True, exist_ok=True)
-                self.dir.mkdir()
-                return self
-            except FileExistsError:
-                try:  # PVE sends an unlock request, so an expired lock gets removed
-                    os.utime(self.dir, (0, 0))
-                except OSError:
-                    pass
-                if time.monotonic() >= deadline:
-                    raise self._fail("cfs-lock 'domain-ha' error: got lock request "
-                                     "timeout") from None
-                time.sleep(min(0.2, LOCK_TIMEOUT_S))
-            except PermissionError:
-                # guess: PVE words this through cfs_lock; we say what check_cfs_quorum says
-                raise self._fail("cluster not ready - no quorum?") from None
+        self._lock = cfslock.cfs_lock(self.root, "domain-ha", LOCK_TIMEOUT_S)
+        try:
+            self._lock.__enter__()
+        except cfslock.CfsLockError as exc:
+            raise self._fail(str(exc)) from None
+        return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self.dir.rmdir()
-        except OSError:
-            pass
+        self._lock.__exit__(None, None, None)
         if isinstance(exc, Fail) and self.errmsg and not str(exc).startswith(self.errmsg):
             raise Fail(f"{self.errmsg}: {exc}") from None
 

@@ -7,6 +7,7 @@ codes are corosync's own.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import socket
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from lab.embedded.pve import corosync_conf, nodeinfo
+from lab.embedded.pve import cfslock, corosync_conf, nodeinfo
 from lab.embedded.pve.cli import options, systemctl
 
 PVE_CONF = Path("/etc/pve/corosync.conf")
@@ -59,35 +60,14 @@ def write_pve_conf(conf: dict) -> None:
     tmp.rename(PVE_CONF)
 
 
+@contextlib.contextmanager
 def cfs_lock(timeout_s: float = 10.0):
-    """cfs_lock_file('corosync.conf'): mkdir the lock directory, retried for 10 s; each
-    failed try sends an unlock request (utime 0), which frees a lock left expired."""
-    class _Lock:
-        def __enter__(self):
-            deadline = time.monotonic() + timeout_s
-            while True:
-                try:
-                    LOCK_DIR.parent.mkdir(parents=True, exist_ok=True)
-                    LOCK_DIR.mkdir()
-                    return self
-                except FileExistsError:
-                    try:
-                        os.utime(LOCK_DIR, (0, 0))
-                    except OSError:
-                        pass
-                    if time.monotonic() > deadline:
-                        raise Fail("cfs-lock 'file-corosync_conf' error: got lock request "
-                                   "timeout") from None
-                    time.sleep(0.2)
-                except PermissionError:
-                    raise Fail("cluster not ready - no quorum?") from None
-
-        def __exit__(self, *exc):
-            try:
-                LOCK_DIR.rmdir()
-            except OSError:
-                pass
-    return _Lock()
+    """cfs_lock_file('corosync.conf')."""
+    try:
+        with cfslock.cfs_lock(Path("/etc/pve"), LOCK_DIR.name, timeout_s):
+            yield
+    except cfslock.CfsLockError as exc:
+        raise Fail(str(exc)) from None
 
 
 def check_quorum() -> None:
