@@ -830,23 +830,10 @@ def commands(node: Node) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
     node = Node()
-    cmds = commands(node)
-    if not argv or argv[0] not in cmds:
-        problem = f"unknown command 'ha-manager {argv[0]}'" if argv else "no command specified"
-        print(f"ERROR: {problem}\nUSAGE: ha-manager <COMMAND> [ARGS] [OPTIONS]\n"
-              + "\n".join(f"       ha-manager {c}" for c in sorted(cmds)), file=sys.stderr)
-        return 255
-    try:
-        return cmds[argv[0]](node, argv[1:])
-    except options.UsageError as exc:
-        print(exc, file=sys.stderr)
-        return 255
-    except Fail as exc:
-        print(exc, file=sys.stderr)
-        return 255
-
+    cmds = {name: (lambda args, fn=fn: fn(node, args)) for name, fn in commands(node).items()}
+    return options.dispatch("ha-manager", cmds, sys.argv[1:] if argv is None else argv,
+                            (Fail,))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,6 +4,8 @@ boolean flags given alone or as `--flag 0|1`. Errors are worded as PVE's CLIHand
 
 from __future__ import annotations
 
+import sys
+
 
 class UsageError(Exception):
     """Wrong arguments: message printed as PVE prints it, exit code 255."""
@@ -45,3 +47,20 @@ def parse(argv: list[str], positional: list[str], options: dict[str, str], usage
     if len(args) > len(positional):
         raise UsageError(f"400 too many arguments\n{usage}")
     return dict(zip(positional, args, strict=True)), opts
+
+
+def dispatch(prog: str, commands: dict, argv: list[str],
+             errors: tuple[type[Exception], ...] = ()) -> int:
+    """PVE's CLIHandler: run `<prog> <command> ...`; an unknown command prints the usage,
+    a usage error or a command's death (``errors``) prints the message; both exit 255
+    (our reading of PVE's CLI handler)."""
+    if not argv or argv[0] not in commands:
+        problem = f"unknown command '{prog} {argv[0]}'" if argv else "no command specified"
+        print(f"ERROR: {problem}\nUSAGE: {prog} <COMMAND> [ARGS] [OPTIONS]\n"
+              + "\n".join(f"       {prog} {c}" for c in sorted(commands)), file=sys.stderr)
+        return 255
+    try:
+        return commands[argv[0]](argv[1:])
+    except (UsageError, *errors) as exc:
+        print(exc, file=sys.stderr)
+        return 255

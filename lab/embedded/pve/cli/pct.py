@@ -205,25 +205,10 @@ class GuestCli:
         return 0
 
     def main(self, argv: list[str] | None = None) -> int:
-        argv = sys.argv[1:] if argv is None else argv
         commands = {name[4:]: getattr(self, name) for name in dir(self)
                     if name.startswith("cmd_")}
-        if not argv or argv[0] not in commands:
-            problem = f"unknown command '{self.prog} {argv[0]}'" if argv else \
-                "no command specified"
-            print(f"ERROR: {problem}\nUSAGE: {self.prog} <COMMAND> [ARGS] [OPTIONS]\n" +
-                  "\n".join(f"       {self.prog} {c}" for c in sorted(commands)),
-                  file=sys.stderr)
-            return 255
-        try:
-            return commands[argv[0]](argv[1:])
-        except options.UsageError as exc:
-            print(exc, file=sys.stderr)
-            return 255
-        except (GuestError, StorageError) as exc:
-            print(exc, file=sys.stderr)
-            return 255
-
+        return options.dispatch(self.prog, commands, sys.argv[1:] if argv is None else argv,
+                                (GuestError, StorageError))
 
 def main(argv: list[str] | None = None) -> int:
     return GuestCli("ct").main(argv)

@@ -303,21 +303,8 @@ COMMANDS = {"create": cmd_create, "add": cmd_add, "addnode": cmd_addnode,
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        problem = f"unknown command 'pvecm {argv[0]}'" if argv else "no command specified"
-        print(f"ERROR: {problem}\nUSAGE: pvecm <COMMAND> [ARGS] [OPTIONS]\n"
-              + "\n".join(f"       pvecm {c}" for c in COMMANDS), file=sys.stderr)
-        return 255
-    try:
-        return COMMANDS[argv[0]](argv[1:])
-    except options.UsageError as exc:
-        print(exc, file=sys.stderr)
-        return 255
-    except Fail as exc:
-        print(exc, file=sys.stderr)
-        return 255  # PVE's CLI handler exits with 255 when a command dies (our reading)
-
+    return options.dispatch("pvecm", COMMANDS, sys.argv[1:] if argv is None else argv,
+                            (Fail,))
 
 if __name__ == "__main__":
     sys.exit(main())

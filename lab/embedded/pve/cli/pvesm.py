@@ -79,21 +79,8 @@ COMMANDS = {"add": cmd_add, "remove": cmd_remove, "status": cmd_status}
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] not in COMMANDS:
-        problem = f"unknown command 'pvesm {argv[0]}'" if argv else "no command specified"
-        print(f"ERROR: {problem}\nUSAGE: pvesm <COMMAND> [ARGS] [OPTIONS]\n"
-              + "\n".join(f"       pvesm {c}" for c in COMMANDS), file=sys.stderr)
-        return 255
-    try:
-        return COMMANDS[argv[0]](argv[1:])
-    except options.UsageError as exc:
-        print(exc, file=sys.stderr)
-        return 255
-    except StorageError as exc:
-        print(exc, file=sys.stderr)
-        return 255
-
+    return options.dispatch("pvesm", COMMANDS, sys.argv[1:] if argv is None else argv,
+                            (StorageError,))
 
 if __name__ == "__main__":
     sys.exit(main())
