@@ -30,7 +30,31 @@ def acquire_lock(env: HaEnv, get: Callable[[], bool]) -> Generator[float, None, 
     return False
 
 
-class Crm:
+class WatchdogHolder:
+    """A daemon that opens its watchdog with its first lock and feeds it on every renewal
+    (§7.6); `env` and `watchdog_open` are set by the daemon."""
+
+    env: HaEnv
+    watchdog_open: bool
+
+    def take_lock(self, get: Callable[[], bool]) -> Generator[float, None, bool]:
+        got = yield from acquire_lock(self.env, get)
+        if got:
+            if self.watchdog_open:
+                self.env.watchdog_update()
+            else:
+                self.env.watchdog_open()
+                self.watchdog_open = True
+        return got
+
+    def close_watchdog(self) -> None:
+        """Graceful close (magic 'V')."""
+        if self.watchdog_open:
+            self.env.watchdog_close()
+            self.watchdog_open = False
+
+
+class Crm(WatchdogHolder):
     def __init__(self, env: HaEnv) -> None:
         self.env = env
         self.state = "startup"
@@ -59,20 +83,8 @@ class Crm:
             self.manager = None
         self.state = state
 
-    def close_watchdog(self) -> None:
-        if self.watchdog_open:
-            self.env.watchdog_close()
-            self.watchdog_open = False
-
     def get_manager_lock(self) -> Generator[float, None, bool]:
-        got = yield from acquire_lock(self.env, self.env.get_ha_manager_lock)
-        if got:
-            if self.watchdog_open:
-                self.env.watchdog_update()
-            else:
-                self.env.watchdog_open()
-                self.watchdog_open = True
-        return got
+        return (yield from self.take_lock(self.env.get_ha_manager_lock))
 
     def has_work(self, ms: dict) -> bool:
         """resources.cfg not empty, or something else needs a master (§3). Pending

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
-from .crm import acquire_lock
+from .crm import WatchdogHolder
 from .env import (
     ERROR,
     ETRY_AGAIN,
@@ -120,7 +120,7 @@ class Job:
     key: str | None = None  # the worker id once started
 
 
-class Lrm:
+class Lrm(WatchdogHolder):
     def __init__(self, env: HaEnv, guests: Guests) -> None:
         self.env = env
         self.guests = guests
@@ -189,19 +189,7 @@ class Lrm:
 
     # -- watchdog and lock -----------------------------------------------------------
     def get_agent_lock(self) -> Generator[float, None, bool]:
-        got = yield from acquire_lock(self.env, self.env.get_ha_agent_lock)
-        if got:
-            if self.watchdog_open:
-                self.env.watchdog_update()
-            else:
-                self.env.watchdog_open()
-                self.watchdog_open = True
-        return got
-
-    def give_up_watchdog(self) -> None:
-        if self.watchdog_open:
-            self.env.watchdog_close()
-            self.watchdog_open = False
+        return (yield from self.take_lock(self.env.get_ha_agent_lock))
 
     # -- shutdown (§8.1) --------------------------------------------------------------
     def request_shutdown(self, reboot: bool | None = None) -> None:
@@ -427,7 +415,7 @@ class Lrm:
             if self.shutdown_request is not None:
                 count = self.active_service_count()
                 if count == 0:
-                    self.give_up_watchdog()
+                    self.close_watchdog()
                     return False
                 env.log("err", "get shutdown request in state 'lost_agent_lock' - detected "
                         f"{count} running services")
@@ -454,7 +442,7 @@ class Lrm:
             self.env.log("info", f"node had no service configured for "
                          f"{self.env.timing.lrm_idle_rounds} rounds, going idle.")
             self.env.release_ha_agent_lock()
-            self.give_up_watchdog()
+            self.close_watchdog()
             self.set_state("wait_for_agent_lock")
             self.active_idle_rounds = 0
 
@@ -467,12 +455,12 @@ class Lrm:
                 left = yield from self.run_workers()
                 if self.mode == "restart":
                     if self.active_service_count() == 0 and left == 0:
-                        self.give_up_watchdog()
+                        self.close_watchdog()
                         env.release_ha_agent_lock()
                         exit_now = True
                 elif left == 0:
                     if self.shutdown_errors == 0:
-                        self.give_up_watchdog()
+                        self.close_watchdog()
                         env.release_ha_agent_lock()
                     exit_now = True
             elif not self.cluster_state_ok:
@@ -494,7 +482,7 @@ class Lrm:
         if self.active_service_count() == 0 and left == 0:
             # §7.3: empty -> close the watchdog, release the lock, exit if shutting down
             if self.watchdog_open:
-                self.give_up_watchdog()
+                self.close_watchdog()
                 env.release_ha_agent_lock()
             exit_now = self.shutdown_request is not None
         self.update_lrm_status()

@@ -303,15 +303,7 @@ class Manager:
         cmd = sd.pop("cmd", None)
         if cmd:
             if cmd[0] in ("migrate", "relocate"):
-                task, target = cmd
-                if not ns.node_is_online(target):
-                    env.log("err", f"ignore service '{sid}' {task} request - node '{target}' "
-                            "not online")
-                elif sd["node"] == target:
-                    env.log("info", f"ignore service '{sid}' {task} request - service already "
-                            f"on node '{target}'")
-                else:
-                    self.change_service_state(sid, task, node=sd["node"], target=target)
+                if self._move(sid, sd, *cmd, announce=False):
                     return
             elif cmd[0] == "stop":
                 env.log("info", f"ignore service '{sid}' stop request - service already "
@@ -410,19 +402,26 @@ class Manager:
             # a new uid makes the LRM check (and restart) the service again
             sd["uid"] = new_uid()
 
+    def _move(self, sid: str, sd: dict, task: str, target: str, *, announce: bool) -> bool:
+        """A queued migrate/relocate command: True when the service moves."""
+        env = self.env
+        if not self.ns.node_is_online(target):
+            env.log("err", f"ignore service '{sid}' {task} request - node '{target}' not "
+                    "online")
+            return False
+        if sd["node"] == target:
+            env.log("info", f"ignore service '{sid}' {task} request - service already on "
+                    f"node '{target}'")
+            return False
+        if announce:
+            env.log("info", f"{task} service '{sid}' to node '{target}'")
+        self.change_service_state(sid, task, node=sd["node"], target=target)
+        return True
+
     def _started_command(self, sid: str, sd: dict, cmd: list) -> None:
-        env, ns = self.env, self.ns
+        env = self.env
         if cmd[0] in ("migrate", "relocate"):
-            task, target = cmd
-            if not ns.node_is_online(target):
-                env.log("err", f"ignore service '{sid}' {task} request - node '{target}' not "
-                        "online")
-            elif sd["node"] == target:
-                env.log("info", f"ignore service '{sid}' {task} request - service already on "
-                        f"node '{target}'")
-            else:
-                env.log("info", f"{task} service '{sid}' to node '{target}'")
-                self.change_service_state(sid, task, node=sd["node"], target=target)
+            self._move(sid, sd, *cmd, announce=True)
         elif cmd[0] == "stop":
             timeout = cmd[1]
             if timeout == 0:
