@@ -1,0 +1,115 @@
+"""The node's HA environment against a temporary /etc/pve (plain directories: mkdir is
+the lock, as on pmxcfs; pmxcfs's own rules are tested on the lab)."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from lab.embedded.pve.ha import env_node
+from lab.embedded.pve.ha.env_node import NodeEnv
+from lab.embedded.pve.nodeinfo import NodeInfo
+
+
+@pytest.fixture
+def root(tmp_path):
+    pve = tmp_path / "pve"
+    for sub in ("nodes/node1/lxc", "nodes/node2/lxc", "ha", "priv/lock"):
+        (pve / sub).mkdir(parents=True)
+    (pve / "local").mkdir()  # stands in for the symlink; its mode says quorate or not
+    return pve
+
+
+def make_env(root: Path, daemon: str = "crm", timescale: float = 1.0) -> NodeEnv:
+    info = NodeInfo("node1", "198.18.0.11", 24, "8.4.1", "6.8.12-9-pve", root, root,
+                    timescale, root)
+    return NodeEnv(info, daemon, root=root)
+
+
+def test_quorum_is_the_write_bit_pmxcfs_shows(root):
+    env = make_env(root)
+    assert env.quorate()
+    os.chmod(root / "local", 0o555)
+    assert not env.quorate()
+
+
+def test_node_info_comes_from_members_and_this_node_is_always_online(root):
+    (root / ".members").write_text(json.dumps({"nodename": "node1", "nodelist": {
+        "node1": {"id": 1, "online": 0}, "node2": {"id": 2, "online": 1},
+        "node3": {"id": 3, "online": 0}}}))
+    env = make_env(root)
+    assert env.cluster_state_update()
+    assert env.node_info() == {"node1": True, "node2": True, "node3": False}
+    (root / ".members").unlink()
+    assert not env.cluster_state_update()
+
+
+def test_a_lock_is_taken_renewed_while_fresh_and_released(root):
+    env = make_env(root)
+    lock = root / "priv/lock/ha_manager_lock"
+    assert env.get_ha_manager_lock() and lock.is_dir()
+    before = lock.stat().st_mtime_ns
+    assert env.get_ha_manager_lock()  # renewal: a newer mtime on the same directory
+    assert lock.stat().st_mtime_ns > before
+    other = make_env(root)
+    assert not other.get_ha_manager_lock()  # held by the first
+    env.release_ha_manager_lock()
+    assert not lock.exists()
+    assert other.get_ha_manager_lock()
+
+
+def test_a_failed_take_sends_an_unlock_request(root, monkeypatch):
+    requests = []
+    real_utime = os.utime
+
+    def utime(path, times=None, **kwargs):
+        if times == (0, 0):
+            requests.append(Path(path).name)
+        return real_utime(path, times, **kwargs)
+
+    monkeypatch.setattr(env_node.os, "utime", utime)
+    (root / "priv/lock/ha_agent_node2_lock").mkdir()
+    assert not make_env(root).get_ha_agent_lock("node2")
+    assert requests == ["ha_agent_node2_lock"]
+
+
+def test_crm_commands_are_read_once(root):
+    (root / "ha/crm_commands").write_text("migrate ct:100 node2\n\nstop vm:101 0\n")
+    env = make_env(root)
+    assert env.read_crm_commands() == ["migrate ct:100 node2", "stop vm:101 0"]
+    assert env.read_crm_commands() == []
+    assert not (root / "priv/lock/domain-ha").exists()  # the domain lock was released
+
+
+def test_steal_moves_the_config_and_drops_leftover_locks_only(root):
+    conf = root / "nodes/node1/lxc/100.conf"
+    conf.write_text("hostname: ct100\nlock: backup\nmemory: 512\n")
+    make_env(root).steal_service("ct:100", "node1", "node2")
+    assert not conf.exists()
+    assert (root / "nodes/node2/lxc/100.conf").read_text() == "hostname: ct100\nmemory: 512\n"
+    kept = root / "nodes/node2/lxc/101.conf"
+    kept.write_text("lock: create\n")
+    make_env(root).steal_service("ct:101", "node2", "node1")
+    assert (root / "nodes/node1/lxc/101.conf").read_text() == "lock: create\n"
+
+
+def test_service_config_has_defaults_and_the_owning_node(root):
+    (root / "nodes/node2/lxc/100.conf").write_text("hostname: a\n")
+    (root / "ha/resources.cfg").write_text("ct: 100\n\tmax_restart 2\n\nct: 999\n\n")
+    assert make_env(root).read_service_config() == {"ct:100": {
+        "type": "ct", "state": "started", "node": "node2", "max_restart": 2,
+        "max_relocate": 1}}
+
+
+def test_shutdown_flag_tells_poweroff_from_reboot(root, monkeypatch, tmp_path):
+    flag = tmp_path / "shutdown"
+    monkeypatch.setattr(env_node, "SHUTDOWN_FLAG", flag)
+    env = make_env(root, "lrm")
+    assert env.is_node_shutdown() == (False, False)
+    flag.write_text("poweroff\n")
+    assert env.is_node_shutdown() == (True, False)
+    flag.write_text("reboot\n")
+    assert env.is_node_shutdown() == (True, True)
