@@ -1,0 +1,37 @@
+"""Bad HA commands on a lab node get PVE's own kind of error (and exit code 255)."""
+
+from __future__ import annotations
+
+from harness.waits import wait_until
+
+K = 0.1
+
+
+def fails(node, *argv: str) -> str:
+    result = node.run(*argv, timeout_s=30)
+    assert result.rc == 255, f"{argv}: rc {result.rc}, {result.stdout}{result.stderr}"
+    return result.stderr
+
+
+def test_bad_ha_commands_are_refused_as_pve_refuses_them(ha_lab):
+    h = ha_lab("hcmd", "198.18.66", timescale=K)
+    node1 = h.node("node1")
+    h.create_ct("node1", 100)
+    assert "does not exist" in fails(node1, "ha-manager", "add", "ct:999")
+    assert "Unknown option: bogus" in fails(node1, "ha-manager", "add", "ct:100", "--bogus", "1")
+    assert "max_restart" in fails(node1, "ha-manager", "add", "ct:100", "--max_restart", "x")
+    h.ha("add", "ct:100")
+    assert "resource ID 'ct:100' already defined" in fails(node1, "ha-manager", "add",
+                                                            "ct:100")
+    assert "no such cluster node" in fails(node1, "pvesh", "get", "/nodes/node9/lxc")
+    assert "no 'get' handler" in fails(node1, "pvesh", "get", "/nothing")
+    assert "already exists" in fails(node1, "pct", "create", "100",
+                                     "local:vztmpl/x.tar.zst", "--rootfs", "shared:1")
+    # no quorum: node3 alone
+    h.lab.power_cut("node1")
+    h.lab.power_cut("node2")
+    node3 = h.node("node3")
+    wait_until("node3 to lose quorum", lambda: not node3.quorum().quorate, timeout_s=60)
+    assert "no quorum" in fails(node3, "ha-manager", "set", "ct:100", "--state", "stopped")
+    assert "no quorum" in fails(node3, "pct", "create", "101", "local:vztmpl/x.tar.zst",
+                                "--rootfs", "shared:1")
