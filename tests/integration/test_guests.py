@@ -211,3 +211,32 @@ def test_a_vm_runs_lists_and_is_destroyed(lab, cluster):
     node2.check("qm", "destroy", "110", timeout_s=30)
     assert not disk_of(lab, 110).exists()
     assert node2.run("qm", "status", "110").rc == 255
+
+
+def test_a_client_probing_the_port_does_not_fail_a_start(lab, cluster):
+    """A probe's connection queued while the guest checks its own address is answered in
+    turn; it must not make the start fail (on PVE nothing outside can)."""
+    import threading
+
+    node3 = cluster.node("node3")  # node1 was cut by an earlier test
+    node3.check("pct", "create", "130", TEMPLATE, "--rootfs", "shared:1",
+                "--net0", NET0.format(f"{SUBNET}.130"))
+    stop = threading.Event()
+    answers = []
+
+    def probe() -> None:
+        while not stop.is_set():
+            answers.append(ask(f"{SUBNET}.130", timeout_s=0.2))
+            time.sleep(0.02)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    try:
+        for _ in range(3):
+            node3.check("pct", "start", "130", timeout_s=30)
+            node3.check("pct", "stop", "130", timeout_s=30)
+    finally:
+        stop.set()
+        prober.join(timeout=10)
+        node3.run("pct", "destroy", "130", timeout_s=30)
+    assert any(a and a.startswith("ct:130 node3 ") for a in answers)

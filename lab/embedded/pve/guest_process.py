@@ -297,19 +297,25 @@ class Guest:
             except OSError:
                 pass
 
-    def self_check(self, listener: socket.socket) -> None:
-        """Answer one connection to our own address before saying we are up."""
+    def self_check(self, listener: socket.socket, timeout_s: float = 2.0) -> None:
+        """Answer a connection to our own address before saying we are up. Connections
+        from outside that are already queued (a probe) are answered too, in turn."""
         try:
             gratuitous_arp("eth0", self.address, _mac_of("eth0"))
         except OSError as exc:
             print(f"{self.sid}: gratuitous ARP failed: {exc}", flush=True)
-        with socket.create_connection((self.address, self.port), timeout=2) as client:
-            listener.settimeout(2)
-            self.accept(listener)
-            listener.settimeout(None)
-            line = client.recv(256).decode()
+        deadline = time.monotonic() + timeout_s
+        with socket.create_connection((self.address, self.port), timeout=timeout_s) as client:
+            line = ""
+            while not line and time.monotonic() < deadline:
+                ready, _, _ = select.select([listener, client], [], [],
+                                            max(0.0, deadline - time.monotonic()))
+                if listener in ready:
+                    self.accept(listener)
+                if client in ready:
+                    line = client.recv(256).decode()
         if not line.startswith(f"{self.sid} {self.node} "):
-            raise RuntimeError(f"self-check got {line!r}")
+            raise RuntimeError(f"self-check got {line!r}" if line else "self-check timed out")
 
 
 def _mac_of(ifname: str) -> str:
