@@ -26,6 +26,12 @@ class EventKind(enum.StrEnum):
     QUORUM_LOST = "quorum.lost"
     QUORUM_REGAINED = "quorum.regained"
     VOTES_CHANGED = "votes.changed"
+    PROBE_UP = "probe.up"  # a guest's service answers (data: guest, node that answered)
+    PROBE_DOWN = "probe.down"
+    HA_SERVICE_STATE = "ha.service_state"  # as one node's HA status shows it
+    HA_NODE_STATE = "ha.node_state"
+    HA_MASTER = "ha.master"
+    INVARIANT_BROKEN = "invariant.broken"
     NOTE = "note"
 
 
