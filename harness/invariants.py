@@ -1,0 +1,184 @@
+"""Safety invariants of HA, checked from what the harness saw (pve-model.md §6, §7.7).
+
+- a guest never runs twice at once (its write log shows two boots writing concurrently,
+  or a sequence number written twice);
+- a partition without quorum never starts a guest (a new boot answering from a node that
+  was not quorate then, as that node's own `pvecm status` said);
+- no guest runs on a node after that node was fenced (the probe hears it from there after
+  HA acknowledged the fence);
+- no acknowledged write is lost (every record a client was told about is on the disk).
+
+Each check is a pure function of the timeline and the guest's write log, so a scenario can
+run them continuously (`InvariantChecker`) and a self-test can prove each one fires.
+Observation lags (watcher polls, probe interval) are allowed for with `slack_s`: a
+violation is reported only when it holds even if every observation were that late.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from harness.timeline import Event, EventKind, Timeline
+from harness.writelog import LogReport
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str  # doubled_guest, started_without_quorum, ran_after_fence, lost_write
+    guest: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.invariant} ({self.guest}): {self.detail}"
+
+
+def doubled_guest(guest: str, log: LogReport) -> list[Violation]:
+    found = [Violation("doubled_guest", guest,
+                       f"boots {a} and {b} wrote at the same time") for a, b in log.overlaps]
+    if log.duplicates and not log.overlaps:
+        found.append(Violation("doubled_guest", guest,
+                               f"sequence numbers written twice: {log.duplicates[:5]}"))
+    return found
+
+
+def lost_writes(guest: str, log: LogReport, acknowledged: Iterable[tuple[str, int]]
+                ) -> list[Violation]:
+    """acknowledged: (boot id, seq) pairs a client was told had been written."""
+    on_disk = {(b.boot_id, s) for b in log.boots for s in range(b.first_seq, b.last_seq + 1)}
+    missing = sorted({a for a in acknowledged if a not in on_disk}, key=lambda a: a[1])
+    if not missing:
+        return []
+    return [Violation("lost_write", guest, f"{len(missing)} acknowledged writes are not on "
+                      f"the disk, first: boot {missing[0][0]} seq {missing[0][1]}")]
+
+
+def _quorate_at(timeline: Timeline, node: str, t: float) -> bool | None:
+    """The node's own latest view of its quorum at t (None: never observed)."""
+    state = None
+    for event in timeline.events((EventKind.QUORUM_LOST, EventKind.QUORUM_REGAINED),
+                                 source=node):
+        if event.t > t:
+            break
+        state = event.kind == EventKind.QUORUM_REGAINED
+    return state
+
+
+def _boot_starts(timeline: Timeline, guest: str) -> list[Event]:
+    """PROBE_UP events that show a new boot of the guest (a start, not a blip)."""
+    starts, boots = [], set()
+    for event in timeline.events(EventKind.PROBE_UP):
+        if event.data.get("guest") != guest:
+            continue
+        boot = event.data.get("boot")
+        if boot not in boots:
+            boots.add(boot)
+            starts.append(event)
+    return starts
+
+
+def started_without_quorum(timeline: Timeline, guest: str, slack_s: float
+                           ) -> list[Violation]:
+    found = []
+    for start in _boot_starts(timeline, guest)[1:]:  # the first boot is the setup's
+        node = str(start.data.get("node"))
+        # inquorate both when the start was heard and slack_s before it (polls lag)
+        if _quorate_at(timeline, node, start.t) is False and \
+                _quorate_at(timeline, node, start.t - slack_s) is False:
+            found.append(Violation("started_without_quorum", guest,
+                                   f"boot {start.data.get('boot')} answered from {node} at "
+                                   f"{start.t:.1f} s while {node} was not quorate"))
+    return found
+
+
+def fence_acknowledged(timeline: Timeline) -> dict[str, float]:
+    """node -> when a node's view first showed one of its services leave `fence` for
+    `recovery` (HA took the node's agent lock)."""
+    acked: dict[str, float] = {}
+    for event in timeline.events(EventKind.HA_SERVICE_STATE):
+        if event.data.get("previous_state") == "fence" and event.data.get("state") in (
+                "recovery", "started", "request_stop"):
+            node = str(event.data.get("previous_node") or event.data.get("node"))
+            acked.setdefault(node, event.t)
+    return acked
+
+
+def ran_after_fence(timeline: Timeline, guest: str, slack_s: float) -> list[Violation]:
+    found = []
+    acked = fence_acknowledged(timeline)
+    for event in timeline.events(EventKind.PROBE_UP):
+        node = str(event.data.get("node"))
+        if event.data.get("guest") == guest and node in acked and \
+                event.t > acked[node] + slack_s and not _back_online(timeline, node,
+                                                                     acked[node], event.t):
+            found.append(Violation("ran_after_fence", guest,
+                                   f"answered from {node} at {event.t:.1f} s, after {node} "
+                                   f"was fenced at {acked[node]:.1f} s"))
+    return found
+
+
+def _back_online(timeline: Timeline, node: str, since: float, until: float) -> bool:
+    """The fenced node rejoined (it may run guests again once HA gives them back)."""
+    for event in timeline.events(EventKind.QUORUM_REGAINED, source=node, after=since):
+        if event.t <= until:
+            return True
+    return False
+
+
+class InvariantChecker:
+    """Runs every check every interval in the background; records each new violation
+    on the timeline once (INVARIANT_BROKEN) and keeps them in `violations`."""
+
+    def __init__(self, timeline: Timeline, guest: str, *,
+                 read_log: Callable[[], LogReport | None],
+                 acknowledged: Callable[[], Iterable[tuple[str, int]]],
+                 slack_s: float = 2.0, interval_s: float = 1.0) -> None:
+        self.timeline, self.guest = timeline, guest
+        self.read_log, self.acknowledged = read_log, acknowledged
+        self.slack_s, self.interval_s = slack_s, interval_s
+        self.violations: list[Violation] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def check(self) -> list[Violation]:
+        """One pass; returns the violations new in this pass."""
+        found = started_without_quorum(self.timeline, self.guest, self.slack_s)
+        found += ran_after_fence(self.timeline, self.guest, self.slack_s)
+        log = self.read_log()
+        if log is not None:
+            found += doubled_guest(self.guest, log)
+            found += lost_writes(self.guest, log, self.acknowledged())
+        new = [v for v in found if v not in self.violations]
+        for violation in new:
+            self.violations.append(violation)
+            self.timeline.record(EventKind.INVARIANT_BROKEN, "harness",
+                                 invariant=violation.invariant, guest=self.guest,
+                                 detail=violation.detail)
+        return new
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.check()
+
+    def start(self) -> InvariantChecker:
+        self._thread = threading.Thread(target=self._run, name="invariants", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
+        self.check()  # a last look with everything observed
+
+    def __enter__(self) -> InvariantChecker:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def assert_ok(self) -> None:
+        if self.violations:
+            raise AssertionError("safety invariants broken:\n" +
+                                 "\n".join(f"  {v}" for v in self.violations))
