@@ -9,7 +9,7 @@ import pytest
 DATA = Path(__file__).resolve().parents[1] / "data"
 RECORDED = "# recorded:"
 
-FILES = sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*.txt"))
+FILES = sorted(p.relative_to(DATA).as_posix() for p in DATA.rglob("*") if p.is_file())
 
 
 def test_there_are_recordings_for_both_major_versions():

@@ -1,0 +1,160 @@
+"""What each node's HA stack shows, polled with `ha-manager status` onto the timeline.
+
+Like QuorumWatcher: one thread per node, each poll bounded by the command deadline, and
+stop() joins with a bound. Every event has the polling node as `source` (its own view):
+
+- HA_MASTER when the master node, its status or the fencing line changes
+  (data: node, status, fencing, previous_node, previous_status);
+- HA_NODE_STATE when an lrm line's status or watchdog changes
+  (data: node, status, watchdog, previous);
+- HA_SERVICE_STATE when a service's (node, state) changes
+  (data: sid, node, state, previous={node, state} or None, previous_node, previous_state).
+
+The first view of a node records everything it shows, with no previous. Something that
+leaves the view (a removed service, a deleted node) is recorded with None for the new
+values. Unreachable nodes and timeouts record nothing; changes are counted against the
+last view the node gave, so a node coming back reports only what differs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+
+from harness.cluster import Cluster, Node
+from harness.errors import CommandTimeout, NodeUnreachable, PvechaosError
+from harness.pve.ha_status import HaStatus, MasterLine, parse_ha_manager_status
+from harness.timeline import Event, EventKind, Timeline
+
+# `ha-manager status` exits 0 with an answer; anything else (pmxcfs down: 255) is an error.
+OK_CODES = (0,)
+
+
+class HaWatcher:
+    def __init__(self, cluster: Cluster, timeline: Timeline, *, interval_s: float = 0.5,
+                 command_timeout_s: float = 4.0, names: Iterable[str] | None = None) -> None:
+        self.cluster, self.timeline = cluster, timeline
+        self.interval_s, self.command_timeout_s = interval_s, command_timeout_s
+        self.names = tuple(names) if names is not None else None
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self.views: dict[str, HaStatus | None] = {}  # None: no answer on the latest poll
+        self.polls = 0
+
+    def __enter__(self) -> HaWatcher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _nodes(self) -> tuple[Node, ...]:
+        if self.names is None:
+            return tuple(self.cluster.nodes())
+        return tuple(self.cluster.node(name) for name in self.names)
+
+    def start(self) -> None:
+        self._stop.clear()
+        for node in self._nodes():
+            thread = threading.Thread(target=self._watch, args=(node,), daemon=True,
+                                      name=f"ha-watcher-{node.name}")
+            thread.start()
+            self._threads.append(thread)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout_s / max(1, len(self._threads)))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        self._threads = []
+        if alive:
+            raise PvechaosError(f"watcher threads did not stop: {', '.join(alive)}")
+
+    def _watch(self, node: Node) -> None:
+        last: HaStatus | None = None
+        problem: str | None = None
+        while not self._stop.is_set():
+            started = self.timeline.clock.now()
+            try:
+                out = node.check("ha-manager", "status", timeout_s=self.command_timeout_s,
+                                 ok_codes=OK_CODES)
+                status = parse_ha_manager_status(out)
+            except (NodeUnreachable, CommandTimeout):
+                self.views[node.name] = None
+            except PvechaosError as exc:  # answered, but no HA status (pmxcfs down, ...)
+                first_line = str(exc).splitlines()[0]
+                if first_line != problem:
+                    self.timeline.record(EventKind.NOTE, node.name, t=started,
+                                         text="no HA status: " + first_line)
+                problem = first_line
+                self.views[node.name] = None
+            else:
+                problem = None
+                record_changes(self.timeline, node.name, last, status, started)
+                last = status
+                self.views[node.name] = status
+            with self._lock:
+                self.polls += 1
+            self._stop.wait(self.interval_s)
+
+
+def _master_key(master: MasterLine | None, fencing: str | None) -> tuple:
+    return (master.node, master.status, fencing) if master else (None, None, fencing)
+
+
+def record_changes(timeline: Timeline, source: str, old: HaStatus | None, new: HaStatus,
+                   t: float) -> list[Event]:
+    """Record on the timeline what differs from ``old`` (None: the first view) to ``new``."""
+    events = []
+    om, nm = (old.master if old else None), new.master
+    ofence = old.fencing if old else None
+    if _master_key(om, ofence) != _master_key(nm, new.fencing):
+        events.append(timeline.record(
+            EventKind.HA_MASTER, source, t=t, node=nm.node if nm else None,
+            status=nm.status if nm else None, fencing=new.fencing,
+            previous_node=om.node if om else None, previous_status=om.status if om else None))
+    old_lrms = old.lrms if old else {}
+    for name in sorted(old_lrms.keys() | new.lrms.keys()):
+        o, n = old_lrms.get(name), new.lrms.get(name)
+        if (o and (o.status, o.watchdog)) != (n and (n.status, n.watchdog)):
+            events.append(timeline.record(
+                EventKind.HA_NODE_STATE, source, t=t, node=name,
+                status=n.status if n else None, watchdog=n.watchdog if n else None,
+                previous=o.status if o else None))
+    old_services = old.services if old else {}
+    for sid in sorted(old_services.keys() | new.services.keys()):
+        o, n = old_services.get(sid), new.services.get(sid)
+        if (o and (o.node, o.state)) != (n and (n.node, n.state)):
+            events.append(timeline.record(
+                EventKind.HA_SERVICE_STATE, source, t=t, sid=sid,
+                node=n.node if n else None, state=n.state if n else None,
+                previous={"node": o.node, "state": o.state} if o else None,
+                previous_node=o.node if o else None, previous_state=o.state if o else None))
+    return events
+
+
+# -- metrics helpers: pure functions of the timeline -----------------------------------------
+def first_service_state(timeline: Timeline, sid: str, state: str | Iterable[str],
+                        after: Event | float, node: str | None = None,
+                        on: str | None = None) -> Event | None:
+    """The first HA_SERVICE_STATE event from ``after`` on where ``sid`` entered ``state``
+    (one state or several), optionally only while placed on ``node`` and only as seen by
+    the node ``on`` (the event's source)."""
+    states = {state} if isinstance(state, str) else set(state)
+    return timeline.first(
+        EventKind.HA_SERVICE_STATE, after=after, source=on,
+        where=lambda e: e.data.get("sid") == sid and e.data.get("state") in states
+        and (node is None or e.data.get("node") == node))
+
+
+def service_node_changes(timeline: Timeline, sid: str, after: Event | float,
+                         on: str | None = None) -> list[Event]:
+    """HA_SERVICE_STATE events from ``after`` on where a node's view moved ``sid`` from one
+    node to another (each observing node reports a move once; ``on`` keeps one of them).
+    First views and removals are no moves."""
+    start = after.t if isinstance(after, Event) else after
+    return [e for e in timeline.events(EventKind.HA_SERVICE_STATE, source=on, after=start)
+            if e.data.get("sid") == sid and e.data.get("previous_node") is not None
+            and e.data.get("node") is not None
+            and e.data.get("node") != e.data.get("previous_node")]
