@@ -1,0 +1,429 @@
+"""What stock PVE should do, in seconds: predicted windows from the cluster's own constants.
+
+A scenario measures a figure on the timeline (power cut -> restart issued, ...) and asks
+``verdict`` whether it lies inside the window that PVE's design predicts, and whether it
+meets a user's budget. The windows are derived step by step from pve-model.md §2 and §10;
+every term is named in the function's docstring and in ``Window.basis``.
+
+Two clocks are at work. Corosync's timers (token, consensus) are never scaled: they are
+read from the running cluster. PVE's HA timers (CRM and LRM loops, lock lifetime, fence
+delay, watchdog) are multiplied by the timescale on labs that can scale them. So at a
+timescale below 1 the unscaled detection can land on the critical path (the fence delay
+counts from the last CRM round before detection), and the windows are not simply the
+timescale-1 windows times the timescale.
+
+All windows are in real seconds from the fault (t0), except ``clean_shutdown_window``,
+which counts from the moment the node leaves the membership.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+from harness.errors import PvechaosError
+
+COROSYNC_TOKEN_MS = 3000  # corosync exec/totemconfig.c default token (pve-model.md §2)
+COROSYNC_TOKEN_COEFFICIENT_MS = 650  # corosync default; pve-cluster >= 9.1 writes 125
+COROSYNC_CONSENSUS_FACTOR = 1.2  # consensus = 1.2 x the effective token
+
+# Slack of membership formation after the consensus timeout (join messages, the commit
+# token's round); a guess, a few corosync join timeouts (50 ms each) and a token rotation.
+MEMBERSHIP_FORM_SLACK_S = 0.5
+
+
+class ConstantsUnavailable(PvechaosError):
+    """The cluster's timing constants could not be read from corosync."""
+
+
+@dataclass(frozen=True)
+class ClusterConstants:
+    """The timing constants behind every prediction.
+
+    Corosync values are the effective ones, in milliseconds, never scaled. The HA fields
+    (``*_s``) are PVE's own numbers at timescale 1 (pve-model.md §2); the properties of
+    the same names without ``_s`` (``crm_loop``, ``lock_lifetime``, ...) give them in real
+    seconds at ``timescale``. The two resolutions are scaled too: only the embedded lab
+    scales, and its pmxcfs compares lock ages as floats, so there they are mere margins.
+    """
+
+    nodes: int
+    token_ms: int  # effective: runtime.config.totem.token
+    token_coefficient_ms: int
+    consensus_ms: int  # effective: runtime.config.totem.consensus
+    timescale: float = 1.0
+    # PVE HA constants at timescale 1 (pve-model.md §2)
+    crm_loop_s: float = 10.0  # CRM master round (CRM.pm $max_time)
+    lrm_loop_s: float = 10.0  # LRM active round (LRM.pm $max_time)
+    lock_lifetime_s: float = 120.0  # pmxcfs lock, expired when age > 120 (memdb.c)
+    fence_delay_s: float = 60.0  # NodeStatus.pm $fence_delay
+    watchdog_s: float = 60.0  # watchdog-mux client timeout
+    watchdog_device_s: float = 10.0  # watchdog-mux sets the device timeout to 10 s
+    lock_retry_s: float = 1.0  # get_protected_*_lock: tries 1 s apart
+    lock_tries: int = 6  # ... at most 6 of them
+    # Resolutions (at timescale 1): pmxcfs compares whole seconds (time(NULL)), so a lock
+    # is deletable between age 120 and 121; watchdog-mux checks its clients once a second.
+    lock_tick_s: float = 1.0
+    watchdog_tick_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.timescale > 0:
+            raise ValueError(f"timescale must be > 0, got {self.timescale}")
+        if self.nodes < 1:
+            raise ValueError(f"nodes must be >= 1, got {self.nodes}")
+        if self.token_ms <= 0 or self.consensus_ms <= 0:
+            raise ValueError(f"token and consensus must be > 0, got {self.token_ms} ms "
+                             f"and {self.consensus_ms} ms")
+
+    @classmethod
+    def stock(cls, nodes: int = 3, timescale: float = 1.0,
+              token_coefficient_ms: int = COROSYNC_TOKEN_COEFFICIENT_MS) -> ClusterConstants:
+        """Corosync's defaults for ``nodes`` nodes (no explicit token or consensus)."""
+        token = COROSYNC_TOKEN_MS + max(0, nodes - 2) * token_coefficient_ms
+        return cls(nodes, token, token_coefficient_ms,
+                   round(COROSYNC_CONSENSUS_FACTOR * token), timescale)
+
+    def s(self, seconds_at_1: float) -> float:
+        """A PVE HA duration in real seconds at this timescale."""
+        return seconds_at_1 * self.timescale
+
+    # scaled HA terms, real seconds
+    @property
+    def crm_loop(self) -> float:
+        return self.s(self.crm_loop_s)
+
+    @property
+    def lrm_loop(self) -> float:
+        return self.s(self.lrm_loop_s)
+
+    @property
+    def lock_lifetime(self) -> float:
+        return self.s(self.lock_lifetime_s)
+
+    @property
+    def lock_tick(self) -> float:
+        return self.s(self.lock_tick_s)
+
+    @property
+    def fence_delay(self) -> float:
+        return self.s(self.fence_delay_s)
+
+    @property
+    def watchdog(self) -> float:
+        return self.s(self.watchdog_s)
+
+    @property
+    def watchdog_device(self) -> float:
+        return self.s(self.watchdog_device_s)
+
+    @property
+    def watchdog_tick(self) -> float:
+        return self.s(self.watchdog_tick_s)
+
+    @property
+    def lock_retry(self) -> float:
+        return self.s(self.lock_retry_s)
+
+    # unscaled corosync terms, real seconds
+    @property
+    def token(self) -> float:
+        return self.token_ms / 1000
+
+    @property
+    def consensus(self) -> float:
+        return self.consensus_ms / 1000
+
+    @property
+    def detection(self) -> float:
+        """Power cut -> corosync drops the node: token loss, then the consensus timeout."""
+        return self.token + self.consensus
+
+    @property
+    def fence_countdown(self) -> float:
+        """From last_online to the first CRM round with now - last_online >= fence delay.
+
+        Rounds come every CRM loop starting at last_online, so this is the fence delay
+        rounded up to whole rounds (60 s at timescale 1: exactly six rounds).
+        """
+        rounds = math.ceil(self.fence_delay / self.crm_loop - 1e-9)
+        return rounds * self.crm_loop
+
+
+# -- reading the constants from a cluster --------------------------------------------
+# corosync-cmapctl -g KEY prints one line "KEY (TYPE) = VALUE" (tools/corosync-cmapctl.c,
+# print_key: printf("%s (", key) then "u32) = %u"); a missing key prints "Can't get key
+# KEY. Error CS_ERR_NOT_EXIST" on stderr (exit code 1 on corosync 3, 0 on old versions).
+_CMAP_LINE = re.compile(r"^(?P<key>\S+) \((?P<type>[a-z0-9]+)\) = (?P<value>.*)$")
+_INTEGER_TYPES = {"u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "str"}
+
+
+def parse_cmap_value(text: str, key: str) -> int | None:
+    """The integer value of ``key`` in corosync-cmapctl output; None when it is absent."""
+    for line in text.splitlines():
+        m = _CMAP_LINE.match(line.strip())
+        if not m or m["key"] != key:
+            continue
+        value = m["value"].strip()
+        if m["type"] not in _INTEGER_TYPES or not value.isdigit():
+            raise ConstantsUnavailable(
+                f"corosync-cmapctl gave {key} as {m['type']} {value!r}, not an integer",
+                hint="check `corosync-cmapctl -g " + key + "` on the node")
+        return int(value)
+    return None
+
+
+def _cmap_get(node, key: str) -> int | None:
+    try:
+        result = node.run("corosync-cmapctl", "-g", key, timeout_s=10.0)
+    except PvechaosError as exc:
+        raise ConstantsUnavailable(
+            f"cannot read corosync's {key} from {getattr(node, 'name', node)}: "
+            f"{str(exc).splitlines()[0]}",
+            hint="the node must answer over SSH with corosync running") from exc
+    value = parse_cmap_value(result.stdout, key)
+    if value is None and result.rc != 0 and "CS_ERR_NOT_EXIST" not in result.stderr:
+        raise ConstantsUnavailable(
+            f"{getattr(node, 'name', node)}: `corosync-cmapctl -g {key}` exited with "
+            f"{result.rc}: {(result.stderr or result.stdout).strip() or '(no output)'}",
+            hint="is corosync running on the node? (`systemctl status corosync`)")
+    return value
+
+
+def read_constants(node, timescale: float, nodes: int) -> ClusterConstants:
+    """The effective corosync constants of the running cluster, as seen from ``node``.
+
+    Reads ``runtime.config.totem.token`` and ``runtime.config.totem.consensus`` (the
+    values corosync computed and uses). The coefficient is not among the runtime keys of
+    corosync 3 (a recorded `corosync-cmapctl` listing shows none), so it comes from
+    ``runtime.config.totem.token_coefficient`` if present, else from the configured
+    ``totem.token_coefficient`` (pve-cluster >= 9.1 writes 125), else corosync's 650.
+    ``node`` is anything with ``run(*argv, timeout_s=...)`` returning rc/stdout/stderr
+    (harness.cluster.Node).
+    """
+    name = getattr(node, "name", str(node))
+    token = _cmap_get(node, "runtime.config.totem.token")
+    consensus = _cmap_get(node, "runtime.config.totem.consensus")
+    missing = [k for k, v in (("runtime.config.totem.token", token),
+                              ("runtime.config.totem.consensus", consensus)) if v is None]
+    if missing:
+        raise ConstantsUnavailable(
+            f"{name}: corosync has no {' and '.join(missing)}",
+            hint="corosync must be running and part of a cluster on the node "
+                 "(`corosync-cmapctl runtime.config.totem` lists the effective values)")
+    coefficient = _cmap_get(node, "runtime.config.totem.token_coefficient")
+    if coefficient is None:
+        coefficient = _cmap_get(node, "totem.token_coefficient")
+    if coefficient is None:
+        coefficient = COROSYNC_TOKEN_COEFFICIENT_MS
+    assert token is not None and consensus is not None
+    return ClusterConstants(nodes, token, coefficient, consensus, timescale)
+
+
+# -- windows ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Window:
+    low_s: float
+    high_s: float
+    basis: str
+
+    def __post_init__(self) -> None:
+        if self.low_s > self.high_s:
+            raise ValueError(f"window low {self.low_s} > high {self.high_s}")
+
+    def __contains__(self, seconds: float) -> bool:
+        return self.low_s <= seconds <= self.high_s
+
+    def __str__(self) -> str:
+        return f"[{self.low_s:.1f}, {self.high_s:.1f}] s"
+
+
+def detect_window(c: ClusterConstants, *, poll_interval_s: float = 0.5,
+                  command_latency_s: float = 0.5) -> Window:
+    """Power cut -> every survivor's membership no longer lists the node (time_to_detect).
+
+    Corosync notices the token lost ``token`` ms after the last token it saw (the token
+    circulates every few ms, so that is the cut), then waits ``consensus`` ms for the dead
+    node before it forms the new ring: ``token + consensus`` (8.03 s for 3 nodes with the
+    default coefficient). The new ring then needs a few join messages (MEMBERSHIP_FORM_SLACK_S).
+    A watcher stamps a change with the start of the poll that first saw it, so the figure
+    can be late by one poll interval plus one command, or early by one command's latency.
+    Not scaled: corosync's timers are real time at any timescale.
+    """
+    d = c.detection
+    low = max(0.0, d - command_latency_s)
+    high = d + MEMBERSHIP_FORM_SLACK_S + poll_interval_s + command_latency_s
+    return Window(low, high, (
+        f"token {c.token_ms} ms + consensus {c.consensus_ms} ms = {d:.2f} s; "
+        f"-{command_latency_s:g} s (poll stamped at its start) .. "
+        f"+{MEMBERSHIP_FORM_SLACK_S:g} s ring formation +{poll_interval_s:g} s poll "
+        f"+{command_latency_s:g} s command"))
+
+
+def _acquisition(c: ClusterConstants, fence: tuple[float, float],
+                 expiry: tuple[float, float]) -> tuple[float, float, str]:
+    """When the master gets the dead node's agent lock (the fence is acknowledged).
+
+    ``fence``: the range of the round in which the services become ``fence`` (the first
+    mkdir). ``expiry``: the range of the moment the lock becomes deletable. The master's
+    mkdir fails while the directory exists and then sends an unlock request; the lowest
+    node deletes an expired lock asynchronously, so a later mkdir succeeds:
+    - lock already expired at the fence round: the state change repeats the round at once,
+      so the second mkdir may already succeed, or the next round does: [f, f + crm_loop];
+    - lock expires after the fence round: the first round after expiry sends the unlock
+      request that works, the round after it gets the lock: (E + crm_loop, E + 2 crm_loop].
+    Both are monotonic in f and E, so the extremes give the bounds.
+    """
+    (f_lo, f_hi), (e_lo, e_hi) = fence, expiry
+    if e_lo < f_lo:
+        low, how_lo = f_lo, "lock expired before the fence round: fence round"
+    else:
+        low, how_lo = e_lo + c.crm_loop, "first round after expiry + one round"
+    if e_hi < f_hi:
+        high, how_hi = f_hi + c.crm_loop, "fence round + one round"
+    else:
+        high, how_hi = e_hi + 2 * c.crm_loop, "expiry + two rounds"
+    return low, high, f"lock acquired {low:.1f}..{high:.1f} s ({how_lo}; {how_hi})"
+
+
+def recovery_window(c: ClusterConstants, *, master_died: bool, lrm_pickup: bool = True,
+                    slack_s: float = 0.0) -> Window:
+    """Power cut of a node with active HA services -> the guest's restart is issued.
+
+    Non-master (pve-model.md §10.1), t0 = the cut, D = token + consensus (unscaled):
+    (d) the node's LRM last renewed its agent lock at r in (t0 - lrm_loop, t0];
+    (e) the lock is deletable once its age exceeds the lifetime, in whole seconds:
+        E in [r + lock_lifetime, r + lock_lifetime + lock_tick];
+    (b) last_online = the last master round that saw the node, in (t0 + D - crm_loop, t0 + D];
+    (c) the services become ``fence`` in the round last_online + fence delay (whole rounds);
+    (f) the master gets the lock (``_acquisition``), acknowledges the fence and sets the
+        services to ``recovery`` and ``started`` on the target in the same round;
+    (g) the target's LRM starts the guest within one LRM loop (``lrm_pickup``).
+    At timescale 1 the lock (e) is the bottleneck: [120, 141] s, 151 s with (g); the doc's
+    "121 at best" counts age 121, but with both timestamps truncated to whole seconds a
+    lock can be deleted at a real age just over 120. At timescale 0.1 the fence round (c),
+    anchored on the unscaled detection, comes after the lock expiry and sets the pace.
+
+    Master died (§10.2): the manager lock, renewed each CRM round at r_m in
+    (t0 - crm_loop, t0], expires like (e); a slave's burst of lock tries (lock_retry
+    apart, lock_tries of them) catches it lock_retry .. lock_tries x lock_retry later:
+    the new master. It has no last_online memory, so the fence delay counts from its first
+    round (or from its last round before detection, if it took over before corosync
+    dropped the node); the dead node's agent lock has expired by then, so (f) is the fence
+    round plus at most one round; then (g).
+
+    ``slack_s`` widens the high edge by the observation lag of whatever measures it.
+    """
+    d, t0 = c.detection, 0.0
+    expiry = (t0 - c.lrm_loop + c.lock_lifetime, t0 + c.lock_lifetime + c.lock_tick)
+    if not master_died:
+        anchor = (t0 + d - c.crm_loop, t0 + d)
+        how = (f"non-master: last_online {anchor[0]:.1f}..{anchor[1]:.1f} s "
+               f"(detection {d:.2f} s unscaled - one CRM round)")
+    else:
+        manager_expiry = (t0 - c.crm_loop + c.lock_lifetime,
+                          t0 + c.lock_lifetime + c.lock_tick)
+        takeover = (manager_expiry[0] + c.lock_retry,
+                    manager_expiry[1] + c.lock_tries * c.lock_retry)
+        anchor = (max(takeover[0], t0 + d - c.crm_loop), max(takeover[1], t0 + d))
+        how = (f"master: manager lock expires {manager_expiry[0]:.1f}..{manager_expiry[1]:.1f}"
+               f" s, new master {takeover[0]:.1f}..{takeover[1]:.1f} s, fence delay counted "
+               f"from {anchor[0]:.1f}..{anchor[1]:.1f} s")
+    fence = (anchor[0] + c.fence_countdown, anchor[1] + c.fence_countdown)
+    low, high, acquired = _acquisition(c, fence, expiry)
+    pickup = c.lrm_loop if lrm_pickup else 0.0
+    return Window(low, high + pickup + slack_s, (
+        f"timescale {c.timescale:g}; {how}; fence round {fence[0]:.1f}..{fence[1]:.1f} s; "
+        f"agent lock deletable {expiry[0]:.1f}..{expiry[1]:.1f} s; {acquired}"
+        + (f"; + LRM pickup <= {pickup:.1f} s" if lrm_pickup else "")
+        + (f"; + {slack_s:g} s observation slack" if slack_s else "")))
+
+
+def clean_shutdown_window(c: ClusterConstants, *, slack_s: float = 0.0) -> Window:
+    """A non-master node shut down cleanly (failover/conditional policy, §10.3).
+
+    Counted from the moment the node leaves the membership (a clean leave is seen at
+    once), not from the shutdown command (which first stops the guests). The LRM released
+    its agent lock, so the master's first mkdir succeeds: the services are recovered in
+    the first round with now - last_online >= fence delay, where last_online (the last
+    round that saw the node) is in (-crm_loop, 0]; then the target's LRM starts the guest
+    within one LRM loop. [50, 70] s at timescale 1.
+    """
+    low = -c.crm_loop + c.fence_countdown
+    high = c.fence_countdown + c.lrm_loop + slack_s
+    return Window(low, high, (
+        f"timescale {c.timescale:g}; from leaving the membership: last_online "
+        f"(-{c.crm_loop:.1f}, 0] + fence delay {c.fence_countdown:.1f} s (lock released, "
+        f"first mkdir succeeds) + LRM pickup <= {c.lrm_loop:.1f} s"))
+
+
+def self_fence_window(c: ClusterConstants) -> Window:
+    """The isolated node itself (network cut, still powered, active LRM) resets (§10.4).
+
+    Its last good agent-lock renewal (which also feeds the watchdog) is in
+    [t0 - lrm_loop, t0 + D]: it loses quorum at detection D (unscaled), and its next
+    renewal fails. watchdog-mux stops feeding the device once that client's last write is
+    more than the watchdog timeout old (checked every watchdog tick); the device resets
+    after its own timeout. [60, 79] s at timescale 1 with 3 nodes.
+    """
+    d = c.detection
+    low = -c.lrm_loop + c.watchdog + c.watchdog_device
+    high = d + c.watchdog + c.watchdog_tick + c.watchdog_device
+    return Window(low, high, (
+        f"timescale {c.timescale:g}; last renewal {-c.lrm_loop:.1f}..{d:.2f} s (detection "
+        f"unscaled) + watchdog {c.watchdog:.1f} s (+ tick {c.watchdog_tick:.1f} s) + "
+        f"device {c.watchdog_device:.1f} s"))
+
+
+# -- budgets and verdicts --------------------------------------------------------------
+@dataclass(frozen=True)
+class Budget:
+    """A user's limit, given at timescale 1 and scaled like PVE's HA timers."""
+
+    seconds_at_timescale_1: float
+    timescale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.timescale > 0:
+            raise ValueError(f"timescale must be > 0, got {self.timescale}")
+        if not self.seconds_at_timescale_1 > 0:
+            raise ValueError(f"budget must be > 0 s, got {self.seconds_at_timescale_1}")
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_at_timescale_1 * self.timescale
+
+
+@dataclass(frozen=True)
+class Verdict:
+    in_window: bool
+    within_budget: bool
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.in_window and self.within_budget
+
+
+def verdict(measured_s: float, window: Window, budget: Budget) -> Verdict:
+    """Whether a measured figure lies in the predicted window and within the budget."""
+    in_window = measured_s in window
+    within_budget = measured_s <= budget.seconds
+    parts = [f"measured {measured_s:.1f} s"]
+    if in_window:
+        parts.append(f"inside the predicted window {window}")
+    elif measured_s < window.low_s:
+        parts.append(f"EARLIER than the predicted window {window}: the constants or the "
+                     "clock may be wrong, or PVE does not behave as modelled")
+    else:
+        parts.append(f"LATER than the predicted window {window}")
+    parts.append(f"{'within' if within_budget else 'OVER'} the budget {budget.seconds:.1f} s"
+                 + (f" ({budget.seconds_at_timescale_1:g} s at timescale 1)"
+                    if budget.timescale != 1 else ""))
+    message = "; ".join(parts)
+    if window.low_s > budget.seconds:
+        message += (f"; this budget cannot be met by stock PVE with these constants "
+                    f"(earliest predicted restart {window.low_s:.1f} s > budget "
+                    f"{budget.seconds:.1f} s)")
+    message += f"\n  basis: {window.basis}"
+    return Verdict(in_window, within_budget, message)

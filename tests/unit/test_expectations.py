@@ -1,0 +1,309 @@
+"""harness.expectations: constants read from corosync, predicted windows, budgets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from harness.errors import NodeUnreachable, PvechaosError
+from harness.expectations import (
+    Budget,
+    ClusterConstants,
+    ConstantsUnavailable,
+    Window,
+    clean_shutdown_window,
+    detect_window,
+    parse_cmap_value,
+    read_constants,
+    recovery_window,
+    self_fence_window,
+    verdict,
+)
+
+# Recorded lines of `corosync-cmapctl` on a 3-node corosync 3 cluster with default totem
+# settings (a public write-up's full listing; the format is print_key in corosync's
+# tools/corosync-cmapctl.c: "<key> (<type>) = <value>"). That listing has no
+# runtime.config.totem.token_coefficient key.
+RECORDED_TOKEN = "runtime.config.totem.token (u32) = 3650\n"
+RECORDED_CONSENSUS = "runtime.config.totem.consensus (u32) = 4380\n"
+# What corosync-cmapctl prints on stderr for a key it does not have (same source file).
+NOT_EXIST = "Can't get key {key}. Error CS_ERR_NOT_EXIST\n"
+
+
+# -- parsing ---------------------------------------------------------------------------
+def test_parses_a_recorded_cmapctl_line():
+    assert parse_cmap_value(RECORDED_TOKEN, "runtime.config.totem.token") == 3650
+    assert parse_cmap_value(RECORDED_CONSENSUS, "runtime.config.totem.consensus") == 4380
+
+
+def test_picks_the_asked_key_among_several_and_not_a_prefix_of_it():
+    text = ("runtime.config.totem.token_retransmit (u32) = 869\n"
+            "runtime.config.totem.token_warning (u32) = 75\n" + RECORDED_TOKEN)
+    assert parse_cmap_value(text, "runtime.config.totem.token") == 3650
+
+
+def test_a_missing_key_is_none():
+    assert parse_cmap_value("", "totem.token_coefficient") is None
+    assert parse_cmap_value(RECORDED_TOKEN, "totem.token_coefficient") is None
+
+
+def test_a_configured_value_stored_as_a_string_is_read_too():
+    assert parse_cmap_value("totem.token_coefficient (str) = 125\n",
+                            "totem.token_coefficient") == 125
+
+
+def test_a_non_integer_value_is_an_error():
+    with pytest.raises(ConstantsUnavailable, match="not an integer"):
+        parse_cmap_value("runtime.config.totem.token (str) = fast\n",
+                         "runtime.config.totem.token")
+
+
+# -- reading from a node ---------------------------------------------------------------
+@dataclass
+class Result:
+    rc: int
+    stdout: str
+    stderr: str = ""
+
+
+class FakeNode:
+    """Answers `corosync-cmapctl -g KEY` from a dict; records what was run."""
+
+    name = "node1"
+
+    def __init__(self, values: dict[str, int | str], *, fail: Result | None = None,
+                 raises: Exception | None = None) -> None:
+        self.values, self.fail, self.raises = values, fail, raises
+        self.commands: list[tuple[str, ...]] = []
+
+    def run(self, *argv: str, timeout_s: float = 10.0) -> Result:
+        self.commands.append(argv)
+        if self.raises:
+            raise self.raises
+        if self.fail:
+            return self.fail
+        assert argv[:2] == ("corosync-cmapctl", "-g") and len(argv) == 3
+        key = argv[2]
+        if key not in self.values:
+            return Result(1, "", NOT_EXIST.format(key=key))
+        value = self.values[key]
+        kind = "str" if isinstance(value, str) else "u32"
+        return Result(0, f"{key} ({kind}) = {value}\n")
+
+
+RUNTIME = {"runtime.config.totem.token": 3650, "runtime.config.totem.consensus": 4380}
+
+
+def test_reads_the_runtime_values_and_the_default_coefficient():
+    node = FakeNode(RUNTIME)
+    c = read_constants(node, 0.1, 3)
+    assert (c.nodes, c.token_ms, c.consensus_ms, c.token_coefficient_ms, c.timescale) == (
+        3, 3650, 4380, 650, 0.1)
+    asked = [argv[2] for argv in node.commands]
+    assert asked == ["runtime.config.totem.token", "runtime.config.totem.consensus",
+                     "runtime.config.totem.token_coefficient", "totem.token_coefficient"]
+
+
+def test_the_configured_coefficient_is_used_when_runtime_has_none():
+    node = FakeNode({"runtime.config.totem.token": 3125,
+                     "runtime.config.totem.consensus": 3750, "totem.token_coefficient": 125})
+    assert read_constants(node, 1.0, 3).token_coefficient_ms == 125
+
+
+def test_the_runtime_coefficient_wins_over_the_configured_one():
+    node = FakeNode({**RUNTIME, "runtime.config.totem.token_coefficient": 650,
+                     "totem.token_coefficient": "125"})
+    assert read_constants(node, 1.0, 3).token_coefficient_ms == 650
+
+
+def test_a_missing_runtime_token_is_a_clear_error_with_a_hint():
+    node = FakeNode({"runtime.config.totem.consensus": 4380})
+    with pytest.raises(ConstantsUnavailable) as info:
+        read_constants(node, 1.0, 3)
+    assert isinstance(info.value, PvechaosError)
+    assert "runtime.config.totem.token" in str(info.value)
+    assert info.value.hint and "corosync" in info.value.hint
+
+
+def test_corosync_not_running_is_a_clear_error():
+    down = Result(1, "", "Failed to initialize the cmap API. Error CS_ERR_LIBRARY\n")
+    with pytest.raises(ConstantsUnavailable, match="CS_ERR_LIBRARY") as info:
+        read_constants(FakeNode({}, fail=down), 1.0, 3)
+    assert "systemctl status corosync" in (info.value.hint or "")
+
+
+def test_an_unreachable_node_is_reported_as_constants_unavailable():
+    gone = NodeUnreachable("node1", "10.0.0.1", "connection refused")
+    with pytest.raises(ConstantsUnavailable, match="unreachable") as info:
+        read_constants(FakeNode({}, raises=gone), 1.0, 3)
+    assert info.value.__cause__ is gone
+
+
+# -- constants -------------------------------------------------------------------------
+@pytest.mark.parametrize(("nodes", "coefficient", "token", "consensus"), [
+    (3, 650, 3650, 4380), (3, 125, 3125, 3750), (5, 650, 4950, 5940), (2, 650, 3000, 3600)])
+def test_stock_constants_follow_corosyncs_formula(nodes, coefficient, token, consensus):
+    c = ClusterConstants.stock(nodes, 1.0, coefficient)
+    assert (c.token_ms, c.consensus_ms) == (token, consensus)
+
+
+def test_ha_constants_scale_and_corosync_ones_do_not():
+    one, tenth = ClusterConstants.stock(3, 1.0), ClusterConstants.stock(3, 0.1)
+    assert tenth.lock_lifetime == pytest.approx(12.0)
+    assert tenth.crm_loop == pytest.approx(1.0)
+    assert tenth.watchdog == pytest.approx(6.0)
+    assert tenth.detection == one.detection == pytest.approx(8.03)
+    # 60 * 0.1 / (10 * 0.1) is 6.000000000000001 in floats: still six rounds
+    assert tenth.fence_countdown == pytest.approx(6.0)
+
+
+@pytest.mark.parametrize("timescale", [0, -1])
+def test_timescale_must_be_positive(timescale):
+    with pytest.raises(ValueError, match="timescale"):
+        ClusterConstants.stock(3, timescale)
+
+
+# -- windows at timescale 1 (pve-model.md §10) -----------------------------------------
+STOCK = ClusterConstants.stock(3, 1.0)
+TENTH = ClusterConstants.stock(3, 0.1)
+
+
+def test_detection_is_token_plus_consensus_with_polling_slack():
+    w = detect_window(STOCK)
+    assert w.low_s == pytest.approx(7.53)
+    assert w.high_s == pytest.approx(9.53)
+    assert 8.03 in w
+    assert detect_window(TENTH) == w  # never scaled
+
+
+def test_non_master_power_cut_matches_the_model():
+    w = recovery_window(STOCK, master_died=False)
+    assert w.low_s == pytest.approx(121, abs=1.5)  # §10.1: "t0 + 121 s at best"
+    assert w.high_s == pytest.approx(150, abs=1.5)  # "about 150 s at worst"
+    assert (w.low_s, w.high_s) == pytest.approx((120.0, 151.0))
+    assert "lock" in w.basis
+    # the lab's measured restarts (README: 130.1 s and 139.9 s) lie inside
+    assert 130.1 in w and 139.9 in w
+
+
+def test_master_power_cut_matches_the_model():
+    w = recovery_window(STOCK, master_died=True)
+    assert w.low_s == pytest.approx(170, abs=3)  # §10.2: "t0 + 170…210 s"
+    assert w.high_s == pytest.approx(210, abs=4)
+    assert (w.low_s, w.high_s) == pytest.approx((171.0, 207.0))
+    assert 191.8 in w  # README's measured figure
+
+
+def test_without_the_lrm_pickup_the_window_ends_at_the_lock_acquisition():
+    w = recovery_window(STOCK, master_died=False, lrm_pickup=False)
+    assert (w.low_s, w.high_s) == pytest.approx((120.0, 141.0))
+    assert recovery_window(STOCK, master_died=False, slack_s=2).high_s == pytest.approx(153)
+
+
+def test_clean_shutdown_and_self_fence_at_timescale_1():
+    clean = clean_shutdown_window(STOCK)
+    assert (clean.low_s, clean.high_s) == pytest.approx((50.0, 70.0))  # §10.3
+    fence = self_fence_window(STOCK)
+    assert (fence.low_s, fence.high_s) == pytest.approx((60.0, 79.03))  # §10.4: 61…80
+    # safety: the node has reset before anyone may take its lock
+    assert fence.high_s < recovery_window(STOCK, master_died=False).low_s
+
+
+# -- windows at timescale 0.1: unscaled detection meets scaled HA terms -----------------
+def test_non_master_at_tenth_scale_waits_for_the_fence_round_not_the_lock():
+    w = recovery_window(TENTH, master_died=False)
+    # last_online in (7.03, 8.03], fence round 6 s later; the lock (11.0..12.1) has expired
+    assert (w.low_s, w.high_s) == pytest.approx((13.03, 16.03))
+    naive = recovery_window(STOCK, master_died=False)
+    assert w.low_s > 0.1 * naive.low_s + 1  # not just the timescale-1 window scaled
+
+
+def test_master_at_tenth_scale():
+    w = recovery_window(TENTH, master_died=True)
+    # manager lock 11.0..12.1, new master 11.1..12.7, fence round +6, lock +0..1, LRM +1
+    assert (w.low_s, w.high_s) == pytest.approx((17.1, 20.7))
+
+
+def test_clean_shutdown_and_self_fence_at_tenth_scale():
+    clean = clean_shutdown_window(TENTH)
+    assert (clean.low_s, clean.high_s) == pytest.approx((5.0, 7.0))
+    fence = self_fence_window(TENTH)
+    # the last renewal may come up to the unscaled detection (8.03 s) after the cut
+    assert (fence.low_s, fence.high_s) == pytest.approx((6.0, 15.13))
+
+
+def test_a_faster_coefficient_moves_the_scaled_window_with_detection():
+    fast = ClusterConstants.stock(3, 0.1, token_coefficient_ms=125)  # detection 6.875 s
+    w = recovery_window(fast, master_died=False)
+    assert w.low_s == pytest.approx(6.875 - 1 + 6)
+    # at timescale 1 detection is not on the critical path: the same window as with 650
+    slow = recovery_window(STOCK, master_died=False)
+    same = recovery_window(ClusterConstants.stock(3, 1.0, 125), master_died=False)
+    assert (same.low_s, same.high_s) == pytest.approx((slow.low_s, slow.high_s))
+
+
+def test_a_new_master_faster_than_detection_counts_from_its_last_round_before_it():
+    tiny = ClusterConstants.stock(3, 0.05)  # manager lock expires 5.5..6.05 s < 8.03 s
+    w = recovery_window(tiny, master_died=True)
+    # fence delay counted from the last round before detection: (7.53, 8.03] + 3 s
+    assert w.low_s == pytest.approx(8.03 - 0.5 + 3.0)
+
+
+def test_a_lock_expiring_after_the_fence_round_costs_two_rounds():
+    # fence delay 40 s at timescale 0.1: fence round in (11.03, 12.03], lock 11.0..12.1;
+    # at best the lock is gone by the fence round, at worst it expires after it
+    c = ClusterConstants(3, 3650, 650, 4380, 0.1, fence_delay_s=40.0)
+    w = recovery_window(c, master_died=False, lrm_pickup=False)
+    assert (w.low_s, w.high_s) == pytest.approx((11.03, 12.1 + 2 * 1.0))
+
+
+# -- budgets and verdicts --------------------------------------------------------------
+def test_budget_scales_with_the_timescale():
+    assert Budget(150, 0.1).seconds == pytest.approx(15.0)
+    assert Budget(150).seconds == 150
+    with pytest.raises(ValueError):
+        Budget(0)
+
+
+def test_verdict_inside_the_window_and_the_budget():
+    v = verdict(130.1, recovery_window(STOCK, master_died=False), Budget(180))
+    assert v.in_window and v.within_budget and v.ok
+    assert "inside the predicted window [120.0, 151.0] s" in v.message
+    assert "cannot be met" not in v.message
+
+
+def test_verdict_over_budget_but_in_window():
+    v = verdict(145.0, recovery_window(STOCK, master_died=False), Budget(140))
+    assert v.in_window and not v.within_budget and not v.ok
+    assert "OVER the budget 140.0 s" in v.message
+    assert "cannot be met" not in v.message  # 120 s would meet it
+
+
+def test_verdict_says_plainly_when_stock_pve_cannot_meet_the_budget():
+    v = verdict(130.1, recovery_window(STOCK, master_died=False), Budget(60))
+    assert not v.within_budget
+    assert ("this budget cannot be met by stock PVE with these constants "
+            "(earliest predicted restart 120.0 s > budget 60.0 s)") in v.message
+
+
+def test_verdict_outside_the_window_both_ways():
+    w = Window(10.0, 20.0, "test")
+    early, late = verdict(5.0, w, Budget(30)), verdict(25.0, w, Budget(30))
+    assert not early.in_window and "EARLIER" in early.message and early.within_budget
+    assert not late.in_window and "LATER" in late.message and late.within_budget
+    assert "basis: test" in late.message
+
+
+def test_verdict_budget_at_a_timescale():
+    v = verdict(14.0, recovery_window(TENTH, master_died=False), Budget(150, 0.1))
+    assert v.in_window and v.within_budget
+    assert "15.0 s (150 s at timescale 1)" in v.message
+
+
+def test_window_edges():
+    with pytest.raises(ValueError):
+        Window(2.0, 1.0, "backwards")
+    w = Window(1.0, 2.0, "x")
+    assert 1.0 in w and 2.0 in w and 2.01 not in w and 0.99 not in w
+    assert str(w) == "[1.0, 2.0] s"
