@@ -6,14 +6,16 @@ port; only power, links and the node logs are taken from the lab directly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import socket
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from harness.cluster import Cluster, Node
-from harness.errors import PvechaosError
+from harness.errors import PvechaosError, WaitTimeout
 from harness.formation import form_cluster
 from harness.waits import NotYet, wait_until
 from lab.embedded import EmbeddedLab
@@ -103,8 +105,9 @@ class HaLab:
             ok = current is not None and (current == want if want else current[1] == state)
             return ok or NotYet(f"{sid}: {current}")
 
-        wait_until(f"{sid} {state}{' on ' + node if node else ''}", seen,
-                   timeout_s=timeout_s, interval_s=0.25)
+        with self.diagnosed():
+            wait_until(f"{sid} {state}{' on ' + node if node else ''}", seen,
+                       timeout_s=timeout_s, interval_s=0.25)
         return time.monotonic()
 
     def wait_answer(self, vmid: int, node: str, *, timeout_s: float) -> float:
@@ -113,9 +116,30 @@ class HaLab:
             reply = self.answer(vmid)
             return bool(reply and reply.split()[1] == node) or NotYet(f"answer: {reply}")
 
-        wait_until(f"guest {vmid} to answer from {node}", served, timeout_s=timeout_s,
-                   interval_s=0.1)
+        with self.diagnosed():
+            wait_until(f"guest {vmid} to answer from {node}", served, timeout_s=timeout_s,
+                       interval_s=0.1)
         return time.monotonic()
+
+    @contextlib.contextmanager
+    def diagnosed(self) -> Iterator[None]:
+        """A wait that times out says what HA showed and what the CRMs and LRMs logged."""
+        try:
+            yield
+        except WaitTimeout as exc:
+            raise AssertionError(f"{exc}\n{self.diagnosis()}") from None
+
+    def diagnosis(self) -> str:
+        parts = []
+        try:
+            parts.append(self.live().run("ha-manager", "status", timeout_s=10).stdout)
+        except (PvechaosError, AssertionError) as exc:
+            parts.append(f"(ha-manager status: {exc})")
+        for node in ("node1", "node2", "node3"):
+            for daemon in ("crm", "lrm"):
+                tail = self.log(node, daemon).splitlines()[-12:]
+                parts.append(f"--- {node} pve-ha-{daemon} (last lines)\n" + "\n".join(tail))
+        return "\n".join(parts)
 
     def boot_id(self, node: str) -> str:
         return self.node(node).check("cat", "/run/pvechaos/boot_id").strip()
