@@ -71,7 +71,7 @@ def _boot_starts(timeline: Timeline, guest: str) -> list[Event]:
     for event in timeline.events(EventKind.PROBE_UP):
         if event.data.get("guest") != guest:
             continue
-        boot = event.data.get("boot")
+        boot = event.data.get("boot_id")
         if boot not in boots:
             boots.add(boot)
             starts.append(event)
@@ -87,7 +87,7 @@ def started_without_quorum(timeline: Timeline, guest: str, slack_s: float
         if _quorate_at(timeline, node, start.t) is False and \
                 _quorate_at(timeline, node, start.t - slack_s) is False:
             found.append(Violation("started_without_quorum", guest,
-                                   f"boot {start.data.get('boot')} answered from {node} at "
+                                   f"boot {start.data.get('boot_id')} answered from {node} at "
                                    f"{start.t:.1f} s while {node} was not quorate"))
     return found
 

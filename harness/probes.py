@@ -101,6 +101,7 @@ class Probe:
         self.attempts = 0
         self.last_answer: Answer | None = None
         self.last_error: str | None = None
+        self._acked: dict[str, int] = {}  # boot id -> highest write seq the guest reported
 
     def __repr__(self) -> str:
         return f"Probe({self.name}@{self.address}:{self.port})"
@@ -188,6 +189,7 @@ class Probe:
             self.attempts += 1
             if answer is not None:
                 self.last_answer = answer
+                self._acked[answer.boot_id] = max(answer.seq, self._acked.get(answer.boot_id, 0))
                 previous = self._current
                 if previous is None or (previous.node, previous.boot_id) != (
                         answer.node, answer.boot_id):
@@ -211,6 +213,12 @@ class Probe:
                         reason=error or "no answer", initial=initial,
                         **({"node": last.node, "boot_id": last.boot_id} if last else {}))
                 self._current, self._up = None, False
+
+    def acknowledged(self) -> list[tuple[str, int]]:
+        """(boot id, seq) of the newest write each boot told a client it had made: every
+        one of them must be on the guest's disk (the lost-write invariant)."""
+        with self._lock:
+            return [(boot, seq) for boot, seq in self._acked.items() if seq > 0]
 
     def _close(self, t: float) -> None:
         if self._intervals and self._intervals[-1].end is None:

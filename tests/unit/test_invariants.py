@@ -26,7 +26,7 @@ def log_of(*runs: tuple[str, str, int, int, int]):
 
 
 def up(tl, t, node, boot, guest="ct:100"):
-    tl.record(K.PROBE_UP, "probe", t=t, guest=guest, node=node, boot=boot)
+    tl.record(K.PROBE_UP, "probe", t=t, guest=guest, node=node, boot_id=boot)
 
 
 def quorum(tl, t, node, quorate):

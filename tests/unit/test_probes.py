@@ -259,3 +259,15 @@ def test_stop_without_start_and_twice_is_harmless(timeline):
     probe.stop()
     probe.stop()
     assert not probe.running
+
+
+def test_acknowledged_keeps_the_newest_write_of_each_boot():
+    from harness.clock import Clock
+    from harness.probes import Answer, Probe
+    from harness.timeline import Timeline
+
+    probe = Probe("ct:100", "127.0.0.1", 9, Timeline(Clock()))
+    for t, boot, seq in ((1.0, "a", 3), (1.1, "a", 7), (1.2, "a", 5), (2.0, "b", 0),
+                         (2.1, "b", 2)):
+        probe.observe(t, Answer("ct:100", "node1", boot, seq))
+    assert sorted(probe.acknowledged()) == [("a", 7), ("b", 2)]
