@@ -62,6 +62,10 @@ class Node:
     def links(self) -> tuple[LinkPeer, ...]:
         return parse_cfgtool_status(self.check("corosync-cfgtool", "-s"))
 
+    def boot_id(self) -> str:
+        """Linux's id of the current boot: it changes when the node resets or reboots."""
+        return self.check("cat", "/proc/sys/kernel/random/boot_id", timeout_s=5).strip()
+
     def wait_reachable(self, *, timeout_s: float = 60.0) -> None:
         """Wait (bounded) until the node answers over SSH, as after a power-on or boot."""
         self.close()  # a connection from before a power cut is dead

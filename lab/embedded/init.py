@@ -155,7 +155,12 @@ BOOT_ID = "/run/pvechaos/boot_id"  # a new one every boot (as /proc/sys/kernel/r
 
 
 def boot_node(name: str, units: dict[str, Service]) -> None:
-    Path(BOOT_ID).write_text(uuid.uuid4().hex + "\n")
+    Path(BOOT_ID).write_text(str(uuid.uuid4()) + "\n")
+    # the node's own boot id where Linux keeps it, so a reset shows as on a real node
+    kernel_boot_id = "/proc/sys/kernel/random/boot_id"
+    subprocess.run(["umount", kernel_boot_id], check=False, capture_output=True)
+    subprocess.run(["mount", "--bind", BOOT_ID, kernel_boot_id], check=False,
+                   capture_output=True)
     for unit in units.values():
         print(f"{name}: {unit.name}: {unit.start()}", flush=True)
 
