@@ -25,51 +25,19 @@ from harness.cluster import Cluster, Node
 from harness.errors import CommandTimeout, NodeUnreachable, PvechaosError
 from harness.pve.ha_status import HaStatus, MasterLine, parse_ha_manager_status
 from harness.timeline import Event, EventKind, Timeline
+from harness.watchers import NodeWatcher
 
 # `ha-manager status` exits 0 with an answer; anything else (pmxcfs down: 255) is an error.
 OK_CODES = (0,)
 
 
-class HaWatcher:
-    def __init__(self, cluster: Cluster, timeline: Timeline, *, interval_s: float = 0.5,
-                 command_timeout_s: float = 4.0, names: Iterable[str] | None = None) -> None:
-        self.cluster, self.timeline = cluster, timeline
-        self.interval_s, self.command_timeout_s = interval_s, command_timeout_s
-        self.names = tuple(names) if names is not None else None
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+class HaWatcher(NodeWatcher):
+    kind = "ha-watcher"
+
+    def __init__(self, cluster: Cluster, timeline: Timeline, **options: object) -> None:
+        super().__init__(cluster, timeline, **options)
         self._lock = threading.Lock()
         self.views: dict[str, HaStatus | None] = {}  # None: no answer on the latest poll
-        self.polls = 0
-
-    def __enter__(self) -> HaWatcher:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def _nodes(self) -> tuple[Node, ...]:
-        if self.names is None:
-            return tuple(self.cluster.nodes())
-        return tuple(self.cluster.node(name) for name in self.names)
-
-    def start(self) -> None:
-        self._stop.clear()
-        for node in self._nodes():
-            thread = threading.Thread(target=self._watch, args=(node,), daemon=True,
-                                      name=f"ha-watcher-{node.name}")
-            thread.start()
-            self._threads.append(thread)
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout_s / max(1, len(self._threads)))
-        alive = [t.name for t in self._threads if t.is_alive()]
-        self._threads = []
-        if alive:
-            raise PvechaosError(f"watcher threads did not stop: {', '.join(alive)}")
 
     def _watch(self, node: Node) -> None:
         last: HaStatus | None = None

@@ -7,6 +7,7 @@ is bounded (command deadline), the loop ends when stopped, and stop() joins with
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from harness.cluster import Cluster, Node
@@ -28,28 +29,41 @@ class QuorumView:
                 "expected_votes": self.expected_votes, "total_votes": self.total_votes}
 
 
-class QuorumWatcher:
+class NodeWatcher:
+    """One polling thread per node (`_watch`, written by each watcher); start/stop with
+    bounded joins, usable as a context manager."""
+
+    kind = "watcher"
+
     def __init__(self, cluster: Cluster, timeline: Timeline, *, interval_s: float = 0.5,
-                 command_timeout_s: float = 4.0) -> None:
+                 command_timeout_s: float = 4.0, names: Iterable[str] | None = None) -> None:
         self.cluster, self.timeline = cluster, timeline
         self.interval_s, self.command_timeout_s = interval_s, command_timeout_s
+        self.names = tuple(names) if names is not None else None
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self.views: dict[str, QuorumView | None] = {}
         self.polls = 0
 
-    def __enter__(self) -> QuorumWatcher:
+    def __enter__(self):
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _nodes(self) -> tuple[Node, ...]:
+        if self.names is None:
+            return tuple(self.cluster.nodes())
+        return tuple(self.cluster.node(name) for name in self.names)
+
+    def _watch(self, node: Node) -> None:
+        raise NotImplementedError
+
     def start(self) -> None:
         self._stop.clear()
-        for node in self.cluster.nodes():
+        for node in self._nodes():
             thread = threading.Thread(target=self._watch, args=(node,), daemon=True,
-                                      name=f"quorum-watcher-{node.name}")
+                                      name=f"{self.kind}-{node.name}")
             thread.start()
             self._threads.append(thread)
 
@@ -61,6 +75,14 @@ class QuorumWatcher:
         self._threads = []
         if alive:
             raise PvechaosError(f"watcher threads did not stop: {', '.join(alive)}")
+
+
+class QuorumWatcher(NodeWatcher):
+    kind = "quorum-watcher"
+
+    def __init__(self, cluster: Cluster, timeline: Timeline, **options: object) -> None:
+        super().__init__(cluster, timeline, **options)
+        self.views: dict[str, QuorumView | None] = {}
 
     def _watch(self, node: Node) -> None:
         reachable: bool | None = None
