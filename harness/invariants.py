@@ -5,8 +5,8 @@
 - a partition without quorum never starts a guest (a new boot answering from a node that
   was not quorate then, as that node's own `pvecm status` said, and said still a little
   later);
-- no guest runs on a node after that node was fenced (the probe hears it from there after
-  HA acknowledged the fence);
+- no guest runs on a node after that node was fenced (the probe hears a boot from there,
+  one that ran before HA acknowledged the fence, after it);
 - no acknowledged write is lost (every record a client was told about is on the disk).
 
 Each check is a pure function of the timeline and the guest's write log, so a scenario can
@@ -98,37 +98,40 @@ def started_without_quorum(timeline: Timeline, guest: str, slack_s: float
 
 
 def fence_acknowledged(timeline: Timeline) -> dict[str, float]:
-    """node -> when a node's view first showed one of its services leave `fence` for
-    `recovery` (HA took the node's agent lock)."""
+    """node -> when a node's HA view first showed one of its services taken from it by
+    recovery: leaving `fence` or `recovery` for another node, or `started` elsewhere
+    straight away (fence, recovery and the new start can fall in one CRM round, between
+    two polls)."""
     acked: dict[str, float] = {}
     for event in timeline.events(EventKind.HA_SERVICE_STATE):
-        if event.data.get("previous_state") == "fence" and event.data.get("state") in (
-                "recovery", "started", "request_stop"):
-            node = str(event.data.get("previous_node") or event.data.get("node"))
-            acked.setdefault(node, event.t)
+        old, new = event.data.get("previous_node"), event.data.get("node")
+        if old and new and old != new and event.data.get("previous_state") in (
+                "fence", "recovery", "started"):
+            acked.setdefault(str(old), event.t)
+        elif event.data.get("previous_state") == "fence" and \
+                event.data.get("state") == "recovery" and old:
+            acked.setdefault(str(old), event.t)
     return acked
 
 
 def ran_after_fence(timeline: Timeline, guest: str, slack_s: float) -> list[Violation]:
+    """A boot that ran on a node before HA fenced that node, heard again after the fence
+    was acknowledged: it survived the fence (its node should have reset itself). A new
+    boot on the node once it has rejoined is HA's to start and is fine."""
     found = []
     acked = fence_acknowledged(timeline)
-    for event in timeline.events(EventKind.PROBE_UP):
-        node = str(event.data.get("node"))
-        if event.data.get("guest") == guest and node in acked and \
-                event.t > acked[node] + slack_s and not _back_online(timeline, node,
-                                                                     acked[node], event.t):
-            found.append(Violation("ran_after_fence", guest,
-                                   f"answered from {node} at {event.t:.1f} s, after {node} "
-                                   f"was fenced at {acked[node]:.1f} s"))
+    ups = [e for e in timeline.events(EventKind.PROBE_UP) if e.data.get("guest") == guest]
+    for node, fenced_at in acked.items():
+        before = {e.data.get("boot_id") for e in ups
+                  if e.data.get("node") == node and e.t < fenced_at}
+        for event in ups:
+            if event.data.get("node") == node and event.t > fenced_at + slack_s and \
+                    event.data.get("boot_id") in before:
+                found.append(Violation("ran_after_fence", guest,
+                                       f"boot {event.data.get('boot_id')} answered from "
+                                       f"{node} at {event.t:.1f} s, after {node} was fenced "
+                                       f"at {fenced_at:.1f} s"))
     return found
-
-
-def _back_online(timeline: Timeline, node: str, since: float, until: float) -> bool:
-    """The fenced node rejoined (it may run guests again once HA gives them back)."""
-    for event in timeline.events(EventKind.QUORUM_REGAINED, source=node, after=since):
-        if event.t <= until:
-            return True
-    return False
 
 
 class InvariantChecker:

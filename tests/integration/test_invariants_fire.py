@@ -9,6 +9,7 @@ import re
 from contextlib import ExitStack
 
 from harness.clock import Clock
+from harness.ha_watcher import HaWatcher
 from harness.invariants import InvariantChecker
 from harness.probes import Probe
 from harness.timeline import EventKind, Timeline
@@ -97,3 +98,33 @@ def test_a_lost_write_is_caught(ha_lab):
         lines = disk.read_text().splitlines(keepends=True)
         disk.write_text("".join(lines[:-20]))
         assert fired(checker, "lost_write")
+
+
+def test_a_guest_that_survived_its_nodes_fence_is_caught(ha_lab):
+    """node1's watchdog-mux is frozen, so the isolated node1 never resets: HA fences it
+    and recovers the guest elsewhere while node1's copy runs on; when node1's cable is
+    back the probe hears that old copy again."""
+    h = ha_lab("ifence", "198.18.57", timescale=0.1)
+    h.create_ct("node1", 100)
+    h.ha("add", "ct:100")
+    h.wait_service("ct:100", "started", "node1", timeout_s=h.s(60) + 10)
+    timeline = Timeline(Clock())
+    disk = h.lab.config.lab_dir / "nfs" / DISK
+    with ExitStack() as stack:
+        probe = stack.enter_context(Probe("ct:100", h.guest_ip(100), 8080, timeline))
+        stack.enter_context(QuorumWatcher(h.cluster, timeline))
+        stack.enter_context(HaWatcher(h.cluster, timeline, names=("node2", "node3")))
+        checker = stack.enter_context(InvariantChecker(
+            timeline, "ct:100", acknowledged=probe.acknowledged, interval_s=0.5,
+            read_log=lambda: analyse(*parse_log(disk.read_text(errors="replace")))))
+        wait_until("the probe to hear ct:100 from node1",
+                   lambda: probe.current and probe.current.node == "node1", timeout_s=15)
+        h.node("node1").check("pkill", "-STOP", "-f", "lab.embedded.pve.ha.muxd")
+        h.lab.link_down("node1")
+        wait_until("the guest to be recovered away from node1",
+                   lambda: probe.current and probe.current.node != "node1",
+                   timeout_s=10 + h.s(200))
+        assert not any(v.invariant == "ran_after_fence" for v in checker.violations)
+        h.lab.link_up("node1")
+        wait_until("the surviving copy on node1 to be caught",
+                   lambda: fired(checker, "ran_after_fence"), timeout_s=30)

@@ -85,18 +85,20 @@ def fence(tl, t, node):
               previous_node=node, previous_state="fence")
 
 
-def test_a_guest_heard_from_a_fenced_node_is_reported_unless_the_node_rejoined():
+def test_a_boot_that_survived_its_nodes_fence_is_reported_but_a_new_boot_is_not():
     tl = Timeline(Clock())
     up(tl, 1.0, "node1", "a")
     fence(tl, 50.0, "node1")
-    up(tl, 60.0, "node1", "c")
+    up(tl, 52.0, "node2", "b")  # recovered on node2
+    up(tl, 60.0, "node1", "a")  # the old copy on node1 is still there
     (violation,) = ran_after_fence(tl, "ct:100", slack_s=2.0)
-    assert "after node1 was fenced at 50.0" in violation.detail
+    assert "boot a answered from node1" in violation.detail
+    assert "fenced at 50.0" in violation.detail
     tl2 = Timeline(Clock())
     up(tl2, 1.0, "node1", "a")
     fence(tl2, 50.0, "node1")
-    quorum(tl2, 55.0, "node1", True)  # node1 back in the cluster: HA may use it again
-    up(tl2, 60.0, "node1", "c")
+    up(tl2, 52.0, "node2", "b")
+    up(tl2, 90.0, "node1", "c")  # node1 rejoined and HA moved the guest back: a new boot
     assert ran_after_fence(tl2, "ct:100", slack_s=2.0) == []
 
 
