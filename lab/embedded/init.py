@@ -84,6 +84,9 @@ def mount_node(node_dir: Path, name: str) -> None:
     # the host's /tmp, and the node must still see it; what the node writes stays its own.
     mount("-t", "overlay", "overlay", "-o",
           f"lowerdir=/tmp,upperdir={node_dir}/tmp,workdir={node_dir}/.tmp-work", "/tmp")
+    # /root likewise, with the node's own dotfiles on top of the host's home
+    mount("-t", "overlay", "overlay", "-o",
+          f"lowerdir=/root,upperdir={node_dir}/root,workdir={node_dir}/.root-work", "/root")
     # /mnt likewise: storages are mounted under /mnt/pve/<id> by each node for itself
     mount("-t", "overlay", "overlay", "-o",
           f"lowerdir=/mnt,upperdir={node_dir}/mnt,workdir={node_dir}/.mnt-work", "/mnt")

@@ -77,9 +77,14 @@ def host_key(config: EmbeddedConfig, node: str) -> str:
 def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
     root = node_dir(config, node)
     etc = root / "etc"
-    for sub in ("etc", ".etc-work", "tmp", ".tmp-work", "mnt", ".mnt-work", "corosync",
+    for sub in ("etc", ".etc-work", "tmp", ".tmp-work", "mnt", ".mnt-work", "root",
+                ".root-work", "corosync",
                 "log/corosync", "bin", "pmxcfs-local"):
         (root / sub).mkdir(parents=True, exist_ok=True)
+    # root's own dotfiles: the host's (a pyenv init that rehashes on every shell, say) must
+    # not run for every command the harness sends over SSH
+    for dotfile in (".bashrc", ".profile"):
+        _write(root / "root" / dotfile, "# an embedded PVE node's root shell\n")
     address = config.node_address(node)
     version = config.version_of(node)
     major = int(version.split(".")[0])

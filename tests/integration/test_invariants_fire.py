@@ -6,7 +6,9 @@ reading the real probe, watchers and write log."""
 from __future__ import annotations
 
 import re
+import sys
 from contextlib import ExitStack
+from pathlib import Path
 
 from harness.clock import Clock
 from harness.ha_watcher import HaWatcher
@@ -18,6 +20,7 @@ from harness.watchers import QuorumWatcher
 from harness.writelog import analyse, parse_log
 
 DISK = "images/100/vm-100-disk-0.raw"
+REPO = Path(__file__).resolve().parents[2]  # the lab's own code, as its node commands run it
 
 
 def rogue_start(h, node: str, mac: str) -> None:
@@ -29,7 +32,8 @@ def rogue_start(h, node: str, mac: str) -> None:
         f"g = NodeGuests({node!r})\n"
         "disk = g.storages.activate('shared') / " + repr(DISK) + "\n"
         f"g._spawn('ct:100', 100, '{h.guest_ip(100)}/24', {mac!r}, 8080, disk)\n")
-    h.node(node).check("python3", "-c", script, timeout_s=30)
+    h.node(node).check("env", f"PYTHONPATH={REPO}", sys.executable, "-c", script,
+                       timeout_s=30)
 
 
 def setup(h, stack: ExitStack):
