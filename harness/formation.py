@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
-from harness.cluster import Cluster
-from harness.errors import PvechaosError
+from harness.cluster import Cluster, Node
+from harness.errors import CommandError, PvechaosError
 from harness.waits import NotYet, wait_until
 
 
@@ -16,14 +16,26 @@ def form_cluster(cluster: Cluster, name: str = "pvechaos", *, timeout_s: float =
     first, *others = cluster.nodes()
     first.check("pvecm", "create", name, "--link0", first.cluster_address, timeout_s=60)
     for node in others:
-        # the first node takes joins only while its /etc/pve is writable (quorate): after
-        # create, and after each join until the new member is counted
+        join(first, node, timeout_s)
+    wait_for_whole_cluster(cluster, timeout_s=timeout_s)
+
+
+def join(first: Node, node: Node, timeout_s: float, tries: int = 3) -> None:
+    """`pvecm add` on node. The first node takes joins only while its /etc/pve is
+    writable (quorate): after create, and after each join until the new member is
+    counted; a join refused for "no quorum" (a quorum flap right after the check) is
+    tried again, at most ``tries`` times."""
+    for attempt in range(1, tries + 1):
         wait_until(f"{first.name}'s /etc/pve to accept writes before {node.name} joins",
                    lambda: first.can_write_pve().rc == 0 or NotYet("read-only"),
                    timeout_s=timeout_s, interval_s=0.25)
-        node.check("pvecm", "add", first.cluster_address, "--link0", node.cluster_address,
-                   "--use_ssh", timeout_s=120)
-    wait_for_whole_cluster(cluster, timeout_s=timeout_s)
+        result = node.run("pvecm", "add", first.cluster_address, "--link0",
+                          node.cluster_address, "--use_ssh", timeout_s=120)
+        if result.rc == 0:
+            return
+        if "no quorum" not in result.stderr or attempt == tries:
+            raise CommandError(node.name, result.command, result.rc, result.stdout,
+                               result.stderr)
 
 
 def wait_for_whole_cluster(cluster: Cluster, *, timeout_s: float) -> None:
