@@ -126,7 +126,8 @@ def test_a_ct_fails_over_with_its_address_and_its_write_log(lab, cluster):
     assert answer is not None and answer.startswith("ct:100 node2 "), answer
     boot2 = answer.split()[2]
     assert boot2 != boot1
-    time.sleep(0.5)
+    wait_until("node2's copy to write", lambda: boot2 in {b.boot_id for b in
+               read_log(disk).boots} or NotYet("no record yet"), timeout_s=10, interval_s=0.1)
     report = read_log(disk)
     assert not report.forked and report.gaps == [], report
     assert [b.boot_id for b in report.boots] == [boot1, boot2]
