@@ -56,6 +56,7 @@ class ClusterConstants:
     # PVE HA constants at timescale 1 (pve-model.md §2)
     crm_loop_s: float = 10.0  # CRM master round (CRM.pm $max_time)
     lrm_loop_s: float = 10.0  # LRM active round (LRM.pm $max_time)
+    crm_wait_loop_s: float = 5.0  # CRM sleep in wait_for_quorum (CRM.pm)
     lock_lifetime_s: float = 120.0  # pmxcfs lock, expired when age > 120 (memdb.c)
     fence_delay_s: float = 60.0  # NodeStatus.pm $fence_delay
     watchdog_s: float = 60.0  # watchdog-mux client timeout
@@ -96,6 +97,10 @@ class ClusterConstants:
     @property
     def lrm_loop(self) -> float:
         return self.s(self.lrm_loop_s)
+
+    @property
+    def crm_wait_loop(self) -> float:
+        return self.s(self.crm_wait_loop_s)
 
     @property
     def lock_lifetime(self) -> float:
@@ -286,34 +291,18 @@ def _acquisition(c: ClusterConstants, fence: tuple[float, float],
     return low, high, f"lock acquired {low:.1f}..{high:.1f} s ({how_lo}; {how_hi})"
 
 
-def recovery_window(c: ClusterConstants, *, master_died: bool, lrm_pickup: bool = True,
-                    slack_s: float = 0.0) -> Window:
-    """Power cut of a node with active HA services -> the guest's restart is issued.
+@dataclass(frozen=True)
+class Course:
+    """The predicted course of one recovery, in real seconds from the fault: the ranges
+    of the fence round, of the fence acknowledgement (agent lock acquired, services set
+    to ``recovery`` and ``started`` on the target in that round) and how they were got."""
 
-    Non-master (pve-model.md §10.1), t0 = the cut, D = token + consensus (unscaled):
-    (d) the node's LRM last renewed its agent lock at r in (t0 - lrm_loop, t0];
-    (e) the lock is deletable once its age exceeds the lifetime, in whole seconds:
-        E in [r + lock_lifetime, r + lock_lifetime + lock_tick];
-    (b) last_online = the last master round that saw the node, in (t0 + D - crm_loop, t0 + D];
-    (c) the services become ``fence`` in the round last_online + fence delay (whole rounds);
-    (f) the master gets the lock (``_acquisition``), acknowledges the fence and sets the
-        services to ``recovery`` and ``started`` on the target in the same round;
-    (g) the target's LRM starts the guest within one LRM loop (``lrm_pickup``).
-    At timescale 1 the lock (e) is the bottleneck: [120, 141] s, 151 s with (g); the doc's
-    "121 at best" counts age 121, but with both timestamps truncated to whole seconds a
-    lock can be deleted at a real age just over 120. At timescale 0.1 the fence round (c),
-    anchored on the unscaled detection, comes after the lock expiry and sets the pace.
+    fence: tuple[float, float]
+    acknowledged: tuple[float, float]
+    how: str
 
-    Master died (§10.2): the manager lock, renewed each CRM round at r_m in
-    (t0 - crm_loop, t0], expires like (e); a slave's burst of lock tries (lock_retry
-    apart, lock_tries of them) catches it lock_retry .. lock_tries x lock_retry later:
-    the new master. It has no last_online memory, so the fence delay counts from its first
-    round (or from its last round before detection, if it took over before corosync
-    dropped the node); the dead node's agent lock has expired by then, so (f) is the fence
-    round plus at most one round; then (g).
 
-    ``slack_s`` widens the high edge by the observation lag of whatever measures it.
-    """
+def _course(c: ClusterConstants, master_died: bool) -> Course:
     d, t0 = c.detection, 0.0
     expiry = (t0 - c.lrm_loop + c.lock_lifetime, t0 + c.lock_lifetime + c.lock_tick)
     if not master_died:
@@ -331,12 +320,113 @@ def recovery_window(c: ClusterConstants, *, master_died: bool, lrm_pickup: bool 
                f"from {anchor[0]:.1f}..{anchor[1]:.1f} s")
     fence = (anchor[0] + c.fence_countdown, anchor[1] + c.fence_countdown)
     low, high, acquired = _acquisition(c, fence, expiry)
-    pickup = c.lrm_loop if lrm_pickup else 0.0
-    return Window(low, high + pickup + slack_s, (
+    return Course(fence, (low, high), (
         f"timescale {c.timescale:g}; {how}; fence round {fence[0]:.1f}..{fence[1]:.1f} s; "
-        f"agent lock deletable {expiry[0]:.1f}..{expiry[1]:.1f} s; {acquired}"
-        + (f"; + LRM pickup <= {pickup:.1f} s" if lrm_pickup else "")
-        + (f"; + {slack_s:g} s observation slack" if slack_s else "")))
+        f"agent lock deletable {expiry[0]:.1f}..{expiry[1]:.1f} s; {acquired}"))
+
+
+def _window(low: float, high: float, basis: str, slack: Slack | None) -> Window:
+    if slack is None:
+        return Window(low, high, basis)
+    return Window(max(0.0, low - slack.early_s), high + slack.late_s,
+                  basis + f"; observed: -{slack.early_s:g} s .. +{slack.late_s:g} s ({slack.why})")
+
+
+@dataclass(frozen=True)
+class Slack:
+    """How far an observation may lie from the moment it observes: ``early_s`` (a poll
+    is stamped at its start, before the command's answer) and ``late_s`` (poll interval,
+    command latency, a guest's own start). Unscaled: these are real-world latencies."""
+
+    early_s: float
+    late_s: float
+    why: str
+
+
+def recovery_window(c: ClusterConstants, *, master_died: bool, lrm_pickup: bool = True,
+                    slack_s: float = 0.0, slack: Slack | None = None) -> Window:
+    """Power cut of a node with active HA services -> the guest's restart is issued.
+
+    Non-master (pve-model.md §10.1), t0 = the cut, D = token + consensus (unscaled):
+    (d) the node's LRM last renewed its agent lock at r in (t0 - lrm_loop, t0];
+    (e) the lock is deletable once its age exceeds the lifetime, in whole seconds:
+        E in [r + lock_lifetime, r + lock_lifetime + lock_tick];
+    (b) last_online = the last master round that saw the node, in (t0 + D - crm_loop, t0 + D];
+    (c) the services become ``fence`` in the round last_online + fence delay (whole rounds);
+    (f) the master gets the lock (``_acquisition``), acknowledges the fence and sets the
+        services to ``recovery`` and ``started`` on the target in the same round;
+    (g) the target's LRM starts the guest within one LRM loop (``lrm_pickup``): an active
+        LRM works every loop; an idle one wakes every 5 s and works as soon as it got its
+        (free) agent lock.
+    At timescale 1 the lock (e) is the bottleneck: [120, 141] s, 151 s with (g); the doc's
+    "121 at best" counts age 121, but with both timestamps truncated to whole seconds a
+    lock can be deleted at a real age just over 120. At timescale 0.1 the fence round (c),
+    anchored on the unscaled detection, comes after the lock expiry and sets the pace.
+
+    Master died (§10.2): the manager lock, renewed each CRM round at r_m in
+    (t0 - crm_loop, t0], expires like (e); a slave's burst of lock tries (lock_retry
+    apart, lock_tries of them) catches it lock_retry .. lock_tries x lock_retry later:
+    the new master. It has no last_online memory, so the fence delay counts from its first
+    round (or from its last round before detection, if it took over before corosync
+    dropped the node); the dead node's agent lock has expired by then, so (f) is the fence
+    round plus at most one round; then (g).
+
+    ``slack_s`` widens the high edge by the observation lag of whatever measures it;
+    ``slack`` widens both edges (and says why).
+    """
+    course = _course(c, master_died)
+    low, high = course.acknowledged
+    pickup = c.lrm_loop if lrm_pickup else 0.0
+    return _window(low, high + pickup + slack_s, course.how
+                   + (f"; + LRM pickup <= {pickup:.1f} s" if lrm_pickup else "")
+                   + (f"; + {slack_s:g} s observation slack" if slack_s else ""), slack)
+
+
+def fence_window(c: ClusterConstants, *, master_died: bool, slack: Slack | None = None
+                 ) -> Window:
+    """Power cut -> the dead node's services enter ``fence`` (steps (a)-(c) of
+    ``recovery_window``). When the agent lock has already expired at the fence round (at
+    small timescales), ``fence``, the acknowledgement and the new start fall in one round
+    and a poller may never see ``fence``; the fence acknowledgement stands in for it."""
+    course = _course(c, master_died)
+    return _window(*course.fence, course.how, slack)
+
+
+def fence_ack_window(c: ClusterConstants, *, master_died: bool, slack: Slack | None = None
+                     ) -> Window:
+    """Power cut -> the master holds the dead node's agent lock: fence acknowledged, the
+    services leave the dead node (step (f) of ``recovery_window``)."""
+    course = _course(c, master_died)
+    return _window(*course.acknowledged, course.how, slack)
+
+
+def expected_one_window(c: ClusterConstants, *, lrm_pickup: bool = True,
+                        slack: Slack | None = None) -> Window:
+    """`pvecm expected 1` on the lone survivor -> its own guest restart is issued there.
+
+    Long after both other nodes lost power (their agent locks and the manager lock have
+    expired: the scenario waited longer than fence delay + lock lifetime first):
+    - votequorum recalculates at once: quorate at t0;
+    - the survivor's CRM, in ``wait_for_quorum``, looks again within its 5 s sleep
+      (crm_wait_loop), takes the manager lock within its burst of tries (an expired lock
+      needs an unlock request first: up to lock_tries x lock_retry): master at M;
+    - the new master has no last_online memory: the fence delay counts from M, or from
+      the round after M for a node that was still ``online`` in the persisted status and
+      turns ``unknown`` only then: the fence round F in [M + fence, M + crm_loop + fence];
+    - the expired agent lock of the dead node is taken in F or the round after (f);
+    - the survivor's idle LRM picks the service up within one LRM loop (g).
+    """
+    m = (0.0, c.crm_wait_loop + c.lock_tries * c.lock_retry)
+    fence = (m[0] + c.fence_countdown, m[1] + c.crm_loop + c.fence_countdown)
+    acknowledged = (fence[0], fence[1] + c.crm_loop)
+    pickup = c.lrm_loop if lrm_pickup else 0.0
+    return _window(acknowledged[0], acknowledged[1] + pickup, (
+        f"timescale {c.timescale:g}; from `pvecm expected 1`: master {m[0]:.1f}..{m[1]:.1f} s "
+        f"(wait_for_quorum sleep {c.crm_wait_loop:.1f} s + lock tries); fence round "
+        f"{fence[0]:.1f}..{fence[1]:.1f} s (fence delay {c.fence_countdown:.1f} s from the "
+        f"new master's first or second round); lock acquired {acknowledged[0]:.1f}.."
+        f"{acknowledged[1]:.1f} s" + (f"; + LRM pickup <= {pickup:.1f} s" if lrm_pickup
+                                      else "")), slack)
 
 
 def clean_shutdown_window(c: ClusterConstants, *, slack_s: float = 0.0) -> Window:

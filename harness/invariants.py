@@ -146,6 +146,7 @@ class InvariantChecker:
         self.read_log, self.acknowledged = read_log, acknowledged
         self.slack_s, self.interval_s = slack_s, interval_s
         self.violations: list[Violation] = []
+        self._reported = 0  # violations[:_reported] were handed out by take_unreported
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -185,6 +186,12 @@ class InvariantChecker:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def take_unreported(self) -> list[Violation]:
+        """The violations found since the last call (each is handed out once)."""
+        new = self.violations[self._reported:]
+        self._reported += len(new)
+        return new
 
     def assert_ok(self) -> None:
         if self.violations:

@@ -30,6 +30,42 @@ class LabNode:
         return self.link0 or self.address
 
 
+@dataclass(frozen=True)
+class SharedStorage:
+    """The NFS export a lab offers as the guests' shared storage (`pvesm add nfs`)."""
+
+    storage_id: str  # the PVE storage id to give it, e.g. "shared"
+    server: str
+    export: str
+
+
+@dataclass(frozen=True)
+class GuestRecipe:
+    """How a lab's test guest is made and watched; everything else goes over SSH.
+
+    The template's container runs the guest service: it answers every TCP connection on
+    ``port`` with one line ``<sid> <node> <boot-id> <seq>`` and appends a write record
+    every 100 ms to its write log (harness/writelog.py), which any node with the shared
+    storage active can read at ``log_path``.
+    """
+
+    vmid: int
+    template: str  # the CT template's volume id, present on every node
+    address: str  # the guest's IPv4 address, inside the lab's own range
+    prefixlen: int
+    bridge: str
+    port: int
+    storage_id: str  # the shared storage its root disk lives on
+    log_path: str  # path of the guest's write log on any node with the storage active
+    # extra `pct create` options that make every start of the guest fail (the guest that
+    # keeps failing ends in HA's `error` state)
+    failing_start: tuple[str, ...] = ()
+
+    @property
+    def sid(self) -> str:
+        return f"ct:{self.vmid}"
+
+
 class Capability(enum.Flag):
     POWER = enum.auto()
     PARTITION = enum.auto()
@@ -66,6 +102,12 @@ class Lab(Protocol):
 
     def link_up(self, node: str) -> None:
         """Give a node cut by link_down its network back."""
+
+    def shared_storage(self) -> SharedStorage:
+        """The NFS export the HA scenarios put their guest on."""
+
+    def guest_recipe(self, vmid: int) -> GuestRecipe:
+        """Template, address and write log of the test guest with this VMID."""
 
     def describe(self) -> dict[str, str]:
         """Facts for reports: lab kind, addresses, versions."""

@@ -13,20 +13,55 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness.ha_watcher import first_service_state
 from harness.timeline import Event, EventKind, Timeline
 
 
 @dataclass(frozen=True)
 class Metric:
+    """One measured figure. ``window_s`` is what PVE's design predicts (None: no
+    prediction), ``budget_s`` the user's limit in real seconds (None: not budgeted), and
+    ``verdict`` one of ``ok``, ``outside_window``, ``over_budget``,
+    ``outside_window+over_budget``, or ``measured`` (nothing to compare with)."""
+
     scenario: str
     name: str
     value_s: float
     data: dict[str, object] = field(default_factory=dict)
+    window_s: tuple[float, float] | None = None
+    budget_s: float | None = None
+
+    @property
+    def in_window(self) -> bool | None:
+        if self.window_s is None:
+            return None
+        return self.window_s[0] <= self.value_s <= self.window_s[1]
+
+    @property
+    def within_budget(self) -> bool | None:
+        return None if self.budget_s is None else self.value_s <= self.budget_s
+
+    @property
+    def verdict(self) -> str:
+        failed = [name for name, ok in (("outside_window", self.in_window),
+                                        ("over_budget", self.within_budget)) if ok is False]
+        if failed:
+            return "+".join(failed)
+        return "measured" if self.window_s is None and self.budget_s is None else "ok"
 
     def to_json(self) -> dict[str, object]:
         out = asdict(self)
         out["value_s"] = round(self.value_s, 3)
+        out["window_s"] = [round(x, 3) for x in self.window_s] if self.window_s else None
+        out["budget_s"] = None if self.budget_s is None else round(self.budget_s, 3)
+        out["verdict"] = self.verdict
         return out
+
+    @classmethod
+    def from_json(cls, row: dict) -> Metric:
+        window = row.get("window_s")
+        return cls(row["scenario"], row["name"], row["value_s"], row.get("data", {}),
+                   tuple(window) if window else None, row.get("budget_s"))
 
 
 def _first_view(timeline: Timeline, node: str, after: Event,
@@ -74,6 +109,54 @@ def time_to_heal(timeline: Timeline, power_on: Event, nodes: Iterable[str]) -> f
         and d["expected_votes"] == len(nodes))
 
 
+# -- recovery figures: HA's view (the HA watcher) and the guest's (the probe) --------------
+def time_to_fence(timeline: Timeline, cut: Event, sid: str) -> tuple[float, bool] | None:
+    """Cut -> some node's HA view shows ``sid`` in ``fence``; (seconds, True). When no
+    poll caught ``fence`` (fence, acknowledgement and the new start in one CRM round), the
+    acknowledgement stands in: (seconds, False)."""
+    event = first_service_state(timeline, sid, "fence", after=cut)
+    if event is not None:
+        return event.t - cut.t, True
+    acked = time_to_fence_ack(timeline, cut, sid)
+    return None if acked is None else (acked, False)
+
+
+def time_to_fence_ack(timeline: Timeline, cut: Event, sid: str) -> float | None:
+    """Cut -> some node's HA view shows ``sid`` taken from the cut node: it left ``fence``
+    or ``recovery``, or went straight to another node (the master got the agent lock)."""
+    node = cut.data.get("node")
+    for event in timeline.events(EventKind.HA_SERVICE_STATE, after=cut.t):
+        data = event.data
+        if data.get("sid") != sid or data.get("previous_node") != node:
+            continue
+        if data.get("node") not in (None, node) or (
+                data.get("previous_state") == "fence" and data.get("state") != "fence"):
+            return event.t - cut.t
+    return None
+
+
+def time_to_restart(timeline: Timeline, since: Event, sid: str, on: str | None = None,
+                    away_from: str | None = None) -> tuple[float, str] | None:
+    """``since`` -> some node's HA view shows ``sid`` ``started`` on another node than
+    ``away_from`` (or on ``on``): the restart is issued. (seconds, target node)."""
+    event = timeline.first(
+        EventKind.HA_SERVICE_STATE, after=since,
+        where=lambda e: e.data.get("sid") == sid and e.data.get("state") == "started"
+        and e.data.get("node") not in (None, away_from)
+        and (on is None or e.data.get("node") == on))
+    return None if event is None else (event.t - since.t, str(event.data["node"]))
+
+
+def time_to_recovery(timeline: Timeline, since: Event, guest: str,
+                     away_from: str | None = None) -> tuple[float, str] | None:
+    """``since`` -> the probe hears ``guest`` answer from a node other than ``away_from``
+    (a new boot): the guest serves again. (seconds, node that answered)."""
+    event = timeline.first(
+        EventKind.PROBE_UP, after=since,
+        where=lambda e: e.data.get("guest") == guest and e.data.get("node") != away_from)
+    return None if event is None else (event.t - since.t, str(event.data["node"]))
+
+
 class MetricsFile:
     """`reports/metrics.json`, shared by every xdist worker of a run (file-locked).
 
@@ -106,8 +189,7 @@ class MetricsFile:
             return []
         if not isinstance(doc, dict) or (this_run_only and doc.get("run") != self.run):
             return []
-        return [Metric(r["scenario"], r["name"], r["value_s"], r.get("data", {}))
-                for r in doc.get("metrics", [])]
+        return [Metric.from_json(r) for r in doc.get("metrics", [])]
 
 
 def _loads(text: str) -> object:

@@ -2,6 +2,11 @@
 
 - ``@pytest.mark.story``: the tests of a module are the ordered steps of one story; once
   a step fails, the later steps are skipped with the reason.
+- ``@pytest.mark.budget``: a budget check of a story, apart from its behaviour steps: it
+  is skipped like a step when an earlier step failed, but its own failure does not stop
+  the story (a missed budget is not a broken cluster).
+- ``invariants`` fixture (a started InvariantChecker): a test that uses it fails when a
+  safety invariant breaks while it runs.
 - ``metrics`` fixture: records figures into ``--metrics-file`` (reports/metrics.json) and
   the Allure results; a compact table ends the terminal report.
 - SIGTERM is turned into KeyboardInterrupt so fixtures tear labs down.
@@ -17,6 +22,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.expectations import Budget, Window
+from harness.invariants import InvariantChecker
 from harness.metrics import Metric, MetricsFile
 from harness.waits import NotYet, wait_until
 
@@ -33,6 +40,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "story: the module's tests are ordered steps of one "
                                        "story; a failed step skips the rest")
+    config.addinivalue_line("markers", "budget: a budget check of a story; its failure does "
+                                       "not stop the story")
     config.stash[_FAILED_STEP] = {}
     if threading_main():
         signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -67,25 +76,50 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call):
     report = yield
-    if item.get_closest_marker("story") is not None and report.failed:
+    if item.get_closest_marker("story") is not None and report.failed and \
+            item.get_closest_marker("budget") is None:
         item.config.stash[_FAILED_STEP].setdefault(item.module.__name__, item.name)
     return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """A test using the ``invariants`` fixture fails when one broke while it ran."""
+    checker = getattr(item, "funcargs", {}).get("invariants")
+    if not isinstance(checker, InvariantChecker):
+        return (yield)
+    result = yield  # the test's own failure comes first
+    checker.check()
+    new = checker.take_unreported()
+    if new:
+        raise AssertionError("safety invariants broken during this step:\n" +
+                             "\n".join(f"  {v}" for v in new))
+    return result
 
 
 class MetricsRecorder:
     def __init__(self, scenario: str, file: MetricsFile) -> None:
         self.scenario, self.file = scenario, file
 
-    def record(self, name: str, value_s: float | None, **data: object) -> Metric:
+    def record(self, name: str, value_s: float | None, *, window: Window | None = None,
+               budget: Budget | None = None, **data: object) -> Metric:
+        """Record a figure with what it is judged against (the judging is the test's:
+        ``check``); a None value means it could not be measured, which fails."""
         if value_s is None:
             raise AssertionError(f"metric {name!r} could not be measured: the timeline has "
                                  "no matching observation")
-        metric = Metric(self.scenario, name, value_s, data)
+        if window is not None:
+            data = {**data, "window_basis": window.basis}
+        metric = Metric(self.scenario, name, value_s, data,
+                        (window.low_s, window.high_s) if window else None,
+                        budget.seconds if budget else None)
         self.file.append(metric)
         try:
             import allure
 
-            allure.dynamic.parameter(name, f"{value_s:.2f} s")
+            shown = f"{value_s:.2f} s" + (f" (window {window})" if window else "") + (
+                f" (budget {budget.seconds:.1f} s)" if budget else "")
+            allure.dynamic.parameter(name, shown)
             allure.attach(json.dumps(metric.to_json(), indent=1), name=f"metric {name}",
                           attachment_type=allure.attachment_type.JSON)
         except ImportError:
@@ -119,9 +153,20 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     if not rows:
         return
     terminalreporter.section("pvechaos metrics")
-    width = max(len(f"{m.scenario}  {m.name}") for m in rows)
-    for m in rows:
-        label = f"{m.scenario}  {m.name}"
-        terminalreporter.write_line(f"{label:<{width}}  {m.value_s:8.2f} s")
+    for line in metrics_table(rows):
+        terminalreporter.write_line(line)
     terminalreporter.write_line(f"(written to {config.getoption('metrics_file')}, "
                                 f"run {config.stash[_RUN_ID]})")
+
+
+def metrics_table(rows: list[Metric]) -> list[str]:
+    """scenario, metric, measured, predicted window, budget, verdict: one line each."""
+    table = [("scenario", "metric", "measured", "window", "budget", "verdict")]
+    for m in rows:
+        window = f"[{m.window_s[0]:.1f}, {m.window_s[1]:.1f}] s" if m.window_s else "-"
+        budget = f"{m.budget_s:.1f} s" if m.budget_s is not None else "-"
+        table.append((m.scenario, m.name, f"{m.value_s:.2f} s", window, budget, m.verdict))
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return ["  ".join(cell.ljust(w) if i < 2 or i == 5 else cell.rjust(w)
+                      for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
+            for row in table]

@@ -59,3 +59,27 @@ def wait_until(what: str, condition: Callable[[], T], *, timeout_s: float,
                   file=sys.stderr, flush=True)
             next_progress = now + progress_every_s
         time.sleep(min(interval_s, max(0.0, deadline - now)))
+
+
+def hold_for(timeline, until_t: float, broken: Callable[[], str | None], what: str, *,
+             interval_s: float = 0.5) -> str | None:
+    """Watch that nothing happens until ``until_t`` on the timeline's clock: call
+    ``broken`` every interval; its first non-None answer ends the watch early and is
+    returned; None means the whole period held. For assertions about an absence over a
+    period PVE defines (no recovery without quorum, no failback), not a pause."""
+    timeout = max(0.0, until_t - timeline.clock.now())
+    sentinel = _Held()
+
+    def check() -> str | _Held | NotYet:
+        seen = broken()
+        if seen is not None:
+            return seen
+        return sentinel if timeline.clock.now() >= until_t else NotYet("nothing yet")
+
+    outcome = wait_until(what, check, timeout_s=timeout + 30.0, interval_s=interval_s)
+    return None if outcome is sentinel else outcome
+
+
+class _Held:
+    def __bool__(self) -> bool:
+        return True

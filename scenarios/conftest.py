@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from harness.cluster import Cluster
+from harness.errors import PvechaosError
+from harness.expectations import Budget, ClusterConstants, read_constants
+from harness.ha_guest import HaGuest
+from harness.ha_watcher import HaWatcher
+from harness.invariants import InvariantChecker
+from harness.probes import Probe
+from harness.timeline import Timeline
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -32,3 +40,66 @@ def story_nodes(cluster: Cluster, request: pytest.FixtureRequest) -> StoryNodes:
     for name in names:
         cluster.node(name)  # unknown names fail here, naming the valid ones
     return StoryNodes(*names)
+
+
+# -- the HA scenarios: one guest under HA, watched from outside and from every node -------
+GUEST_VMID = 100
+
+
+@pytest.fixture(scope="module")
+def guest(lab, cluster: Cluster) -> HaGuest:
+    """The test guest (not created yet: the scenario's setup step does that)."""
+    try:
+        recipe, storage = lab.guest_recipe(GUEST_VMID), lab.shared_storage()
+    except PvechaosError as exc:
+        pytest.fail(f"lab error: {exc}", pytrace=False)
+    return HaGuest(cluster, recipe, storage)
+
+
+@pytest.fixture(scope="module")
+def probe(guest: HaGuest, timeline: Timeline) -> Iterator[Probe]:
+    """Connects to the guest's service every 100 ms (scaled) from outside the cluster."""
+    r = guest.recipe
+    with Probe(guest.sid, r.address, r.port, timeline, sid=guest.sid) as the_probe:
+        yield the_probe
+
+
+@pytest.fixture(scope="module")
+def ha_watcher(cluster: Cluster, timeline: Timeline) -> Iterator[HaWatcher]:
+    """Every node's `ha-manager status`, polled in the background onto the timeline."""
+    with HaWatcher(cluster, timeline) as watcher:
+        yield watcher
+
+
+@pytest.fixture(scope="module")
+def invariants(timeline: Timeline, guest: HaGuest, probe: Probe, quorum_watcher,
+               ha_watcher) -> Iterator[InvariantChecker]:
+    """The safety invariants, checked every second while the module runs; a test that
+    uses this fixture fails when one breaks during it (harness.plugin)."""
+    checker = InvariantChecker(timeline, guest.sid, read_log=guest.read_log,
+                               acknowledged=probe.acknowledged,
+                               slack_s=INVARIANT_SLACK_S, interval_s=1.0)
+    with checker:
+        yield checker
+    late = checker.take_unreported()
+    if late:
+        pytest.fail("safety invariants broken after the last step:\n" +
+                    "\n".join(f"  {v}" for v in late), pytrace=False)
+
+
+# Observation lags the invariants allow for: a watcher's poll (0.5 s) plus a slow command.
+INVARIANT_SLACK_S = 3.0
+
+
+@pytest.fixture(scope="module")
+def constants(cluster: Cluster, clock) -> ClusterConstants:
+    """The timing constants, read from the running cluster's corosync."""
+    try:
+        return read_constants(cluster.nodes()[0], clock.timescale, len(cluster.names))
+    except PvechaosError as exc:
+        pytest.fail(f"lab error: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def budget(request: pytest.FixtureRequest, clock) -> Budget:
+    return Budget(request.config.getoption("recovery_budget"), clock.timescale)

@@ -13,13 +13,16 @@ import socket
 import time
 
 from harness.errors import ConfigError, InterlockError, LabError
-from harness.lab_api import Capability, LabNode
+from harness.lab_api import Capability, GuestRecipe, LabNode, SharedStorage
 from lab.embedded import network, preflight, provision
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.node import NodePower
 from lab.embedded.state import LabState, kill_recorded, sweep
 
 __all__ = ["EmbeddedConfig", "EmbeddedLab"]
+
+CT_TEMPLATE = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+GUEST_OFFSET = 20  # guest addresses start at .20 (host .1, nodes .11..)
 
 
 class EmbeddedLab:
@@ -166,6 +169,27 @@ class EmbeddedLab:
 
     def is_powered(self, node: str) -> bool:
         return self._check_node(node).powered
+
+    def shared_storage(self) -> SharedStorage:
+        # Every node bind-mounts the lab's one export directory (pve/storage.py); server
+        # and export are what `pvesm add nfs` records, as on a real cluster.
+        return SharedStorage("shared", self.config.host_address, "/export")
+
+    def guest_recipe(self, vmid: int) -> GuestRecipe:
+        net = self.config.network
+        slots = net.num_addresses - 1 - GUEST_OFFSET  # below the broadcast address
+        if not 100 <= vmid < 100 + slots:
+            raise ConfigError(f"no address for guest {vmid} in lab subnet {net}",
+                              hint=f"use VMIDs 100..{99 + slots}, or a larger --lab-subnet")
+        storage = self.shared_storage().storage_id
+        return GuestRecipe(
+            vmid=vmid, template=CT_TEMPLATE,
+            address=str(net.network_address + GUEST_OFFSET + vmid - 100),
+            prefixlen=net.prefixlen, bridge="vmbr0", port=8080, storage_id=storage,
+            # the emulated guest's root disk is its write log (pve/guest_process.py)
+            log_path=f"/mnt/pve/{storage}/images/{vmid}/vm-{vmid}-disk-0.raw",
+            # the emulated guest's own knob, read from its description (pve/guests.py)
+            failing_start=("--description", "pvechaos: fail-start always"))
 
     def describe(self) -> dict[str, str]:
         return {

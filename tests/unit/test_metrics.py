@@ -106,7 +106,30 @@ def test_observations_before_the_fault_do_not_count():
 def test_metric_json_rounds_the_value():
     metric = Metric("quorum_story", "time_to_detect", 2.34567, {"node": "node3"})
     assert metric.to_json() == {"scenario": "quorum_story", "name": "time_to_detect",
-                                "value_s": 2.346, "data": {"node": "node3"}}
+                                "value_s": 2.346, "data": {"node": "node3"},
+                                "window_s": None, "budget_s": None, "verdict": "measured"}
+
+
+def test_a_metric_is_judged_against_its_window_and_budget():
+    def judged(value, window=None, budget=None):
+        return Metric("s", "time_to_recovery", value, {}, window, budget).verdict
+
+    assert judged(130.0) == "measured"
+    assert judged(130.0, (120.0, 151.0)) == "ok"
+    assert judged(130.0, (120.0, 151.0), 240.0) == "ok"
+    assert judged(119.0, (120.0, 151.0), 240.0) == "outside_window"
+    assert judged(130.0, (120.0, 151.0), 120.0) == "over_budget"
+    assert judged(160.0, (120.0, 151.0), 120.0) == "outside_window+over_budget"
+    assert judged(160.0, None, 120.0) == "over_budget"
+
+
+def test_a_judged_metric_round_trips_through_the_file(tmp_path):
+    metrics = MetricsFile(tmp_path / "m.json", run="r")
+    metric = Metric("story", "time_to_recovery", 14.2, {"node": "node2"}, (13.0, 21.0), 24.0)
+    metrics.append(metric)
+    assert metrics.read() == [metric]
+    row = json.loads((tmp_path / "m.json").read_text())["metrics"][0]
+    assert (row["window_s"], row["budget_s"], row["verdict"]) == ([13.0, 21.0], 24.0, "ok")
 
 
 def test_metrics_file_round_trip(tmp_path):

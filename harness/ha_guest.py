@@ -1,0 +1,102 @@
+"""The test guest under HA: made with the nodes' own commands, its write log read over SSH.
+
+The lab says how (``GuestRecipe``: template, address, where the write log lies); this
+module only runs what a PVE administrator would: `pvesm add nfs`, `pvesm status`,
+`pct create`, `ha-manager add`, `ha-manager status`.
+"""
+
+from __future__ import annotations
+
+from harness.cluster import Cluster, Node
+from harness.errors import PvechaosError
+from harness.lab_api import GuestRecipe, SharedStorage
+from harness.pve.ha_status import HaStatus, parse_ha_manager_status
+from harness.writelog import LogReport, analyse, parse_log
+
+COMMAND_TIMEOUT_S = 30.0
+
+
+class HaGuest:
+    def __init__(self, cluster: Cluster, recipe: GuestRecipe, storage: SharedStorage) -> None:
+        self.cluster, self.recipe, self.storage = cluster, recipe, storage
+
+    def __repr__(self) -> str:
+        return f"HaGuest({self.sid}@{self.recipe.address}:{self.recipe.port})"
+
+    @property
+    def sid(self) -> str:
+        return self.recipe.sid
+
+    # -- setup -----------------------------------------------------------------------
+    def add_storage(self, on: str) -> None:
+        """`pvesm add nfs` for the shared storage, unless the cluster already has it."""
+        node = self.cluster.node(on)
+        if self.storage_state(node) is not None:
+            return
+        s = self.storage
+        node.check("pvesm", "add", "nfs", s.storage_id, "--server", s.server, "--export",
+                   s.export, "--content", "rootdir,images", timeout_s=COMMAND_TIMEOUT_S)
+
+    def storage_state(self, node: Node) -> str | None:
+        """The storage's status column in `pvesm status` on ``node`` (`active`, ...);
+        None when the node does not list it. Listing activates it, as pvestatd would."""
+        out = node.check("pvesm", "status", timeout_s=COMMAND_TIMEOUT_S)
+        for line in out.splitlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 3 and fields[0] == self.storage.storage_id:
+                return fields[2]
+        return None
+
+    def create(self, on: str, *extra: str) -> None:
+        r = self.recipe
+        self.cluster.node(on).check(
+            "pct", "create", str(r.vmid), r.template, "--hostname", f"chaos{r.vmid}",
+            "--rootfs", f"{r.storage_id}:1",
+            "--net0", f"name=eth0,bridge={r.bridge},ip={r.address}/{r.prefixlen}",
+            *extra, timeout_s=COMMAND_TIMEOUT_S)
+
+    def put_under_ha(self, on: str, **options: object) -> None:
+        """`ha-manager add <sid> --<option> <value> ...` (state started by default)."""
+        argv = ["ha-manager", "add", self.sid]
+        for key, value in options.items():
+            argv += [f"--{key}", str(value)]
+        self.cluster.node(on).check(*argv, timeout_s=COMMAND_TIMEOUT_S)
+
+    # -- observing -------------------------------------------------------------------
+    def powered_nodes(self) -> list[Node]:
+        return [n for n in self.cluster.nodes() if self.cluster.lab.is_powered(n.name)]
+
+    def ha_status(self, on: str | None = None) -> HaStatus:
+        """`ha-manager status` on ``on``, or on the first powered node that answers."""
+        nodes = [self.cluster.node(on)] if on else self.powered_nodes()
+        problems = []
+        for node in nodes:
+            try:
+                return parse_ha_manager_status(
+                    node.check("ha-manager", "status", timeout_s=COMMAND_TIMEOUT_S))
+            except PvechaosError as exc:
+                problems.append(f"{node.name}: {str(exc).splitlines()[0]}")
+        raise PvechaosError("no node answered `ha-manager status`: " + "; ".join(problems)
+                            if problems else "no node is powered")
+
+    def placement(self, on: str | None = None) -> tuple[str | None, str] | None:
+        """(node, state) of the guest's service as `ha-manager status` shows it."""
+        line = self.ha_status(on).services.get(self.sid)
+        return None if line is None else (line.node, line.state)
+
+    def read_log(self) -> LogReport | None:
+        """The guest's write log, read on the first powered node that has it; None when
+        no node can read it right now (the invariants then judge it at the next look)."""
+        for node in self.powered_nodes():
+            try:
+                result = node.run("cat", self.recipe.log_path, timeout_s=10.0)
+            except PvechaosError:
+                continue
+            if result.rc == 0:
+                return analyse(*parse_log(result.stdout))
+        return None
+
+    def log_exists(self) -> bool:
+        report = self.read_log()
+        return report is not None and bool(report.boots)
+

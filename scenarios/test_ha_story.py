@@ -1,0 +1,224 @@
+"""The whole HA story on one fresh three-node cluster, measured and checked for safety.
+
+1. setup with the nodes' own commands: shared NFS storage, a container under HA
+   (`--max_restart 1 --max_relocate 1`), running on the first node;
+2. power cut of that node: the guest comes back on another node, within PVE's predicted
+   window (and, as a separate item, within the budget);
+3. power cut of the node now running the guest: the survivor has no quorum; HA recovers
+   nothing however long you wait; the survivor does not reset itself;
+4. `pvecm expected 1` on the survivor: the guest is recovered there, within its window;
+5. power on the two others: the cluster is whole, and the guest stays where it is.
+
+A probe watches the guest from outside, a watcher polls every node's `pvecm status` and
+`ha-manager status`, and the safety invariants are checked all along: a step fails when
+one breaks during it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import allure
+import pytest
+
+from harness.expectations import detect_window
+from harness.metrics import time_to_heal, time_to_quorum, time_to_quorum_loss
+from harness.recovery import Recovery, RecoveryMeter
+from harness.timeline import EventKind
+from harness.waits import NotYet, hold_for, wait_until
+
+pytestmark = [pytest.mark.story, allure.epic("HA story"), allure.feature("HA recovery")]
+
+MEMBERSHIP_TIMEOUT_S = 60  # corosync's own timers (token + consensus ~ 8 s); not scaled
+
+
+@dataclass
+class Story:
+    """What each step leaves for the next."""
+
+    first: str = ""  # runs the guest at setup, loses power first
+    second: str = ""  # where the guest came back: loses power second
+    survivor: str = ""
+    recovery: Recovery | None = None
+    recovery_after_expected: Recovery | None = None
+    survivor_boot: str = ""
+
+
+@pytest.fixture(scope="module")
+def story(story_nodes) -> Story:
+    return Story(first=story_nodes.first)
+
+
+@pytest.fixture
+def meter(guest, probe, faults, timeline, constants, budget, metrics) -> RecoveryMeter:
+    return RecoveryMeter(guest=guest, probe=probe, faults=faults, timeline=timeline,
+                         constants=constants, budget=budget, metrics=metrics)
+
+
+def attach_ha_status(guest, phase: str, names) -> None:
+    for name in names:
+        result = guest.cluster.node(name).run("ha-manager", "status", timeout_s=15)
+        allure.attach(result.stdout + result.stderr, name=f"{phase}: ha-manager status on "
+                      f"{name}", attachment_type=allure.attachment_type.TEXT)
+
+
+@allure.story("Setup")
+def test_setup_guest_under_ha(cluster, guest, story, constants, meter, invariants):
+    first = story.first
+    with allure.step(f"pvesm add nfs {guest.storage.storage_id}; active on every node"):
+        guest.add_storage(first)
+        for node in cluster.nodes():
+            state = wait_until(f"{guest.storage.storage_id} active on {node.name}",
+                               lambda node=node: guest.storage_state(node) == "active",
+                               timeout_s=30)
+            assert state
+    with allure.step(f"pct create {guest.recipe.vmid} on {first}"):
+        guest.create(first)
+    with allure.step(f"ha-manager add {guest.sid} --max_restart 1 --max_relocate 1"):
+        guest.put_under_ha(first, max_restart=1, max_relocate=1)
+    with allure.step(f"{guest.sid} started on {first} and answering"):
+        # a master is elected once there is a service, then its round and the LRM's
+        bound = constants.crm_wait_loop + 6 * constants.lock_retry + constants.crm_loop \
+            + constants.lrm_loop + 30
+        wait_until(f"{guest.sid} started on {first}",
+                   lambda: (p := guest.placement()) == (first, "started") or NotYet(p),
+                   timeout_s=bound)
+        meter.wait_serving(f"{guest.sid} to answer from {first}", node=first, timeout_s=30)
+    with allure.step("the guest's write log is readable"):
+        wait_until("the guest's first writes", guest.log_exists, timeout_s=30)
+    attach_ha_status(guest, "setup", [first])
+
+
+@allure.story("Power cut of the guest's node")
+def test_power_cut_guest_node_recovers_elsewhere(cluster, guest, story, meter, budget,
+                                                 quorum_watcher, ha_watcher, invariants):
+    first = story.first
+    with allure.step(f"power cut {first}, wait for {guest.sid} to serve again elsewhere"):
+        rec = meter.power_cut(first)
+    story.recovery = rec
+    story.second = rec.restarted_on or ""
+    story.survivor = next(n for n in cluster.names if n not in (first, story.second))
+    allure.dynamic.parameter("CRM master at the cut", f"{rec.master_at_fault}"
+                             f" ({'the cut node' if rec.was_master else 'not the cut node'})")
+    role = "CRM master" if rec.was_master else "not the CRM master"
+    allure.dynamic.title(f"Power cut of {first} ({role}): {guest.sid} recovered on "
+                         f"{story.second}")
+    with allure.step("every figure inside PVE's predicted window"):
+        rec.check_behaviour(budget)
+    attach_ha_status(guest, "after the first cut", [story.second])
+
+
+@pytest.mark.budget
+@allure.story("Recovery budget")
+def test_recovery_meets_budget(story, budget):
+    assert story.recovery is not None, "the power cut step did not measure a recovery"
+    story.recovery.check_budget("time_to_recovery", budget)
+
+
+@allure.story("Quorum loss: no recovery")
+def test_power_cut_second_node_no_recovery_without_quorum(
+        cluster, guest, story, faults, timeline, constants, probe, quorum_watcher,
+        ha_watcher, invariants, metrics):
+    second, survivor = story.second, story.survivor
+    node = cluster.node(survivor)
+    story.survivor_boot = node.boot_id()
+    with allure.step(f"power cut {second}"):
+        cut = faults.power_cut(second).started
+    with allure.step(f"{survivor}: not quorate"):
+        wait_until(f"{survivor} to lose quorum",
+                   lambda: not (s := node.quorum(timeout_s=5)).quorate or NotYet(s),
+                   timeout_s=MEMBERSHIP_TIMEOUT_S)
+        metrics.record_observed("time_to_quorum_loss",
+                                lambda: time_to_quorum_loss(timeline, cut, survivor),
+                                window=detect_window(constants), node=second)
+    hold = constants.fence_delay + constants.lock_lifetime + constants.crm_loop \
+        + constants.lrm_loop
+    with allure.step(f"no recovery for {hold:.0f} s (fence delay + lock lifetime + one "
+                     "CRM and one LRM round)"):
+        def recovered_somewhere() -> str | None:
+            if probe.up:
+                return f"the guest answers from {probe.current.node}"
+            moved = [e for e in timeline.events(EventKind.HA_SERVICE_STATE, after=cut.t)
+                     if e.data.get("sid") == guest.sid and e.data.get("node") == survivor]
+            if moved:
+                return f"{moved[0].source}'s HA view: {guest.sid} {moved[0].data['state']} " \
+                       f"on {survivor}"
+            return None
+        outcome = hold_for(timeline, cut.t + hold, recovered_somewhere,
+                           f"{hold:.0f} s without a recovery on the inquorate {survivor}")
+        assert outcome is None, f"recovered without quorum: {outcome}"
+    with allure.step(f"{survivor} did not reset itself; its LRM holds no active service"):
+        assert node.boot_id() == story.survivor_boot, f"{survivor} rebooted (watchdog?)"
+        status = guest.ha_status(on=survivor)
+        lrm = status.lrms.get(survivor)
+        assert lrm is None or lrm.status != "active", f"{survivor}'s LRM: {lrm}"
+        assert not node.quorum(timeout_s=5).quorate
+        placement = status.services.get(guest.sid)
+        assert placement is not None and placement.node == second, placement
+    attach_ha_status(guest, "inquorate", [survivor])
+
+
+@allure.story("pvecm expected 1")
+def test_expected_one_recovers_on_survivor(cluster, guest, story, faults, timeline, meter,
+                                           budget, quorum_watcher, ha_watcher, invariants,
+                                           metrics):
+    survivor = story.survivor
+    node = cluster.node(survivor)
+    with allure.step(f"pvecm expected 1 on {survivor}"):
+        action = faults.action("pvecm expected 1", node=survivor)
+        node.check("pvecm", "expected", "1", timeout_s=15)
+    with allure.step(f"{survivor}: quorate"):
+        wait_until(f"{survivor} quorate", lambda: node.quorum(timeout_s=5).quorate,
+                   timeout_s=15)
+        metrics.record_observed("time_to_quorum_after_expected",
+                                lambda: time_to_quorum(timeline, action, survivor),
+                                node=survivor)
+    with allure.step(f"{guest.sid} recovered on {survivor}"):
+        rec = meter.after_expected_one(action, survivor, prefix="after_expected_")
+    story.recovery_after_expected = rec
+    with allure.step("every figure inside PVE's predicted window"):
+        rec.check_behaviour(budget)
+    attach_ha_status(guest, "after pvecm expected 1", [survivor])
+
+
+@allure.story("Healing without failback")
+def test_power_on_heals_without_failback(cluster, guest, story, faults, timeline, constants,
+                                         probe, quorum_watcher, ha_watcher, invariants,
+                                         metrics):
+    names, survivor = cluster.names, story.survivor
+    with allure.step(f"power on {story.first} and {story.second}"):
+        faults.power_on(story.first)
+        last_on = faults.power_on(story.second).started
+    for name in names:
+        with allure.step(f"{name}: three members, expected votes 3, quorate"):
+            def whole(name=name):
+                status = cluster.node(name).quorum(timeout_s=5)
+                members = sorted(map(cluster.name_of, status.member_names))
+                if status.quorate and members == sorted(names) and status.expected_votes == 3:
+                    return status
+                return NotYet(f"quorate={status.quorate} members={members} "
+                              f"expected={status.expected_votes}")
+            wait_until(f"{name} to see the whole cluster", whole,
+                       timeout_s=MEMBERSHIP_TIMEOUT_S)
+    metrics.record_observed("time_to_heal", lambda: time_to_heal(timeline, last_on, names),
+                            timeout_s=15)
+    with allure.step("every LRM reports again"):
+        def all_lrms() -> bool | NotYet:
+            status = guest.ha_status(on=survivor)
+            stale = {n: (lrm.status if lrm else None) for n in names
+                     if (lrm := status.lrms.get(n)) is None or "dead" in lrm.status
+                     or not lrm.readable}
+            return not stale or NotYet(stale)
+        wait_until("every node's LRM to report", all_lrms,
+                   timeout_s=constants.lrm_loop + constants.crm_loop + 60)
+    hold = 3 * constants.crm_loop + constants.lrm_loop
+    with allure.step(f"{guest.sid} stays on {survivor} for {hold:.0f} s (no failback)"):
+        def moved() -> str | None:
+            placement = guest.placement(on=survivor)
+            return None if placement == (survivor, "started") else f"HA shows {placement}"
+        outcome = hold_for(timeline, timeline.clock.now() + hold, moved,
+                           f"{hold:.0f} s of {guest.sid} staying on {survivor}")
+        assert outcome is None, f"{guest.sid} moved after the heal: {outcome}"
+        assert probe.current is not None and probe.current.node == survivor, \
+            f"the guest answers from {probe.current}"
+    attach_ha_status(guest, "healed", names)
