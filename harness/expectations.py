@@ -465,6 +465,13 @@ def self_fence_window(c: ClusterConstants) -> Window:
         f"device {c.watchdog_device:.1f} s"))
 
 
+def first_start_bound(c: ClusterConstants, margin_s: float = 30.0) -> float:
+    """A bound on `ha-manager add` -> the service started, for waits (not a prediction):
+    a CRM becomes master only once a service exists (its wait_for_quorum sleep and lock
+    tries), then one master round and one LRM round; plus a margin for commands."""
+    return c.crm_wait_loop + c.lock_tries * c.lock_retry + c.crm_loop + c.lrm_loop + margin_s
+
+
 # -- budgets and verdicts --------------------------------------------------------------
 @dataclass(frozen=True)
 class Budget:

@@ -11,6 +11,7 @@ from harness.cluster import Cluster, Node
 from harness.errors import PvechaosError
 from harness.lab_api import GuestRecipe, SharedStorage
 from harness.pve.ha_status import HaStatus, parse_ha_manager_status
+from harness.waits import NotYet, wait_until
 from harness.writelog import LogReport, analyse, parse_log
 
 COMMAND_TIMEOUT_S = 30.0
@@ -61,6 +62,32 @@ class HaGuest:
         for key, value in options.items():
             argv += [f"--{key}", str(value)]
         self.cluster.node(on).check(*argv, timeout_s=COMMAND_TIMEOUT_S)
+
+    def set_up(self, on: str, *, timeout_s: float, extra: tuple[str, ...] = (),
+               state: str | None = "started", **options: object) -> None:
+        """The whole setup: shared storage active on every node, the container created on
+        ``on``, put under HA with ``options``; then wait (bounded) until `ha-manager
+        status` shows it in ``state`` on ``on`` (None: do not wait)."""
+        self.add_storage(on)
+        for node in self.cluster.nodes():
+            wait_until(f"storage {self.storage.storage_id} active on {node.name}",
+                       lambda node=node: (s := self.storage_state(node)) == "active"
+                       or NotYet(s), timeout_s=30)
+        self.create(on, *extra)
+        self.put_under_ha(on, **options)
+        if state is not None:
+            self.wait_placement(on, state, timeout_s=timeout_s)
+
+    def wait_placement(self, node: str, state: str, *, timeout_s: float) -> None:
+        wait_until(f"{self.sid} {state} on {node}",
+                   lambda: (p := self.placement()) == (node, state) or NotYet(p),
+                   timeout_s=timeout_s)
+
+    def migrate(self, to: str, *, timeout_s: float) -> None:
+        """`ha-manager migrate` to ``to``; waits until HA shows it started there."""
+        self.cluster.node(to).check("ha-manager", "migrate", self.sid, to,
+                                    timeout_s=COMMAND_TIMEOUT_S)
+        self.wait_placement(to, "started", timeout_s=timeout_s)
 
     # -- observing -------------------------------------------------------------------
     def powered_nodes(self) -> list[Node]:

@@ -50,8 +50,10 @@ def lost_writes(guest: str, log: LogReport, acknowledged: Iterable[tuple[str, in
     missing = sorted({a for a in acknowledged if a not in on_disk}, key=lambda a: a[1])
     if not missing:
         return []
+    boots = ", ".join(f"{b.boot_id}@{b.node} {b.first_seq}-{b.last_seq}" for b in log.boots)
     return [Violation("lost_write", guest, f"{len(missing)} acknowledged writes are not on "
-                      f"the disk, first: boot {missing[0][0]} seq {missing[0][1]}")]
+                      f"the disk, first: boot {missing[0][0]} seq {missing[0][1]} (the disk "
+                      f"holds {log.records} records: {boots or 'none'})")]
 
 
 def _quorate_at(timeline: Timeline, node: str, t: float) -> bool | None:

@@ -130,8 +130,10 @@ class SshSession:
                 while channel.recv_stderr_ready():
                     err += channel.recv_stderr(65536)
                     drained = True
-                if channel.exit_status_ready() and not channel.recv_ready() \
-                        and not channel.recv_stderr_ready():
+                # sshd may send the exit status before the last of the output (it reads
+                # the command's pipes after it exited): done only at EOF, drained
+                if channel.exit_status_ready() and (channel.eof_received or channel.closed) \
+                        and not channel.recv_ready() and not channel.recv_stderr_ready():
                     break
                 if time.monotonic() > deadline:
                     channel.close()

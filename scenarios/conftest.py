@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import allure
 import pytest
 
 from harness.cluster import Cluster
@@ -14,6 +15,7 @@ from harness.ha_guest import HaGuest
 from harness.ha_watcher import HaWatcher
 from harness.invariants import InvariantChecker
 from harness.probes import Probe
+from harness.recovery import RecoveryMeter
 from harness.timeline import Timeline
 
 
@@ -103,3 +105,22 @@ def constants(cluster: Cluster, clock) -> ClusterConstants:
 @pytest.fixture(scope="module")
 def budget(request: pytest.FixtureRequest, clock) -> Budget:
     return Budget(request.config.getoption("recovery_budget"), clock.timescale)
+
+
+@pytest.fixture
+def ha_snapshot(cluster: Cluster):
+    """ha_snapshot(phase, names): attach each node's `ha-manager status` to the report."""
+    def attach(phase: str, names) -> None:
+        for name in names:
+            result = cluster.node(name).run("ha-manager", "status", timeout_s=15)
+            allure.attach(result.stdout + result.stderr,
+                          name=f"{phase}: ha-manager status on {name}",
+                          attachment_type=allure.attachment_type.TEXT)
+    return attach
+
+
+@pytest.fixture
+def meter(guest, probe, faults, timeline, constants, budget, metrics) -> RecoveryMeter:
+    """Cuts a node and measures the guest's recovery (harness/recovery.py)."""
+    return RecoveryMeter(guest=guest, probe=probe, faults=faults, timeline=timeline,
+                         constants=constants, budget=budget, metrics=metrics)

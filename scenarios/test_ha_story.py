@@ -21,13 +21,14 @@ from dataclasses import dataclass
 import allure
 import pytest
 
-from harness.expectations import detect_window
+from harness.expectations import detect_window, first_start_bound
 from harness.metrics import time_to_heal, time_to_quorum, time_to_quorum_loss
-from harness.recovery import Recovery, RecoveryMeter
+from harness.recovery import Recovery
 from harness.timeline import EventKind
 from harness.waits import NotYet, hold_for, wait_until
 
-pytestmark = [pytest.mark.story, allure.epic("HA story"), allure.feature("HA recovery")]
+pytestmark = [pytest.mark.story, allure.epic("HA story"), allure.feature("HA recovery"),
+              pytest.mark.usefixtures("quorum_watcher", "ha_watcher", "invariants")]
 
 MEMBERSHIP_TIMEOUT_S = 60  # corosync's own timers (token + consensus ~ 8 s); not scaled
 
@@ -49,49 +50,21 @@ def story(story_nodes) -> Story:
     return Story(first=story_nodes.first)
 
 
-@pytest.fixture
-def meter(guest, probe, faults, timeline, constants, budget, metrics) -> RecoveryMeter:
-    return RecoveryMeter(guest=guest, probe=probe, faults=faults, timeline=timeline,
-                         constants=constants, budget=budget, metrics=metrics)
-
-
-def attach_ha_status(guest, phase: str, names) -> None:
-    for name in names:
-        result = guest.cluster.node(name).run("ha-manager", "status", timeout_s=15)
-        allure.attach(result.stdout + result.stderr, name=f"{phase}: ha-manager status on "
-                      f"{name}", attachment_type=allure.attachment_type.TEXT)
-
-
 @allure.story("Setup")
-def test_setup_guest_under_ha(cluster, guest, story, constants, meter, invariants):
+def test_setup_guest_under_ha(ha_snapshot, cluster, guest, story, constants, meter):
     first = story.first
-    with allure.step(f"pvesm add nfs {guest.storage.storage_id}; active on every node"):
-        guest.add_storage(first)
-        for node in cluster.nodes():
-            state = wait_until(f"{guest.storage.storage_id} active on {node.name}",
-                               lambda node=node: guest.storage_state(node) == "active",
-                               timeout_s=30)
-            assert state
-    with allure.step(f"pct create {guest.recipe.vmid} on {first}"):
-        guest.create(first)
-    with allure.step(f"ha-manager add {guest.sid} --max_restart 1 --max_relocate 1"):
-        guest.put_under_ha(first, max_restart=1, max_relocate=1)
-    with allure.step(f"{guest.sid} started on {first} and answering"):
-        # a master is elected once there is a service, then its round and the LRM's
-        bound = constants.crm_wait_loop + 6 * constants.lock_retry + constants.crm_loop \
-            + constants.lrm_loop + 30
-        wait_until(f"{guest.sid} started on {first}",
-                   lambda: (p := guest.placement()) == (first, "started") or NotYet(p),
-                   timeout_s=bound)
+    with allure.step(f"shared storage, pct create, ha-manager add {guest.sid} "
+                     f"--max_restart 1 --max_relocate 1: started on {first}"):
+        guest.set_up(first, timeout_s=first_start_bound(constants), max_restart=1, max_relocate=1)
         meter.wait_serving(f"{guest.sid} to answer from {first}", node=first, timeout_s=30)
     with allure.step("the guest's write log is readable"):
         wait_until("the guest's first writes", guest.log_exists, timeout_s=30)
-    attach_ha_status(guest, "setup", [first])
+    ha_snapshot("setup", [first])
 
 
 @allure.story("Power cut of the guest's node")
-def test_power_cut_guest_node_recovers_elsewhere(cluster, guest, story, meter, budget,
-                                                 quorum_watcher, ha_watcher, invariants):
+def test_power_cut_guest_node_recovers_elsewhere(ha_snapshot, cluster, guest, story, meter,
+        budget):
     first = story.first
     with allure.step(f"power cut {first}, wait for {guest.sid} to serve again elsewhere"):
         rec = meter.power_cut(first)
@@ -105,7 +78,7 @@ def test_power_cut_guest_node_recovers_elsewhere(cluster, guest, story, meter, b
                          f"{story.second}")
     with allure.step("every figure inside PVE's predicted window"):
         rec.check_behaviour(budget)
-    attach_ha_status(guest, "after the first cut", [story.second])
+    ha_snapshot("after the first cut", [story.second])
 
 
 @pytest.mark.budget
@@ -116,9 +89,8 @@ def test_recovery_meets_budget(story, budget):
 
 
 @allure.story("Quorum loss: no recovery")
-def test_power_cut_second_node_no_recovery_without_quorum(
-        cluster, guest, story, faults, timeline, constants, probe, quorum_watcher,
-        ha_watcher, invariants, metrics):
+def test_power_cut_second_node_no_recovery_without_quorum(ha_snapshot, cluster, guest, story,
+        faults, timeline, constants, probe, metrics):
     second, survivor = story.second, story.survivor
     node = cluster.node(survivor)
     story.survivor_boot = node.boot_id()
@@ -155,13 +127,12 @@ def test_power_cut_second_node_no_recovery_without_quorum(
         assert not node.quorum(timeout_s=5).quorate
         placement = status.services.get(guest.sid)
         assert placement is not None and placement.node == second, placement
-    attach_ha_status(guest, "inquorate", [survivor])
+    ha_snapshot("inquorate", [survivor])
 
 
 @allure.story("pvecm expected 1")
-def test_expected_one_recovers_on_survivor(cluster, guest, story, faults, timeline, meter,
-                                           budget, quorum_watcher, ha_watcher, invariants,
-                                           metrics):
+def test_expected_one_recovers_on_survivor(ha_snapshot, cluster, guest, story, faults, timeline,
+        meter, budget, metrics):
     survivor = story.survivor
     node = cluster.node(survivor)
     with allure.step(f"pvecm expected 1 on {survivor}"):
@@ -178,13 +149,12 @@ def test_expected_one_recovers_on_survivor(cluster, guest, story, faults, timeli
     story.recovery_after_expected = rec
     with allure.step("every figure inside PVE's predicted window"):
         rec.check_behaviour(budget)
-    attach_ha_status(guest, "after pvecm expected 1", [survivor])
+    ha_snapshot("after pvecm expected 1", [survivor])
 
 
 @allure.story("Healing without failback")
-def test_power_on_heals_without_failback(cluster, guest, story, faults, timeline, constants,
-                                         probe, quorum_watcher, ha_watcher, invariants,
-                                         metrics):
+def test_power_on_heals_without_failback(ha_snapshot, cluster, guest, story, faults, timeline,
+        constants, probe, metrics):
     names, survivor = cluster.names, story.survivor
     with allure.step(f"power on {story.first} and {story.second}"):
         faults.power_on(story.first)
@@ -221,4 +191,4 @@ def test_power_on_heals_without_failback(cluster, guest, story, faults, timeline
         assert outcome is None, f"{guest.sid} moved after the heal: {outcome}"
         assert probe.current is not None and probe.current.node == survivor, \
             f"the guest answers from {probe.current}"
-    attach_ha_status(guest, "healed", names)
+    ha_snapshot("healed", names)

@@ -41,6 +41,15 @@ def test_a_command_past_its_deadline_raises_command_timeout(cluster):
     assert node.check("echo", "still usable").strip() == "still usable"
 
 
+def test_every_byte_of_a_large_output_arrives(cluster):
+    """sshd may send the exit status before the command's last output: a reader that
+    stopped at the exit status lost the tail (the write log read back empty)."""
+    node = cluster.node("node2")
+    for _ in range(20):
+        result = node.run("head -c 300000 /dev/zero | tr '\\0' x; echo; echo done >&2")
+        assert (len(result.stdout), result.stderr, result.rc) == (300001, "done\n", 0)
+
+
 def test_a_wrong_key_is_reported_as_authentication_failure(lab, tmp_path):
     import subprocess
     key = tmp_path / "stranger"

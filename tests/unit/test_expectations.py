@@ -11,9 +11,13 @@ from harness.expectations import (
     Budget,
     ClusterConstants,
     ConstantsUnavailable,
+    Slack,
     Window,
     clean_shutdown_window,
     detect_window,
+    expected_one_window,
+    fence_ack_window,
+    fence_window,
     parse_cmap_value,
     read_constants,
     recovery_window,
@@ -256,6 +260,140 @@ def test_a_lock_expiring_after_the_fence_round_costs_two_rounds():
     c = ClusterConstants(3, 3650, 650, 4380, 0.1, fence_delay_s=40.0)
     w = recovery_window(c, master_died=False, lrm_pickup=False)
     assert (w.low_s, w.high_s) == pytest.approx((11.03, 12.1 + 2 * 1.0))
+
+
+# -- the stages of a recovery: fence, fence acknowledgement (pve-model.md §10) ----------
+def edges(w: Window) -> tuple[float, float]:
+    return w.low_s, w.high_s
+
+
+def test_fence_of_a_non_master_is_the_fence_delay_after_its_last_online_round():
+    w = fence_window(STOCK, master_died=False)
+    # last_online in (8.03 - 10, 8.03], then six whole CRM rounds of 10 s
+    assert edges(w) == pytest.approx((58.03, 68.03))
+    assert w.low_s == pytest.approx(STOCK.detection - STOCK.crm_loop + STOCK.fence_countdown)
+    assert w.high_s - w.low_s == pytest.approx(STOCK.crm_loop)  # one round of uncertainty
+    assert "non-master" in w.basis and "fence round 58.0..68.0 s" in w.basis
+
+
+def test_fence_of_the_master_waits_for_a_new_master_first():
+    w = fence_window(STOCK, master_died=True)
+    # manager lock expires 110..121 s, a slave's tries catch it 111..127 s, + 60 s
+    assert edges(w) == pytest.approx((171.0, 187.0))
+    assert "new master 111.0..127.0 s" in w.basis
+
+
+def test_fence_ack_of_a_non_master_waits_for_the_agent_lock():
+    w = fence_ack_window(STOCK, master_died=False)
+    # the lock (deletable 110..121 s) outlasts the fence round (58..68 s): the first round
+    # after expiry sends the unlock, the next one takes the lock
+    assert edges(w) == pytest.approx((120.0, 141.0))
+    assert "first round after expiry + one round" in w.basis
+    assert "expiry + two rounds" in w.basis
+    # the restart is issued in the round that acknowledges the fence
+    assert edges(w) == pytest.approx(
+        edges(recovery_window(STOCK, master_died=False, lrm_pickup=False)))
+
+
+def test_fence_ack_of_the_master_is_the_fence_round_or_the_next():
+    w = fence_ack_window(STOCK, master_died=True)
+    # the agent lock expired long before the new master's fence round (171..187 s)
+    assert edges(w) == pytest.approx((171.0, 197.0))
+    assert "lock expired before the fence round" in w.basis
+    full = recovery_window(STOCK, master_died=True)
+    assert full.high_s == pytest.approx(w.high_s + STOCK.lrm_loop)
+
+
+def test_at_tenth_scale_the_fence_round_sets_the_pace_of_the_acknowledgement():
+    fence, ack = (fence_window(TENTH, master_died=False),
+                  fence_ack_window(TENTH, master_died=False))
+    # last_online (7.03, 8.03] (unscaled detection) + 6 s; the lock went at 11.0..12.1 s
+    assert edges(fence) == pytest.approx((13.03, 14.03))
+    assert edges(ack) == pytest.approx((13.03, 15.03))  # in the fence round at best
+
+
+@pytest.mark.parametrize("master_died", [False, True])
+@pytest.mark.parametrize("timescale", [0.02, 0.05, 0.1, 0.3, 1.0, 2.0])
+@pytest.mark.parametrize("fence_delay_s", [20.0, 40.0, 60.0, 200.0])
+def test_the_fence_is_never_acknowledged_before_it_is_declared(master_died, timescale,
+                                                               fence_delay_s):
+    c = ClusterConstants(3, 3650, 650, 4380, timescale, fence_delay_s=fence_delay_s)
+    fence = fence_window(c, master_died=master_died)
+    ack = fence_ack_window(c, master_died=master_died)
+    restart = recovery_window(c, master_died=master_died)
+    assert fence.low_s <= ack.low_s and fence.high_s <= ack.high_s
+    assert ack.low_s == pytest.approx(restart.low_s)
+    assert ack.high_s + c.lrm_loop == pytest.approx(restart.high_s)
+
+
+TIMESCALES = [0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0]
+WINDOWS = {
+    "fence non-master": lambda c: fence_window(c, master_died=False),
+    "fence master": lambda c: fence_window(c, master_died=True),
+    "ack non-master": lambda c: fence_ack_window(c, master_died=False),
+    "ack master": lambda c: fence_ack_window(c, master_died=True),
+    "expected one": expected_one_window,
+    "expected one, no pickup": lambda c: expected_one_window(c, lrm_pickup=False),
+}
+
+
+@pytest.mark.parametrize("name", WINDOWS)
+def test_windows_grow_with_the_timescale(name):
+    windows = [WINDOWS[name](ClusterConstants.stock(3, k)) for k in TIMESCALES]
+    for slower, faster in zip(windows, windows[1:], strict=False):
+        assert slower.low_s <= faster.low_s and slower.high_s <= faster.high_s
+
+
+def test_expected_one_counts_the_fence_delay_from_the_survivors_new_mastership():
+    w = expected_one_window(STOCK)
+    # master 0..11 s (5 s wait_for_quorum sleep + 6 lock tries), fence round 60..81 s
+    # (from its first or second round), lock that round or the next, LRM pickup 10 s
+    assert edges(w) == pytest.approx((60.0, 101.0))
+    assert "LRM pickup" in w.basis
+    bare = expected_one_window(STOCK, lrm_pickup=False)
+    assert edges(bare) == pytest.approx((60.0, 91.0))
+    assert "LRM pickup" not in bare.basis
+
+
+def test_expected_one_is_all_on_pves_clock():
+    tenth = expected_one_window(TENTH)
+    assert edges(tenth) == pytest.approx((6.0, 10.1))
+    # no corosync term: exactly the timescale-1 window scaled, whatever the token
+    one = expected_one_window(STOCK)
+    assert edges(tenth) == pytest.approx((0.1 * one.low_s, 0.1 * one.high_s))
+    fast = ClusterConstants.stock(5, 1.0, token_coefficient_ms=125)
+    assert edges(expected_one_window(fast)) == pytest.approx(edges(one))
+
+
+# -- slack: how far an observation lags what it observes -------------------------------
+WATCHER = Slack(1.0, 2.5, "HA watcher poll")
+
+
+def test_slack_widens_both_edges_and_says_why():
+    bare = fence_window(STOCK, master_died=False)
+    w = fence_window(STOCK, master_died=False, slack=WATCHER)
+    assert edges(w) == pytest.approx((bare.low_s - 1.0, bare.high_s + 2.5))
+    assert w.basis.startswith(bare.basis)
+    assert "observed: -1 s .. +2.5 s (HA watcher poll)" in w.basis
+    assert "observed" not in bare.basis
+    ack = fence_ack_window(STOCK, master_died=True, slack=WATCHER)
+    assert edges(ack) == pytest.approx((170.0, 199.5))
+
+
+def test_slack_never_takes_the_low_edge_below_the_fault():
+    w = expected_one_window(TENTH, slack=Slack(10.0, 1.0, "slow probe"))
+    assert edges(w) == pytest.approx((0.0, 11.1))
+    assert "slow probe" in w.basis
+
+
+def test_recovery_window_takes_a_slack_on_top_of_its_high_edge_slack():
+    assert edges(recovery_window(STOCK, master_died=False, slack=WATCHER)) == pytest.approx(
+        (119.0, 153.5))
+    both = recovery_window(STOCK, master_died=False, slack_s=2.0, slack=WATCHER)
+    assert edges(both) == pytest.approx((119.0, 155.5))
+    assert "+ 2 s observation slack" in both.basis and "(HA watcher poll)" in both.basis
+    assert recovery_window(STOCK, master_died=False, slack=None) == recovery_window(
+        STOCK, master_died=False)
 
 
 # -- budgets and verdicts --------------------------------------------------------------

@@ -124,3 +124,25 @@ def test_the_checker_passes_a_clean_run():
         pass
     checker.assert_ok()
     assert tl.events(K.INVARIANT_BROKEN) == []
+
+
+def test_take_unreported_hands_out_each_violation_once():
+    tl = Timeline(Clock())
+    log = {"report": log_of(("a", "node1", 1, 10, 0))}
+    acknowledged: list[tuple[str, int]] = []
+    checker = InvariantChecker(tl, "ct:100", read_log=lambda: log["report"],
+                               acknowledged=lambda: acknowledged)
+    checker.check()
+    assert checker.take_unreported() == []
+    log["report"] = log_of(("a", "node1", 1, 10, 0), ("b", "node2", 5, 10, 500_000_000))
+    checker.check()
+    (doubled,) = checker.take_unreported()
+    assert doubled.invariant == "doubled_guest"
+    checker.check()  # still doubled: not new, not handed out again
+    assert checker.take_unreported() == []
+    acknowledged.append(("a", 99))
+    checker.check()
+    (lost,) = checker.take_unreported()
+    assert lost.invariant == "lost_write"
+    assert checker.take_unreported() == []
+    assert checker.violations == [doubled, lost]  # all of them are still kept

@@ -7,14 +7,20 @@ import json
 import pytest
 
 from harness.clock import Clock
+from harness.ha_watcher import record_changes
 from harness.metrics import (
     Metric,
     MetricsFile,
     time_to_detect,
+    time_to_fence,
+    time_to_fence_ack,
     time_to_heal,
     time_to_quorum,
     time_to_quorum_loss,
+    time_to_recovery,
+    time_to_restart,
 )
+from harness.pve.ha_status import HaStatus, MasterLine, ServiceLine
 from harness.timeline import EventKind, Timeline
 from harness.watchers import QuorumView
 
@@ -101,6 +107,142 @@ def test_observations_before_the_fault_do_not_count():
     assert time_to_detect(tl, cut, ["node1"]) is None
     view(tl, K.MEMBERSHIP_CHANGED, "node1", 10.0, ("node1", "node2"))  # same poll as the cut
     assert time_to_detect(tl, cut, ["node1"]) == 0.0
+
+
+# -- recovery figures from the HA watcher's views and the probe ---------------------------
+SID = "vm:100"
+
+
+class HaViews:
+    """Feeds each observing node's successive `ha-manager status` views through
+    record_changes, as HaWatcher does: only what changed lands on the timeline."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        self.timeline = timeline
+        self.last: dict[str, HaStatus] = {}
+
+    def show(self, t: float, source: str, services: dict[str, tuple[str, str]]) -> None:
+        status = HaStatus(True, None, MasterLine("node1", "active", "-"), None, {},
+                          {sid: ServiceLine(sid, node, state)
+                           for sid, (node, state) in services.items()})
+        record_changes(self.timeline, source, self.last.get(source), status, t)
+        self.last[source] = status
+
+
+def probe_up(tl, t, node, boot, guest=SID):
+    tl.record(K.PROBE_UP, "probe", t=t, guest=guest, node=node, boot_id=boot)
+
+
+@pytest.fixture
+def failover() -> tuple[Timeline, dict]:
+    """node3 (not the master) runs vm:100 and ct:101 and loses power at 10 s; node1 and
+    node2 watch HA fence both services and restart them elsewhere."""
+    tl = Timeline(Clock())
+    ha = HaViews(tl)
+    for source in ("node1", "node2"):
+        ha.show(0.0, source, {SID: ("node3", "started"), "ct:101": ("node3", "started")})
+    probe_up(tl, 1.0, "node3", "a")
+    probe_up(tl, 1.2, "node2", "x", guest="ct:101")
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node3")
+    probe_up(tl, 10.3, "node3", "a")  # the probe reconnected once more before the cut bit
+    ha.show(65.0, "node1", {SID: ("node3", "started"), "ct:101": ("node3", "fence")})
+    ha.show(70.0, "node1", {SID: ("node3", "fence"), "ct:101": ("node3", "fence")})
+    ha.show(70.5, "node2", {SID: ("node3", "fence"), "ct:101": ("node3", "fence")})
+    ha.show(125.0, "node1", {SID: ("node3", "fence"), "ct:101": ("node2", "started")})
+    ha.show(131.0, "node1", {SID: ("node3", "recovery"), "ct:101": ("node2", "started")})
+    ha.show(131.5, "node2", {SID: ("node1", "started"), "ct:101": ("node2", "started")})
+    ha.show(132.0, "node1", {SID: ("node1", "started"), "ct:101": ("node2", "started")})
+    probe_up(tl, 134.0, "node1", "b")
+    return tl, {"cut": cut}
+
+
+def test_time_to_fence_is_the_first_view_showing_fence(failover):
+    tl, marks = failover
+    assert time_to_fence(tl, marks["cut"], SID) == (pytest.approx(60.0), True)
+    assert time_to_fence(tl, marks["cut"], "ct:101") == (pytest.approx(55.0), True)
+
+
+def test_time_to_fence_ack_is_when_the_service_leaves_fence(failover):
+    tl, marks = failover
+    assert time_to_fence_ack(tl, marks["cut"], SID) == pytest.approx(121.0)  # -> recovery
+    assert time_to_fence_ack(tl, marks["cut"], "ct:101") == pytest.approx(115.0)  # -> node2
+
+
+def test_time_to_restart_is_the_first_start_on_another_node(failover):
+    tl, marks = failover
+    assert time_to_restart(tl, marks["cut"], SID, away_from="node3") == (
+        pytest.approx(121.5), "node1")
+    assert time_to_restart(tl, marks["cut"], "ct:101", away_from="node3") == (
+        pytest.approx(115.0), "node2")
+    assert time_to_restart(tl, marks["cut"], SID, on="node2") is None
+
+
+def test_time_to_recovery_is_the_first_answer_from_another_node(failover):
+    tl, marks = failover
+    assert time_to_recovery(tl, marks["cut"], SID, away_from="node3") == (
+        pytest.approx(124.0), "node1")
+    # without away_from, the old copy's answer just after the cut counts
+    assert time_to_recovery(tl, marks["cut"], SID) == (pytest.approx(0.3), "node3")
+    assert time_to_recovery(tl, marks["cut"], "ct:101", away_from="node3") is None
+
+
+def test_a_fence_no_poll_caught_falls_back_to_the_acknowledgement():
+    """At small timescales fence, acknowledgement and the new start share one CRM round:
+    the views go straight from started on node3 to started on node1."""
+    tl = Timeline(Clock())
+    ha = HaViews(tl)
+    ha.show(0.0, "node1", {SID: ("node3", "started")})
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node3")
+    assert time_to_fence(tl, cut, SID) is None
+    assert time_to_fence_ack(tl, cut, SID) is None
+    ha.show(24.0, "node1", {SID: ("node1", "started")})
+    assert time_to_fence_ack(tl, cut, SID) == pytest.approx(14.0)
+    assert time_to_fence(tl, cut, SID) == (pytest.approx(14.0), False)
+    assert time_to_restart(tl, cut, SID, away_from="node3") == (pytest.approx(14.0), "node1")
+
+
+def test_recovery_figures_ignore_what_was_seen_before_the_cut():
+    tl = Timeline(Clock())
+    ha = HaViews(tl)
+    # an earlier failover of the same service, node2 -> node3, all before the cut
+    ha.show(0.0, "node1", {SID: ("node2", "started")})
+    ha.show(2.0, "node1", {SID: ("node2", "fence")})
+    ha.show(3.0, "node1", {SID: ("node2", "recovery")})
+    ha.show(4.0, "node1", {SID: ("node3", "started")})
+    probe_up(tl, 5.0, "node3", "a")
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node2")
+    assert time_to_fence(tl, cut, SID) is None
+    assert time_to_fence_ack(tl, cut, SID) is None
+    assert time_to_restart(tl, cut, SID, away_from="node2") is None
+    assert time_to_recovery(tl, cut, SID, away_from="node2") is None
+
+
+def test_a_service_moved_between_other_nodes_is_no_fence_ack_of_the_cut_node():
+    tl = Timeline(Clock())
+    ha = HaViews(tl)
+    ha.show(0.0, "node1", {SID: ("node1", "started")})
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node3")
+    ha.show(20.0, "node1", {SID: ("node1", "migrate")})
+    ha.show(21.0, "node1", {SID: ("node2", "started")})
+    assert time_to_fence_ack(tl, cut, SID) is None
+    assert time_to_fence(tl, cut, SID) is None
+
+
+def test_time_to_restart_on_a_given_node_and_away_from_one():
+    tl = Timeline(Clock())
+    ha = HaViews(tl)
+    ha.show(0.0, "node1", {SID: ("node3", "started")})
+    since = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node3")
+    # node2's watcher answers for the first time after the cut: its stale first view
+    ha.show(11.0, "node2", {SID: ("node3", "started")})
+    ha.show(40.0, "node1", {SID: ("node2", "started")})
+    ha.show(50.0, "node1", {SID: ("node2", "migrate")})
+    ha.show(55.0, "node1", {SID: ("node1", "started")})
+    assert time_to_restart(tl, since, SID) == (pytest.approx(1.0), "node3")
+    assert time_to_restart(tl, since, SID, away_from="node3") == (pytest.approx(30.0),
+                                                                  "node2")
+    assert time_to_restart(tl, since, SID, on="node1") == (pytest.approx(45.0), "node1")
+    assert time_to_restart(tl, since, "ct:101") is None
 
 
 def test_metric_json_rounds_the_value():

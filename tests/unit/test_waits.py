@@ -7,8 +7,11 @@ import time
 
 import pytest
 
+import harness.waits
+from harness.clock import Clock
 from harness.errors import NodeUnreachable, PvechaosError, WaitTimeout
-from harness.waits import NotYet, wait_until
+from harness.timeline import Timeline
+from harness.waits import NotYet, hold_for, wait_until
 
 
 def test_returns_the_first_truthy_value():
@@ -89,3 +92,68 @@ def test_long_waits_print_progress(capsys):
 
 def test_wait_timeout_is_a_pvechaos_error():
     assert issubclass(WaitTimeout, PvechaosError)
+
+
+# -- hold_for: an absence over a period ---------------------------------------------------
+def test_hold_for_returns_none_when_the_whole_period_held():
+    tl = Timeline(Clock())
+    calls = []
+
+    def broken():
+        calls.append(tl.clock.now())
+        return None
+
+    until = tl.clock.now() + 0.3
+    started = time.monotonic()
+    assert hold_for(tl, until, broken, "no failback", interval_s=0.02) is None
+    elapsed = time.monotonic() - started
+    assert 0.3 <= elapsed < 0.3 + 0.5  # not before the end, and not long after it
+    assert len(calls) >= 5  # watched all along, not a single look at the end
+    assert calls[-1] >= until
+
+
+def test_hold_for_ends_early_with_the_first_thing_that_broke_it():
+    tl = Timeline(Clock())
+    answers = iter([None, None, "vm:100 started on node1", "vm:100 started on node2"])
+    started = time.monotonic()
+    outcome = hold_for(tl, tl.clock.now() + 30.0, lambda: next(answers), "no recovery",
+                       interval_s=0.01)
+    assert outcome == "vm:100 started on node1"
+    assert time.monotonic() - started < 5.0
+    assert next(answers) == "vm:100 started on node2"  # no further look after the break
+
+
+def test_hold_for_a_period_already_over_looks_once():
+    tl = Timeline(Clock())
+    calls = []
+    assert hold_for(tl, tl.clock.now() - 1.0, lambda: calls.append(1), "x",
+                    interval_s=0.01) is None
+    assert calls == [1]
+    assert hold_for(tl, tl.clock.now() - 1.0, lambda: "moved", "x") == "moved"
+
+
+class FakeTime:
+    """Stands in for the time module of harness.waits: sleeping advances the time."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def monotonic(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.t += seconds
+
+
+class StoppedClock(Clock):
+    def now(self) -> float:
+        return 0.0
+
+
+def test_hold_for_is_bounded_even_if_the_period_never_ends(monkeypatch):
+    fake = FakeTime()
+    monkeypatch.setattr(harness.waits, "time", fake)
+    tl = Timeline(StoppedClock())  # the timeline's clock never reaches the end
+    with pytest.raises(WaitTimeout, match="no failback"):
+        hold_for(tl, 10.0, lambda: None, "no failback", interval_s=0.5)
+    assert 10.0 + 30.0 <= fake.t - 1000.0 < 10.0 + 30.0 + 1.0

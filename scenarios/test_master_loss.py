@@ -1,0 +1,130 @@
+"""Losing the CRM master versus losing another node, each against its own window.
+
+PVE's design (pve-model.md §10): a non-master's guest is restarted about 120-150 s after
+a power cut (the dead node's 120 s agent lock sets the pace); when the dead node was also
+the CRM master, the manager lock must expire first and the new master counts the 60 s
+fence delay afresh: about 170-210 s.
+
+1. setup: the guest under HA on a node that is not the CRM master;
+2. power cut of that node: recovered elsewhere, inside the non-master window;
+3. power it back on and move the guest onto the CRM master;
+4. power cut of the master: recovered elsewhere, inside the master window.
+Budget checks are items of their own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import allure
+import pytest
+
+from harness.expectations import first_start_bound
+from harness.recovery import Recovery
+from harness.waits import NotYet, wait_until
+
+pytestmark = [pytest.mark.story, allure.epic("HA story"), allure.feature("CRM master loss"),
+              pytest.mark.usefixtures("quorum_watcher", "ha_watcher", "invariants")]
+
+MEMBERSHIP_TIMEOUT_S = 60  # corosync's own timers; not scaled
+
+
+@dataclass
+class State:
+    recoveries: dict[str, Recovery] = field(default_factory=dict)
+
+
+@pytest.fixture(scope="module")
+def state() -> State:
+    return State()
+
+
+def wait_whole(cluster, guest, constants) -> None:
+    """Every node quorate with every member, and every LRM reporting to HA again."""
+    names = cluster.names
+    for name in names:
+        def whole(name=name):
+            status = cluster.node(name).quorum(timeout_s=5)
+            members = sorted(map(cluster.name_of, status.member_names))
+            return (status.quorate and members == sorted(names)) or NotYet(members)
+        wait_until(f"{name} to see the whole cluster", whole, timeout_s=MEMBERSHIP_TIMEOUT_S)
+
+    def lrms_report():
+        lrms = guest.ha_status().lrms
+        stale = {n: lrms[n].status if n in lrms else None for n in names
+                 if n not in lrms or "dead" in lrms[n].status or not lrms[n].readable}
+        return not stale or NotYet(stale)
+    wait_until("every LRM to report", lrms_report,
+               timeout_s=constants.crm_loop + constants.lrm_loop + 60)
+
+
+@allure.story("Setup")
+def test_setup_guest_on_a_non_master(cluster, guest, story_nodes, constants, meter,
+                                     ha_snapshot):
+    first = story_nodes.first
+    with allure.step(f"shared storage, pct create, ha-manager add {guest.sid}: started on "
+                     f"{first}"):
+        guest.set_up(first, timeout_s=first_start_bound(constants), max_restart=1,
+                     max_relocate=1)
+    master = meter.master()
+    if master == first:
+        target = next(n for n in cluster.names if n != first)
+        with allure.step(f"{first} is the CRM master: ha-manager migrate {guest.sid} "
+                         f"{target}"):
+            guest.migrate(target, timeout_s=first_start_bound(constants))
+    node = guest.placement()[0]
+    meter.wait_serving(f"{guest.sid} to answer from {node}", node=node, timeout_s=30)
+    assert node != meter.master()
+    ha_snapshot("setup", [node])
+
+
+@allure.story("Power cut of a non-master")
+def test_power_cut_non_master(guest, meter, state, budget, ha_snapshot):
+    node = guest.placement()[0]
+    with allure.step(f"power cut {node} (not the CRM master)"):
+        rec = meter.power_cut(node, prefix="non_master_")
+    state.recoveries["non_master"] = rec
+    assert not rec.was_master, f"{node} was the master at the cut ({rec.master_at_fault})"
+    with allure.step("every figure inside the non-master window"):
+        rec.check_behaviour(budget)
+    ha_snapshot("after the non-master cut", [rec.restarted_on])
+
+
+@pytest.mark.budget
+@allure.story("Recovery budget")
+def test_non_master_recovery_meets_budget(state, budget):
+    assert "non_master" in state.recoveries, "the non-master cut measured nothing"
+    state.recoveries["non_master"].check_budget("non_master_time_to_recovery", budget)
+
+
+@allure.story("Guest onto the master")
+def test_power_on_and_move_guest_to_master(cluster, guest, faults, constants, meter, state):
+    cut = state.recoveries["non_master"].node
+    with allure.step(f"power on {cut}; the cluster is whole"):
+        faults.power_on(cut)
+        wait_whole(cluster, guest, constants)
+    master = meter.master()
+    assert master is not None, "no CRM master"
+    if guest.placement()[0] != master:
+        with allure.step(f"ha-manager migrate {guest.sid} {master} (the CRM master)"):
+            guest.migrate(master, timeout_s=first_start_bound(constants))
+    meter.wait_serving(f"{guest.sid} to answer from {master}", node=master, timeout_s=30)
+
+
+@allure.story("Power cut of the CRM master")
+def test_power_cut_master(guest, meter, state, budget, ha_snapshot):
+    node = guest.placement()[0]
+    with allure.step(f"power cut {node} (the CRM master)"):
+        rec = meter.power_cut(node, prefix="master_")
+    state.recoveries["master"] = rec
+    assert rec.was_master, f"{node} was not the master at the cut ({rec.master_at_fault})"
+    with allure.step("every figure inside the master window"):
+        rec.check_behaviour(budget)
+    ha_snapshot("after the master cut", [rec.restarted_on])
+
+
+@pytest.mark.budget
+@allure.story("Recovery budget")
+def test_master_recovery_meets_budget(state, budget):
+    assert "master" in state.recoveries, "the master cut measured nothing"
+    state.recoveries["master"].check_budget("master_time_to_recovery", budget)
