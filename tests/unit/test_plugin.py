@@ -14,8 +14,10 @@ pytest_plugins = ["pytester"]
 
 
 @pytest.fixture
-def run(pytester: pytest.Pytester, tmp_path):
-    """Runs the generated modules with harness.plugin and a metrics file under tmp_path."""
+def run(pytester: pytest.Pytester, tmp_path, monkeypatch):
+    """Runs the generated modules with harness.plugin (and no other installed plugin) and
+    a metrics file under tmp_path."""
+    monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
     metrics_file = tmp_path / "out" / "metrics.json"
 
     def run_it(*args: str) -> pytest.RunResult:
@@ -244,8 +246,10 @@ def test_metrics_table_shows_window_budget_and_verdict_in_aligned_columns():
     assert [c.strip() for c in downtime.split("  ") if c.strip()][2:] == [
         "3.00 s", "-", "-", "measured"]
     # numbers are right-aligned under their header, names left-aligned
-    for column, cell in (("measured", "130.12 s"), ("window", "[120.0, 151.0] s"),
-                         ("budget", "240.0 s")):
-        assert header.index(column) + len(column) == recovery.index(cell) + len(cell)
+    for row, column, cell in ((recovery, "measured", "130.12 s"),
+                              (downtime, "measured", "3.00 s"),
+                              (recovery, "window", "[120.0, 151.0] s"),
+                              (fence, "budget", "-"), (recovery, "budget", "240.0 s")):
+        assert header.index(column) + len(column) == row.rindex(cell) + len(cell)
     assert header.index("verdict") == recovery.index("ok") == downtime.index("measured")
     assert header.index("metric") == downtime.index("downtime")
