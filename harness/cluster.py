@@ -21,7 +21,7 @@ from harness.pve import (
 )
 from harness.pve.corosync_cfgtool import LinkPeer
 from harness.ssh import CommandResult, SshSession
-from harness.waits import wait_until
+from harness.waits import NotYet, wait_until
 
 T = TypeVar("T")
 
@@ -120,6 +120,20 @@ class Cluster:
             if member in (node.cluster_address, node.address, node.name):
                 return node.name
         return member
+
+    def wait_whole_view(self, name: str, *, timeout_s: float = 60.0) -> QuorumStatus:
+        """Wait (bounded) until ``name``'s `pvecm status` shows every node a member,
+        quorate, with expected votes back to the node count (a healed cluster)."""
+        names = sorted(self._nodes)
+
+        def whole() -> QuorumStatus | NotYet:
+            status = self.node(name).quorum(timeout_s=5)
+            members = sorted(map(self.name_of, status.member_names))
+            if status.quorate and members == names and status.expected_votes == len(names):
+                return status
+            return NotYet(f"quorate={status.quorate} members={members} "
+                          f"expected={status.expected_votes}")
+        return wait_until(f"{name} to see the whole cluster", whole, timeout_s=timeout_s)
 
     def each(self, fn: Callable[[Node], T], *, names: tuple[str, ...] | None = None,
              timeout_s: float = 15.0) -> dict[str, T | Exception]:

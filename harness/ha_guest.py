@@ -111,6 +111,16 @@ class HaGuest:
         line = self.ha_status(on).services.get(self.sid)
         return None if line is None else (line.node, line.state)
 
+    def wait_lrms_reporting(self, *, timeout_s: float, on: str | None = None) -> None:
+        """Wait until `ha-manager status` shows every node's LRM with a fresh status
+        (after power-ons: none missing, unreadable or "old timestamp - dead?")."""
+        def reporting() -> bool | NotYet:
+            lrms = self.ha_status(on).lrms
+            stale = {n: lrms[n].status if n in lrms else None for n in self.cluster.names
+                     if n not in lrms or "dead" in lrms[n].status or not lrms[n].readable}
+            return not stale or NotYet(stale)
+        wait_until("every node's LRM to report", reporting, timeout_s=timeout_s)
+
     def read_log(self) -> LogReport | None:
         """The guest's write log, read on the first powered node that has it; None when
         no node can read it right now (the invariants then judge it at the next look)."""

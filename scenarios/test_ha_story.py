@@ -100,9 +100,11 @@ def test_power_cut_second_node_no_recovery_without_quorum(ha_snapshot, cluster, 
         wait_until(f"{survivor} to lose quorum",
                    lambda: not (s := node.quorum(timeout_s=5)).quorate or NotYet(s),
                    timeout_s=MEMBERSHIP_TIMEOUT_S)
-        metrics.record_observed("time_to_quorum_loss",
-                                lambda: time_to_quorum_loss(timeline, cut, survivor),
-                                window=detect_window(constants), node=second)
+        loss = metrics.record_observed("time_to_quorum_loss",
+                                       lambda: time_to_quorum_loss(timeline, cut, survivor),
+                                       window=detect_window(constants), node=second)
+        assert loss.in_window, f"quorum lost after {loss.value_s:.2f} s, outside " \
+            f"{loss.window_s}: {loss.data.get('window_basis')}"
     hold = constants.fence_delay + constants.lock_lifetime + constants.crm_loop \
         + constants.lrm_loop
     with allure.step(f"no recovery for {hold:.0f} s (fence delay + lock lifetime + one "
@@ -161,26 +163,12 @@ def test_power_on_heals_without_failback(ha_snapshot, cluster, guest, story, fau
         last_on = faults.power_on(story.second).started
     for name in names:
         with allure.step(f"{name}: three members, expected votes 3, quorate"):
-            def whole(name=name):
-                status = cluster.node(name).quorum(timeout_s=5)
-                members = sorted(map(cluster.name_of, status.member_names))
-                if status.quorate and members == sorted(names) and status.expected_votes == 3:
-                    return status
-                return NotYet(f"quorate={status.quorate} members={members} "
-                              f"expected={status.expected_votes}")
-            wait_until(f"{name} to see the whole cluster", whole,
-                       timeout_s=MEMBERSHIP_TIMEOUT_S)
+            cluster.wait_whole_view(name, timeout_s=MEMBERSHIP_TIMEOUT_S)
     metrics.record_observed("time_to_heal", lambda: time_to_heal(timeline, last_on, names),
                             timeout_s=15)
     with allure.step("every LRM reports again"):
-        def all_lrms() -> bool | NotYet:
-            status = guest.ha_status(on=survivor)
-            stale = {n: (lrm.status if lrm else None) for n in names
-                     if (lrm := status.lrms.get(n)) is None or "dead" in lrm.status
-                     or not lrm.readable}
-            return not stale or NotYet(stale)
-        wait_until("every node's LRM to report", all_lrms,
-                   timeout_s=constants.lrm_loop + constants.crm_loop + 60)
+        guest.wait_lrms_reporting(on=survivor,
+                                  timeout_s=constants.lrm_loop + constants.crm_loop + 60)
     hold = 3 * constants.crm_loop + constants.lrm_loop
     with allure.step(f"{guest.sid} stays on {survivor} for {hold:.0f} s (no failback)"):
         def moved() -> str | None:

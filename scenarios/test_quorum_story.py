@@ -15,6 +15,7 @@ import allure
 import pytest
 
 from harness.errors import NodeUnreachable
+from harness.expectations import detect_window
 from harness.metrics import time_to_detect, time_to_heal, time_to_quorum, time_to_quorum_loss
 from harness.pve import parse_pvecm_status
 from harness.timeline import EventKind
@@ -30,6 +31,13 @@ def attach_status(cluster, names, phase):
         result = cluster.node(name).run("pvecm", "status", timeout_s=10)
         allure.attach(result.stdout + result.stderr, name=f"{phase}: pvecm status on {name}",
                       attachment_type=allure.attachment_type.TEXT)
+
+
+def outside(metric) -> str:
+    low, high = metric.window_s
+    return (f"{metric.name} {metric.value_s:.2f} s lies outside [{low:.1f}, {high:.1f}] s: "
+            f"corosync did not drop the node as its constants predict "
+            f"({metric.data.get('window_basis')})")
 
 
 def view_of(cluster, name):
@@ -65,7 +73,7 @@ def test_preflight(cluster, story_nodes, quorum_watcher):
 
 @allure.story("Power cut of one node")
 def test_power_cut_first_node_keeps_quorum(cluster, story_nodes, faults, timeline,
-                                           quorum_watcher, metrics):
+                                           quorum_watcher, metrics, constants):
     first = story_nodes.first
     survivors = (story_nodes.second, story_nodes.survivor)
     with allure.step(f"power cut {first}"):
@@ -86,14 +94,16 @@ def test_power_cut_first_node_keeps_quorum(cluster, story_nodes, faults, timelin
         node.close()  # drop the session opened before the cut: dial afresh
         with pytest.raises(NodeUnreachable):
             node.run("true", timeout_s=5)
-    metrics.record_observed("time_to_detect", lambda: time_to_detect(timeline, cut, survivors),
-                            node=first)
+    detect = metrics.record_observed(
+        "time_to_detect", lambda: time_to_detect(timeline, cut, survivors),
+        window=detect_window(constants), node=first)
+    assert detect.in_window, outside(detect)
     attach_status(cluster, survivors, "after first cut")
 
 
 @allure.story("Quorum loss")
 def test_power_cut_second_node_loses_quorum(cluster, story_nodes, faults, timeline,
-                                            quorum_watcher, metrics):
+                                            quorum_watcher, metrics, constants):
     second, survivor = story_nodes.second, story_nodes.survivor
     with allure.step(f"power cut {second}"):
         cut = faults.power_cut(second).started
@@ -114,8 +124,10 @@ def test_power_cut_second_node_loses_quorum(cluster, story_nodes, faults, timeli
                            lambda: (r := cluster.node(survivor).can_write_pve()).rc != 0 and r,
                            timeout_s=10)
         assert "Permission denied" in write.stderr, write.stderr
-    metrics.record_observed("time_to_quorum_loss",
-                            lambda: time_to_quorum_loss(timeline, cut, survivor), node=second)
+    loss = metrics.record_observed("time_to_quorum_loss",
+                                   lambda: time_to_quorum_loss(timeline, cut, survivor),
+                                   window=detect_window(constants), node=second)
+    assert loss.in_window, outside(loss)
     attach_status(cluster, [survivor], "after second cut")
 
 
@@ -150,15 +162,7 @@ def test_power_on_heals_cluster(cluster, story_nodes, faults, timeline, quorum_w
         last_on = faults.power_on(story_nodes.second).started
     for name in names:
         with allure.step(f"{name}: three members, expected votes 3, quorate"):
-            def whole(name=name):
-                status = view_of(cluster, name)
-                members = sorted(map(cluster.name_of, status.member_names))
-                if status.quorate and members == sorted(names) and status.expected_votes == 3:
-                    return status
-                return NotYet(f"quorate={status.quorate} members={members} "
-                              f"expected={status.expected_votes}")
-            wait_until(f"{name} to see the whole cluster", whole,
-                       timeout_s=MEMBERSHIP_TIMEOUT_S)
+            cluster.wait_whole_view(name, timeout_s=MEMBERSHIP_TIMEOUT_S)
     metrics.record_observed("time_to_heal", lambda: time_to_heal(timeline, last_on, names),
                             timeout_s=15)
     attach_status(cluster, names, "healed")
