@@ -108,7 +108,7 @@ def fence_acknowledged(timeline: Timeline) -> dict[str, float]:
     for event in timeline.events(EventKind.HA_SERVICE_STATE):
         old, new = event.data.get("previous_node"), event.data.get("node")
         if old and new and old != new and event.data.get("previous_state") in (
-                "fence", "recovery", "started"):
+                "fence", "recovery", "started", "starting"):
             acked.setdefault(str(old), event.t)
         elif event.data.get("previous_state") == "fence" and \
                 event.data.get("state") == "recovery" and old:

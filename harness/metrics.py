@@ -135,13 +135,19 @@ def time_to_fence_ack(timeline: Timeline, cut: Event, sid: str) -> float | None:
     return None
 
 
+# `ha-manager status` shows a service the master set to `started` as `starting` until the
+# LRM reported it running (pve-model.md §4.3): both mean the restart is issued.
+RESTART_ISSUED = ("starting", "started")
+
+
 def time_to_restart(timeline: Timeline, since: Event, sid: str, on: str | None = None,
                     away_from: str | None = None) -> tuple[float, str] | None:
-    """``since`` -> some node's HA view shows ``sid`` ``started`` on another node than
-    ``away_from`` (or on ``on``): the restart is issued. (seconds, target node)."""
+    """``since`` -> some node's HA view shows ``sid`` ``starting`` or ``started`` on
+    another node than ``away_from`` (or on ``on``): the master issued the restart.
+    (seconds, target node)."""
     event = timeline.first(
         EventKind.HA_SERVICE_STATE, after=since,
-        where=lambda e: e.data.get("sid") == sid and e.data.get("state") == "started"
+        where=lambda e: e.data.get("sid") == sid and e.data.get("state") in RESTART_ISSUED
         and e.data.get("node") not in (None, away_from)
         and (on is None or e.data.get("node") == on))
     return None if event is None else (event.t - since.t, str(event.data["node"]))

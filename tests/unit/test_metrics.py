@@ -332,3 +332,16 @@ def test_record_observed_times_out_saying_what_was_missing(tmp_path):
     with pytest.raises(WaitTimeout, match="observe time_to_heal.*not on the timeline"):
         recorder.record_observed("time_to_heal", lambda: None, timeout_s=0.2)
     assert not (tmp_path / "m.json").exists()
+
+
+def test_the_restart_is_issued_when_ha_shows_the_service_starting_on_the_target():
+    """`ha-manager status` says `starting` until the LRM reported the guest running (a
+    master round later): the restart was issued at the first `starting`."""
+    tl = Timeline(Clock())
+    ha = HaViews(tl)
+    ha.show(0.0, "node2", {SID: ("node1", "started")})
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node1")
+    ha.show(70.0, "node2", {SID: ("node1", "fence")})
+    ha.show(130.0, "node2", {SID: ("node3", "starting")})
+    ha.show(140.0, "node2", {SID: ("node3", "started")})
+    assert time_to_restart(tl, cut, SID, away_from="node1") == (pytest.approx(120.0), "node3")
