@@ -218,38 +218,33 @@ def test_two_failed_starts_are_retried_once_locally_then_relocated(ha_lab):
           f"({moved:.1f} s after giving up on node2)")
 
 
-# -- 3. PVE 8 restricted group, its only node lost -----------------------------------------
-def test_a_restricted_group_without_an_online_member_leaves_the_service_in_recovery(ha_lab):
-    h = ha_lab("prestr8", "198.18.82", timescale=K)
-    sid = "ct:112"
-    h.create_ct("node1", 112)
+# -- 3/4. PVE 8 restricted group or PVE 9 strict node-affinity rule, its only node lost ------
+def restricted_group(h, sid: str) -> None:
     h.ha("groupadd", "only1", "--nodes", "node1", "--restricted", "1")
     h.ha("add", sid, "--group", "only1")
-    wait_running(h, sid, "node1", timeout_s=h.s(60) + 10)
-
-    cut, seen, was_master = cut_until_recovery(h, sid, "node1")
-    logged, took = stays_in_recovery(h, sid, "node1")
-    assert h.answer(112) is None
-    took_disable = disable_ends(h, sid, "node1", "recovery")
-    print(f"\nmaster lost: {was_master}; recovery {seen - cut:.1f} s after the cut; "
-          f"{logged} failed recoveries in {took:.1f} s; recovery -> stopped "
-          f"{took_disable:.1f} s")
 
 
-# -- 4. PVE 9 strict node-affinity rule, its only node lost --------------------------------
-def test_a_strict_node_affinity_rule_without_an_online_node_leaves_the_service_in_recovery(
-        ha_lab):
-    h = ha_lab("pstrict9", "198.18.83", timescale=K, pve_version="9.1.1")
-    sid = "ct:113"
-    h.create_ct("node1", 113)
+def strict_rule(h, sid: str) -> None:
     h.ha("add", sid)
     h.ha("rules", "add", "node-affinity", "only1", "--nodes", "node1", "--resources", sid,
          "--strict", "1")
+
+
+@pytest.mark.parametrize(("name", "prefix", "version", "vmid", "restrict"), [
+    ("prestr8", "198.18.82", "8.4.1", 112, restricted_group),
+    ("pstrict9", "198.18.83", "9.1.1", 113, strict_rule),
+], ids=["pve8-restricted-group", "pve9-strict-node-affinity-rule"])
+def test_a_service_bound_to_a_lost_node_stays_in_recovery(ha_lab, name, prefix, version,
+                                                         vmid, restrict):
+    h = ha_lab(name, prefix, timescale=K, pve_version=version)
+    sid = f"ct:{vmid}"
+    h.create_ct("node1", vmid)
+    restrict(h, sid)
     wait_running(h, sid, "node1", timeout_s=h.s(60) + 10)
 
     cut, seen, was_master = cut_until_recovery(h, sid, "node1")
     logged, took = stays_in_recovery(h, sid, "node1")
-    assert h.answer(113) is None
+    assert h.answer(vmid) is None
     took_disable = disable_ends(h, sid, "node1", "recovery")
     print(f"\nmaster lost: {was_master}; recovery {seen - cut:.1f} s after the cut; "
           f"{logged} failed recoveries in {took:.1f} s; recovery -> stopped "

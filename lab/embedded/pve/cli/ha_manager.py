@@ -610,22 +610,32 @@ def cmd_groupset(node: Node, argv: list[str]) -> int:
         group = groups.get(args["group"])
         if group is None:
             raise Fail(f"no such ha group '{args['group']}'")
-        group.update(values)
-        stored = set(getattr(group, "stored", frozenset())) | set(values)
-        if "nodes" in values:
-            group.explicit = _explicit(str(opts["nodes"]))
-        for key in delete:
-            if key == "nodes":
-                raise Fail("unable to delete required option 'nodes'")
-            if key not in ("restricted", "nofailback", "comment"):
-                raise Fail(f"no such option '{key}'")
-            group.pop(key, None)
-            stored.discard(key)
-            if key != "comment":
-                group[key] = 0
-        group.stored = frozenset(stored)
+        _update_section(group, values, opts, delete, required=("nodes",),
+                        deletable=("restricted", "nofailback", "comment"),
+                        zeroed=("restricted", "nofailback"))
         node.write(config.GROUPS_CFG, config.render_groups(groups))
     return 0
+
+
+def _update_section(section, values: dict, opts: dict, delete: list[str], *,
+                    required: tuple[str, ...], deletable: tuple[str, ...],
+                    zeroed: tuple[str, ...]) -> None:
+    """`groupset` / `rules set`: set ``values``, then ``--delete`` keys (a required key
+    cannot be, a flag in ``zeroed`` goes back to 0); track which keys are stored."""
+    section.update(values)
+    stored = set(getattr(section, "stored", frozenset())) | set(values)
+    if "nodes" in values:
+        section.explicit = _explicit(str(opts["nodes"]))
+    for key in delete:
+        if key in required:
+            raise Fail(f"unable to delete required option '{key}'")
+        if key not in deletable:
+            raise Fail(f"no such option '{key}'")
+        section.pop(key, None)
+        stored.discard(key)
+        if key in zeroed:
+            section[key] = 0
+    section.stored = frozenset(stored)
 
 
 def cmd_groupremove(node: Node, argv: list[str]) -> int:
@@ -789,20 +799,9 @@ def cmd_rules(node: Node, argv: list[str]) -> int:
         rule = rules.get(name)
         if rule is None:
             raise Fail(f"HA rule '{name}' does not exist")
-        rule.update(values)
-        stored = set(getattr(rule, "stored", frozenset())) | set(values)
-        if "nodes" in values:
-            rule.explicit = _explicit(str(opts["nodes"]))
-        for key in delete:
-            if key in ("resources", "nodes", "affinity"):
-                raise Fail(f"unable to delete required option '{key}'")
-            if key not in ("strict", "comment", "disable"):
-                raise Fail(f"no such option '{key}'")
-            rule.pop(key, None)
-            stored.discard(key)
-            if key == "strict":
-                rule["strict"] = 0
-        rule.stored = frozenset(stored)
+        _update_section(rule, values, opts, delete,
+                        required=("resources", "nodes", "affinity"),
+                        deletable=("strict", "comment", "disable"), zeroed=("strict",))
         node.write(config.RULES_CFG, config.render_rules(rules))
     return 0
 
