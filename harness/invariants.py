@@ -156,10 +156,13 @@ class InvariantChecker:
         """One pass; returns the violations new in this pass."""
         found = started_without_quorum(self.timeline, self.guest, self.slack_s)
         found += ran_after_fence(self.timeline, self.guest, self.slack_s)
+        # what was acknowledged before the log is read must be in it; an answer heard
+        # while the log is being read may be about a write made after the read
+        acknowledged = list(self.acknowledged())
         log = self.read_log()
         if log is not None:
             found += doubled_guest(self.guest, log)
-            found += lost_writes(self.guest, log, self.acknowledged())
+            found += lost_writes(self.guest, log, acknowledged)
         new = [v for v in found if v not in self.violations]
         for violation in new:
             self.violations.append(violation)

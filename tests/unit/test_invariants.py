@@ -146,3 +146,20 @@ def test_take_unreported_hands_out_each_violation_once():
     assert lost.invariant == "lost_write"
     assert checker.take_unreported() == []
     assert checker.violations == [doubled, lost]  # all of them are still kept
+
+
+def test_a_write_acknowledged_while_the_log_is_read_is_not_taken_for_lost():
+    """The guest keeps writing: an answer heard while the log is being read may be about
+    a record made after the read. Only what was acknowledged before it must be there."""
+    tl = Timeline(Clock())
+    acked = [("a", 10)]
+
+    def read_log():  # the guest writes record 11 and the probe hears of it meanwhile
+        report = log_of(("a", "node1", 1, 10, 0))
+        acked[0] = ("a", 11)
+        return report
+
+    checker = InvariantChecker(tl, "ct:100", read_log=read_log, acknowledged=lambda: acked)
+    assert checker.check() == []
+    acked[0] = ("a", 12)  # acknowledged before the next read, and not on the disk
+    assert [v.invariant for v in checker.check()] == ["lost_write"]
