@@ -134,9 +134,14 @@ class RecoveryMeter:
         record = self._recorder(rec, prefix, tags)
         record("time_to_detect", lambda: time_to_detect(self.timeline, cut, survivors),
                detect_window(c))
-        record("time_to_fence", lambda: _first(time_to_fence(self.timeline, cut,
-                                                             self.guest.sid)),
-               fence_window(c, master_died=master_died, slack=WATCHER_SLACK))
+        # once the acknowledgement is on the timeline, so is whatever `fence` was seen
+        wait_until("the HA watcher to observe the fence acknowledgement",
+                   lambda: time_to_fence_ack(self.timeline, cut, self.guest.sid) is not None,
+                   timeout_s=10.0)
+        fence = time_to_fence(self.timeline, cut, self.guest.sid)
+        record("time_to_fence", lambda: _first(fence),
+               fence_window(c, master_died=master_died, slack=WATCHER_SLACK),
+               fence_state_seen=bool(fence and fence[1]))
         record("time_to_fence_ack", lambda: time_to_fence_ack(self.timeline, cut,
                                                                self.guest.sid),
                fence_ack_window(c, master_died=master_died, slack=WATCHER_SLACK))
@@ -169,10 +174,11 @@ class RecoveryMeter:
 
     # -- recording -------------------------------------------------------------------
     def _recorder(self, rec: Recovery, prefix: str, tags: dict):
-        def record(name: str, measure, window: Window, budget: Budget | None = None) -> None:
+        def record(name: str, measure, window: Window, budget: Budget | None = None,
+                   **extra: object) -> None:
             full = prefix + name
             metric = self.metrics.record_observed(full, measure, window=window,
-                                                  budget=budget, **tags)
+                                                  budget=budget, **tags, **extra)
             rec.figures[full] = (metric, window)
         return record
 
