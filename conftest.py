@@ -15,10 +15,11 @@ import pytest
 
 from harness.clock import Clock
 from harness.cluster import Cluster
-from harness.errors import PvechaosError
+from harness.errors import LabError, PvechaosError
 from harness.faults import FaultInjector
 from harness.formation import form_cluster
 from harness.lab_api import Lab
+from harness.plugin import record_environment
 from harness.timeline import Timeline
 from harness.watchers import QuorumWatcher
 
@@ -109,7 +110,8 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     try:
         the_lab.start()
     except PvechaosError as exc:
-        pytest.fail(f"lab error: {exc}", pytrace=False)
+        raise LabError(f"the lab did not start: {exc}") from exc
+    record_environment(request.config, the_lab.describe())
     try:
         yield the_lab
     finally:
@@ -134,7 +136,7 @@ def cluster(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Cluster]:
         form_cluster(the_cluster, request.config.getoption("cluster_name"))
     except PvechaosError as exc:
         the_cluster.close()
-        pytest.fail(f"lab error: forming the cluster failed: {exc}", pytrace=False)
+        raise LabError(f"forming the cluster failed: {exc}") from exc
     yield the_cluster
     the_cluster.close()
 

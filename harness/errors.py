@@ -69,8 +69,10 @@ class ParseError(PvechaosError):
         super().__init__(f"cannot parse {what}: {problem}; output was:\n    {excerpt}")
 
 
-class WaitTimeout(PvechaosError):
-    """A bounded wait ended without its condition becoming true."""
+class WaitTimeout(PvechaosError, AssertionError):
+    """A bounded wait ended without its condition becoming true. Also an assertion: in a
+    scenario step it means the cluster did not do what was expected in time (a product
+    failure); where the lab is being prepared, the fixture turns it into a LabError."""
 
     def __init__(self, what: str, timeout_s: float, last_seen: object) -> None:
         self.what, self.timeout_s, self.last_seen = what, timeout_s, last_seen

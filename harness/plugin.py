@@ -22,9 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import LabError
 from harness.expectations import Budget, Window
 from harness.invariants import InvariantChecker
 from harness.metrics import Metric, MetricsFile
+from harness.verdicts import CATEGORIES, LAB_ERROR, Finding, InvariantBroken, QuorumAssertion
 from harness.waits import NotYet, wait_until
 
 _FAILED_STEP = pytest.StashKey[dict]()
@@ -42,6 +44,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "story; a failed step skips the rest")
     config.addinivalue_line("markers", "budget: a budget check of a story; its failure does "
                                        "not stop the story")
+    config.addinivalue_line("markers", "quorum: a failed assertion in this test is a quorum "
+                                       "assertion (its own report category)")
     config.stash[_FAILED_STEP] = {}
     if threading_main():
         signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -79,21 +83,31 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     if item.get_closest_marker("story") is not None and report.failed and \
             item.get_closest_marker("budget") is None:
         item.config.stash[_FAILED_STEP].setdefault(item.module.__name__, item.name)
+    if report.failed and call.excinfo is not None and \
+            isinstance(call.excinfo.value, LabError):
+        # a lab error is the lab's story, not the test's: its message says it all
+        report.longrepr = f"{LAB_ERROR}: {call.excinfo.value}"
     return report
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    """A test using the ``invariants`` fixture fails when one broke while it ran."""
+    """Failures get their kind (harness.verdicts): a test using the ``invariants`` fixture
+    fails with InvariantBroken when one broke while it ran, and a failed assertion in a
+    test marked ``quorum`` is a QuorumAssertion."""
     checker = getattr(item, "funcargs", {}).get("invariants")
-    if not isinstance(checker, InvariantChecker):
-        return (yield)
-    result = yield  # the test's own failure comes first
-    checker.check()
-    new = checker.take_unreported()
-    if new:
-        raise AssertionError("safety invariants broken during this step:\n" +
-                             "\n".join(f"  {v}" for v in new))
+    try:
+        result = yield  # the test's own failure comes first
+    except AssertionError as exc:
+        if item.get_closest_marker("quorum") is None or isinstance(exc, Finding):
+            raise
+        raise QuorumAssertion(str(exc)) from exc
+    if isinstance(checker, InvariantChecker):
+        checker.check()
+        new = checker.take_unreported()
+        if new:
+            raise InvariantBroken("safety invariants broken during this step:\n" +
+                                  "\n".join(f"  {v}" for v in new))
     return result
 
 
@@ -170,3 +184,65 @@ def metrics_table(rows: list[Metric]) -> list[str]:
     return ["  ".join(cell.ljust(w) if i < 2 or i == 5 else cell.rjust(w)
                       for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip()
             for row in table]
+
+
+# -- Allure: environment and categories --------------------------------------------------
+_ENVIRONMENT = pytest.StashKey[dict]()
+
+
+def record_environment(config: pytest.Config, facts: dict[str, str]) -> None:
+    """Facts about the run for the report's environment (lab, versions, constants)."""
+    config.stash.setdefault(_ENVIRONMENT, {}).update(facts)
+
+
+def _git_revision(root: Path) -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                             capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def _static_environment(config: pytest.Config) -> dict[str, str]:
+    facts = {"git.revision": _git_revision(config.rootpath)}
+    for option, key in (("lab", "lab"), ("pve_flavour", "pve.flavour"),
+                        ("timescale", "timescale"), ("recovery_budget", "recovery_budget_s")):
+        try:
+            value = config.getoption(option)
+        except ValueError:  # an option of the root conftest, absent in a bare run
+            continue
+        facts[key] = f"{value:g}" if isinstance(value, float) else str(value)
+    return facts
+
+
+def write_allure_files(directory: Path, facts: dict[str, str]) -> None:
+    """environment.properties (merged with what other xdist workers wrote) and
+    categories.json in the Allure results directory."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / "environment.properties", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        merged = dict(line.split("=", 1) for line in handle.read().splitlines()
+                      if "=" in line)
+        merged.update({k: v.replace("\n", " ") for k, v in facts.items()})
+        handle.seek(0)
+        handle.truncate()
+        handle.write("".join(f"{k}={v}\n" for k, v in sorted(merged.items())))
+    (directory / "categories.json").write_text(json.dumps(CATEGORIES, indent=1) + "\n")
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    config = session.config
+    directory = getattr(config.option, "allure_report_dir", None)
+    if not directory:
+        return
+    facts = config.stash.get(_ENVIRONMENT, {})
+    if not hasattr(config, "workerinput"):
+        facts = {**_static_environment(config), **facts}
+    if facts:
+        write_allure_files(Path(directory), facts)

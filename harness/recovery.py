@@ -46,6 +46,7 @@ from harness.metrics import (
 )
 from harness.probes import Probe
 from harness.timeline import Event, Timeline
+from harness.verdicts import BudgetExceeded, OutsideWindow
 from harness.waits import NotYet, wait_until
 
 # What an observation lags behind what it observes (unscaled, real-world latencies).
@@ -81,13 +82,15 @@ class Recovery:
         """Fail when any windowed figure lies outside PVE's window (all named at once)."""
         findings = [verdict(m.value_s, w, budget).message for m, w in self.figures.values()
                     if m.in_window is False]
-        assert not findings, ("HA did not behave as PVE designs it:\n" +
-                              "\n".join(f"- {f}" for f in findings))
+        if findings:
+            raise OutsideWindow("HA did not behave as PVE designs it:\n" +
+                                "\n".join(f"- {f}" for f in findings))
 
     def check_budget(self, name: str, budget: Budget) -> None:
         metric, window = self.figures[name]
         v = verdict(metric.value_s, window, budget)
-        assert v.within_budget, f"{name}: recovery budget missed: {v.message}"
+        if not v.within_budget:
+            raise BudgetExceeded(f"{name}: recovery budget missed: {v.message}")
 
 
 class RecoveryMeter:

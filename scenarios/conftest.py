@@ -9,11 +9,12 @@ import allure
 import pytest
 
 from harness.cluster import Cluster
-from harness.errors import PvechaosError
+from harness.errors import LabError, PvechaosError
 from harness.expectations import Budget, ClusterConstants, read_constants
 from harness.ha_guest import HaGuest
 from harness.ha_watcher import HaWatcher
 from harness.invariants import InvariantChecker
+from harness.plugin import record_environment
 from harness.probes import Probe
 from harness.recovery import RecoveryMeter
 from harness.timeline import Timeline
@@ -54,7 +55,7 @@ def guest(lab, cluster: Cluster) -> HaGuest:
     try:
         recipe, storage = lab.guest_recipe(GUEST_VMID), lab.shared_storage()
     except PvechaosError as exc:
-        pytest.fail(f"lab error: {exc}", pytrace=False)
+        raise LabError(f"the lab has no test guest: {exc}") from exc
     return HaGuest(cluster, recipe, storage)
 
 
@@ -94,12 +95,17 @@ INVARIANT_SLACK_S = 3.0
 
 
 @pytest.fixture(scope="module")
-def constants(cluster: Cluster, clock) -> ClusterConstants:
+def constants(cluster: Cluster, clock, request: pytest.FixtureRequest) -> ClusterConstants:
     """The timing constants, read from the running cluster's corosync."""
     try:
-        return read_constants(cluster.nodes()[0], clock.timescale, len(cluster.names))
+        constants = read_constants(cluster.nodes()[0], clock.timescale, len(cluster.names))
     except PvechaosError as exc:
-        pytest.fail(f"lab error: {exc}", pytrace=False)
+        raise LabError(f"cannot read the cluster's timing constants: {exc}") from exc
+    record_environment(request.config, {
+        "corosync.token_ms": str(constants.token_ms),
+        "corosync.consensus_ms": str(constants.consensus_ms),
+        "corosync.token_coefficient_ms": str(constants.token_coefficient_ms)})
+    return constants
 
 
 @pytest.fixture(scope="module")

@@ -88,6 +88,7 @@ def test_recovery_meets_budget(story, budget):
     story.recovery.check_budget("time_to_recovery", budget)
 
 
+@pytest.mark.quorum
 @allure.story("Quorum loss: no recovery")
 def test_power_cut_second_node_no_recovery_without_quorum(ha_snapshot, cluster, guest, story,
         faults, timeline, constants, probe, metrics):
@@ -132,6 +133,7 @@ def test_power_cut_second_node_no_recovery_without_quorum(ha_snapshot, cluster, 
     ha_snapshot("inquorate", [survivor])
 
 
+@pytest.mark.quorum
 @allure.story("pvecm expected 1")
 def test_expected_one_recovers_on_survivor(ha_snapshot, cluster, guest, story, faults, timeline,
         meter, budget, metrics):

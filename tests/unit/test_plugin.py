@@ -151,7 +151,7 @@ def test_a_step_fails_when_an_invariant_broke_during_it(pytester, run):
     result.assert_outcomes(passed=3, failed=1)
     result.stdout.fnmatch_lines([
         "*test_step_during_which_two_copies_ran FAILED*",
-        "*AssertionError: safety invariants broken during this step:",
+        "*InvariantBroken: safety invariants broken during this step:",
         "*doubled_guest (ct:100): boots boot-a and boot-b wrote at the same time",
     ])
     # reported once: the next step that watches the invariants passes
@@ -253,3 +253,18 @@ def test_metrics_table_shows_window_budget_and_verdict_in_aligned_columns():
         assert header.index(column) + len(column) == row.rindex(cell) + len(cell)
     assert header.index("verdict") == recovery.index("ok") == downtime.index("measured")
     assert header.index("metric") == downtime.index("downtime")
+
+
+def test_the_allure_config_files_failures_under_the_harness_categories():
+    """.ci/allurerc.json (what the HTML report is made with) carries the same categories
+    as the categories.json the plugin writes next to the results."""
+    import json
+    from pathlib import Path
+
+    from harness.verdicts import CATEGORIES
+
+    config = json.loads((Path(__file__).resolve().parents[2] / ".ci/allurerc.json")
+                        .read_text())
+    assert config["categories"] == CATEGORIES
+    assert config["historyPath"] == "reports/history.jsonl"
+    assert config["plugins"]["awesome"]["options"]["singleFile"] is True
