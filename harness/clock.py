@@ -19,9 +19,14 @@ class Clock:
             raise ValueError(f"timescale must be > 0, got {timescale}")
         self.timescale = timescale
         self._origin = time.monotonic()
+        self._wall_origin = time.time()  # the same instant on the wall clock
 
     def now(self) -> float:
         return time.monotonic() - self._origin
+
+    def wall(self, t: float) -> float:
+        """A time of this clock as wall-clock epoch seconds (to ask nodes' logs for it)."""
+        return self._wall_origin + t
 
     def scaled(self, seconds: float) -> float:
         return seconds * self.timescale

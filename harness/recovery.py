@@ -133,7 +133,8 @@ class RecoveryMeter:
             away_from=node, timeout_s=window.high_s + max(30.0, window.high_s / 2))
         survivors = [n for n in self.guest.cluster.names if n != node
                      and self.guest.cluster.lab.is_powered(n)]
-        tags = {"node": node, "master_at_cut": master, "master_died": master_died}
+        tags = {"node": node, "master_at_cut": master, "master_died": master_died,
+                "since_t": round(cut.t, 3)}
         record = self._recorder(rec, prefix, tags)
         record("time_to_detect", lambda: time_to_detect(self.timeline, cut, survivors),
                detect_window(c))
@@ -165,7 +166,8 @@ class RecoveryMeter:
             f"{self.guest.sid} to serve again on {survivor} (predicted {window})",
             node=survivor, timeout_s=window.high_s + max(30.0, window.high_s / 2))
         rec.master_at_fault = self.master()
-        tags = {"node": survivor, "master_after": rec.master_at_fault}
+        tags = {"node": survivor, "master_after": rec.master_at_fault,
+                "since_t": round(action.t, 3)}
         record = self._recorder(rec, prefix, tags)
         record("time_to_restart", lambda: _first(time_to_restart(
             self.timeline, action, self.guest.sid, on=survivor)),

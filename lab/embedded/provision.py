@@ -35,6 +35,7 @@ COMMANDS = {  # name in the node's PATH -> module implementing it
     "pct": "lab.embedded.pve.cli.pct",
     "qm": "lab.embedded.pve.cli.qm",
     "pvesm": "lab.embedded.pve.cli.pvesm",
+    "journalctl": "lab.embedded.pve.cli.journalctl",
     "poweroff": "lab.embedded.pve.cli.systemctl poweroff",
     "reboot": "lab.embedded.pve.cli.systemctl reboot",
 }

@@ -1,0 +1,32 @@
+"""Secrets out of evidence: node logs and command output are attached to reports that get
+mailed around and filed with bugs, so passwords, private keys, PVE tickets and API tokens
+are replaced by ``[REDACTED]`` before anything is attached.
+"""
+
+from __future__ import annotations
+
+import re
+
+MASK = "[REDACTED]"
+
+_RULES: list[tuple[re.Pattern[str], str]] = [
+    # PEM private keys (SSH, TLS): the whole body
+    (re.compile(r"(-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----)[\s\S]*?(-----END [A-Z0-9 ]*"
+                r"PRIVATE KEY-----)"), rf"\1 {MASK} \2"),
+    # PVE authentication tickets: PVE:<user>:<hex time>::<signature>
+    (re.compile(r"\b(PVE:[^:\s]+:[0-9A-Fa-f]{8}::)[A-Za-z0-9+/=]+"), rf"\1{MASK}"),
+    (re.compile(r"(PVEAuthCookie=)[^;\s]+"), rf"\1{MASK}"),
+    (re.compile(r"(CSRFPreventionToken[\"']?\s*[:=]\s*[\"']?)[^\"'\s;,]+"), rf"\1{MASK}"),
+    # API tokens: PVEAPIToken=user@realm!tokenid=<uuid>
+    (re.compile(r"(PVEAPIToken=[^=\s]+=)[^\s\"']+"), rf"\1{MASK}"),
+    # key=value, key: value, "key": "value", --key value (passwords, secrets, tokens)
+    (re.compile(r"(?i)([\"']?\b(?:password|passwd|pass|secret|token|api[_-]?key|"
+                r"auth[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\"'\s,;}]+"), rf"\1{MASK}"),
+    (re.compile(r"(?i)(--(?:password|passwd|secret|token)[ =])\S+"), rf"\1{MASK}"),
+]
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _RULES:
+        text = pattern.sub(replacement, text)
+    return text

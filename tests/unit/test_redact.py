@@ -1,0 +1,37 @@
+"""Evidence attached to reports carries no secrets."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.report.redact import MASK, redact
+
+KEY = """-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACBhbGljZQ==
+-----END OPENSSH PRIVATE KEY-----"""
+
+
+@pytest.mark.parametrize(("text", "secret"), [
+    (KEY, "QyNTUxOQAAACBhbGljZQ=="),
+    ("ticket PVE:root@pam:6744A1B2::c2lnbmF0dXJlK3dpdGgvc2xhc2g= ok", "c2lnbmF0dXJl"),
+    ("Cookie: PVEAuthCookie=PVE%3Aroot%40pam%3A6744A1B2; path=/", "PVE%3Aroot"),
+    ('{"CSRFPreventionToken": "6744A1B2:Zm9vYmFy"}', "6744A1B2:Zm9vYmFy"),
+    ("Authorization: PVEAPIToken=root@pam!ci=0b1c9c6e-5f11-4d1a-9a4d-2f7c1e3a9b10",
+     "0b1c9c6e-5f11"),
+    ("pvecm add 10.0.0.1 --password hunter2 --use_ssh", "hunter2"),
+    ("password=hunter2", "hunter2"),
+    ('{"password": "hunter2", "user": "root@pam"}', "hunter2"),
+    ("ipmi pass: s3cr3t", "s3cr3t"),
+    ("secret=abc123def", "abc123def"),
+])
+def test_secrets_are_masked(text, secret):
+    out = redact(text)
+    assert secret not in out and MASK in out
+
+
+def test_what_is_not_secret_is_kept():
+    text = ("Nov 25 16:17:10 node1 pve-ha-crm[37]: node 'node1': state changed from "
+            "'online' => 'unknown'\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI node1\n"
+            "Members[2]: 2 3; tokens lost 1")
+    assert redact(text) == text
