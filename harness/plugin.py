@@ -27,7 +27,7 @@ from harness.expectations import Budget, Window
 from harness.invariants import InvariantChecker
 from harness.metrics import Metric, MetricsFile
 from harness.verdicts import CATEGORIES, LAB_ERROR, Finding, InvariantBroken, QuorumAssertion
-from harness.waits import NotYet, wait_until
+from harness.waits import NotYet, set_progress, wait_until
 
 _FAILED_STEP = pytest.StashKey[dict]()
 _RUN_ID = pytest.StashKey[str]()
@@ -51,6 +51,34 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGTERM, _raise_interrupt)
     worker = getattr(config, "workerinput", None)
     config.stash[_RUN_ID] = worker["pvechaos_run"] if worker else uuid.uuid4().hex[:12]
+    if worker is None and threading_main():
+        install_progress_line(config)
+
+
+def install_progress_line(config: pytest.Config) -> None:
+    """Long waits say what they wait for and for how long, on the terminal, while the
+    test's own output is captured: one line rewritten every second on a terminal, a line
+    every 10 s otherwise (CI logs)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    capture = config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    tty = reporter.isatty() if callable(getattr(reporter, "isatty", None)) else False
+    width = {"n": 0}
+
+    def show(line: str | None) -> None:
+        if not threading_main():
+            return  # watchers' threads never draw on the terminal
+        with capture.global_and_fixture_disabled():
+            if tty:
+                text = "" if line is None else f"  {line}"
+                reporter.write("\r" + text.ljust(width["n"]) + ("\r" if line is None else ""),
+                               flush=True)
+                width["n"] = len(text)
+            elif line is not None:
+                reporter.write_line(f"  ... {line}")
+
+    set_progress(show, every_s=1.0 if tty else 10.0)
 
 
 @pytest.hookimpl(optionalhook=True)

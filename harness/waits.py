@@ -27,38 +27,65 @@ class NotYet:
     __repr__ = __str__
 
 
+ProgressSink = Callable[[str | None], None]
+
+
+def _print_progress(line: str | None) -> None:
+    if line is not None:
+        print(f"  ... {line}", file=sys.stderr, flush=True)
+
+
+_progress: dict[str, object] = {"sink": _print_progress, "every_s": 10.0}
+
+
+def set_progress(sink: ProgressSink | None, every_s: float = 10.0) -> None:
+    """Where long waits report: ``sink(line)`` with what is awaited and for how long, every
+    ``every_s`` seconds; ``sink(None)`` once the wait is over (a line can be cleared).
+    None restores the default: a line on stderr every 10 s."""
+    _progress["sink"] = sink or _print_progress
+    _progress["every_s"] = every_s if sink else 10.0
+
+
 def wait_until(what: str, condition: Callable[[], T], *, timeout_s: float,
-               interval_s: float = 0.5, progress_every_s: float = 10.0) -> T:
+               interval_s: float = 0.5, progress_every_s: float | None = None) -> T:
     """Call ``condition`` until it returns a truthy value, at most ``timeout_s`` seconds.
 
     Returns that value. A condition may return ``NotYet(what_it_saw)`` to say why it is
     not satisfied, or raise a PvechaosError (node unreachable, command timed out), which
     counts as "not yet"; either is what the timeout reports as last seen.
-    Long waits print one progress line every ``progress_every_s`` seconds.
+    A long wait reports progress (``set_progress``): what it waits for, for how long.
     """
+    sink: ProgressSink = _progress["sink"]  # type: ignore[assignment]
+    every = progress_every_s or float(_progress["every_s"])  # type: ignore[arg-type]
     start = time.monotonic()
     deadline = start + timeout_s
     last_seen: object = "nothing yet"
-    next_progress = start + progress_every_s
+    next_progress = start + every
     attempts = 0
-    while True:
-        attempts += 1
-        try:
-            value = condition()
-        except PvechaosError as exc:
-            value, last_seen = None, exc
-        else:
-            if value:
-                return value
-            last_seen = value
-        now = time.monotonic()
-        if now >= deadline:
-            raise WaitTimeout(what, now - start, f"{last_seen} (after {attempts} checks)")
-        if now >= next_progress:
-            print(f"  ... waiting for {what}: {now - start:.0f} s of {timeout_s:.0f} s",
-                  file=sys.stderr, flush=True)
-            next_progress = now + progress_every_s
-        time.sleep(min(interval_s, max(0.0, deadline - now)))
+    shown = False
+    try:
+        while True:
+            attempts += 1
+            try:
+                value = condition()
+            except PvechaosError as exc:
+                value, last_seen = None, exc
+            else:
+                if value:
+                    return value
+                last_seen = value
+            now = time.monotonic()
+            if now >= deadline:
+                raise WaitTimeout(what, now - start,
+                                  f"{last_seen} (after {attempts} checks)")
+            if now >= next_progress:
+                sink(f"waiting for {what}: {now - start:.0f} s of {timeout_s:.0f} s")
+                shown = True
+                next_progress = now + every
+            time.sleep(min(interval_s, max(0.0, deadline - now)))
+    finally:
+        if shown:
+            sink(None)
 
 
 def hold_for(timeline, until_t: float, broken: Callable[[], str | None], what: str, *,

@@ -11,7 +11,7 @@ import harness.waits
 from harness.clock import Clock
 from harness.errors import NodeUnreachable, PvechaosError, WaitTimeout
 from harness.timeline import Timeline
-from harness.waits import NotYet, hold_for, wait_until
+from harness.waits import NotYet, hold_for, set_progress, wait_until
 
 
 def test_returns_the_first_truthy_value():
@@ -88,6 +88,20 @@ def test_long_waits_print_progress(capsys):
         wait_until("slow thing", lambda: False, timeout_s=0.3, interval_s=0.05,
                    progress_every_s=0.1)
     assert "waiting for slow thing" in capsys.readouterr().err
+
+
+def test_progress_goes_to_the_sink_and_is_cleared_when_the_wait_ends():
+    lines = []
+    set_progress(lines.append, every_s=0.05)
+    try:
+        ticks = iter(range(100))
+        wait_until("node2 to answer", lambda: next(ticks) >= 6, timeout_s=5, interval_s=0.03)
+    finally:
+        set_progress(None)
+    assert lines and lines[-1] is None
+    assert all(line.startswith("waiting for node2 to answer: ") and " s of 5 s" in line
+               for line in lines[:-1])
+    wait_until("a quick thing", lambda: True, timeout_s=5)  # default sink: nothing shown
 
 
 def test_wait_timeout_is_a_pvechaos_error():
