@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from harness.errors import InterlockError, PvechaosError
 from harness.lab_api import Lab
+from harness.steps import step
 from harness.timeline import Event, EventKind, Timeline
 
 
@@ -35,15 +36,17 @@ class FaultInjector:
 
     def power_cut(self, node: str) -> Fault:
         self._check(node)
-        event = self.timeline.record(EventKind.FAULT_POWER_CUT, "harness", node=node)
-        self.lab.power_cut(node)
+        with step(f"power cut {node}"):
+            event = self.timeline.record(EventKind.FAULT_POWER_CUT, "harness", node=node)
+            self.lab.power_cut(node)
         self._undo.append(("power", node, lambda: self.lab.power_on(node)))
         return Fault("power_cut", node, event)
 
     def power_on(self, node: str) -> Fault:
         self._check(node)
-        event = self.timeline.record(EventKind.FAULT_POWER_ON, "harness", node=node)
-        self.lab.power_on(node)
+        with step(f"power on {node}"):
+            event = self.timeline.record(EventKind.FAULT_POWER_ON, "harness", node=node)
+            self.lab.power_on(node)
         self._undo = [u for u in self._undo if u[:2] != ("power", node)]
         return Fault("power_on", node, event)
 

@@ -30,7 +30,7 @@ from harness.verdicts import CATEGORIES, LAB_ERROR, Finding, InvariantBroken, Qu
 from harness.waits import NotYet, set_progress, wait_until
 
 _FAILED_STEP = pytest.StashKey[dict]()
-_RUN_ID = pytest.StashKey[str]()
+RUN_ID = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -50,7 +50,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if threading_main():
         signal.signal(signal.SIGTERM, _raise_interrupt)
     worker = getattr(config, "workerinput", None)
-    config.stash[_RUN_ID] = worker["pvechaos_run"] if worker else uuid.uuid4().hex[:12]
+    config.stash[RUN_ID] = worker["pvechaos_run"] if worker else uuid.uuid4().hex[:12]
     if worker is None and threading_main():
         install_progress_line(config)
 
@@ -84,7 +84,7 @@ def install_progress_line(config: pytest.Config) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:
     """xdist: every worker writes its metrics under the controller's run id."""
-    node.workerinput["pvechaos_run"] = node.config.stash[_RUN_ID]
+    node.workerinput["pvechaos_run"] = node.config.stash[RUN_ID]
 
 
 def threading_main() -> bool:
@@ -184,13 +184,13 @@ class MetricsRecorder:
 def metrics(request: pytest.FixtureRequest) -> MetricsRecorder:
     config = request.config
     return MetricsRecorder(request.module.__name__.rsplit(".", 1)[-1],
-                           MetricsFile(config.getoption("metrics_file"), config.stash[_RUN_ID]))
+                           MetricsFile(config.getoption("metrics_file"), config.stash[RUN_ID]))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
     if hasattr(config, "workerinput"):
         return
-    rows = MetricsFile(config.getoption("metrics_file"), config.stash[_RUN_ID]).read(
+    rows = MetricsFile(config.getoption("metrics_file"), config.stash[RUN_ID]).read(
         this_run_only=True)
     if not rows:
         return
@@ -198,7 +198,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     for line in metrics_table(rows):
         terminalreporter.write_line(line)
     terminalreporter.write_line(f"(written to {config.getoption('metrics_file')}, "
-                                f"run {config.stash[_RUN_ID]})")
+                                f"run {config.stash[RUN_ID]})")
 
 
 def metrics_table(rows: list[Metric]) -> list[str]:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from harness.errors import PvechaosError, WaitTimeout
+from harness.steps import step
 
 T = TypeVar("T")
 
@@ -63,7 +65,7 @@ def wait_until(what: str, condition: Callable[[], T], *, timeout_s: float,
     next_progress = start + every
     attempts = 0
     shown = False
-    try:
+    with step(f"wait for {what} (at most {timeout_s:.0f} s)"), _cleared(sink, lambda: shown):
         while True:
             attempts += 1
             try:
@@ -83,8 +85,15 @@ def wait_until(what: str, condition: Callable[[], T], *, timeout_s: float,
                 shown = True
                 next_progress = now + every
             time.sleep(min(interval_s, max(0.0, deadline - now)))
+
+
+@contextlib.contextmanager
+def _cleared(sink: ProgressSink, shown: Callable[[], bool]) -> Iterator[None]:
+    """Clear the progress line once the wait is over, however it ends."""
+    try:
+        yield
     finally:
-        if shown:
+        if shown():
             sink(None)
 
 

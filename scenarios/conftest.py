@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -14,10 +15,13 @@ from harness.expectations import Budget, ClusterConstants, read_constants
 from harness.ha_guest import HaGuest
 from harness.ha_watcher import HaWatcher
 from harness.invariants import InvariantChecker
-from harness.plugin import record_environment
+from harness.metrics import MetricsFile
+from harness.plugin import RUN_ID, record_environment
 from harness.probes import Probe
 from harness.recovery import RecoveryMeter
-from harness.timeline import Timeline
+from harness.report import event_table, node_logs, timeline_plot
+from harness.report.redact import redact
+from harness.timeline import EventKind, Timeline
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -114,19 +118,80 @@ def budget(request: pytest.FixtureRequest, clock) -> Budget:
 
 
 @pytest.fixture
-def ha_snapshot(cluster: Cluster):
-    """ha_snapshot(phase, names): attach each node's `ha-manager status` to the report."""
-    def attach(phase: str, names) -> None:
-        for name in names:
-            result = cluster.node(name).run("ha-manager", "status", timeout_s=15)
-            allure.attach(result.stdout + result.stderr,
-                          name=f"{phase}: ha-manager status on {name}",
-                          attachment_type=allure.attachment_type.TEXT)
-    return attach
-
-
-@pytest.fixture
 def meter(guest, probe, faults, timeline, constants, budget, metrics) -> RecoveryMeter:
     """Cuts a node and measures the guest's recovery (harness/recovery.py)."""
     return RecoveryMeter(guest=guest, probe=probe, faults=faults, timeline=timeline,
                          constants=constants, budget=budget, metrics=metrics)
+
+
+# -- evidence for the report, after every step --------------------------------------------
+LOG_LEAD_S = 10.0  # node logs from this long before a fault
+
+
+@pytest.fixture(autouse=True)
+def evidence(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After every step of a scenario on a cluster: each reachable node's `pvecm status`
+    and `ha-manager status`, the node logs around the step's faults (redacted), and the
+    timeline so far as a picture (with the recoveries, their windows and budgets) and as
+    a table. A failed step thus carries its evidence."""
+    if "cluster" not in request.fixturenames:
+        yield
+        return
+    timeline: Timeline = request.getfixturevalue("timeline")
+    cluster: Cluster = request.getfixturevalue("cluster")
+    started = timeline.clock.now()
+    yield
+    step = request.node.name
+    with allure.step("evidence"):
+        for node in cluster.nodes():
+            if not cluster.lab.is_powered(node.name):
+                continue
+            for argv in (("pvecm", "status"), ("ha-manager", "status")):
+                try:
+                    result = node.run(*argv, timeout_s=15)
+                    text = result.stdout + result.stderr
+                except PvechaosError as exc:
+                    text = f"(no answer: {exc})"
+                allure.attach(redact(text), name=f"{' '.join(argv)} on {node.name}",
+                              attachment_type=allure.attachment_type.TEXT)
+        faults = [e for e in timeline.events(FAULT_KINDS, after=started)]
+        if faults:
+            vmid = GUEST_VMID if "guest" in request.fixturenames else None
+            since = timeline.clock.wall(faults[0].t - LOG_LEAD_S)
+            for name, text in node_logs.collect(cluster, since, time.time(),
+                                                guest_vmid=vmid).items():
+                allure.attach(text, name=f"logs on {name} around "
+                              f"{', '.join(describe(f) for f in faults)}",
+                              attachment_type=allure.attachment_type.TEXT)
+        title = f"{request.module.__name__.rsplit('.', 1)[-1]}: up to {step}"
+        overlays = recovery_overlays(request, timeline)
+        allure.attach(timeline_plot.render(timeline, nodes=cluster.names, overlays=overlays,
+                                           title=title),
+                      name="timeline", attachment_type=allure.attachment_type.PNG)
+        allure.attach(event_table.to_html(timeline, title=title), name="events",
+                      attachment_type=allure.attachment_type.HTML)
+        allure.attach(event_table.to_csv(timeline), name="events.csv",
+                      attachment_type=allure.attachment_type.CSV)
+
+
+FAULT_KINDS = (EventKind.FAULT_POWER_CUT, EventKind.FAULT_POWER_ON, EventKind.ACTION)
+
+
+def describe(event) -> str:
+    what = event.data.get("what") or str(event.kind).split(".")[-1].replace("_", " ")
+    node = event.data.get("node")
+    return f"{what} {node}" if node else str(what)
+
+
+def recovery_overlays(request: pytest.FixtureRequest, timeline: Timeline) -> list:
+    """The recoveries this scenario measured so far (from the metrics of this run)."""
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    overlays = []
+    for m in MetricsFile(request.config.getoption("metrics_file"),
+                         request.config.stash[RUN_ID]).read(this_run_only=True):
+        since = m.data.get("since_t")
+        if m.scenario == module and m.name.endswith("time_to_recovery") and since is not None:
+            overlays.append(timeline_plot.RecoveryOverlay(
+                float(since), float(since) + m.value_s, window=m.window_s,
+                budget_s=m.budget_s, label=m.name))
+    return overlays

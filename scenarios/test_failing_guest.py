@@ -30,7 +30,7 @@ def error_bound(c) -> float:
 
 @allure.story("A guest that cannot start")
 def test_failing_guest_ends_in_error(cluster, guest, story_nodes, constants, faults,
-                                     timeline, probe, metrics, ha_snapshot):
+                                     timeline, probe, metrics):
     first = story_nodes.first
     with allure.step(f"a container that cannot start, under HA with --max_restart "
                      f"{MAX_RESTART} --max_relocate {MAX_RELOCATE}"):
@@ -63,4 +63,3 @@ def test_failing_guest_ends_in_error(cluster, guest, story_nodes, constants, fau
         assert outcome is None, outcome
     with allure.step("nothing ever answered for the guest"):
         assert not timeline.events(EventKind.PROBE_UP), probe.intervals()
-    ha_snapshot("error", [first, node])

@@ -51,7 +51,7 @@ def story(story_nodes) -> Story:
 
 
 @allure.story("Setup")
-def test_setup_guest_under_ha(ha_snapshot, cluster, guest, story, constants, meter):
+def test_setup_guest_under_ha(cluster, guest, story, constants, meter):
     first = story.first
     with allure.step(f"shared storage, pct create, ha-manager add {guest.sid} "
                      f"--max_restart 1 --max_relocate 1: started on {first}"):
@@ -59,11 +59,10 @@ def test_setup_guest_under_ha(ha_snapshot, cluster, guest, story, constants, met
         meter.wait_serving(f"{guest.sid} to answer from {first}", node=first, timeout_s=30)
     with allure.step("the guest's write log is readable"):
         wait_until("the guest's first writes", guest.log_exists, timeout_s=30)
-    ha_snapshot("setup", [first])
 
 
 @allure.story("Power cut of the guest's node")
-def test_power_cut_guest_node_recovers_elsewhere(ha_snapshot, cluster, guest, story, meter,
+def test_power_cut_guest_node_recovers_elsewhere(cluster, guest, story, meter,
         budget):
     first = story.first
     with allure.step(f"power cut {first}, wait for {guest.sid} to serve again elsewhere"):
@@ -78,7 +77,6 @@ def test_power_cut_guest_node_recovers_elsewhere(ha_snapshot, cluster, guest, st
                          f"{story.second}")
     with allure.step("every figure inside PVE's predicted window"):
         rec.check_behaviour(budget)
-    ha_snapshot("after the first cut", [story.second])
 
 
 @pytest.mark.budget
@@ -90,7 +88,7 @@ def test_recovery_meets_budget(story, budget):
 
 @pytest.mark.quorum
 @allure.story("Quorum loss: no recovery")
-def test_power_cut_second_node_no_recovery_without_quorum(ha_snapshot, cluster, guest, story,
+def test_power_cut_second_node_no_recovery_without_quorum(cluster, guest, story,
         faults, timeline, constants, probe, metrics):
     second, survivor = story.second, story.survivor
     node = cluster.node(survivor)
@@ -130,12 +128,11 @@ def test_power_cut_second_node_no_recovery_without_quorum(ha_snapshot, cluster, 
         assert not node.quorum(timeout_s=5).quorate
         placement = status.services.get(guest.sid)
         assert placement is not None and placement.node == second, placement
-    ha_snapshot("inquorate", [survivor])
 
 
 @pytest.mark.quorum
 @allure.story("pvecm expected 1")
-def test_expected_one_recovers_on_survivor(ha_snapshot, cluster, guest, story, faults, timeline,
+def test_expected_one_recovers_on_survivor(cluster, guest, story, faults, timeline,
         meter, budget, metrics):
     survivor = story.survivor
     node = cluster.node(survivor)
@@ -153,11 +150,10 @@ def test_expected_one_recovers_on_survivor(ha_snapshot, cluster, guest, story, f
     story.recovery_after_expected = rec
     with allure.step("every figure inside PVE's predicted window"):
         rec.check_behaviour(budget)
-    ha_snapshot("after pvecm expected 1", [survivor])
 
 
 @allure.story("Healing without failback")
-def test_power_on_heals_without_failback(ha_snapshot, cluster, guest, story, faults, timeline,
+def test_power_on_heals_without_failback(cluster, guest, story, faults, timeline,
         constants, probe, metrics):
     names, survivor = cluster.names, story.survivor
     with allure.step(f"power on {story.first} and {story.second}"):
@@ -181,4 +177,3 @@ def test_power_on_heals_without_failback(ha_snapshot, cluster, guest, story, fau
         assert outcome is None, f"{guest.sid} moved after the heal: {outcome}"
         assert probe.current is not None and probe.current.node == survivor, \
             f"the guest answers from {probe.current}"
-    ha_snapshot("healed", names)

@@ -46,8 +46,7 @@ def wait_whole(cluster, guest, constants) -> None:
 
 
 @allure.story("Setup")
-def test_setup_guest_on_a_non_master(cluster, guest, story_nodes, constants, meter,
-                                     ha_snapshot):
+def test_setup_guest_on_a_non_master(cluster, guest, story_nodes, constants, meter):
     first = story_nodes.first
     with allure.step(f"shared storage, pct create, ha-manager add {guest.sid}: started on "
                      f"{first}"):
@@ -62,10 +61,9 @@ def test_setup_guest_on_a_non_master(cluster, guest, story_nodes, constants, met
     node = guest.placement()[0]
     meter.wait_serving(f"{guest.sid} to answer from {node}", node=node, timeout_s=30)
     assert node != meter.master()
-    ha_snapshot("setup", [node])
 
 
-def cut_guest_node(role: str, master: bool, guest, meter, state, budget, ha_snapshot):
+def cut_guest_node(role: str, master: bool, guest, meter, state, budget):
     """Power cut of the node running the guest (the CRM master or not, as ``master``
     says it must be), its recovery judged against the matching window."""
     node = guest.placement()[0]
@@ -77,7 +75,6 @@ def cut_guest_node(role: str, master: bool, guest, meter, state, budget, ha_snap
         f"{node} was to be {what}, but the master at the cut was {rec.master_at_fault}"
     with allure.step(f"every figure inside the window for {what}"):
         rec.check_behaviour(budget)
-    ha_snapshot(f"after the cut of {node}", [rec.restarted_on])
 
 
 def recovery_meets_budget(role: str, state, budget) -> None:
@@ -86,8 +83,8 @@ def recovery_meets_budget(role: str, state, budget) -> None:
 
 
 @allure.story("Power cut of a non-master")
-def test_power_cut_non_master(guest, meter, state, budget, ha_snapshot):
-    cut_guest_node("non_master", False, guest, meter, state, budget, ha_snapshot)
+def test_power_cut_non_master(guest, meter, state, budget):
+    cut_guest_node("non_master", False, guest, meter, state, budget)
 
 
 @pytest.mark.budget
@@ -111,8 +108,8 @@ def test_power_on_and_move_guest_to_master(cluster, guest, faults, constants, me
 
 
 @allure.story("Power cut of the CRM master")
-def test_power_cut_master(guest, meter, state, budget, ha_snapshot):
-    cut_guest_node("master", True, guest, meter, state, budget, ha_snapshot)
+def test_power_cut_master(guest, meter, state, budget):
+    cut_guest_node("master", True, guest, meter, state, budget)
 
 
 @pytest.mark.budget

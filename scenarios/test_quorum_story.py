@@ -27,13 +27,6 @@ pytestmark = [pytest.mark.story, pytest.mark.quorum, allure.epic("HA story"),
 MEMBERSHIP_TIMEOUT_S = 60  # corosync's own timers (token + consensus ~ 8 s); not scaled
 
 
-def attach_status(cluster, names, phase):
-    for name in names:
-        result = cluster.node(name).run("pvecm", "status", timeout_s=10)
-        allure.attach(result.stdout + result.stderr, name=f"{phase}: pvecm status on {name}",
-                      attachment_type=allure.attachment_type.TEXT)
-
-
 def outside(metric) -> str:
     low, high = metric.window_s
     return (f"{metric.name} {metric.value_s:.2f} s lies outside [{low:.1f}, {high:.1f}] s: "
@@ -69,7 +62,6 @@ def test_preflight(cluster, story_nodes, quorum_watcher):
                     target = cluster.node(other).cluster_address
                     cluster.node(name).check("ssh", "-o", "BatchMode=yes", f"root@{target}",
                                              "true", timeout_s=15)
-    attach_status(cluster, names, "preflight")
 
 
 @allure.story("Power cut of one node")
@@ -99,7 +91,6 @@ def test_power_cut_first_node_keeps_quorum(cluster, story_nodes, faults, timelin
         "time_to_detect", lambda: time_to_detect(timeline, cut, survivors),
         window=detect_window(constants), node=first)
     assert detect.in_window, outside(detect)
-    attach_status(cluster, survivors, "after first cut")
 
 
 @allure.story("Quorum loss")
@@ -129,7 +120,6 @@ def test_power_cut_second_node_loses_quorum(cluster, story_nodes, faults, timeli
                                    lambda: time_to_quorum_loss(timeline, cut, survivor),
                                    window=detect_window(constants), node=second)
     assert loss.in_window, outside(loss)
-    attach_status(cluster, [survivor], "after second cut")
 
 
 @allure.story("pvecm expected 1")
@@ -151,7 +141,6 @@ def test_expected_one_restores_quorum_on_survivor(cluster, story_nodes, faults, 
         assert write.rc == 0
     metrics.record_observed("time_to_quorum_after_expected",
                             lambda: time_to_quorum(timeline, action, survivor), node=survivor)
-    attach_status(cluster, [survivor], "after pvecm expected 1")
 
 
 @allure.story("Healing")
@@ -166,5 +155,4 @@ def test_power_on_heals_cluster(cluster, story_nodes, faults, timeline, quorum_w
             cluster.wait_whole_view(name, timeout_s=MEMBERSHIP_TIMEOUT_S)
     metrics.record_observed("time_to_heal", lambda: time_to_heal(timeline, last_on, names),
                             timeout_s=15)
-    attach_status(cluster, names, "healed")
     assert timeline.events(EventKind.QUORUM_LOST, source=story_nodes.survivor)
