@@ -14,6 +14,8 @@ Any other failed assertion is a product defect of no particular kind.
 
 from __future__ import annotations
 
+import re
+
 
 class Finding(AssertionError):
     """A product failure of a known kind."""
@@ -50,3 +52,17 @@ CATEGORIES: list[dict[str, object]] = [
      "messageRegex": r"[\s\S]*QuorumAssertion[\s\S]*"},
     {"name": LAB_ERROR, "matchedStatuses": ["broken"]},
 ]
+
+
+def category_of(result: dict, categories: list[dict[str, object]] = CATEGORIES) -> str | None:
+    """The category Allure files one of its result documents under, judged as Allure
+    judges it: the first category whose statuses include the result's and whose message
+    regex is found in the result's message (None: no harness category)."""
+    message = (result.get("statusDetails") or {}).get("message") or ""
+    for rule in categories:
+        if result.get("status") not in rule["matchedStatuses"]:  # type: ignore[operator]
+            continue
+        regex = rule.get("messageRegex")
+        if regex is None or re.search(str(regex), message):
+            return str(rule["name"])
+    return None

@@ -139,6 +139,11 @@ def evidence(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     timeline: Timeline = request.getfixturevalue("timeline")
     cluster: Cluster = request.getfixturevalue("cluster")
+    facts = cluster.lab.describe()
+    allure.dynamic.label("lab", facts.get("lab", cluster.lab.kind))
+    allure.dynamic.tag(f"lab: {cluster.lab.kind}")
+    allure.dynamic.tag(f"PVE {request.config.getoption('pve_flavour')}")
+    allure.dynamic.parameter("timescale", f"{timeline.clock.timescale:g}")
     started = timeline.clock.now()
     yield
     step = request.node.name

@@ -14,7 +14,8 @@ from harness.ha_watcher import service_node_changes
 from harness.timeline import EventKind
 from harness.waits import NotYet, hold_for, wait_until
 
-pytestmark = [pytest.mark.story, allure.epic("HA story"), allure.feature("Start failures"),
+pytestmark = [pytest.mark.story, allure.severity(allure.severity_level.NORMAL),
+              allure.epic("HA story"), allure.feature("Start failures"),
               pytest.mark.usefixtures("quorum_watcher", "ha_watcher", "invariants")]
 
 MAX_RESTART, MAX_RELOCATE = 1, 1

@@ -27,7 +27,8 @@ from harness.recovery import Recovery
 from harness.timeline import EventKind
 from harness.waits import NotYet, hold_for, wait_until
 
-pytestmark = [pytest.mark.story, allure.epic("HA story"), allure.feature("HA recovery"),
+pytestmark = [pytest.mark.story, allure.severity(allure.severity_level.CRITICAL),
+              allure.epic("HA story"), allure.feature("HA recovery"),
               pytest.mark.usefixtures("quorum_watcher", "ha_watcher", "invariants")]
 
 MEMBERSHIP_TIMEOUT_S = 60  # corosync's own timers (token + consensus ~ 8 s); not scaled
@@ -82,6 +83,9 @@ def test_power_cut_guest_node_recovers_elsewhere(cluster, guest, story, meter,
 @pytest.mark.budget
 @allure.story("Recovery budget")
 def test_recovery_meets_budget(story, budget):
+    """time_to_recovery, as the power-cut step measured it, against --recovery-budget."""
+    allure.dynamic.parameter("measured by", "test_power_cut_guest_node_recovers_elsewhere")
+    allure.dynamic.severity(allure.severity_level.NORMAL)
     assert story.recovery is not None, "the power cut step did not measure a recovery"
     story.recovery.check_budget("time_to_recovery", budget)
 

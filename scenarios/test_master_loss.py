@@ -22,7 +22,8 @@ import pytest
 from harness.expectations import first_start_bound
 from harness.recovery import Recovery
 
-pytestmark = [pytest.mark.story, allure.epic("HA story"), allure.feature("CRM master loss"),
+pytestmark = [pytest.mark.story, allure.severity(allure.severity_level.CRITICAL),
+              allure.epic("HA story"), allure.feature("CRM master loss"),
               pytest.mark.usefixtures("quorum_watcher", "ha_watcher", "invariants")]
 
 MEMBERSHIP_TIMEOUT_S = 60  # corosync's own timers; not scaled
@@ -78,6 +79,8 @@ def cut_guest_node(role: str, master: bool, guest, meter, state, budget):
 
 
 def recovery_meets_budget(role: str, state, budget) -> None:
+    allure.dynamic.parameter("measured by", f"test_power_cut_{role}")
+    allure.dynamic.severity(allure.severity_level.NORMAL)
     assert role in state.recoveries, f"the {role} power cut measured nothing"
     state.recoveries[role].check_budget(f"{role}_time_to_recovery", budget)
 

@@ -21,7 +21,8 @@ from harness.pve import parse_pvecm_status
 from harness.timeline import EventKind
 from harness.waits import NotYet, wait_until
 
-pytestmark = [pytest.mark.story, pytest.mark.quorum, allure.epic("HA story"),
+pytestmark = [pytest.mark.story, allure.severity(allure.severity_level.CRITICAL),
+              pytest.mark.quorum, allure.epic("HA story"),
               allure.feature("Quorum")]
 
 MEMBERSHIP_TIMEOUT_S = 60  # corosync's own timers (token + consensus ~ 8 s); not scaled

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.verdicts import category_of
+from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
 from tests.integration.conftest import leftovers
 
@@ -87,10 +89,11 @@ def test_a_missed_budget_fails_its_own_item_and_the_story_goes_on(tmp_path):
     """The HA story with the default 120 s budget: stock PVE cannot meet it, so the
     budget item fails and says why, while every behaviour step passes and the story runs
     to its end; metrics.json judges each figure."""
-    metrics = tmp_path / "metrics.json"
+    metrics, alluredir = tmp_path / "metrics.json", tmp_path / "allure"
     result = run_pytest("scenarios/test_ha_story.py", "--timescale", "0.1",
-                        "--lab-name", "budget", "--lab-subnet", "198.18.49.0/24",
-                        "--metrics-file", str(metrics), "-rA", timeout_s=600)
+                        "--lab-name", "budget", "--lab-subnet", "198.18.54.0/24",
+                        "--metrics-file", str(metrics), "-rA", "--alluredir",
+                        str(alluredir), timeout_s=600)
     out = result.stdout
     assert result.returncode == 1, out[-3000:]
     assert "1 failed, 5 passed" in out, out[-3000:]
@@ -104,4 +107,39 @@ def test_a_missed_budget_fails_its_own_item_and_the_story_goes_on(tmp_path):
     assert rows["time_to_restart"]["verdict"] == "ok"
     assert rows["after_expected_time_to_recovery"]["verdict"] == "ok"
     assert rows["after_expected_time_to_recovery"]["budget_s"] is None
-    assert leftovers(EmbeddedConfig(name="budget", subnet="198.18.49.0/24")) == []
+    assert leftovers(EmbeddedConfig(name="budget", subnet="198.18.54.0/24")) == []
+    results = allure_results(alluredir)
+    assert category_of(results["test_recovery_meets_budget"]) == "Recovery budget exceeded"
+    assert results["test_power_cut_guest_node_recovers_elsewhere"]["status"] == "passed"
+    attachments = {a["name"] for a in
+                   results["test_power_cut_guest_node_recovers_elsewhere"]["attachments"]}
+    assert {"timeline", "events", "events.csv", "pvecm status on node2",
+            "ha-manager status on node3"} <= attachments
+    assert any(name.startswith("logs on node2 around power cut node1")
+               for name in attachments), attachments
+
+
+def allure_results(directory: Path) -> dict[str, dict]:
+    return {r["name"]: r for r in (json.loads(p.read_text())
+                                   for p in directory.glob("*-result.json"))}
+
+
+def test_a_lab_that_cannot_start_is_a_lab_error_not_a_product_failure(tmp_path):
+    """Another lab holds the subnet: the scenario's lab refuses to start; the report files
+    it as a lab error (broken), and nothing of the refused lab is left."""
+    occupant = EmbeddedLab(EmbeddedConfig(name="occupy", subnet="198.18.53.0/24"))
+    occupant.start()
+    try:
+        alluredir = tmp_path / "allure"
+        result = run_pytest("scenarios/test_quorum_story.py", "--lab-name", "refused",
+                            "--lab-subnet", "198.18.53.0/24", "--metrics-file",
+                            str(tmp_path / "m.json"), "--alluredir", str(alluredir),
+                            timeout_s=120)
+    finally:
+        occupant.close()
+    assert result.returncode == 1, result.stdout[-2000:]
+    assert "Lab or infrastructure error: the lab did not start" in result.stdout
+    first = allure_results(alluredir)["test_preflight"]
+    assert first["status"] == "broken"
+    assert category_of(first) == "Lab or infrastructure error"
+    assert leftovers(EmbeddedConfig(name="refused", subnet="198.18.53.0/24")) == []

@@ -5,11 +5,10 @@ the way Allure judges them (first match; status, then the message regex searched
 from __future__ import annotations
 
 import json
-import re
 
 import pytest
 
-from harness.verdicts import CATEGORIES, LAB_ERROR
+from harness.verdicts import CATEGORIES, LAB_ERROR, category_of
 
 pytest_plugins = ["pytester"]
 
@@ -62,18 +61,6 @@ def test_cluster_too_slow():
 """
 
 
-def category(result: dict) -> str | None:
-    """The category Allure files a result under (None: no harness category)."""
-    message = (result.get("statusDetails") or {}).get("message") or ""
-    for rule in CATEGORIES:
-        if result["status"] not in rule["matchedStatuses"]:
-            continue
-        regex = rule.get("messageRegex")
-        if regex is None or re.search(str(regex), message):
-            return str(rule["name"])
-    return None
-
-
 @pytest.fixture
 def results(pytester: pytest.Pytester, tmp_path) -> dict[str, dict]:
     pytester.makepyfile(test_kinds=KINDS)
@@ -99,7 +86,7 @@ def results(pytester: pytest.Pytester, tmp_path) -> dict[str, dict]:
 def test_each_kind_of_failure_lands_in_its_own_category(results, test, status, expected):
     result = results[test]
     assert result["status"] == status, result.get("statusDetails")
-    assert category(result) == expected, result["statusDetails"]["message"]
+    assert category_of(result) == expected, result["statusDetails"]["message"]
 
 
 def test_the_results_carry_the_categories_and_the_environment(results):
