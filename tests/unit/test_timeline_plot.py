@@ -4,7 +4,6 @@ PNG drawn from them (size, determinism, an empty timeline, unknown kinds)."""
 from __future__ import annotations
 
 import struct
-from pathlib import Path
 
 import pytest
 
@@ -27,7 +26,6 @@ K = EventKind
 ALL = ("node1", "node2", "node3")
 SID, GUEST = "ct:100", "ct100"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-SAMPLE = Path("/tmp/sample_timeline.png")
 OVERLAY = RecoveryOverlay(10.0, 47.0, window=(30.0, 45.0), budget_s=60.0,
                           label="ct100 recovery")
 
@@ -259,11 +257,11 @@ def png_size(png: bytes) -> tuple[int, int]:
     return struct.unpack(">II", png[16:24])
 
 
-def test_renders_the_full_ha_story():
+def test_renders_the_full_ha_story(tmp_path):
     png = render(ha_story(), nodes=ALL, overlays=[OVERLAY],
                  title="HA story: power cut of node1 (the master)")
     assert png_size(png) == (1600, 900)
-    SAMPLE.write_bytes(png)  # for a person to look at
+    (tmp_path / "timeline.png").write_bytes(png)  # to look at: pytest --basetemp=DIR
     assert len(png) > 20_000  # lanes, labels and legend, not a blank canvas
 
 
