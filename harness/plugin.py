@@ -14,8 +14,10 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import signal
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -49,6 +51,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_FAILED_STEP] = {}
     if threading_main():
         signal.signal(signal.SIGTERM, _raise_interrupt)
+        # `kill -USR1 <pid>` prints every thread's stack: what a hung run is waiting for
+        try:
+            faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+        except (AttributeError, ValueError, OSError):  # no real stderr to write to
+            pass
     worker = getattr(config, "workerinput", None)
     config.stash[RUN_ID] = worker["pvechaos_run"] if worker else uuid.uuid4().hex[:12]
     if worker is None and threading_main():

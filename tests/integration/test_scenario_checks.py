@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -76,7 +77,15 @@ def test_an_interrupted_run_leaves_nothing(signum, tmp_path):
     try:
         _wait_for_booted_nodes(config.lab_dir / "state.json", proc, timeout_s=60)
         proc.send_signal(signum)
-        output, _ = proc.communicate(timeout=90)
+        try:
+            output, _ = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGUSR1)  # the plugin's faulthandler: every stack
+            time.sleep(2)
+            proc.kill()
+            output, _ = proc.communicate(timeout=10)
+            raise AssertionError("the interrupted run did not end within 120 s; its "
+                                 "threads were at:\n" + output[-6000:]) from None
     finally:
         if proc.poll() is None:
             proc.kill()
