@@ -244,7 +244,7 @@ class Window:
 
 
 def detect_window(c: ClusterConstants, *, poll_interval_s: float = 0.5,
-                  command_latency_s: float = 0.5) -> Window:
+                  command_latency_s: float = 1.0) -> Window:
     """Power cut -> every survivor's membership no longer lists the node (time_to_detect).
 
     Corosync notices the token lost ``token`` ms after the last token it saw (the token
