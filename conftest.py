@@ -158,7 +158,7 @@ def quorum_watcher(cluster: Cluster, timeline: Timeline) -> Iterator[QuorumWatch
     try:
         import allure
 
-        allure.attach(json.dumps(timeline.to_json(), indent=1), name="timeline",
+        allure.attach(json.dumps(timeline.to_json(), indent=1), name="timeline.json",
                       attachment_type=allure.attachment_type.JSON)
     except ImportError:
         pass

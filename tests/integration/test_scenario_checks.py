@@ -120,17 +120,36 @@ def test_a_missed_budget_fails_its_own_item_and_the_story_goes_on(tmp_path):
     results = allure_results(alluredir)
     assert category_of(results["test_recovery_meets_budget"]) == "Recovery budget exceeded"
     assert results["test_power_cut_guest_node_recovers_elsewhere"]["status"] == "passed"
-    attachments = {a["name"] for a in
-                   results["test_power_cut_guest_node_recovers_elsewhere"]["attachments"]}
+    attachments = attachment_names(alluredir,
+                                   results["test_power_cut_guest_node_recovers_elsewhere"])
     assert {"timeline", "events", "events.csv", "pvecm status on node2",
             "ha-manager status on node3"} <= attachments
     assert any(name.startswith("logs on node2 around power cut node1")
                for name in attachments), attachments
 
 
+def attachment_names(directory: Path, result: dict) -> set[str]:
+    """Every attachment of a test: its own, its steps', and its fixtures' (the evidence
+    comes from a fixture's teardown, which Allure keeps in a container file)."""
+    def walk(node: dict) -> set[str]:
+        names = {a["name"] for a in node.get("attachments", [])}
+        for step in node.get("steps", []):
+            names |= walk(step)
+        return names
+
+    names = walk(result)
+    for path in directory.glob("*-container.json"):
+        container = json.loads(path.read_text())
+        if result["uuid"] in container.get("children", []):
+            for fixture in container.get("befores", []) + container.get("afters", []):
+                names |= walk(fixture)
+    return names
+
+
 def allure_results(directory: Path) -> dict[str, dict]:
-    return {r["name"]: r for r in (json.loads(p.read_text())
-                                   for p in directory.glob("*-result.json"))}
+    """Allure's test results by test function (a result's name can be a dynamic title)."""
+    return {r["fullName"].rsplit("#", 1)[-1]: r for r in (
+        json.loads(p.read_text()) for p in directory.glob("*-result.json"))}
 
 
 def test_a_lab_that_cannot_start_is_a_lab_error_not_a_product_failure(tmp_path):
