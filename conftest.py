@@ -19,7 +19,6 @@ from harness.errors import LabError, PvechaosError
 from harness.faults import FaultInjector
 from harness.formation import form_cluster
 from harness.lab_api import Lab
-from harness.plugin import record_environment
 from harness.timeline import Timeline
 from harness.watchers import QuorumWatcher
 
@@ -111,6 +110,10 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         the_lab.start()
     except PvechaosError as exc:
         raise LabError(f"the lab did not start: {exc}") from exc
+    # imported here, not at the top: pytest loads the plugin only after this file, and a
+    # module imported before that is not assertion-rewritten
+    from harness.plugin import record_environment
+
     record_environment(request.config, the_lab.describe())
     try:
         yield the_lab
