@@ -274,10 +274,29 @@ def write_allure_files(directory: Path, facts: dict[str, str]) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     config = session.config
     directory = getattr(config.option, "allure_report_dir", None)
+    controller = not hasattr(config, "workerinput")
+    if controller:
+        keep_trend(config, Path(directory) if directory else None)
     if not directory:
         return
     facts = config.stash.get(_ENVIRONMENT, {})
-    if not hasattr(config, "workerinput"):
+    if controller:
         facts = {**_static_environment(config), **facts}
     if facts:
         write_allure_files(Path(directory), facts)
+
+
+def keep_trend(config: pytest.Config, alluredir: Path | None) -> None:
+    """A run that measured something joins the history beside metrics.json
+    (metrics-history.jsonl); the report gets the recovery figures across runs."""
+    from harness.report import trends
+
+    metrics_file = config.getoption("metrics_file")
+    measured = MetricsFile(metrics_file, config.stash[RUN_ID]).read(this_run_only=True)
+    if not measured:
+        return
+    runs = trends.append_run(metrics_file.with_name("metrics-history.jsonl"),
+                             config.stash[RUN_ID], _git_revision(config.rootpath), measured)
+    if alluredir is not None:
+        trends.write_global_attachment(alluredir, trends.render(runs),
+                                       "recovery time across runs")
