@@ -14,10 +14,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import json
+import os
 import signal
-import sys
+import tempfile
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -51,10 +53,12 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_FAILED_STEP] = {}
     if threading_main():
         signal.signal(signal.SIGTERM, _raise_interrupt)
-        # `kill -USR1 <pid>` prints every thread's stack: what a hung run is waiting for
+        # `kill -USR1 <pid>` writes every thread's stack to stacks_file(pid): what a hung
+        # run is waiting for (pytest captures stderr, so not there)
         try:
-            faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
-        except (AttributeError, ValueError, OSError):  # no real stderr to write to
+            _STACKS.append(open(stacks_file(os.getpid()), "w"))  # noqa: SIM115 - for life
+            faulthandler.register(signal.SIGUSR1, file=_STACKS[-1], all_threads=True)
+        except (OSError, ValueError):
             pass
     worker = getattr(config, "workerinput", None)
     config.stash[RUN_ID] = worker["pvechaos_run"] if worker else uuid.uuid4().hex[:12]
@@ -92,6 +96,25 @@ def install_progress_line(config: pytest.Config) -> None:
 def pytest_configure_node(node) -> None:
     """xdist: every worker writes its metrics under the controller's run id."""
     node.workerinput["pvechaos_run"] = node.config.stash[RUN_ID]
+
+
+_STACKS: list = []  # the open stack-dump file, kept for the life of the run
+
+
+def stacks_file(pid: int) -> Path:
+    return Path(tempfile.gettempdir()) / f"pvechaos-stacks-{pid}.txt"
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """An unused stack-dump file is removed at the end of the run."""
+    while _STACKS:
+        handle = _STACKS.pop()
+        with contextlib.suppress(OSError, ValueError):
+            faulthandler.unregister(signal.SIGUSR1)
+            handle.close()
+            path = Path(handle.name)
+            if path.stat().st_size == 0:
+                path.unlink()
 
 
 def threading_main() -> bool:

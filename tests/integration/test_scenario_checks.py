@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.plugin import stacks_file
 from harness.verdicts import category_of
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
@@ -73,7 +74,10 @@ def test_an_interrupted_run_leaves_nothing(signum, tmp_path):
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "scenarios/",
          "--lab-name", name, "--lab-subnet", subnet,
          "--metrics-file", str(tmp_path / "metrics.json")],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        # as a terminal's Ctrl-C finds it: a run started in the background of a
+        # non-interactive shell inherits SIGINT ignored, and Python then keeps it so
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         _wait_for_booted_nodes(config.lab_dir / "state.json", proc, timeout_s=60)
         proc.send_signal(signum)
@@ -82,10 +86,13 @@ def test_an_interrupted_run_leaves_nothing(signum, tmp_path):
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGUSR1)  # the plugin's faulthandler: every stack
             time.sleep(2)
+            stacks = stacks_file(proc.pid)
+            dump = stacks.read_text() if stacks.exists() else "(no stack dump)"
             proc.kill()
             output, _ = proc.communicate(timeout=10)
             raise AssertionError("the interrupted run did not end within 120 s; its "
-                                 "threads were at:\n" + output[-6000:]) from None
+                                 f"threads were at:\n{dump[-6000:]}\n"
+                                 f"its output:\n{output[-3000:]}") from None
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -196,6 +196,7 @@ class Pmxcfs(fuse.Operations):
         name = self.locks.lock_name(path)
         if name:
             self.locks.created(name, self.node)
+            self.lock_watch.observe()  # a node applies its own change at once
         return result
 
     def rmdir(self, path):
@@ -235,6 +236,11 @@ class Pmxcfs(fuse.Operations):
             raise fuse.FuseOSError(errno.EACCES)
         os.utime(real, ns=(mtime_ns, mtime_ns))
         self.locks.renewed(name)
+        # pmxcfs updates its lock table as it applies each change, its own included: a
+        # renewal that just got in before quorum was lost still ages from now (without
+        # this, the watch thread, already seeing no quorum, first saw it only at the next
+        # quorum and the owner's own lock lived a whole lifetime longer)
+        self.lock_watch.observe()
         return 0
 
     def lowest_member(self) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -103,17 +104,19 @@ class LockWatch:
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.store, self.lifetime_s, self.clock = store, lifetime_s, clock
         self.first_seen: dict[str, tuple[str, float]] = {}
+        self._mutex = threading.Lock()  # the watch thread and FUSE handlers both observe
 
     def observe(self) -> None:
         """Take in the current versions (pmxcfs sees every change as it is replicated)."""
-        now = self.clock()
-        versions = self.store.versions()
-        for name, version in versions.items():
-            seen = self.first_seen.get(name)
-            if seen is None or seen[0] != version:
-                self.first_seen[name] = (version, now)
-        for name in set(self.first_seen) - set(versions):
-            del self.first_seen[name]
+        with self._mutex:
+            now = self.clock()
+            versions = self.store.versions()
+            for name, version in versions.items():
+                seen = self.first_seen.get(name)
+                if seen is None or seen[0] != version:
+                    self.first_seen[name] = (version, now)
+            for name in set(self.first_seen) - set(versions):
+                del self.first_seen[name]
 
     def expired(self, name: str) -> bool:
         seen = self.first_seen.get(name)
