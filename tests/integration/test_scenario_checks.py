@@ -56,10 +56,12 @@ def _wait_for_booted_nodes(state_file: Path, proc: subprocess.Popen, timeout_s: 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and proc.poll() is None:
         try:
-            processes = json.loads(state_file.read_text()).get("processes", {})
+            state = json.loads(state_file.read_text())
         except (OSError, ValueError):
-            processes = {}
-        if {"node1", "node2", "node3"} <= set(processes):
+            state = {}
+        processes = state.get("processes", {})
+        mine = (state.get("owner") or {}).get("pid") == proc.pid  # not an earlier run's
+        if mine and {"node1", "node2", "node3"} <= set(processes):
             return
         time.sleep(0.1)
     raise AssertionError(f"the run did not boot its lab within {timeout_s} s")
