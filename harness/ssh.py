@@ -31,6 +31,9 @@ class CommandResult:
         return self.rc == 0
 
 
+CONNECT_TIMEOUT_S = 5.0  # connect, banner and authentication, each
+
+
 class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
     def __init__(self, expected: str | None) -> None:
         self.expected = expected
@@ -48,7 +51,7 @@ class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
 class SshSession:
     """One lazily opened SSH connection to a node, reopened after it breaks."""
 
-    def __init__(self, node: LabNode, *, connect_timeout_s: float = 5.0) -> None:
+    def __init__(self, node: LabNode, *, connect_timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         self.node = node
         self.connect_timeout_s = connect_timeout_s
         self._client: paramiko.SSHClient | None = None

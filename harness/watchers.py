@@ -7,11 +7,13 @@ is bounded (command deadline), the loop ends when stopped, and stop() joins with
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from harness.cluster import Cluster, Node
 from harness.errors import CommandTimeout, NodeUnreachable, PvechaosError
+from harness.ssh import CONNECT_TIMEOUT_S
 from harness.timeline import EventKind, Timeline
 
 
@@ -67,10 +69,16 @@ class NodeWatcher:
             thread.start()
             self._threads.append(thread)
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float | None = None) -> None:
+        """Stop every thread: each ends after its current poll, which may be an SSH
+        connect to a node that is off (up to its connect timeout) and a command (up to the
+        command deadline); the threads end in parallel, so they share one deadline."""
         self._stop.set()
+        bound = timeout_s if timeout_s is not None else (
+            CONNECT_TIMEOUT_S + self.command_timeout_s + 2.0)
+        deadline = time.monotonic() + bound
         for thread in self._threads:
-            thread.join(timeout_s / max(1, len(self._threads)))
+            thread.join(max(0.0, deadline - time.monotonic()))
         alive = [t.name for t in self._threads if t.is_alive()]
         self._threads = []
         if alive:
