@@ -344,7 +344,7 @@ class Slack:
 
 
 def recovery_window(c: ClusterConstants, *, master_died: bool, lrm_pickup: bool = True,
-                    slack_s: float = 0.0, slack: Slack | None = None) -> Window:
+                    slack: Slack | None = None) -> Window:
     """Power cut of a node with active HA services -> the guest's restart is issued.
 
     Non-master (pve-model.md §10.1), t0 = the cut, D = token + consensus (unscaled):
@@ -371,15 +371,13 @@ def recovery_window(c: ClusterConstants, *, master_died: bool, lrm_pickup: bool 
     dropped the node); the dead node's agent lock has expired by then, so (f) is the fence
     round plus at most one round; then (g).
 
-    ``slack_s`` widens the high edge by the observation lag of whatever measures it;
-    ``slack`` widens both edges (and says why).
+    ``slack`` widens both edges by the lags of whatever observes it (and says why).
     """
     course = _course(c, master_died)
     low, high = course.acknowledged
     pickup = c.lrm_loop if lrm_pickup else 0.0
-    return _window(low, high + pickup + slack_s, course.how
-                   + (f"; + LRM pickup <= {pickup:.1f} s" if lrm_pickup else "")
-                   + (f"; + {slack_s:g} s observation slack" if slack_s else ""), slack)
+    return _window(low, high + pickup, course.how
+                   + (f"; + LRM pickup <= {pickup:.1f} s" if lrm_pickup else ""), slack)
 
 
 def fence_window(c: ClusterConstants, *, master_died: bool, slack: Slack | None = None
@@ -429,7 +427,7 @@ def expected_one_window(c: ClusterConstants, *, lrm_pickup: bool = True,
                                       else "")), slack)
 
 
-def clean_shutdown_window(c: ClusterConstants, *, slack_s: float = 0.0) -> Window:
+def clean_shutdown_window(c: ClusterConstants, *, slack: Slack | None = None) -> Window:
     """A non-master node shut down cleanly (failover/conditional policy, §10.3).
 
     Counted from the moment the node leaves the membership (a clean leave is seen at
@@ -440,11 +438,11 @@ def clean_shutdown_window(c: ClusterConstants, *, slack_s: float = 0.0) -> Windo
     within one LRM loop. [50, 70] s at timescale 1.
     """
     low = -c.crm_loop + c.fence_countdown
-    high = c.fence_countdown + c.lrm_loop + slack_s
-    return Window(low, high, (
+    high = c.fence_countdown + c.lrm_loop
+    return _window(low, high, (
         f"timescale {c.timescale:g}; from leaving the membership: last_online "
         f"(-{c.crm_loop:.1f}, 0] + fence delay {c.fence_countdown:.1f} s (lock released, "
-        f"first mkdir succeeds) + LRM pickup <= {c.lrm_loop:.1f} s"))
+        f"first mkdir succeeds) + LRM pickup <= {c.lrm_loop:.1f} s"), slack)
 
 
 def self_fence_window(c: ClusterConstants) -> Window:

@@ -126,3 +126,24 @@ def service_node_changes(timeline: Timeline, sid: str, after: Event | float,
             if e.data.get("sid") == sid and e.data.get("previous_node") is not None
             and e.data.get("node") is not None
             and e.data.get("node") != e.data.get("previous_node")]
+
+
+# states a service leaves when recovery takes it from a dead node; `started`/`starting`
+# count because fence, recovery and the new start can fall in one CRM round between polls
+RECOVERED_FROM = ("fence", "recovery", "started", "starting")
+
+
+def taken_from(event: Event) -> str | None:
+    """The node an HA_SERVICE_STATE event shows a service taken from by recovery (the
+    master got that node's agent lock: fence acknowledged), or None: the service left
+    ``fence`` or ``recovery`` (or a running state) for another node, or went from
+    ``fence`` to ``recovery``."""
+    data = event.data
+    old, new = data.get("previous_node"), data.get("node")
+    if not old:
+        return None
+    if new and new != old and data.get("previous_state") in RECOVERED_FROM:
+        return str(old)
+    if data.get("previous_state") == "fence" and data.get("state") == "recovery":
+        return str(old)
+    return None

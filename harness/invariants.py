@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from harness.ha_watcher import taken_from
 from harness.timeline import Event, EventKind, Timeline
 from harness.writelog import LogReport
 
@@ -106,13 +107,9 @@ def fence_acknowledged(timeline: Timeline) -> dict[str, float]:
     two polls)."""
     acked: dict[str, float] = {}
     for event in timeline.events(EventKind.HA_SERVICE_STATE):
-        old, new = event.data.get("previous_node"), event.data.get("node")
-        if old and new and old != new and event.data.get("previous_state") in (
-                "fence", "recovery", "started", "starting"):
-            acked.setdefault(str(old), event.t)
-        elif event.data.get("previous_state") == "fence" and \
-                event.data.get("state") == "recovery" and old:
-            acked.setdefault(str(old), event.t)
+        node = taken_from(event)
+        if node is not None:
+            acked.setdefault(node, event.t)
     return acked
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.ha_watcher import first_service_state
+from harness.ha_watcher import first_service_state, taken_from
 from harness.timeline import Event, EventKind, Timeline
 
 
@@ -125,14 +125,9 @@ def time_to_fence_ack(timeline: Timeline, cut: Event, sid: str) -> float | None:
     """Cut -> some node's HA view shows ``sid`` taken from the cut node: it left ``fence``
     or ``recovery``, or went straight to another node (the master got the agent lock)."""
     node = cut.data.get("node")
-    for event in timeline.events(EventKind.HA_SERVICE_STATE, after=cut.t):
-        data = event.data
-        if data.get("sid") != sid or data.get("previous_node") != node:
-            continue
-        if data.get("node") not in (None, node) or (
-                data.get("previous_state") == "fence" and data.get("state") != "fence"):
-            return event.t - cut.t
-    return None
+    event = timeline.first(EventKind.HA_SERVICE_STATE, after=cut, where=lambda e: (
+        e.data.get("sid") == sid and taken_from(e) == node))
+    return None if event is None else event.t - cut.t
 
 
 # `ha-manager status` shows a service the master set to `started` as `starting` until the

@@ -159,7 +159,7 @@ def evidence(request: pytest.FixtureRequest) -> Iterator[None]:
                     text = f"(no answer: {exc})"
                 allure.attach(redact(text), name=f"{' '.join(argv)} on {node.name}",
                               attachment_type=allure.attachment_type.TEXT)
-        faults = [e for e in timeline.events(FAULT_KINDS, after=started)]
+        faults = timeline.events(FAULT_KINDS, after=started)
         if faults:
             vmid = GUEST_VMID if "guest" in request.fixturenames else None
             since = timeline.clock.wall(faults[0].t - LOG_LEAD_S)
