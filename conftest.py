@@ -17,9 +17,9 @@ from harness.clock import Clock
 from harness.cluster import Cluster
 from harness.errors import LabError, PvechaosError
 from harness.faults import FaultInjector
-from harness.formation import form_cluster
-from harness.lab_api import Lab
-from harness.timeline import Timeline
+from harness.formation import form_cluster, wait_for_whole_cluster
+from harness.lab_api import Capability, Lab
+from harness.timeline import EventKind, Timeline
 from harness.watchers import QuorumWatcher
 
 pytest_plugins = ["harness.plugin"]
@@ -27,7 +27,16 @@ pytest_plugins = ["harness.plugin"]
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pvechaos")
-    group.addoption("--lab", default="embedded", help="lab kind (default: %(default)s)")
+    group.addoption("--lab", default="embedded", choices=("embedded", "libvirt", "inventory"),
+                    help="lab kind (default: %(default)s)")
+    group.addoption("--lab-config", default=None, metavar="FILE",
+                    help="libvirt lab: its YAML file (README: 'Nested PVE on a KVM runner')")
+    group.addoption("--inventory", default=None, metavar="FILE",
+                    help="inventory lab: the existing cluster's YAML file (README: 'An "
+                         "existing cluster')")
+    group.addoption("--destructive", action="store_true", default=False,
+                    help="inventory lab: allow power cuts of the existing cluster's nodes "
+                         "(also requires the cluster name read from the nodes to match)")
     group.addoption("--lab-name", default=None,
                     help="embedded lab name, 1-8 lowercase letters/digits "
                          "(default: main, or the xdist worker id)")
@@ -56,6 +65,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def lab_options(config: pytest.Config) -> dict[str, object]:
     worker = getattr(config, "workerinput", {}).get("workerid")  # "gw0", "gw1", ...
     index = int(worker[2:]) + 1 if worker else 0
+    kind = config.getoption("lab")
+    if kind == "libvirt":
+        return {"lab_config": config.getoption("lab_config"), "worker": index,
+                "timescale": config.getoption("timescale")}
+    if kind == "inventory":
+        return {"inventory": config.getoption("inventory"),
+                "destructive": config.getoption("destructive"),
+                "timescale": config.getoption("timescale")}
     base = ipaddress.ip_network(config.getoption("lab_subnet"), strict=False)
     subnet = ipaddress.ip_network(
         (int(base.network_address) + index * base.num_addresses, base.prefixlen))
@@ -136,7 +153,12 @@ def cluster(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Cluster]:
     """The lab's nodes formed into one cluster with `pvecm create` / `pvecm add`."""
     the_cluster = Cluster(lab)
     try:
-        form_cluster(the_cluster, request.config.getoption("cluster_name"))
+        if lab.prepared():  # an existing cluster, or a lab back at its `ready` snapshot
+            wait_for_whole_cluster(the_cluster, timeout_s=120)
+        else:
+            form_cluster(the_cluster, request.config.getoption("cluster_name"))
+            if Capability.SNAPSHOT in lab.capabilities:
+                lab.save_ready()
     except PvechaosError as exc:
         the_cluster.close()
         raise LabError(f"forming the cluster failed: {exc}") from exc
@@ -147,6 +169,9 @@ def cluster(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def faults(lab: Lab, timeline: Timeline) -> Iterator[FaultInjector]:
     injector = FaultInjector(lab, timeline)
+    if Capability.EVENTS in lab.capabilities:  # power events the lab sees by itself
+        lab.subscribe(lambda node, event, detail: timeline.record(
+            EventKind.LAB_EVENT, node, node=node, event=event, detail=detail))
     yield injector
     errors = injector.undo_all()
     if errors:

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.errors import InterlockError, PvechaosError
-from harness.lab_api import Lab
+from harness.errors import InterlockError, PvechaosError, UnsupportedFault
+from harness.lab_api import Capability, Lab
 from harness.steps import step
 from harness.timeline import Event, EventKind, Timeline
 
@@ -49,6 +49,49 @@ class FaultInjector:
             self.lab.power_on(node)
         self._undo = [u for u in self._undo if u[:2] != ("power", node)]
         return Fault("power_on", node, event)
+
+    # -- verbs only some labs have (Capability) ------------------------------------------
+    def _verb(self, capability: Capability, kind: EventKind, verb: str, node: str,
+              undo: tuple[str, Callable[[], None]] | None = None,
+              undoes: str | None = None) -> Fault:
+        self._check(node)
+        if capability not in self.lab.capabilities:
+            raise UnsupportedFault(f"the {self.lab.kind} lab cannot {verb.replace('_', ' ')}",
+                                   hint="skip this scenario on this lab, or run it on a lab "
+                                        f"with {capability.name} (see README, 'Labs')")
+        with step(f"{verb.replace('_', ' ')} {node}"):
+            event = self.timeline.record(kind, "harness", node=node)
+            getattr(self.lab, verb)(node)
+        if undo is not None:
+            self._undo.append((undo[0], node, undo[1]))
+        if undoes is not None:
+            self._undo = [u for u in self._undo if u[:2] != (undoes, node)]
+        return Fault(verb, node, event)
+
+    def shutdown(self, node: str) -> Fault:
+        """ACPI power button: PVE shuts the node down cleanly; undone by power_on."""
+        return self._verb(Capability.SHUTDOWN, EventKind.FAULT_SHUTDOWN, "shutdown", node,
+                          undo=("power", lambda: self.lab.power_on(node)))
+
+    def reset(self, node: str) -> Fault:
+        """Reset button: no shutdown; the node boots again by itself."""
+        return self._verb(Capability.RESET, EventKind.FAULT_RESET, "reset", node)
+
+    def freeze(self, node: str) -> Fault:
+        return self._verb(Capability.FREEZE, EventKind.FAULT_FREEZE, "freeze", node,
+                          undo=("freeze", lambda: self.lab.thaw(node)))
+
+    def thaw(self, node: str) -> Fault:
+        return self._verb(Capability.FREEZE, EventKind.FAULT_THAW, "thaw", node,
+                          undoes="freeze")
+
+    def link_down(self, node: str) -> Fault:
+        return self._verb(Capability.PARTITION, EventKind.FAULT_LINK_DOWN, "link_down", node,
+                          undo=("link", lambda: self.lab.link_up(node)))
+
+    def link_up(self, node: str) -> Fault:
+        return self._verb(Capability.PARTITION, EventKind.FAULT_LINK_UP, "link_up", node,
+                          undoes="link")
 
     def action(self, what: str, **data: object) -> Event:
         """Record a scenario step that is not a fault (`pvecm expected 1`, ...)."""

@@ -24,6 +24,7 @@ class LabNode:
     ssh_key: Path | None = None
     host_key: str | None = None  # "ssh-ed25519 AAAA..." when the lab knows it; pinned
     link0: str | None = None  # corosync link0 address when it differs from `address`
+    ssh_password: str | None = None  # when the node takes no key (an inventory may say so)
 
     @property
     def cluster_address(self) -> str:
@@ -67,10 +68,14 @@ class GuestRecipe:
 
 
 class Capability(enum.Flag):
-    POWER = enum.auto()
-    PARTITION = enum.auto()
+    POWER = enum.auto()  # power_cut / power_on
+    PARTITION = enum.auto()  # link_down / link_up
     SHAPE = enum.auto()
-    FREEZE = enum.auto()
+    FREEZE = enum.auto()  # freeze / thaw (the node's vCPUs stop; it keeps its state)
+    SHUTDOWN = enum.auto()  # shutdown: the ACPI power button, PVE shuts down cleanly
+    RESET = enum.auto()  # reset: the reset button, no shutdown, boots again at once
+    SNAPSHOT = enum.auto()  # save_ready: a consistent cut the next start() reverts to
+    EVENTS = enum.auto()  # subscribe: the lab reports power events it sees by itself
 
 
 @runtime_checkable
@@ -84,7 +89,13 @@ class Lab(Protocol):
     def nodes(self) -> tuple[LabNode, ...]: ...
 
     def start(self) -> None:
-        """Boot every node; returns when each node answers SSH. The cluster is not formed."""
+        """Boot every node; returns when each node answers SSH. The cluster is formed
+        only when ``prepared()`` says so."""
+
+    def prepared(self) -> bool:
+        """True when the started nodes already form the cluster (an existing cluster, or
+        a lab reverted to its `ready` snapshot): the harness then waits for the whole
+        cluster instead of forming it."""
 
     def close(self) -> None:
         """Leave nothing behind. Safe twice and after a partial start."""
@@ -111,3 +122,8 @@ class Lab(Protocol):
 
     def describe(self) -> dict[str, str]:
         """Facts for reports: lab kind, addresses, versions."""
+
+
+# Optional verbs, by capability (the harness checks the flag before calling):
+#   SHUTDOWN shutdown(node), RESET reset(node), FREEZE freeze(node) / thaw(node),
+#   SNAPSHOT save_ready(), EVENTS subscribe(sink(node, event, detail)).

@@ -65,8 +65,10 @@ class SshSession:
             client.connect(
                 self.node.address, port=self.node.ssh_port, username=self.node.ssh_user,
                 key_filename=str(self.node.ssh_key) if self.node.ssh_key else None,
+                password=self.node.ssh_password,
                 timeout=t, banner_timeout=t, auth_timeout=t, channel_timeout=t,
-                allow_agent=False, look_for_keys=self.node.ssh_key is None)
+                allow_agent=False,
+                look_for_keys=self.node.ssh_key is None and self.node.ssh_password is None)
         except paramiko.AuthenticationException as exc:
             client.close()
             raise NodeUnreachable(self.node.name, self.node.address,

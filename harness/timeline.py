@@ -19,6 +19,13 @@ from harness.clock import Clock
 class EventKind(enum.StrEnum):
     FAULT_POWER_CUT = "fault.power_cut"
     FAULT_POWER_ON = "fault.power_on"
+    FAULT_SHUTDOWN = "fault.shutdown"
+    FAULT_RESET = "fault.reset"
+    FAULT_FREEZE = "fault.freeze"
+    FAULT_THAW = "fault.thaw"
+    FAULT_LINK_DOWN = "fault.link_down"
+    FAULT_LINK_UP = "fault.link_up"
+    LAB_EVENT = "lab.event"  # what the lab saw by itself (data: node, event, detail)
     ACTION = "action"  # a step of the scenario that is not a fault (pvecm expected, ...)
     NODE_UNREACHABLE = "node.unreachable"
     NODE_REACHABLE = "node.reachable"

@@ -13,6 +13,8 @@ from harness.lab_api import Lab
 
 BACKENDS = {
     "embedded": "lab.embedded:EmbeddedLab",
+    "libvirt": "lab.libvirt.lab:LibvirtLab",
+    "inventory": "lab.inventory.lab:InventoryLab",
 }
 
 

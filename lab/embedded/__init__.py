@@ -54,6 +54,9 @@ class EmbeddedLab:
                     host_key=provision.host_key(self.config, n) if self._started else None)
             for n in self.config.node_names)
 
+    def prepared(self) -> bool:
+        return False  # every start is a fresh lab: the harness forms the cluster
+
     def start(self) -> None:
         preflight.check_host()
         if sweep(self.config.lab_dir):

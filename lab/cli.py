@@ -1,0 +1,65 @@
+"""`pvechaos-lab`: what a lab needs outside a test run.
+
+    pvechaos-lab embedded cleanup [NAME...]          remove what killed runs left behind
+    pvechaos-lab libvirt build   --lab-config FILE   golden images for the configured ISO
+    pvechaos-lab libvirt status  --lab-config FILE   domains, states, `ready` snapshots
+    pvechaos-lab libvirt destroy --lab-config FILE   remove the lab's VMs, overlays, networks
+    pvechaos-lab inventory check --inventory FILE [--destructive]
+                                                     reach every node and power switch, and
+                                                     say whether the interlock would arm
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.errors import PvechaosError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pvechaos-lab", description=__doc__.split("\n")[0])
+    kinds = parser.add_subparsers(dest="kind", required=True)
+    embedded = kinds.add_parser("embedded").add_subparsers(dest="verb", required=True)
+    embedded.add_parser("cleanup").add_argument("names", nargs="*")
+    libvirt = kinds.add_parser("libvirt").add_subparsers(dest="verb", required=True)
+    for verb in ("build", "status", "destroy"):
+        sub = libvirt.add_parser(verb)
+        sub.add_argument("--lab-config", required=True, metavar="FILE")
+        sub.add_argument("--worker", type=int, default=0,
+                         help="the xdist worker's lab (0: a run without -n)")
+    inventory = kinds.add_parser("inventory").add_subparsers(dest="verb", required=True)
+    check = inventory.add_parser("check")
+    check.add_argument("--inventory", required=True, metavar="FILE")
+    check.add_argument("--destructive", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except PvechaosError as exc:
+        print(f"pvechaos-lab: {exc}", file=sys.stderr)
+        return 1
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.kind == "embedded":
+        from lab.embedded.__main__ import main as embedded_main
+
+        return embedded_main(["cleanup", *args.names])
+    if args.kind == "inventory":
+        from lab.inventory.lab import InventoryLab
+
+        lab = InventoryLab.from_options(inventory=args.inventory, destructive=args.destructive)
+        lab.start()
+        for key, value in lab.describe().items():
+            print(f"{key}: {value}")
+        return 0
+    from lab.libvirt import admin
+    from lab.libvirt.config import load
+
+    config = load(args.lab_config).for_worker(args.worker)
+    return {"build": admin.build, "status": admin.status, "destroy": admin.destroy}[
+        args.verb](config)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

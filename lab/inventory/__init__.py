@@ -1,0 +1,1 @@
+"""The inventory lab: an existing PVE cluster listed in a YAML file."""

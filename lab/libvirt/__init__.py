@@ -1,0 +1,1 @@
+"""The libvirt lab: nested PVE VMs on KVM runners."""

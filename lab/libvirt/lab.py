@@ -1,0 +1,336 @@
+"""The libvirt lab: nested PVE nodes and an NFS gateway VM on one libvirt host.
+
+``start`` defines what is missing (storage pool, networks, domains on fresh overlays of
+the golden images that `pvechaos-lab libvirt build` made) and brings every node to SSH:
+by reverting to the consistent `ready` snapshot when every VM has one (the cluster is
+then already formed: ``prepared()``), else by a cold boot. If a revert fails, the
+overlays are thrown away and made again from the golden images (a cold boot).
+``save_ready`` takes the snapshot once the harness has formed the cluster. ``close``
+powers every VM off and keeps definitions and snapshots for the next start;
+`pvechaos-lab libvirt destroy` removes them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from typing import Any, Protocol
+
+from harness.errors import ConfigError, InterlockError, LabError
+from harness.lab_api import Capability, GuestRecipe, LabNode, SharedStorage
+from lab import real_guest
+from lab.libvirt import config as lab_config
+from lab.libvirt import snapshots, xml
+from lab.libvirt.config import LibvirtConfig
+from lab.libvirt.host import EventSink, Host, LibvirtLinks, LinkSwitch, libvirt_module
+from lab.libvirt.plan import GATEWAY, Plan
+
+
+class LibvirtLab:
+    kind = "libvirt"
+    capabilities = (Capability.POWER | Capability.PARTITION | Capability.FREEZE
+                    | Capability.SHUTDOWN | Capability.RESET | Capability.SNAPSHOT
+                    | Capability.EVENTS)
+
+    def __init__(self, config: LibvirtConfig, *, host: Host | None = None,
+                 links: LinkSwitch | None = None, access: NodeAccess | None = None) -> None:
+        self.config = config
+        self.name = config.name
+        self.plan = Plan(config)
+        self.host = host or Host(config.hosts[0])
+        self.links = links or LibvirtLinks(self.host)
+        self.access = access or SshAccess()
+        self._prepared = False
+
+    @classmethod
+    def from_options(cls, *, lab_config: str | None = None, worker: int = 0,
+                     timescale: float = 1.0, **_ignored: object) -> LibvirtLab:
+        if not lab_config:
+            raise ConfigError("--lab libvirt needs --lab-config FILE",
+                              hint="write the lab's YAML file (README.md, 'Nested PVE on "
+                                   "a KVM runner') and pass it with --lab-config")
+        if timescale != 1.0:
+            raise ConfigError(f"--timescale {timescale:g} cannot apply to real PVE nodes",
+                              hint="drop --timescale: nested PVE runs its real HA timers")
+        return cls(lab_config_load(lab_config).for_worker(worker))
+
+    # -- the Lab protocol -------------------------------------------------------------
+    def nodes(self) -> tuple[LabNode, ...]:
+        return tuple(LabNode(name=m.name, address=m.address, ssh_key=self.config.ssh_key,
+                             link0=m.corosync.address if m.corosync else None)
+                     for m in self.plan.nodes())
+
+    def start(self) -> None:
+        try:
+            self._define_all()
+            if self._revert_to_ready():
+                self._prepared = True
+                return
+            self._cold_boot()
+        except BaseException:
+            self.close()
+            raise
+
+    def prepared(self) -> bool:
+        return self._prepared
+
+    def save_ready(self) -> None:
+        snapshots.take(self.host, self._domains())
+
+    def close(self) -> None:
+        try:
+            for dom in self._domains(missing_ok=True):
+                if dom.isActive():
+                    self.host.call(f"power off {dom.name()}", dom.destroy)
+        finally:
+            self.host.close()
+
+    def power_cut(self, node: str) -> None:
+        dom = self._node(node)
+        self.host.call(f"power cut of {node}", dom.destroy)
+
+    def power_on(self, node: str) -> None:
+        dom = self._node(node)
+        if not dom.isActive():
+            self.host.call(f"power on of {node}", dom.create)
+
+    def is_powered(self, node: str) -> bool:
+        return bool(self._node(node).isActive())
+
+    def shutdown(self, node: str) -> None:
+        """The ACPI power button: PVE shuts down cleanly."""
+        self.host.call(f"shutdown of {node}", self._node(node).shutdown)
+
+    def reset(self, node: str) -> None:
+        """The reset button: no shutdown, the node boots again at once."""
+        self.host.call(f"reset of {node}", self._node(node).reset, 0)
+
+    def freeze(self, node: str) -> None:
+        self.host.call(f"freeze of {node}", self._node(node).suspend)
+
+    def thaw(self, node: str) -> None:
+        self.host.call(f"thaw of {node}", self._node(node).resume)
+
+    def link_down(self, node: str) -> None:
+        """The corosync NIC loses carrier; management (SSH, the guest's network) stays."""
+        self.links.set_link(self._node(node), self.plan.machine(node).corosync, False)
+
+    def link_up(self, node: str) -> None:
+        self.links.set_link(self._node(node), self.plan.machine(node).corosync, True)
+
+    def shared_storage(self) -> SharedStorage:
+        gw = self.plan.machine(GATEWAY)
+        return SharedStorage(self.config.guest.storage_id, gw.address,
+                             self.config.gateway.export)
+
+    def guest_recipe(self, vmid: int) -> GuestRecipe:
+        g = self.config.guest
+        interface = ipaddress.IPv4Interface(
+            (self.plan.guest_address(vmid), self.config.management.prefixlen))
+        return real_guest.recipe(vmid, template=g.template, interface=interface,
+                                 bridge=g.bridge, port=g.port, storage_id=g.storage_id)
+
+    def subscribe(self, sink: EventSink) -> None:
+        """Lifecycle, reboot and watchdog events of this lab's VMs, by node name."""
+        names = {m.domain: m.name for m in self.plan.machines()}
+
+        def by_node(domain: str, event: str, detail: str) -> None:
+            if domain in names:
+                sink(names[domain], event, detail)
+
+        self.host.subscribe(by_node)
+
+    def describe(self) -> dict[str, str]:
+        c = self.config
+        return {"lab": "libvirt", "lab.name": c.name, "libvirt.uri": self.host.uri,
+                "libvirt.version": self.host.version(), "pve.iso": c.iso_version,
+                "management": str(c.management), "corosync": str(c.corosync),
+                "nodes": ", ".join(f"{m.name}={m.address}" for m in self.plan.nodes())}
+
+    # -- internals --------------------------------------------------------------------
+    def _node(self, node: str) -> Any:
+        if node not in self.plan.node_names:
+            raise InterlockError(f"refusing to touch {node!r}: not a node of lab "
+                                 f"{self.name}", hint=f"nodes are "
+                                 f"{', '.join(self.plan.node_names)}")
+        return self.host.domain(self.plan.machine(node).domain)
+
+    def _domains(self, *, missing_ok: bool = False) -> list[Any]:
+        found = [self.host.find_domain(m.domain) for m in self.plan.machines()]
+        if not missing_ok and None in found:
+            raise LabError(f"lab {self.name} is not defined on {self.host.uri}")
+        return [d for d in found if d is not None]
+
+    def _pool(self) -> Any:
+        conn = self.host.conn
+        libvirt = libvirt_module()
+        try:
+            pool = conn.storagePoolLookupByName(self.config.pool)
+        except libvirt.libvirtError:
+            raise LabError(f"libvirt storage pool {self.config.pool} is missing on "
+                           f"{self.host.uri}", hint="run `pvechaos-lab libvirt build "
+                           "--lab-config FILE` on that host first (it makes the pool and "
+                           "the golden images)") from None
+        if not pool.isActive():
+            self.host.call(f"start pool {self.config.pool}", pool.create, 0)
+        return pool
+
+    def _define_all(self) -> None:
+        conn = self.host.conn
+        ensure_networks(self.host, self.plan)
+        pool = self._pool()
+        for machine in self.plan.machines():
+            if self.host.find_domain(machine.domain) is not None:
+                continue
+            disk = self._fresh_overlay(pool, machine.name)
+            self.host.call(f"define {machine.domain}", conn.defineXML,
+                           xml.domain(self.plan, machine, disk=disk))
+
+    def _golden_path(self, pool: Any, name: str) -> str:
+        volume = (self.config.gateway.image if name == GATEWAY
+                  else self.plan.golden(name, self.config.iso_version))
+        libvirt = libvirt_module()
+        try:
+            return pool.storageVolLookupByName(volume).path()
+        except libvirt.libvirtError:
+            raise LabError(f"golden image {volume} is missing from pool {self.config.pool}",
+                           hint="run `pvechaos-lab libvirt build --lab-config FILE` (nodes) "
+                                "or put the gateway's prepared disk there") from None
+
+    def _fresh_overlay(self, pool: Any, name: str) -> str:
+        """A new qcow2 overlay on the golden image (the old one, if any, is dropped)."""
+        libvirt = libvirt_module()
+        volume = self.plan.overlay(name)
+        try:
+            old = pool.storageVolLookupByName(volume)
+            self.host.call(f"delete overlay {volume}", old.delete, 0)
+        except libvirt.libvirtError:
+            pass
+        size = 8 if name == GATEWAY else self.config.node.disk_gib
+        made = self.host.call(f"create overlay {volume}", pool.createXML,
+                              xml.overlay_volume(volume, size, self._golden_path(pool, name)),
+                              0)
+        return made.path()
+
+    def _revert_to_ready(self) -> bool:
+        domains = self._domains()
+        if not all(snapshots.has_snapshot(d) for d in domains):
+            return False
+        try:
+            snapshots.revert(self.host, domains)
+            self.access.wait_ssh(self, self.config.boot_timeout_s)
+            self.access.step_clocks(self)
+            return True
+        except LabError as exc:
+            print(f"pvechaos: reverting lab {self.name} to its ready snapshot failed "
+                  f"({exc}); starting again from fresh overlays (cold boot)")
+            self._recreate()
+            return False
+
+    def _recreate(self) -> None:
+        """Fresh overlays under the same definitions (the domains name the same paths)."""
+        pool = self._pool()
+        for dom in self._domains(missing_ok=True):
+            if dom.isActive():
+                self.host.call(f"power off {dom.name()}", dom.destroy)
+            snapshots.delete_all(self.host, dom)
+        for machine in self.plan.machines():
+            self._fresh_overlay(pool, machine.name)
+
+    def _cold_boot(self) -> None:
+        for dom in self._domains():  # the gateway first: nodes mount its export
+            if not dom.isActive():
+                self.host.call(f"boot {dom.name()}", dom.create)
+        self.access.wait_ssh(self, self.config.boot_timeout_s)
+        self.access.configure_networking(self)
+
+
+def networking_script(plan: Plan, node: str) -> str:
+    """Shell run on ``node``: a static corosync address on the NIC with its planned MAC,
+    and /etc/hosts lines for every node (the installer wrote only its own)."""
+    me = plan.machine(node)
+    hosts = "\n".join(f"{m.address} {m.fqdn} {m.name}" for m in plan.nodes())
+    coro = me.corosync
+    return "\n".join([
+        "set -e",
+        f"ifname=$(ip -o link | awk -F': ' 'tolower($0) ~ /{coro.mac}/ {{print $2; exit}}')",
+        f'[ -n "$ifname" ] || {{ echo "no NIC with MAC {coro.mac}" >&2; exit 1; }}',
+        "cat > /etc/network/interfaces.d/pvechaos-corosync <<EOF",
+        "auto $ifname", "iface $ifname inet static",
+        f"    address {coro.address}/{coro.prefixlen}", "EOF",
+        "ifreload -a",
+        "sed -i '/ node[0-9]$/d' /etc/hosts",
+        f"cat >> /etc/hosts <<EOF\n{hosts}\nEOF",
+    ])
+
+
+def lab_config_load(path: str) -> LibvirtConfig:
+    return lab_config.load(path)
+
+
+def ensure_networks(host: Host, plan: Plan) -> None:
+    libvirt = libvirt_module()
+    conn = host.conn
+    for name, text in ((plan.management_network, xml.management_network(plan)),
+                       (plan.corosync_network, xml.corosync_network(plan))):
+        try:
+            net = conn.networkLookupByName(name)
+        except libvirt.libvirtError:
+            net = host.call(f"define network {name}", conn.networkDefineXML, text)
+        if not net.isActive():
+            host.call(f"start network {name}", net.create)
+
+
+class NodeAccess(Protocol):
+    """What the lab does inside its nodes after booting them (over SSH for real)."""
+
+    def wait_ssh(self, lab: LibvirtLab, timeout_s: float) -> None: ...
+
+    def step_clocks(self, lab: LibvirtLab) -> None: ...
+
+    def configure_networking(self, lab: LibvirtLab) -> None: ...
+
+
+class SshAccess:
+    def wait_ssh(self, lab: LibvirtLab, timeout_s: float) -> None:
+        """Every node answers `true` over SSH (bounded; progress every 10 s)."""
+        from harness.errors import PvechaosError
+        from harness.waits import NotYet, wait_until
+
+        def all_answer() -> bool | NotYet:
+            for node in lab.nodes():
+                try:
+                    self._run(node, "true", 10)
+                except PvechaosError as exc:
+                    return NotYet(f"{node.name}: {exc}")
+            return True
+
+        wait_until(f"every node of lab {lab.name} to answer SSH", all_answer,
+                   timeout_s=timeout_s, interval_s=2.0)
+
+    def step_clocks(self, lab: LibvirtLab) -> None:
+        """Guests resume with the snapshot's wall clock: step each node to this host's
+        time (chrony when it runs, `date` otherwise). PVE needs synchronised clocks."""
+        for node in lab.nodes():
+            self._run(node, "chronyc -a makestep >/dev/null 2>&1 || "
+                            f"date -u -s @{time.time():.3f}", 15)
+
+    def configure_networking(self, lab: LibvirtLab) -> None:
+        """What the installer leaves out: the corosync NIC (found by its MAC) and every
+        node's name in /etc/hosts (`pvecm add` needs the local name to resolve to an
+        address of the node). Idempotent: the same files are written on every boot."""
+        for node in lab.nodes():
+            result = self._run(node, networking_script(lab.plan, node.name), 60)
+            if result.rc != 0:
+                raise LabError(f"{node.name}: configuring the corosync NIC failed: "
+                               f"{result.stderr.strip()[-300:]}")
+
+    @staticmethod
+    def _run(node: LabNode, command: str, timeout_s: float):
+        from harness.ssh import SshSession
+
+        session = SshSession(node)
+        try:
+            return session.run(command, timeout_s=timeout_s)
+        finally:
+            session.close()

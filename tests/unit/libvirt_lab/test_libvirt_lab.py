@@ -1,0 +1,238 @@
+"""The libvirt lab against libvirt's test driver: definition, power verbs, links, the
+`ready` snapshot and its fallback, events. What happens inside the nodes (SSH) is
+recorded by a twin of the lab's NodeAccess."""
+
+from __future__ import annotations
+
+import threading
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from harness.errors import InterlockError, LabError, UnsupportedFault
+from harness.lab_api import Capability, Lab
+from harness.waits import wait_until
+from lab.libvirt import lab as lab_module
+from lab.libvirt import snapshots
+from lab.libvirt.host import LibvirtLinks, RecordedLinks
+from lab.libvirt.lab import LibvirtLab
+
+
+class RecordingAccess:
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def wait_ssh(self, lab, timeout_s):
+        self.calls.append("wait_ssh")
+
+    def step_clocks(self, lab):
+        self.calls.append("step_clocks")
+
+    def configure_networking(self, lab):
+        self.calls.append("configure_networking")
+
+
+@pytest.fixture
+def access() -> RecordingAccess:
+    return RecordingAccess()
+
+
+@pytest.fixture
+def links() -> RecordedLinks:
+    return RecordedLinks()
+
+
+@pytest.fixture
+def the_lab(config, host, golden, access, links):
+    lab = LibvirtLab(config, host=host, links=links, access=access)
+    yield lab
+    lab.close()
+
+
+def states(lab: LibvirtLab) -> dict[str, str]:
+    return {m.name: lab.host.state(m.domain) for m in lab.plan.machines()}
+
+
+def test_the_lab_keeps_the_lab_protocol(the_lab):
+    assert isinstance(the_lab, Lab)
+    assert Capability.SNAPSHOT in the_lab.capabilities
+    assert [n.name for n in the_lab.nodes()] == ["node1", "node2", "node3"]
+    assert the_lab.nodes()[0].address == "198.19.4.11"
+    assert the_lab.nodes()[0].link0 == "198.19.132.11"
+
+
+def test_a_cold_start_defines_networks_and_overlays_and_boots_every_vm(the_lab, access):
+    the_lab.start()
+    conn = the_lab.host.conn
+    networks = {n.name(): n.isActive() for n in conn.listAllNetworks()}
+    assert networks == {"pvechaos-t-mgmt": 1, "pvechaos-t-coro": 1}
+    assert states(the_lab) == {"gw": "running", "node1": "running", "node2": "running",
+                               "node3": "running"}
+    pool = conn.storagePoolLookupByName("pvechaos")
+    assert {"pvechaos-t-node1.qcow2", "pvechaos-t-gw.qcow2"} <= set(pool.listVolumes())
+    disk = ET.fromstring(conn.lookupByName("pvechaos-t-node2").XMLDesc(0)).find(
+        "devices/disk/source").get("file")
+    assert disk.endswith("pvechaos-t-node2.qcow2")
+    assert access.calls == ["wait_ssh", "configure_networking"]
+    assert the_lab.prepared() is False
+
+
+def test_power_verbs_map_to_libvirt_calls(the_lab):
+    the_lab.start()
+    the_lab.power_cut("node1")
+    assert the_lab.host.domain("pvechaos-t-node1").state() == [5, 2]  # shut off, destroyed
+    assert the_lab.is_powered("node1") is False
+    the_lab.power_on("node1")
+    assert the_lab.is_powered("node1") is True
+    the_lab.freeze("node2")
+    assert the_lab.host.state("pvechaos-t-node2") == "paused"
+    the_lab.thaw("node2")
+    assert the_lab.host.state("pvechaos-t-node2") == "running"
+    the_lab.shutdown("node3")
+    assert the_lab.host.state("pvechaos-t-node3") == "shutoff"
+    the_lab.reset("node2")
+    assert the_lab.host.state("pvechaos-t-node2") == "running"
+
+
+def test_nothing_outside_the_lab_is_touched(the_lab):
+    the_lab.start()
+    with pytest.raises(InterlockError, match="not a node of lab t"):
+        the_lab.power_cut("gw")
+    with pytest.raises(InterlockError, match="nodes are node1, node2, node3"):
+        the_lab.power_cut("pve1")
+
+
+def test_a_link_cut_switches_only_the_corosync_nic(the_lab, links):
+    the_lab.start()
+    the_lab.link_down("node2")
+    corosync, management = the_lab.plan.machine("node2").corosync, \
+        the_lab.plan.machine("node2").management
+    dom = the_lab.host.domain("pvechaos-t-node2")
+    assert links.link_is_up(dom, corosync) is False
+    assert links.link_is_up(dom, management) is True
+    the_lab.link_up("node2")
+    assert links.link_is_up(dom, corosync) is True
+    the_lab.power_cut("node2")
+    with pytest.raises(LabError, match="not running"):
+        the_lab.link_down("node2")
+
+
+class KeptOpen:
+    """The test driver forgets its state when its last connection closes: the two labs
+    of one test share a connection that outlives their close()."""
+
+    def __init__(self, host):
+        self.host = host
+
+    def __getattr__(self, name):
+        return getattr(self.host, name)
+
+    def close(self):
+        pass
+
+
+def test_a_second_start_reverts_to_the_ready_snapshot(config, host, golden, access, links):
+    host = KeptOpen(host)
+    first = LibvirtLab(config, host=host, links=links, access=access)
+    first.start()
+    first.save_ready()
+    assert all(snapshots.has_snapshot(d) for d in first._domains())
+    assert set(states(first).values()) == {"running"}  # resumed after the cut
+    first.close()
+    assert set(states(first).values()) == {"shutoff"}  # definitions and snapshots kept
+
+    again = RecordingAccess()
+    second = LibvirtLab(config, host=host, links=links, access=again)
+    second.start()
+    assert second.prepared() is True
+    assert set(states(second).values()) == {"running"}
+    assert again.calls == ["wait_ssh", "step_clocks"]
+    second.close()
+
+
+def test_a_failed_revert_falls_back_to_fresh_overlays_and_a_cold_boot(
+        config, host, golden, access, links, monkeypatch, capsys):
+    host = KeptOpen(host)
+    first = LibvirtLab(config, host=host, links=links, access=access)
+    first.start()
+    first.save_ready()
+    first.close()
+
+    def broken(*_args, **_kwargs):
+        raise LabError("revert of pvechaos-t-node2 failed: internal error")
+
+    monkeypatch.setattr(lab_module.snapshots, "revert", broken)
+    again = RecordingAccess()
+    second = LibvirtLab(config, host=host, links=links, access=again)
+    second.start()
+    assert "starting again from fresh overlays (cold boot)" in capsys.readouterr().out
+    assert second.prepared() is False  # the harness forms the cluster again
+    assert not any(snapshots.has_snapshot(d) for d in second._domains())
+    assert set(states(second).values()) == {"running"}
+    assert again.calls == ["wait_ssh", "configure_networking"]
+    second.close()
+
+
+def test_a_missing_golden_image_names_the_build_command(config, host, access, links):
+    lab = LibvirtLab(config, host=host, links=links, access=access)
+    with pytest.raises(LabError, match="golden image .* is missing") as info:
+        lab.start()
+    assert "pvechaos-lab libvirt build" in str(info.value)
+    assert not [d for d in host.conn.listAllDomains() if d.isActive()]
+
+
+def test_a_missing_pool_names_the_build_command(tmp_path, access, links):
+    from lab.libvirt.host import Host
+    from tests.unit.libvirt_lab.conftest import make_config
+
+    node = tmp_path / "empty.xml"
+    node.write_text("<node/>")
+    host = Host(f"test://{node}")
+    lab = LibvirtLab(make_config(tmp_path, host.uri), host=host, links=links, access=access)
+    with pytest.raises(LabError, match="storage pool pvechaos is missing") as info:
+        lab.start()
+    assert "pvechaos-lab libvirt build" in str(info.value)
+
+
+def test_power_events_reach_the_subscriber_by_node_name(the_lab):
+    the_lab.start()
+    seen: list[tuple[str, str, str]] = []
+    lock = threading.Lock()
+
+    def sink(node, event, detail):
+        with lock:
+            seen.append((node, event, detail))
+
+    the_lab.subscribe(sink)
+    the_lab.power_cut("node3")
+    the_lab.power_on("node3")
+    the_lab.freeze("node1")
+    wait_until("libvirt events delivered", lambda: len(seen) >= 3, timeout_s=10,
+               interval_s=0.05)
+    assert ("node3", "stopped", "destroyed") in seen
+    assert ("node3", "started", "0") in seen
+    assert ("node1", "suspended", "0") in seen
+
+
+def test_the_real_link_switch_says_the_test_driver_cannot_do_it(the_lab):
+    the_lab.start()
+    real = LibvirtLinks(the_lab.host)
+    dom = the_lab.host.domain("pvechaos-t-node1")
+    with pytest.raises(UnsupportedFault, match="not supported"):
+        real.set_link(dom, the_lab.plan.machine("node1").corosync, False)
+    assert real.link_is_up(dom, the_lab.plan.machine("node1").corosync) is True
+
+
+def test_describe_names_the_lab_for_reports(the_lab):
+    facts = the_lab.describe()
+    assert facts["lab"] == "libvirt"
+    assert facts["libvirt.uri"].startswith("test://")
+    assert facts["nodes"] == "node1=198.19.4.11, node2=198.19.4.12, node3=198.19.4.13"
+
+
+def test_guest_recipe_uses_the_management_network_and_shared_storage(the_lab):
+    recipe = the_lab.guest_recipe(101)
+    assert (recipe.address, recipe.prefixlen, recipe.storage_id) == ("198.19.4.21", 24,
+                                                                       "shared")
+    storage = the_lab.shared_storage()
+    assert (storage.server, storage.export) == ("198.19.4.2", "/srv/pvechaos")
