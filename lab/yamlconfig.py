@@ -35,6 +35,10 @@ def load_yaml(path: Path | str, what: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read {what} {path}: {exc.strerror}",
                           hint="check the path and its permissions") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{what} {path} is not UTF-8 text ({exc.reason} at byte "
+                          f"{exc.start})", hint="give the path of the YAML file, saved as "
+                                                 "UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -46,7 +50,7 @@ def load_yaml(path: Path | str, what: str) -> dict[str, Any]:
                           ) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path} must hold a mapping of keys, not "
-                          f"{type(data).__name__}", hint="start the file with `key: value` "
+                          f"{_kind(data)}", hint="start the file with `key: value` "
                                                          "lines (README.md shows an example)")
     return data
 
@@ -202,7 +206,7 @@ def secret_from_env(section: Section, key: str, *, required: bool = True,
     environ = os.environ if environ is None else environ
     literal = key.removesuffix("_env")
     if literal in section.data:
-        section._read.add(literal)
+        section._read.update((literal, key))  # one problem, not also "unknown key"
         section.problems.add(section.at(literal), "holds a secret in the file",
                              f"put it in an environment variable and write "
                              f"`{key}: THAT_VARIABLE` instead")

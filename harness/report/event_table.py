@@ -222,6 +222,15 @@ def _note(d: Mapping[str, object]) -> str:
 _DESCRIBERS: dict[str, Callable[[Mapping[str, object]], str]] = {
     K.FAULT_POWER_CUT: _power("power cut"),
     K.FAULT_POWER_ON: _power("power on"),
+    K.FAULT_SHUTDOWN: _power("shutdown (ACPI)"),
+    K.FAULT_RESET: _power("reset"),
+    K.FAULT_FREEZE: _power("freeze"),
+    K.FAULT_THAW: _power("thaw"),
+    K.FAULT_LINK_DOWN: _power("link down"),
+    K.FAULT_LINK_UP: _power("link up"),
+    K.LAB_EVENT: lambda d: _with_rest(f"the lab saw {d.get('node', '?')}: {d.get('event', '?')}"
+                                      f" ({d.get('detail', '')})", d,
+                                      ("node", "event", "detail")),
     K.ACTION: _action,
     K.NODE_UNREACHABLE: lambda d: f"no answer: {d.get('reason', '?')}",
     K.NODE_REACHABLE: lambda d: _with_rest("answers again", d, ()),

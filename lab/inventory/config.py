@@ -81,8 +81,9 @@ def load(path: Path | str, *, environ: dict[str, str] | None = None) -> Inventor
         default_password = y.secret_from_env(defaults, "password_env", required=False,
                                              environ=environ)
         defaults.done()
-        nodes = []
+        nodes, listed = [], 0
         for s in top.sections("nodes"):
+            listed += 1
             node = _node(s, default_user, default_key, default_password, environ)
             if node is not None:
                 nodes.append(node)
@@ -90,8 +91,9 @@ def load(path: Path | str, *, environ: dict[str, str] | None = None) -> Inventor
         for name in sorted({n for n in names if names.count(n) > 1}):
             top.check("nodes", None, False, f"node {name} is listed twice",
                       "list each node once")
-        if nodes and len(nodes) < 3:
-            top.check("nodes", None, False, f"only {len(nodes)} node(s)",
+        # count the entries listed: a node with a mistake of its own is no missing node
+        if listed and listed < 3:
+            top.check("nodes", None, False, f"only {listed} node(s)",
                       "HA scenarios need three nodes: list all of the cluster's nodes")
         storage = top.section("storage", required=True)
         storage_id = y.matching(storage, "id", r"[a-z][a-z0-9_-]*", "shared", "shared")
@@ -107,10 +109,13 @@ def _node(s: y.Section, user: str, key: Path | None, password: str | None,
           environ: dict[str, str] | None) -> InventoryNode | None:
     name = y.matching(s, "name", r"[a-zA-Z0-9][a-zA-Z0-9-]{0,62}", "pve1 (the PVE node name)")
     address = y.address(s, "address")
-    link0 = y.address(s, "link0") if s.has("link0") else None
+    # optional; get() still records it as a known key (named in a typo's suggestion)
+    link0 = y.address(s, "link0") if s.has("link0") else s.get("link0", str, None)
     ssh = s.section("ssh")
     ssh_user = ssh.get("user", str, user)
     ssh_port = y.positive(ssh, "port", 22)
+    if ssh_port > 65535:
+        ssh.check("port", None, False, f"{ssh_port} is not a TCP port", "use 1-65535")
     ssh_key = y.existing_file(ssh, "key", required=False) or key
     ssh_password = y.secret_from_env(ssh, "password_env", required=False,
                                      environ=environ) or password
@@ -174,5 +179,7 @@ def _guest(s: y.Section) -> InventoryGuest:
             first = None
     guest = InventoryGuest(template, first, s.get("bridge", str, "vmbr0"),
                            y.positive(s, "port", 7000), y.positive(s, "vmid", 100, at_least=100))
+    if guest.port > 65535:
+        s.check("port", None, False, f"{guest.port} is not a TCP port", "use 1-65535")
     s.done()
     return guest

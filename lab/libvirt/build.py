@@ -47,10 +47,12 @@ class Builder:
                  run: Callable[..., Any] = subprocess.run,
                  which: Callable[[str], str | None] = shutil.which,
                  sleep: Callable[[float], None] = time.sleep,
-                 progress: Callable[[str], None] = print) -> None:
+                 progress: Callable[[str], None] = print,
+                 answers_ssh: Callable[[str], bool] | None = None) -> None:
         self.config, self.host = config, host
         self.plan = Plan(config)
         self.run, self.which, self.sleep, self.progress = run, which, sleep, progress
+        self.answers_ssh = answers_ssh or self._answers_ssh
         self.version = config.iso_version
 
     # -- files next to the pool ----------------------------------------------------------
@@ -164,7 +166,7 @@ class Builder:
         waiting = {d.name(): d for d in domains}
         while waiting:
             for name, dom in list(waiting.items()):
-                if not dom.isActive() if powers_off else self._answers_ssh(name):
+                if not dom.isActive() if powers_off else self.answers_ssh(name):
                     self.progress(f"pvechaos: {name}: installed")
                     del waiting[name]
             if not waiting:
@@ -181,6 +183,8 @@ class Builder:
             self.sleep(POLL_S)
 
     def _answers_ssh(self, domain: str) -> bool:
+        """The installed node's sshd accepts a connection (older ISOs reboot into the
+        installed system instead of powering off). Only the lab's own addresses."""
         import socket
 
         node = domain.rsplit("-", 1)[-1]

@@ -74,15 +74,16 @@ class LibvirtConfig:
         MACs, the index-th host round robin."""
         from dataclasses import replace
 
-        def shifted(net: ipaddress.IPv4Network) -> ipaddress.IPv4Network:
-            return ipaddress.ip_network(
-                (int(net.network_address) + index * net.num_addresses, net.prefixlen))
-
-        nets = [shifted(self.management), shifted(self.corosync)]
-        for net in nets:
-            if not net.subnet_of(self.allowed_range):
+        nets = []
+        for net in (self.management, self.corosync):
+            first = int(net.network_address) + index * net.num_addresses
+            # past 255.255.255.255 an int would turn into an IPv6 network: refuse it too
+            shifted = ipaddress.IPv4Network((first, net.prefixlen)) if first < 2**32 else None
+            nets.append(shifted)
+            if shifted is None or not shifted.subnet_of(self.allowed_range):
                 raise y.ConfigError(
-                    f"{self.source}: worker {index}'s lab would use {net}, outside "
+                    f"{self.source}: worker {index}'s lab would use "
+                    f"{shifted or 'a subnet past 255.255.255.255'}, outside "
                     f"allowed_range {self.allowed_range}",
                     hint="run fewer xdist workers or choose lower management/corosync "
                          "subnets")
@@ -161,7 +162,11 @@ def _hosts(top: y.Section):
 def uri_problem(uri: object) -> str | None:
     if not isinstance(uri, str):
         return f"{uri!r} is not text"
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 -- raises ValueError for a bad port
+    except ValueError as exc:
+        return f"{uri!r} is not a libvirt URI ({exc})"
     if parts.scheme not in _URI_SCHEMES:
         return f"{uri!r} is not a libvirt URI (scheme {parts.scheme or 'missing'!r})"
     if parts.scheme.startswith("qemu") and parts.path not in ("/system", "/session"):

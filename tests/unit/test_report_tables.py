@@ -56,6 +56,10 @@ def timeline() -> Timeline:
     tl.record(K.INVARIANT_BROKEN, "harness", t=48.0, invariant="ran_after_fence",
               guest=GUEST, detail="boot b1 answered from node1 after node1 was fenced")
     tl.record(K.FAULT_POWER_ON, "harness", t=60.0, node="node1")
+    for offset, kind in enumerate((K.FAULT_SHUTDOWN, K.FAULT_RESET, K.FAULT_FREEZE,
+                                   K.FAULT_THAW, K.FAULT_LINK_DOWN, K.FAULT_LINK_UP)):
+        tl.record(kind, "harness", t=61.0 + offset, node="node3")
+    tl.record(K.LAB_EVENT, "node1", t=10.2, node="node1", event="stopped", detail="destroyed")
     tl.record(K.NODE_REACHABLE, "node1", t=75.0)
     tl.record(K.NOTE, "node1", t=76.0, text="<script>alert('x')</script> & \"quotes\"")
     return tl

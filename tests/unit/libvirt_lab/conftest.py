@@ -15,7 +15,7 @@ from lab.libvirt.plan import Plan
 libvirt = pytest.importorskip(
     "libvirt", reason="libvirt-python is not installed (.ci/setup installs it)")
 
-ISO_VERSION = "8.4-3"
+ISO_VERSION = "9.1-1"
 GATEWAY_IMAGE = "gw-debian12.qcow2"
 
 
