@@ -14,7 +14,10 @@ import pytest
 from harness.errors import ConfigError, LabError
 from lab.libvirt import admin, answer
 from lab.libvirt.build import Builder, node_answers
+from lab.libvirt.host import RecordedLinks
+from lab.libvirt.lab import LibvirtLab
 from lab.libvirt.plan import Plan
+from tests.unit.libvirt_lab.twins import KeptOpen, RecordingAccess
 
 TOOLS = {"mkfs.vfat": "/sbin/mkfs.vfat", "mcopy": "/usr/bin/mcopy", "xorriso": "/usr/bin/xorriso"}
 
@@ -119,11 +122,6 @@ def test_build_refuses_without_iso_or_tools(config, host):
 
 
 def test_status_and_destroy_of_a_started_lab(config, host, golden):
-    from lab.libvirt.host import RecordedLinks
-    from tests.unit.libvirt_lab.test_libvirt_lab import KeptOpen, RecordingAccess
-
-    from lab.libvirt.lab import LibvirtLab
-
     kept = KeptOpen(host)
     lab = LibvirtLab(config, host=kept, links=RecordedLinks(), access=RecordingAccess())
     lab.start()

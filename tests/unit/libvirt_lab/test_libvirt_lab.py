@@ -16,20 +16,7 @@ from lab.libvirt import lab as lab_module
 from lab.libvirt import snapshots
 from lab.libvirt.host import LibvirtLinks, RecordedLinks
 from lab.libvirt.lab import LibvirtLab
-
-
-class RecordingAccess:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def wait_ssh(self, lab, timeout_s):
-        self.calls.append("wait_ssh")
-
-    def step_clocks(self, lab):
-        self.calls.append("step_clocks")
-
-    def configure_networking(self, lab):
-        self.calls.append("configure_networking")
+from tests.unit.libvirt_lab.twins import KeptOpen, RecordingAccess
 
 
 @pytest.fixture
@@ -115,20 +102,6 @@ def test_a_link_cut_switches_only_the_corosync_nic(the_lab, links):
     the_lab.power_cut("node2")
     with pytest.raises(LabError, match="not running"):
         the_lab.link_down("node2")
-
-
-class KeptOpen:
-    """The test driver forgets its state when its last connection closes: the two labs
-    of one test share a connection that outlives their close()."""
-
-    def __init__(self, host):
-        self.host = host
-
-    def __getattr__(self, name):
-        return getattr(self.host, name)
-
-    def close(self):
-        pass
 
 
 def test_a_second_start_reverts_to_the_ready_snapshot(config, host, golden, access, links):
