@@ -118,6 +118,9 @@ class InventoryLab:
 
     def start(self) -> None:
         """Check every node and power switch, then decide whether cuts are allowed."""
+        # disarm first: a start that fails half-way must not leave an earlier arming on
+        self._armed = False
+        self._refusal = "the last start of the lab failed before the interlock was checked"
         seen: dict[str, tuple[str, tuple[str, ...]]] = {}
         for node in self.nodes():
             try:
