@@ -156,7 +156,8 @@ def cluster(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Cluster]:
         if lab.prepared():  # an existing cluster, or a lab back at its `ready` snapshot
             wait_for_whole_cluster(the_cluster, timeout_s=120)
         else:
-            form_cluster(the_cluster, request.config.getoption("cluster_name"))
+            form_cluster(the_cluster, request.config.getoption("cluster_name"),
+                         root_password=lab.join_password())
             if Capability.SNAPSHOT in lab.capabilities:
                 lab.save_ready()
     except PvechaosError as exc:

@@ -1,26 +1,39 @@
 """Forming the cluster with the nodes' own commands, the same way on every lab.
 
-`pvecm create` on the first node, then `pvecm add <first> --use_ssh` on each other node
-(the join path that needs only root SSH between nodes, no API password prompt).
+`pvecm create` on the first node, then `pvecm add` on each other node, by one of PVE's
+two join paths: with the first node's root password (read from stdin when it is not a
+terminal) and its API certificate's fingerprint, when the lab gives a password (real PVE
+installed with a password, the libvirt lab); or `--use_ssh` (root SSH between nodes, the
+embedded lab).
 """
 
 from __future__ import annotations
 
 from harness.cluster import Cluster, Node
 from harness.errors import CommandError, PvechaosError
+from harness.pve.certs import api_fingerprint
 from harness.waits import NotYet, wait_until
 
 
-def form_cluster(cluster: Cluster, name: str = "pvechaos", *, timeout_s: float = 60.0
-                 ) -> None:
+def form_cluster(cluster: Cluster, name: str = "pvechaos", *, timeout_s: float = 60.0,
+                 root_password: str | None = None) -> None:
     first, *others = cluster.nodes()
     first.check("pvecm", "create", name, "--link0", first.cluster_address, timeout_s=60)
     for node in others:
-        join(first, node, timeout_s)
+        join(first, node, timeout_s, root_password=root_password)
     wait_for_whole_cluster(cluster, timeout_s=timeout_s)
 
 
-def join(first: Node, node: Node, timeout_s: float, tries: int = 3) -> None:
+def join_options(first: Node, root_password: str | None) -> tuple[tuple[str, ...], str | None]:
+    """The `pvecm add` options and stdin of the join path the lab allows."""
+    if root_password is None:
+        return ("--use_ssh",), None
+    info = first.check("pvenode", "cert", "info", "--output-format", "json", timeout_s=30)
+    return ("--fingerprint", api_fingerprint(info)), root_password + "\n"
+
+
+def join(first: Node, node: Node, timeout_s: float, tries: int = 3, *,
+         root_password: str | None = None) -> None:
     """`pvecm add` on node. The first node takes joins only while its /etc/pve is
     writable (quorate): after create, and after each join until the new member is
     counted; a join refused for "no quorum" (a quorum flap right after the check) is
@@ -29,8 +42,9 @@ def join(first: Node, node: Node, timeout_s: float, tries: int = 3) -> None:
         wait_until(f"{first.name}'s /etc/pve to accept writes before {node.name} joins",
                    lambda: first.can_write_pve().rc == 0 or NotYet("read-only"),
                    timeout_s=timeout_s, interval_s=0.25)
+        options, stdin = join_options(first, root_password)
         result = node.run("pvecm", "add", first.cluster_address, "--link0",
-                          node.cluster_address, "--use_ssh", timeout_s=120)
+                          node.cluster_address, *options, timeout_s=120, stdin=stdin)
         if result.rc == 0:
             return
         if "no quorum" not in result.stderr or attempt == tries:

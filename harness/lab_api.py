@@ -114,6 +114,10 @@ class Lab(Protocol):
     def link_up(self, node: str) -> None:
         """Give a node cut by link_down its network back."""
 
+    def join_password(self) -> str | None:
+        """The nodes' root password for `pvecm add --fingerprint` (password on stdin);
+        None: the nodes trust each other's root SSH key, so joins use `--use_ssh`."""
+
     def shared_storage(self) -> SharedStorage:
         """The NFS export the HA scenarios put their guest on."""
 

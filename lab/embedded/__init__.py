@@ -57,6 +57,9 @@ class EmbeddedLab:
     def prepared(self) -> bool:
         return False  # every start is a fresh lab: the harness forms the cluster
 
+    def join_password(self) -> str | None:
+        return None  # nodes share root's SSH key: `pvecm add --use_ssh`
+
     def start(self) -> None:
         preflight.check_host()
         if sweep(self.config.lab_dir):

@@ -157,6 +157,9 @@ class InventoryLab:
     def prepared(self) -> bool:
         return True
 
+    def join_password(self) -> str | None:
+        return None  # never formed: the cluster exists
+
     def close(self) -> None:
         """Nothing was created; a node the run left off is switched back on."""
         if not self._armed:

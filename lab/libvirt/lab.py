@@ -74,6 +74,9 @@ class LibvirtLab:
     def prepared(self) -> bool:
         return self._prepared
 
+    def join_password(self) -> str | None:
+        return self.config.root_password  # installed with it; nodes share no SSH key
+
     def save_ready(self) -> None:
         snapshots.take(self.host, self._domains())
 

@@ -1,0 +1,70 @@
+"""The two `pvecm add` join paths: `--use_ssh`, or the peer's API certificate fingerprint
+with its root password on stdin (what a real PVE installed with a password needs)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.errors import ParseError
+from harness.formation import join
+from harness.pve.certs import api_fingerprint
+from harness.ssh import CommandResult
+
+FP = ("C6:3B:5F:2A:9D:11:0E:77:42:AB:CD:EF:01:23:45:67:"
+      "89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67")
+CERTS = [
+    {"filename": "pve-root-ca.pem", "fingerprint": "AA:BB", "subject": "/CN=Proxmox Virtual "
+     "Environment/OU=x/O=PVE Cluster Manager CA"},
+    {"filename": "pve-ssl.pem", "fingerprint": FP, "subject": "/OU=PVE Cluster Node/CN=node1"},
+]
+
+
+class FakeNode:
+    def __init__(self, name: str, address: str) -> None:
+        self.name, self.cluster_address = name, address
+        self.runs: list[tuple[tuple[str, ...], str | None]] = []
+
+    def can_write_pve(self):
+        return CommandResult(self.name, "touch", 0, "", "", 0.0)
+
+    def check(self, *argv, timeout_s=10.0):
+        assert argv == ("pvenode", "cert", "info", "--output-format", "json")
+        return json.dumps(CERTS)
+
+    def run(self, *argv, timeout_s=10.0, stdin=None):
+        self.runs.append((argv, stdin))
+        return CommandResult(self.name, " ".join(argv), 0, "", "", 0.0)
+
+
+def test_without_a_password_the_join_uses_ssh():
+    first, joiner = FakeNode("node1", "198.18.0.11"), FakeNode("node2", "198.18.0.12")
+    join(first, joiner, timeout_s=5)
+    assert joiner.runs == [(("pvecm", "add", "198.18.0.11", "--link0", "198.18.0.12",
+                             "--use_ssh"), None)]
+
+
+def test_with_a_password_the_join_pins_the_peer_certificate_and_sends_the_password():
+    first, joiner = FakeNode("node1", "198.19.0.11"), FakeNode("node3", "198.19.0.13")
+    join(first, joiner, timeout_s=5, root_password="lab-secret-1")
+    argv, stdin = joiner.runs[0]
+    assert argv == ("pvecm", "add", "198.19.0.11", "--link0", "198.19.0.13",
+                    "--fingerprint", FP)
+    assert stdin == "lab-secret-1\n"  # one line: PVE reads it when stdin is no terminal
+    assert "lab-secret-1" not in " ".join(argv)
+
+
+def test_a_custom_proxy_certificate_is_the_one_pinned():
+    custom = [*CERTS, {"filename": "pveproxy-ssl.pem", "fingerprint": "11:22:33"}]
+    assert api_fingerprint(json.dumps(custom)) == "11:22:33"
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("not json", "not JSON"),
+    ('{"filename": "pve-ssl.pem"}', "expected a list"),
+    (json.dumps(CERTS[:1]), "no pveproxy-ssl.pem or pve-ssl.pem"),
+])
+def test_unexpected_certificate_output_is_a_parse_error(text, problem):
+    with pytest.raises(ParseError, match=problem):
+        api_fingerprint(text)
