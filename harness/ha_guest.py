@@ -36,7 +36,8 @@ class HaGuest:
             return
         s = self.storage
         node.check("pvesm", "add", "nfs", s.storage_id, "--server", s.server, "--export",
-                   s.export, "--content", "rootdir,images", timeout_s=COMMAND_TIMEOUT_S)
+                   s.export, "--content", "rootdir,images,vztmpl,snippets",
+                   timeout_s=COMMAND_TIMEOUT_S)
 
     def storage_state(self, node: Node) -> str | None:
         """The storage's status column in `pvesm status` on ``node`` (`active`, ...);
@@ -50,11 +51,14 @@ class HaGuest:
 
     def create(self, on: str, *extra: str) -> None:
         r = self.recipe
-        self.cluster.node(on).check(
+        node = self.cluster.node(on)
+        for command in r.prepare:
+            node.check(*command, timeout_s=COMMAND_TIMEOUT_S)
+        node.check(
             "pct", "create", str(r.vmid), r.template, "--hostname", f"chaos{r.vmid}",
             "--rootfs", f"{r.storage_id}:1",
             "--net0", f"name=eth0,bridge={r.bridge},ip={r.address}/{r.prefixlen}",
-            *extra, timeout_s=COMMAND_TIMEOUT_S)
+            *r.create_options, *extra, timeout_s=COMMAND_TIMEOUT_S)
 
     def put_under_ha(self, on: str, **options: object) -> None:
         """`ha-manager add <sid> --<option> <value> ...` (state started by default)."""

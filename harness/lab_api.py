@@ -61,6 +61,10 @@ class GuestRecipe:
     # extra `pct create` options that make every start of the guest fail (the guest that
     # keeps failing ends in HA's `error` state)
     failing_start: tuple[str, ...] = ()
+    # further `pct create` options every guest of this lab needs (mount points, hook)
+    create_options: tuple[str, ...] = ()
+    # commands run on the node before `pct create` (e.g. the write log's directory)
+    prepare: tuple[tuple[str, ...], ...] = ()
 
     @property
     def sid(self) -> str:

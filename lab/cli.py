@@ -4,6 +4,9 @@
     pvechaos-lab libvirt build   --lab-config FILE   golden images for the configured ISO
     pvechaos-lab libvirt status  --lab-config FILE   domains, states, `ready` snapshots
     pvechaos-lab libvirt destroy --lab-config FILE   remove the lab's VMs, overlays, networks
+    pvechaos-lab guest-template --out DIR [--storage ID] [--port N]
+                                                     the real-PVE test guest's template and
+                                                     hookscript, laid out as on a storage
     pvechaos-lab inventory check --inventory FILE [--destructive]
                                                      reach every node and power switch, and
                                                      say whether the interlock would arm
@@ -28,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--lab-config", required=True, metavar="FILE")
         sub.add_argument("--worker", type=int, default=0,
                          help="the xdist worker's lab (0: a run without -n)")
+    template = kinds.add_parser("guest-template")
+    template.add_argument("--out", required=True, metavar="DIR")
+    template.add_argument("--storage", default="shared", help="storage id (default shared)")
+    template.add_argument("--port", type=int, default=7000, help="guest port (default 7000)")
     inventory = kinds.add_parser("inventory").add_subparsers(dest="verb", required=True)
     check = inventory.add_parser("check")
     check.add_argument("--inventory", required=True, metavar="FILE")
@@ -45,6 +52,15 @@ def run(args: argparse.Namespace) -> int:
         from lab.embedded.__main__ import main as embedded_main
 
         return embedded_main(["cleanup", *args.names])
+    if args.kind == "guest-template":
+        from pathlib import Path
+
+        from lab.guest_template import write_storage_files
+
+        for path in write_storage_files(Path(args.out), storage_id=args.storage,
+                                        port=args.port):
+            print(path)
+        return 0
     if args.kind == "inventory":
         from lab.inventory.lab import InventoryLab
 
