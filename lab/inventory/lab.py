@@ -14,8 +14,9 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
-from harness.errors import InterlockError, LabError, PvechaosError
+from harness.errors import InterlockError, LabError, NodeUnreachable, PvechaosError, WaitTimeout
 from harness.lab_api import Capability, GuestRecipe, LabNode, SharedStorage
+from harness.waits import NotYet, wait_until
 from lab import real_guest
 from lab.inventory import config as inventory_config
 from lab.inventory.config import Inventory, PowerSpec
@@ -72,9 +73,10 @@ def read_cluster(node: LabNode) -> tuple[str, tuple[str, ...]]:
     finally:
         session.close()
     if status.rc != 0 or nodes.rc != 0:
-        raise LabError(f"{node.name}: `pvecm status` failed: "
-                       f"{(status.stderr or nodes.stderr).strip()[:200]}",
-                       hint="is this node part of a PVE cluster?")
+        bad = status if status.rc != 0 else nodes
+        raise LabError(f"{node.name}: `{bad.command}` exited with {bad.rc}: "
+                       f"{(bad.stderr or bad.stdout).strip()[:200] or '(no output)'}",
+                       hint="is this node part of a PVE cluster, and up?")
     return (parse_pvecm_status(status.stdout).cluster_name,
             tuple(m.name for m in parse_pvecm_nodes(nodes.stdout)))
 
@@ -85,13 +87,14 @@ class InventoryLab:
 
     def __init__(self, inventory: Inventory, *, destructive: bool = False,
                  drivers: dict[str, PowerDriver] | None = None,
-                 read: ClusterReader = read_cluster) -> None:
+                 read: ClusterReader = read_cluster, settle_s: float = 120.0) -> None:
         self.inventory = inventory
         self.name = inventory.cluster
         self.destructive = destructive
         self._drivers = drivers or {n.name: driver_for(n.name, n.power)
                                     for n in inventory.nodes}
         self._read = read
+        self.settle_s = settle_s  # a node just powered on needs a while for corosync
         self._armed = False
         self._refusal = "the interlock has not been checked yet (the lab was not started)"
 
@@ -124,10 +127,17 @@ class InventoryLab:
         seen: dict[str, tuple[str, tuple[str, ...]]] = {}
         for node in self.nodes():
             try:
-                seen[node.name] = self._read(node)
+                answer = wait_until(
+                    f"{node.name} to answer `pvecm status`",
+                    lambda node=node: self._read_once(node), timeout_s=self.settle_s,
+                    interval_s=2.0)
+                if isinstance(answer, NodeUnreachable):
+                    raise answer
+                seen[node.name] = answer
             except PvechaosError as exc:
+                cause = exc.last_seen if isinstance(exc, WaitTimeout) else exc
                 raise LabError(f"inventory {self.inventory.source}: cannot read the "
-                               f"cluster on {node.name}: {exc}",
+                               f"cluster on {node.name}: {cause}",
                                hint="check the node's address and SSH credentials in the "
                                     "inventory") from exc
         for driver in self._drivers.values():
@@ -135,6 +145,18 @@ class InventoryLab:
         self._armed, self._refusal = self._interlock(seen)
         print(f"pvechaos: inventory lab {self.name}: "
               + ("armed: power cuts allowed" if self._armed else f"NOT armed: {self._refusal}"))
+
+    def _read_once(self, node: LabNode):
+        """The node's view, or NotYet while it may still be booting; a refused login is
+        returned as is, to end the wait (waiting will not fix a wrong key or password)."""
+        try:
+            return self._read(node)
+        except NodeUnreachable as exc:
+            if "authentication failed" in exc.reason:
+                return exc
+            return NotYet(str(exc))
+        except LabError as exc:
+            return NotYet(str(exc).split("\n")[0])
 
     def _interlock(self, seen: dict[str, tuple[str, tuple[str, ...]]]) -> tuple[bool, str]:
         wanted = self.inventory.cluster

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from harness.errors import ConfigError
 from lab import yamlconfig as y
 
 DEFAULT_RANGE = "198.18.0.0/15"
@@ -74,22 +75,36 @@ class LibvirtConfig:
         MACs, the index-th host round robin."""
         from dataclasses import replace
 
-        nets = []
-        for net in (self.management, self.corosync):
-            first = int(net.network_address) + index * net.num_addresses
-            # past 255.255.255.255 an int would turn into an IPv6 network: refuse it too
-            shifted = ipaddress.IPv4Network((first, net.prefixlen)) if first < 2**32 else None
-            nets.append(shifted)
-            if shifted is None or not shifted.subnet_of(self.allowed_range):
-                raise y.ConfigError(
-                    f"{self.source}: worker {index}'s lab would use "
-                    f"{shifted or 'a subnet past 255.255.255.255'}, outside "
-                    f"allowed_range {self.allowed_range}",
-                    hint="run fewer xdist workers or choose lower management/corosync "
-                         "subnets")
+        nets = [self._shifted(net, index) for net in (self.management, self.corosync)]
+        # worker i's management must not land on worker j's corosync (adjacent subnets
+        # would): each worker checks the pairs it completes
+        for other in range(index + 1):
+            mine_theirs = ((nets[0], self._shifted(self.corosync, other)),
+                           (self._shifted(self.management, other), nets[1]))
+            for management, corosync in mine_theirs:
+                if management.overlaps(corosync):
+                    raise ConfigError(
+                        f"{self.source}: with {index + 1} xdist workers, one lab's "
+                        f"management {management} overlaps another's corosync {corosync}",
+                        hint="put the corosync subnet further from the management one "
+                             "(the defaults are 128 subnets apart)")
         return replace(self, name=f"{self.name}{index}" if index else self.name,
                        management=nets[0], corosync=nets[1],
                        hosts=(self.hosts[index % len(self.hosts)],))
+
+
+    def _shifted(self, net: ipaddress.IPv4Network, index: int) -> ipaddress.IPv4Network:
+        first = int(net.network_address) + index * net.num_addresses
+        # past 255.255.255.255 an int would turn into an IPv6 network: refuse it too
+        shifted = ipaddress.IPv4Network((first, net.prefixlen)) if first < 2**32 else None
+        if shifted is None or not shifted.subnet_of(self.allowed_range):
+            raise ConfigError(
+                f"{self.source}: worker {index}'s lab would use "
+                f"{shifted or 'a subnet past 255.255.255.255'}, outside "
+                f"allowed_range {self.allowed_range}",
+                hint="run fewer xdist workers or choose lower management/corosync "
+                     "subnets")
+        return shifted
 
 
 def load(path: Path | str, *, environ: dict[str, str] | None = None) -> LibvirtConfig:

@@ -37,6 +37,11 @@ class Machine:
         return self.management.address
 
 
+def _bridge(net, suffix: str) -> str:
+    """`pvcv` + the subnet's first address as 8 hex digits: unique per subnet, 13 long."""
+    return f"pvcv{int(net.network_address):08x}{suffix}"
+
+
 class Plan:
     def __init__(self, config: LibvirtConfig) -> None:
         self.config = config
@@ -46,14 +51,14 @@ class Plan:
         self.node_names = tuple(f"node{i}" for i in range(1, config.node_count + 1))
         self._tag = int(config.management.network_address.packed[2])
 
-    # -- bridges (<= 15 characters) ----------------------------------------------------
+    # -- bridges (<= 15 characters, one per subnet: two labs on one host never share) ---
     @property
     def management_bridge(self) -> str:
-        return f"pvcv{self._tag}m"
+        return _bridge(self.config.management, "m")
 
     @property
     def corosync_bridge(self) -> str:
-        return f"pvcv{self._tag}c"
+        return _bridge(self.config.corosync, "c")
 
     @property
     def host_address(self) -> str:

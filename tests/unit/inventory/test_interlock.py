@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.errors import ConfigError, InterlockError, LabError, NodeUnreachable
+from harness.errors import ConfigError, InterlockError, LabError, NodeUnreachable, WaitTimeout
 from harness.lab_api import LabNode
 from lab.inventory.config import Inventory, InventoryGuest, InventoryNode, PowerSpec
 from lab.inventory.lab import InventoryLab, LibvirtPower
@@ -105,7 +105,7 @@ def make(*, destructive: bool = True, read: FakeRead | None = None, cluster="sta
     log: list = []
     drivers = {n: FakeDriver(n, log, **driver_options.get(n, {})) for n in NAMES}
     lab = InventoryLab(inventory(cluster), destructive=destructive, drivers=drivers,
-                       read=read or FakeRead())
+                       read=read or FakeRead(), settle_s=0.3)
     return lab, drivers, log
 
 
@@ -254,10 +254,45 @@ def test_an_unreachable_node_becomes_a_lab_error_naming_it_and_the_fix():
     assert "inventory cluster.yaml: cannot read the cluster on pve2" in text
     assert "connection refused" in text
     assert "fix: check the node's address and SSH credentials in the inventory" in text
-    assert info.value.__cause__ is unreachable
+    assert isinstance(info.value.__cause__, WaitTimeout)  # retried: it may be booting
     assert [e for e in log if e[1] == "check"] == []  # nothing else was touched
     with pytest.raises(InterlockError):
         lab.power_cut("pve1")
+
+
+def test_a_refused_login_is_not_retried():
+    refused = NodeUnreachable("pve2", "10.20.0.12", "authentication failed (bad key)")
+    calls = []
+
+    def read(node):
+        calls.append(node.name)
+        if node.name == "pve2":
+            raise refused
+        return ("staging", NAMES)
+
+    lab, _, _ = make(read=read)
+    with pytest.raises(LabError, match="authentication failed") as info:
+        lab.start()
+    assert calls.count("pve2") == 1
+    assert info.value.__cause__ is refused
+
+
+def test_a_node_still_booting_is_waited_for():
+    answers = iter([LabError("pve3: `pvecm status` exited with 2: Cannot initialize CMAP"),
+                    ("staging", NAMES)])
+
+    def read(node):
+        if node.name != "pve3":
+            return ("staging", NAMES)
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    lab = InventoryLab(inventory("staging"), destructive=True,
+                       drivers={n: FakeDriver(n, []) for n in NAMES}, read=read, settle_s=10)
+    lab.start()
+    lab.power_cut("pve3")  # armed once pve3 answered
 
 
 def test_a_failed_second_start_disarms():

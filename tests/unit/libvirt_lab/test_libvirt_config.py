@@ -346,3 +346,25 @@ def test_worker_past_the_end_of_the_address_space_is_refused(tmp_path, key):
     config = load(tmp_path, data)
     with pytest.raises(ConfigError, match="worker 1's lab would use"):
         config.for_worker(1)
+
+
+def test_adjacent_subnets_would_hand_two_workers_the_same_network(tmp_path, key):
+    config = load(tmp_path, {**minimal(key), "management": "198.19.0.0/24",
+                             "corosync": "198.19.1.0/24"})
+    assert config.for_worker(0).corosync == ipaddress.ip_network("198.19.1.0/24")
+    with pytest.raises(ConfigError, match="management 198.19.1.0/24 overlaps another's "
+                                          "corosync 198.19.1.0/24") as info:
+        config.for_worker(1)
+    assert "further from the management one" in str(info.value)
+
+
+def test_labs_in_either_half_of_the_range_get_their_own_bridges(tmp_path, key):
+    from lab.libvirt.plan import Plan
+
+    low = load(tmp_path, {**minimal(key), "management": "198.18.5.0/24",
+                          "corosync": "198.18.133.0/24"})
+    high = load(tmp_path, {**minimal(key), "management": "198.19.5.0/24",
+                           "corosync": "198.19.133.0/24"})
+    bridges = {Plan(c).management_bridge for c in (low, high)} | {
+        Plan(c).corosync_bridge for c in (low, high)}
+    assert len(bridges) == 4 and all(len(b) <= 15 for b in bridges)
