@@ -93,6 +93,34 @@ class HaGuest:
                                     timeout_s=COMMAND_TIMEOUT_S)
         self.wait_placement(to, "started", timeout_s=timeout_s)
 
+    # -- removal (clusters that outlive the run) -------------------------------------
+    def remove(self, *, timeout_s: float = 120.0) -> str | None:
+        """Out of HA, stopped and destroyed with its disk, as an administrator would.
+        Returns None when done (or when there was nothing to remove), else what is left
+        and the commands that remove it by hand."""
+        nodes = self.powered_nodes()
+        if not nodes:
+            return f"no node is powered: remove {self.sid} by hand"
+        first = nodes[0]
+        first.run("ha-manager", "remove", self.sid, timeout_s=COMMAND_TIMEOUT_S)  # if in HA
+        vmid = str(self.recipe.vmid)
+        found = first.run("sh", "-c", f"ls /etc/pve/nodes/*/lxc/{vmid}.conf",
+                          timeout_s=COMMAND_TIMEOUT_S)
+        if found.rc != 0:
+            return None  # never created
+        owner = found.stdout.split("/")[4]
+        if owner not in [n.name for n in nodes]:
+            return (f"{self.sid} is out of HA but its node {owner} is off: run "
+                    f"`pct destroy {vmid} --purge` on {owner} once it is up")
+        node = self.cluster.node(owner)
+        node.run("pct", "stop", vmid, timeout_s=COMMAND_TIMEOUT_S)  # if running
+        wait_until(f"{self.sid} stopped on {owner}",
+                   lambda: "stopped" in node.check("pct", "status", vmid,
+                                                   timeout_s=COMMAND_TIMEOUT_S)
+                   or NotYet("running"), timeout_s=timeout_s)
+        node.check("pct", "destroy", vmid, "--purge", timeout_s=COMMAND_TIMEOUT_S)
+        return None
+
     # -- observing -------------------------------------------------------------------
     def powered_nodes(self) -> list[Node]:
         return [n for n in self.cluster.nodes() if self.cluster.lab.is_powered(n.name)]

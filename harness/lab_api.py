@@ -118,6 +118,10 @@ class Lab(Protocol):
     def link_up(self, node: str) -> None:
         """Give a node cut by link_down its network back."""
 
+    def keeps_changes(self) -> bool:
+        """True when what a scenario makes (its test guest) outlives the lab, as on an
+        existing cluster: the harness then removes it afterwards."""
+
     def join_password(self) -> str | None:
         """The nodes' root password for `pvecm add --fingerprint` (password on stdin);
         None: the nodes trust each other's root SSH key, so joins use `--use_ssh`."""

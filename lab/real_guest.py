@@ -30,4 +30,5 @@ def recipe(vmid: int, *, template: str, interface: ipaddress.IPv4Interface, brid
         create_options=("--ostype", "unmanaged",
                         "--hookscript", f"{storage_id}:snippets/{HOOKSCRIPT}",
                         "--mp0", f"{directory},mp={GUEST_DIR},shared=1"),
-        prepare=(("mkdir", "-p", directory),))
+        # a fresh write log for every guest made (an earlier run's would read as its past)
+        prepare=(("rm", "-rf", directory), ("mkdir", "-p", directory)))

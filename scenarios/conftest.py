@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -54,13 +55,19 @@ GUEST_VMID = 100
 
 
 @pytest.fixture(scope="module")
-def guest(lab, cluster: Cluster) -> HaGuest:
-    """The test guest (not created yet: the scenario's setup step does that)."""
+def guest(lab, cluster: Cluster) -> Iterator[HaGuest]:
+    """The test guest (not created yet: the scenario's setup step does that); removed
+    afterwards where the cluster outlives the run."""
     try:
         recipe, storage = lab.guest_recipe(GUEST_VMID), lab.shared_storage()
     except PvechaosError as exc:
         raise LabError(f"the lab has no test guest: {exc}") from exc
-    return HaGuest(cluster, recipe, storage)
+    the_guest = HaGuest(cluster, recipe, storage)
+    yield the_guest
+    if lab.keeps_changes():
+        left = the_guest.remove()
+        if left:
+            warnings.warn(f"pvechaos: {left}", stacklevel=1)
 
 
 @pytest.fixture(scope="module")

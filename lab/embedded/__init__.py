@@ -57,6 +57,9 @@ class EmbeddedLab:
     def prepared(self) -> bool:
         return False  # every start is a fresh lab: the harness forms the cluster
 
+    def keeps_changes(self) -> bool:
+        return False  # a fresh lab every time
+
     def join_password(self) -> str | None:
         return None  # nodes share root's SSH key: `pvecm add --use_ssh`
 

@@ -179,6 +179,9 @@ class InventoryLab:
     def prepared(self) -> bool:
         return True
 
+    def keeps_changes(self) -> bool:
+        return True  # an existing cluster: the run cleans up after itself
+
     def join_password(self) -> str | None:
         return None  # never formed: the cluster exists
 

@@ -74,6 +74,9 @@ class LibvirtLab:
     def prepared(self) -> bool:
         return self._prepared
 
+    def keeps_changes(self) -> bool:
+        return False  # the next start reverts to `ready`
+
     def join_password(self) -> str | None:
         return self.config.root_password  # installed with it; nodes share no SSH key
 

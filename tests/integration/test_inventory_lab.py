@@ -46,7 +46,7 @@ class EmbeddedPower:
 
 @pytest.fixture(scope="module")
 def staging():
-    lab = EmbeddedLab(EmbeddedConfig(name="inv", subnet=f"{PREFIX}.0/24"))
+    lab = EmbeddedLab(EmbeddedConfig(name="inv", subnet=f"{PREFIX}.0/24", timescale=0.1))
     lab.start()
     cluster = Cluster(lab)
     try:
@@ -139,3 +139,25 @@ def test_an_unreachable_node_names_the_node_and_the_fix(staging, tmp_path):
         assert "is unreachable over SSH" in str(info.value)
     finally:
         staging.power_on("node2")
+
+
+def test_the_scenario_guest_is_removed_from_a_cluster_that_outlives_the_run(staging,
+                                                                             tmp_path):
+    from harness.ha_guest import HaGuest
+
+    lab = inventory_lab(inventory_file(tmp_path, staging), staging, destructive=True)
+    lab.start()
+    assert lab.keeps_changes() is True
+    cluster = Cluster(lab)
+    try:
+        # the embedded nodes run the embedded template; the rest is what scenarios do
+        guest = HaGuest(cluster, staging.guest_recipe(100), staging.shared_storage())
+        guest.set_up("node2", timeout_s=60)
+        assert guest.placement() == ("node2", "started")
+        assert guest.remove() is None
+        assert guest.placement() is None  # out of HA
+        listed = cluster.node("node1").check("sh", "-c", "ls /etc/pve/nodes/*/lxc/ || true")
+        assert "100.conf" not in listed
+        assert guest.remove() is None  # nothing left: a second removal is a no-op
+    finally:
+        cluster.close()

@@ -88,7 +88,8 @@ def test_the_recipe_mounts_the_log_directory_and_names_the_hookscript():
                                bridge="vmbr0", port=7000, storage_id="shared")
     assert recipe.template == "shared:vztmpl/pvechaos-guest_1.0_amd64.tar.xz"
     assert recipe.log_path == "/mnt/pve/shared/pvechaos/101/writes.log"
-    assert recipe.prepare == (("mkdir", "-p", "/mnt/pve/shared/pvechaos/101"),)
+    assert recipe.prepare == (("rm", "-rf", "/mnt/pve/shared/pvechaos/101"),
+                              ("mkdir", "-p", "/mnt/pve/shared/pvechaos/101"))
     assert "/mnt/pve/shared/pvechaos/101,mp=/pvechaos,shared=1" in recipe.create_options
     assert recipe.failing_start == ("--description", "pvechaos: fail-start always")
     assert guest_template.GUEST_DIR == "/pvechaos"
