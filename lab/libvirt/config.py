@@ -62,7 +62,7 @@ class LibvirtConfig:
     allowed_range: ipaddress.IPv4Network
     management: ipaddress.IPv4Network
     corosync: ipaddress.IPv4Network
-    nat: bool
+    forward: str  # management network: none (isolated), nat, or route (remote hosts)
     node_count: int
     node: NodeShape
     gateway: Gateway
@@ -139,7 +139,7 @@ def load(path: Path | str, *, environ: dict[str, str] | None = None) -> LibvirtC
         if management and corosync and management.overlaps(corosync):
             top.check("corosync", None, False, f"{corosync} overlaps management {management}",
                       "give corosync its own subnet")
-        nat = top.get("nat", bool, False)
+        forward = y.one_of(top, "forward", ("none", "nat", "route"), "none")
         node_count = y.positive(top, "nodes", 3)
         if node_count > 9:
             top.check("nodes", None, False, f"{node_count} nodes are not supported",
@@ -154,7 +154,7 @@ def load(path: Path | str, *, environ: dict[str, str] | None = None) -> LibvirtC
         source=str(path), name=name, hosts=hosts, pool=pool, pool_path=pool_path,
         iso=Path(iso_text) if iso_text else None, iso_version=iso_version,
         root_password=password, ssh_key=ssh_key, domain=domain, allowed_range=allowed,
-        management=management, corosync=corosync, nat=nat, node_count=node_count,
+        management=management, corosync=corosync, forward=forward, node_count=node_count,
         node=shape, gateway=gateway, guest=guest, install_timeout_s=install_min * 60.0,
         boot_timeout_s=boot_min * 60.0)
 

@@ -29,8 +29,8 @@ def management_network(plan: Plan) -> str:
     c = plan.config
     net = ET.Element("network")
     _sub(net, "name", plan.management_network)
-    if c.nat:
-        _sub(net, "forward", mode="nat")
+    if c.forward != "none":  # route: a remote runner routes the harness's SSH and probe
+        _sub(net, "forward", mode=c.forward)
     _sub(net, "bridge", name=plan.management_bridge, stp="off")
     _sub(net, "domain", name=c.domain, localOnly="yes")
     dns = _sub(net, "dns")

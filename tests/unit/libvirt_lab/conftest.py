@@ -30,7 +30,7 @@ def make_config(tmp_path: Path, uri: str, **changes) -> LibvirtConfig:
         root_password="lab-secret-1", ssh_key=key, domain="lab.test",
         allowed_range=ipaddress.ip_network("198.18.0.0/15"),
         management=ipaddress.ip_network("198.19.4.0/24"),
-        corosync=ipaddress.ip_network("198.19.132.0/24"), nat=False, node_count=3,
+        corosync=ipaddress.ip_network("198.19.132.0/24"), forward="none", node_count=3,
         node=NodeShape(disk_gib=8), gateway=Gateway(image=GATEWAY_IMAGE),
         guest=GuestSpec(template="shared:vztmpl/pvechaos-guest_1.0_amd64.tar.xz"),
         install_timeout_s=60.0, boot_timeout_s=60.0)

@@ -77,7 +77,7 @@ def test_minimal_file_loads_with_the_documented_defaults(tmp_path, key):
     assert config.root_password == "correct-horse"
     assert config.ssh_key == key
     assert config.domain == "lab.test"
-    assert config.nat is False
+    assert config.forward == "none"
     assert config.node == NodeShape()
     assert config.node.memory_mib == 4096 and config.node.cpu == "host-passthrough"
     assert config.gateway == Gateway(image="gw-debian12.qcow2")
@@ -94,7 +94,7 @@ def test_every_field_given(tmp_path, key):
         "name": "nightly", "hosts": ["qemu:///system", "qemu+ssh://root@runner2/system"],
         "pool": "pool_1", "pool_path": "/srv/pool", "iso": "/srv/iso/pve.iso",
         "domain": "chaos.example", "allowed_range": "10.90.0.0/16",
-        "management": "10.90.0.0/24", "corosync": "10.90.1.0/24", "nat": True, "nodes": 5,
+        "management": "10.90.0.0/24", "corosync": "10.90.1.0/24", "forward": "nat", "nodes": 5,
         "node": {"memory_mib": 8192, "vcpus": 4, "disk_gib": 64, "cpu": "host-model",
                  "watchdog": False},
         "gateway": {"image": "gw.qcow2", "export": "/export/x", "memory_mib": 1024},
@@ -107,7 +107,7 @@ def test_every_field_given(tmp_path, key):
     assert config.hosts == ("qemu:///system", "qemu+ssh://root@runner2/system")
     assert config.iso == Path("/srv/iso/pve.iso")
     assert (config.management, config.corosync) == (net("10.90.0.0/24"), net("10.90.1.0/24"))
-    assert config.nat is True and config.node_count == 5
+    assert config.forward == "nat" and config.node_count == 5
     assert config.node == NodeShape(8192, 4, 64, "host-model", False)
     assert config.gateway == Gateway("gw.qcow2", "/export/x", 1024)
     assert config.guest == GuestSpec("local:vztmpl/g.tar.xz", 7100, "vmbr1", "nfs1")
@@ -208,8 +208,8 @@ MISTAKES = [
     pytest.param(put(0, "nodes"), "nodes: 0 is too small", "use 1 or more", id="no-nodes"),
     pytest.param(put(True, "nodes"), "nodes: must be a whole number, not true/false",
                  "write `nodes:` as a whole number", id="nodes-a-bool"),
-    pytest.param(put("yes", "nat"), "nat: must be true or false, not text ('yes')",
-                 "write `nat:` as true or false", id="nat-as-text"),
+    pytest.param(put("yes", "forward"), "forward: 'yes' is not one of none, nat, route",
+                 "write one of none, nat, route", id="forward-unknown"),
     pytest.param(put("lab", "domain"), "domain: 'lab' is not valid", "write it like lab.test",
                  id="bad-domain"),
     pytest.param(put("ssd", "gateway"), "gateway: must be a mapping of keys, not text",

@@ -56,8 +56,9 @@ def test_the_corosync_network_is_isolated_and_management_only_nat_on_request(con
     assert hosts["52:54:00:04:01:0d"] == "198.19.4.13"
     from dataclasses import replace
 
-    nat = ET.fromstring(xml.management_network(Plan(replace(config, nat=True))))
-    assert nat.find("forward").get("mode") == "nat"
+    for mode in ("nat", "route"):
+        net = ET.fromstring(xml.management_network(Plan(replace(config, forward=mode))))
+        assert net.find("forward").get("mode") == mode
 
 
 def test_link_state_xml_keeps_mac_source_and_model(config):
