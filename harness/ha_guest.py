@@ -103,11 +103,19 @@ class HaGuest:
             return f"no node is powered: remove {self.sid} by hand"
         first = nodes[0]
         first.run("ha-manager", "remove", self.sid, timeout_s=COMMAND_TIMEOUT_S)  # if in HA
+        # the CRM lets go in its next round (`deleting` until then); a stop before that
+        # would still go through HA
+        wait_until(f"{self.sid} to leave `ha-manager status`",
+                   lambda: (p := self.placement(first.name)) is None or NotYet(p),
+                   timeout_s=timeout_s)
         vmid = str(self.recipe.vmid)
-        found = first.run("sh", "-c", f"ls /etc/pve/nodes/*/lxc/{vmid}.conf",
+        # which node's directory lists its config (listed, not looked up: a lookup may be
+        # answered from the FUSE cache of /etc/pve for a moment after a destroy)
+        found = first.run("sh", "-c", "for d in /etc/pve/nodes/*/lxc; do "
+                          f"ls -1 \"$d\" | grep -qx {vmid}.conf && echo \"$d\"; done",
                           timeout_s=COMMAND_TIMEOUT_S)
-        if found.rc != 0:
-            return None  # never created
+        if not found.stdout.strip():
+            return None  # never created, or gone already
         owner = found.stdout.split("/")[4]
         if owner not in [n.name for n in nodes]:
             return (f"{self.sid} is out of HA but its node {owner} is off: run "
