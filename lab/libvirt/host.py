@@ -75,6 +75,10 @@ class Host:
                                hint=connection_hint(self.uri)) from None
         return self._conn
 
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None
+
     def close(self) -> None:
         if self._conn is None:
             return

@@ -16,7 +16,7 @@ import ipaddress
 import time
 from typing import Any, Protocol
 
-from harness.errors import ConfigError, InterlockError, LabError
+from harness.errors import ConfigError, InterlockError, LabError, PvechaosError
 from harness.lab_api import Capability, GuestRecipe, LabNode, SharedStorage
 from lab import real_guest
 from lab.libvirt import config as lab_config
@@ -84,6 +84,10 @@ class LibvirtLab:
         snapshots.take(self.host, self._domains())
 
     def close(self) -> None:
+        """Every VM of the lab off; definitions, overlays and snapshots stay. Safe twice,
+        and after a start that never reached libvirt."""
+        if not self.host.connected:
+            return
         try:
             for dom in self._domains(missing_ok=True):
                 if dom.isActive():
@@ -227,7 +231,7 @@ class LibvirtLab:
             self.access.wait_ssh(self, self.config.boot_timeout_s)
             self.access.step_clocks(self)
             return True
-        except LabError as exc:
+        except PvechaosError as exc:  # a failed call, or nodes that never answered
             print(f"pvechaos: reverting lab {self.name} to its ready snapshot failed "
                   f"({exc}); starting again from fresh overlays (cold boot)")
             self._recreate()

@@ -209,3 +209,53 @@ def test_guest_recipe_uses_the_management_network_and_shared_storage(the_lab):
                                                                        "shared")
     storage = the_lab.shared_storage()
     assert (storage.server, storage.export) == ("198.19.4.2", "/srv/pvechaos")
+
+
+def test_a_host_that_cannot_be_reached_is_named_with_its_fix_and_close_is_safe(
+        tmp_path, access, links):
+    from lab.libvirt.host import Host
+    from tests.unit.libvirt_lab.conftest import make_config
+
+    def refuse(uri):  # what libvirt says when sshd on the runner refuses (no network here)
+        import libvirt
+
+        raise libvirt.libvirtError("Cannot recv data: ssh: connect to host runner2 port 22: "
+                                   "Connection refused: Connection reset by peer")
+
+    uri = "qemu+ssh://root@runner2/system?keyfile=/root/.ssh/id_ed25519"
+    lab = LibvirtLab(make_config(tmp_path, uri), host=Host(uri, opener=refuse), links=links,
+                     access=access)
+    with pytest.raises(LabError) as info:
+        lab.start()
+    text = str(info.value)
+    assert "cannot connect to libvirt at qemu+ssh://root@runner2" in text
+    assert "Connection refused" in text
+    assert "`ssh root@runner2` works without a password prompt" in text
+    lab.close()  # nothing was reached: nothing to undo, no second error
+    assert access.calls == []
+
+
+def test_nodes_that_never_answer_after_a_revert_get_a_cold_boot(config, host, golden, links,
+                                                                capsys):
+    from harness.errors import WaitTimeout
+
+    kept = KeptOpen(host)
+    first = LibvirtLab(config, host=kept, links=links, access=RecordingAccess())
+    first.start()
+    first.save_ready()
+    first.close()
+
+    class SilentAfterRevert(RecordingAccess):
+        def wait_ssh(self, lab, timeout_s):
+            super().wait_ssh(lab, timeout_s)
+            if self.calls.count("wait_ssh") == 1:
+                raise WaitTimeout("every node of lab t to answer SSH", timeout_s,
+                                  "node2: timed out")
+
+    access = SilentAfterRevert()
+    second = LibvirtLab(config, host=kept, links=links, access=access)
+    second.start()
+    assert "starting again from fresh overlays" in capsys.readouterr().out
+    assert second.prepared() is False
+    assert access.calls == ["wait_ssh", "wait_ssh", "configure_networking"]
+    second.close()
