@@ -66,8 +66,9 @@ def lab_options(config: pytest.Config) -> dict[str, object]:
     worker = getattr(config, "workerinput", {}).get("workerid")  # "gw0", "gw1", ...
     index = int(worker[2:]) + 1 if worker else 0
     kind = config.getoption("lab")
-    if kind == "libvirt":
-        return {"lab_config": config.getoption("lab_config"), "worker": index,
+    if kind == "libvirt":  # worker gwN's lab is lab N (a plain run uses lab 0)
+        return {"lab_config": config.getoption("lab_config"),
+                "worker": int(worker[2:]) if worker else 0,
                 "timescale": config.getoption("timescale")}
     if kind == "inventory":
         return {"inventory": config.getoption("inventory"),

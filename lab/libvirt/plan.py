@@ -96,10 +96,10 @@ class Plan:
         return str(self.config.management.network_address + GUEST_OFFSET + vmid - 100)
 
     # -- volumes in the pool ---------------------------------------------------------------
-    @staticmethod
-    def golden(name: str, version: str) -> str:
-        """The installed, read-only base of one node for one ISO version."""
-        return f"pvechaos-golden-{version}-{name}.qcow2"
+    def golden(self, name: str, version: str) -> str:
+        """The installed, read-only base of one node of this lab for one ISO version (per
+        lab: the installer gave the node this lab's static address)."""
+        return f"pvechaos-golden-{version}-{self.config.name}-{name}.qcow2"
 
     def overlay(self, name: str) -> str:
         return f"{self.prefix}-{name}.qcow2"

@@ -84,7 +84,7 @@ def test_build_installs_every_node_in_parallel_and_leaves_only_golden_images(
         config, host, iso, tmp_path):
     installer, runner, messages = Installer(host), Runner(), []
     made = builder(config, host, installer, runner, messages).build()
-    assert made == {f"node{i}": f"pvechaos-golden-9.1-1-node{i}.qcow2" for i in (1, 2, 3)}
+    assert made == {f"node{i}": f"pvechaos-golden-9.1-1-t-node{i}.qcow2" for i in (1, 2, 3)}
     # all three installers ran at once, each with the prepared ISO and its own answer disk
     assert sorted(installer.seen) == [f"pvechaos-install-9.1-1-node{i}" for i in (1, 2, 3)]
     disks = {d.find("target").get("dev"): d.find("source").get("file")
@@ -135,4 +135,11 @@ def test_status_and_destroy_of_a_started_lab(config, host, golden):
     assert host.conn.listAllNetworks() == []
     pool = host.conn.storagePoolLookupByName("pvechaos")
     assert not [v for v in pool.listVolumes() if v.startswith("pvechaos-t-")]
-    assert "pvechaos-golden-9.1-1-node1.qcow2" in pool.listVolumes()  # kept for next time
+    assert "pvechaos-golden-9.1-1-t-node1.qcow2" in pool.listVolumes()  # kept for next time
+
+
+def test_each_xdist_workers_lab_has_its_own_golden_images(config):
+    """The installer writes a node's static address into its image: a worker's lab, with
+    its own subnet, cannot share another's."""
+    workers = [Plan(replace(config, name=n)) for n in ("t", "t1")]
+    assert workers[0].golden("node1", "9.1-1") != workers[1].golden("node1", "9.1-1")
