@@ -14,7 +14,14 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 
-from harness.errors import InterlockError, LabError, NodeUnreachable, PvechaosError, WaitTimeout
+from harness.errors import (
+    ConfigError,
+    InterlockError,
+    LabError,
+    NodeUnreachable,
+    PvechaosError,
+    WaitTimeout,
+)
 from harness.lab_api import Capability, GuestRecipe, LabNode, SharedStorage
 from harness.waits import NotYet, wait_until
 from lab import real_guest
@@ -36,7 +43,12 @@ class LibvirtPower:
         return f"libvirt domain {self.domain_name} on {self.uri}"
 
     def check(self) -> None:
-        self.host.domain(self.domain_name)
+        if self.host.find_domain(self.domain_name) is None:
+            names = sorted(d.name() for d in self.host.conn.listAllDomains())
+            raise ConfigError(f"{self.node}: libvirt domain {self.domain_name} is not "
+                              f"defined on {self.uri}",
+                              hint=f"fix power.domain of {self.node} in the inventory "
+                                   f"(domains there: {', '.join(names) or 'none'})")
 
     def is_on(self) -> bool:
         return bool(self.host.domain(self.domain_name).isActive())
@@ -46,6 +58,13 @@ class LibvirtPower:
 
     def power_on(self) -> None:
         self.host.call(f"power on of {self.node}", self.host.domain(self.domain_name).create)
+
+    def shutdown(self) -> None:
+        self.host.call(f"shutdown of {self.node}",
+                       self.host.domain(self.domain_name).shutdown)
+
+    def reset(self) -> None:
+        self.host.call(f"reset of {self.node}", self.host.domain(self.domain_name).reset, 0)
 
 
 def driver_for(node: str, spec: PowerSpec) -> PowerDriver:
@@ -83,7 +102,7 @@ def read_cluster(node: LabNode) -> tuple[str, tuple[str, ...]]:
 
 class InventoryLab:
     kind = "inventory"
-    capabilities = Capability.POWER
+    capabilities = Capability.POWER | Capability.SHUTDOWN | Capability.RESET
 
     def __init__(self, inventory: Inventory, *, destructive: bool = False,
                  drivers: dict[str, PowerDriver] | None = None,
@@ -101,8 +120,6 @@ class InventoryLab:
     @classmethod
     def from_options(cls, *, inventory: str | None = None, destructive: bool = False,
                      timescale: float = 1.0, **_ignored: object) -> InventoryLab:
-        from harness.errors import ConfigError
-
         if not inventory:
             raise ConfigError("--lab inventory needs --inventory FILE",
                               hint="describe the cluster in a YAML file (README.md, 'An "
@@ -210,6 +227,13 @@ class InventoryLab:
 
     def power_on(self, node: str) -> None:
         self._driver(node).power_on()
+
+    def shutdown(self, node: str) -> None:
+        """The power button: PVE shuts the node down cleanly."""
+        self._driver(node).shutdown()
+
+    def reset(self, node: str) -> None:
+        self._driver(node).reset()
 
     def is_powered(self, node: str) -> bool:
         if node not in self._drivers:

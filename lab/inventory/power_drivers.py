@@ -41,6 +41,12 @@ class PowerDriver(Protocol):
     def power_off(self) -> None: ...
     def power_on(self) -> None: ...
 
+    def shutdown(self) -> None:
+        """The power button pressed briefly: the OS shuts down cleanly (ACPI)."""
+
+    def reset(self) -> None:
+        """The reset button: no shutdown, the machine boots again at once."""
+
 
 # ---------------------------------------------------------------------------------- IPMI
 
@@ -118,6 +124,12 @@ class IpmiPower:
 
     def power_on(self) -> None:
         self._ipmitool("chassis", "power", "on")
+
+    def shutdown(self) -> None:
+        self._ipmitool("chassis", "power", "soft")
+
+    def reset(self) -> None:
+        self._ipmitool("chassis", "power", "reset")
 
 
 # ------------------------------------------------------------------------------- Redfish
@@ -296,3 +308,9 @@ class RedfishPower:
 
     def power_on(self) -> None:
         self._reset("On")
+
+    def shutdown(self) -> None:
+        self._reset("GracefulShutdown")
+
+    def reset(self) -> None:
+        self._reset("ForceRestart")

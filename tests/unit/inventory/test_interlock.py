@@ -80,6 +80,13 @@ class FakeDriver:
             raise self.on_error
         self.on = True
 
+    def shutdown(self) -> None:
+        self.log.append((self.node, "shutdown"))
+        self.on = False
+
+    def reset(self) -> None:
+        self.log.append((self.node, "reset"))
+
 
 class FakeRead:
     """`read`: what `pvecm` shows on each node (or the error reading it raises)."""
@@ -442,3 +449,18 @@ def test_describe_names_the_power_switches():
     assert facts["lab"] == "inventory" and facts["cluster"] == "staging"
     assert "pve2: fake switch of pve2" in facts["power"]
     assert "not started" in facts["armed"]
+
+
+def test_shutdown_and_reset_go_through_the_interlock_too():
+    lab, _, log = make(destructive=False)
+    lab.start()
+    for verb in (lab.shutdown, lab.reset):
+        with pytest.raises(InterlockError, match="--destructive"):
+            verb("pve1")
+    armed, _, armed_log = make()
+    armed.start()
+    armed.shutdown("pve2")
+    armed.reset("pve3")
+    assert [e for e in armed_log if e[1] in ("shutdown", "reset")] == [
+        ("pve2", "shutdown"), ("pve3", "reset")]
+    assert [e for e in log if e[1] in ("shutdown", "reset")] == []

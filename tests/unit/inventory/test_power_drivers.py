@@ -79,7 +79,8 @@ def test_ipmi_interface_port_and_timeout_are_passed():
     assert kwargs["timeout"] == 5
 
 
-@pytest.mark.parametrize(("method", "word"), [("power_off", "off"), ("power_on", "on")])
+@pytest.mark.parametrize(("method", "word"), [("power_off", "off"), ("power_on", "on"),
+                                             ("shutdown", "soft"), ("reset", "reset")])
 def test_ipmi_power_commands(method, word):
     run = FakeRun(f"Chassis Power Control: {'Down/Off' if word == 'off' else 'Up/On'}\n")
     getattr(ipmi(run), method)()
@@ -291,7 +292,9 @@ def test_redfish_unknown_power_state():
 
 
 @pytest.mark.parametrize(("method", "reset_type"), [("power_off", "ForceOff"),
-                                                     ("power_on", "On")])
+                                                     ("power_on", "On"),
+                                                     ("shutdown", "GracefulShutdown"),
+                                                     ("reset", "ForceRestart")])
 def test_redfish_reset_posts_to_the_action_target(method, reset_type):
     driver, transport = idrac()
     getattr(driver, method)()
