@@ -19,7 +19,7 @@ from typing import Any, Protocol
 from harness.errors import ConfigError, InterlockError, LabError, PvechaosError
 from harness.lab_api import Capability, GuestRecipe, LabNode, SharedStorage
 from lab import real_guest
-from lab.libvirt import config as lab_config
+from lab.libvirt import config as libvirt_config
 from lab.libvirt import snapshots, xml
 from lab.libvirt.config import LibvirtConfig
 from lab.libvirt.host import EventSink, Host, LibvirtLinks, LinkSwitch, libvirt_module
@@ -52,7 +52,7 @@ class LibvirtLab:
         if timescale != 1.0:
             raise ConfigError(f"--timescale {timescale:g} cannot apply to real PVE nodes",
                               hint="drop --timescale: nested PVE runs its real HA timers")
-        return cls(lab_config_load(lab_config).for_worker(worker))
+        return cls(libvirt_config.load(lab_config).for_worker(worker))
 
     # -- the Lab protocol -------------------------------------------------------------
     def nodes(self) -> tuple[LabNode, ...]:
@@ -272,10 +272,6 @@ def networking_script(plan: Plan, node: str) -> str:
         "sed -i '/ node[0-9]$/d' /etc/hosts",
         f"cat >> /etc/hosts <<EOF\n{hosts}\nEOF",
     ])
-
-
-def lab_config_load(path: str) -> LibvirtConfig:
-    return lab_config.load(path)
 
 
 def ensure_networks(host: Host, plan: Plan) -> None:

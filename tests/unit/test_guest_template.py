@@ -14,9 +14,6 @@ from harness.errors import LabError
 from lab import guest_template, real_guest
 from lab.guest_template import build_template, hookscript, write_storage_files
 
-pytestmark = pytest.mark.skipif(not Path("/usr/bin/busybox").exists(),
-                                reason="busybox-static missing (.ci/setup installs it)")
-
 CONFIG = """arch: amd64
 description: {description}
 hookscript: shared:snippets/pvechaos-guest.sh

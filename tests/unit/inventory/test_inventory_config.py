@@ -13,6 +13,7 @@ import yaml
 from harness.errors import ConfigError
 from lab.inventory import config as inventory_config
 from lab.inventory.config import PowerSpec
+from tests.unit.config_messages import fix_for
 
 ENV = {"BMC_PW": "bmc-secret", "REDFISH_PW": "rf-secret", "NODE_SSH_PW": "ssh-secret"}
 
@@ -58,14 +59,6 @@ def refusal(tmp_path: Path, data: dict, environ: dict | None = None) -> str:
     with pytest.raises(ConfigError) as info:
         inventory_config.load(path, environ=ENV if environ is None else environ)
     return str(info.value)
-
-
-def fix_for(text: str, message: str) -> str:
-    """The fix given for the problem whose text contains ``message``."""
-    assert message in text
-    after = text[text.index(message):]
-    assert "fix: " in after, text
-    return after.partition("fix: ")[2].partition("\n")[0]
 
 
 # -- a valid inventory ----------------------------------------------------------------------

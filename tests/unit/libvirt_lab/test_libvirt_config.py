@@ -11,6 +11,7 @@ import yaml
 from harness.errors import ConfigError
 from lab.libvirt import config as libvirt_config
 from lab.libvirt.config import Gateway, GuestSpec, NodeShape
+from tests.unit.config_messages import fix_for
 
 ENV = {"PVECHAOS_ROOT_PW": "correct-horse"}
 net = ipaddress.ip_network
@@ -49,14 +50,6 @@ def refusal(tmp_path: Path, data: dict, environ: dict | None = None) -> str:
     with pytest.raises(ConfigError) as info:
         load(tmp_path, data, environ)
     return str(info.value)
-
-
-def fix_for(text: str, message: str) -> str:
-    """The fix given for the problem whose text contains ``message``."""
-    assert message in text
-    after = text[text.index(message):]
-    assert "fix: " in after, text
-    return after.partition("fix: ")[2].partition("\n")[0]
 
 
 # -- a valid file ---------------------------------------------------------------------------
