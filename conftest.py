@@ -17,7 +17,7 @@ from harness.clock import Clock
 from harness.cluster import Cluster
 from harness.errors import LabError, PvechaosError
 from harness.faults import FaultInjector
-from harness.formation import form_cluster, wait_for_whole_cluster
+from harness.formation import bring_up
 from harness.lab_api import Capability, Lab
 from harness.timeline import EventKind, Timeline
 from harness.watchers import QuorumWatcher
@@ -151,16 +151,11 @@ def timeline(clock: Clock) -> Timeline:
 
 @pytest.fixture(scope="module")
 def cluster(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    """The lab's nodes formed into one cluster with `pvecm create` / `pvecm add`."""
+    """The lab's nodes as one cluster (formed with `pvecm create` / `pvecm add` unless the
+    lab has it already; harness/formation.py `bring_up`)."""
     the_cluster = Cluster(lab)
     try:
-        if lab.prepared():  # an existing cluster, or a lab back at its `ready` snapshot
-            wait_for_whole_cluster(the_cluster, timeout_s=120)
-        else:
-            form_cluster(the_cluster, request.config.getoption("cluster_name"),
-                         root_password=lab.join_password())
-            if Capability.SNAPSHOT in lab.capabilities:
-                lab.save_ready()
+        bring_up(the_cluster, request.config.getoption("cluster_name"))
     except PvechaosError as exc:
         the_cluster.close()
         raise LabError(f"forming the cluster failed: {exc}") from exc

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from harness.cluster import Cluster, Node
 from harness.errors import CommandError, PvechaosError
+from harness.lab_api import Capability
 from harness.pve.certs import api_fingerprint
+from harness.shared_storage import add_shared_storage
 from harness.waits import NotYet, wait_until
 
 
@@ -22,6 +24,25 @@ def form_cluster(cluster: Cluster, name: str = "pvechaos", *, timeout_s: float =
     for node in others:
         join(first, node, timeout_s, root_password=root_password)
     wait_for_whole_cluster(cluster, timeout_s=timeout_s)
+
+
+def bring_up(cluster: Cluster, name: str, *, wait_s: float = 120.0) -> None:
+    """The lab's started nodes as one cluster, ready for the scenarios. A lab that says
+    the cluster is there already (``prepared()``: an existing cluster, or a lab back at
+    its `ready` snapshot) is only waited for; otherwise the cluster is formed, and a lab
+    that can take snapshots gets the shared storage added and its `ready` snapshot taken.
+
+    `ready` holds what every scenario shares: the cluster and its shared storage. The
+    guest is not in it: each scenario makes its own as a step of its story (on a chosen
+    node, on a non-master, made to fail, or none at all)."""
+    lab = cluster.lab
+    if lab.prepared():
+        wait_for_whole_cluster(cluster, timeout_s=wait_s)
+        return
+    form_cluster(cluster, name, root_password=lab.join_password())
+    if Capability.SNAPSHOT in lab.capabilities:
+        add_shared_storage(cluster, lab.shared_storage(), on=cluster.names[0])
+        lab.save_ready()
 
 
 def join_options(first: Node, root_password: str | None) -> tuple[tuple[str, ...], str | None]:

@@ -1,7 +1,7 @@
 """The test guest under HA: made with the nodes' own commands, its write log read over SSH.
 
 The lab says how (``GuestRecipe``: template, address, where the write log lies); this
-module only runs what a PVE administrator would: `pvesm add nfs`, `pvesm status`,
+module only runs what a PVE administrator would: `pvesm add nfs` (harness/shared_storage.py),
 `pct create`, `ha-manager add`, `ha-manager status`.
 """
 
@@ -11,6 +11,7 @@ from harness.cluster import Cluster, Node
 from harness.errors import PvechaosError
 from harness.lab_api import GuestRecipe, SharedStorage
 from harness.pve.ha_status import HaStatus, parse_ha_manager_status
+from harness.shared_storage import add_shared_storage
 from harness.waits import NotYet, wait_until
 from harness.writelog import LogReport, analyse, parse_log
 
@@ -29,26 +30,6 @@ class HaGuest:
         return self.recipe.sid
 
     # -- setup -----------------------------------------------------------------------
-    def add_storage(self, on: str) -> None:
-        """`pvesm add nfs` for the shared storage, unless the cluster already has it."""
-        node = self.cluster.node(on)
-        if self.storage_state(node) is not None:
-            return
-        s = self.storage
-        node.check("pvesm", "add", "nfs", s.storage_id, "--server", s.server, "--export",
-                   s.export, "--content", "rootdir,images,vztmpl,snippets",
-                   timeout_s=COMMAND_TIMEOUT_S)
-
-    def storage_state(self, node: Node) -> str | None:
-        """The storage's status column in `pvesm status` on ``node`` (`active`, ...);
-        None when the node does not list it. Listing activates it, as pvestatd would."""
-        out = node.check("pvesm", "status", timeout_s=COMMAND_TIMEOUT_S)
-        for line in out.splitlines()[1:]:
-            fields = line.split()
-            if len(fields) >= 3 and fields[0] == self.storage.storage_id:
-                return fields[2]
-        return None
-
     def create(self, on: str, *extra: str) -> None:
         r = self.recipe
         node = self.cluster.node(on)
@@ -72,11 +53,7 @@ class HaGuest:
         """The whole setup: shared storage active on every node, the container created on
         ``on``, put under HA with ``options``; then wait (bounded) until `ha-manager
         status` shows it in ``state`` on ``on`` (None: do not wait)."""
-        self.add_storage(on)
-        for node in self.cluster.nodes():
-            wait_until(f"storage {self.storage.storage_id} active on {node.name}",
-                       lambda node=node: (s := self.storage_state(node)) == "active"
-                       or NotYet(s), timeout_s=30)
+        add_shared_storage(self.cluster, self.storage, on=on)
         self.create(on, *extra)
         self.put_under_ha(on, **options)
         if state is not None:

@@ -5,7 +5,8 @@ the golden images that `pvechaos-lab libvirt build` made) and brings every node 
 by reverting to the consistent `ready` snapshot when every VM has one (the cluster is
 then already formed: ``prepared()``), else by a cold boot. If a revert fails, the
 overlays are thrown away and made again from the golden images (a cold boot).
-``save_ready`` takes the snapshot once the harness has formed the cluster. ``close``
+``save_ready`` takes the snapshot once the harness has formed the cluster and added
+the shared storage (harness/formation.py ``bring_up``). ``close``
 powers every VM off and keeps definitions and snapshots for the next start;
 `pvechaos-lab libvirt destroy` removes them.
 """
