@@ -85,6 +85,7 @@ class Section:
         if not self.ok:
             problems.add(path, f"must be a mapping of keys, not {_kind(data)}",
                          "indent its keys under it as `key: value` lines")
+            self.problems = Problems(problems.source)  # one problem, not one per field
         self.data: dict[str, Any] = data if self.ok else {}
         self._read: set[str] = set()
 
@@ -127,8 +128,9 @@ class Section:
     def section(self, key: str, *, required: bool = False) -> Section:
         self._read.add(key)
         if key not in self.data or self.data[key] is None:
-            if required:
+            if required:  # one problem, not one per missing field of the section
                 self.problems.add(self.at(key), "is missing", f"add a `{key}:` section")
+                return Section({}, self.at(key), Problems(self.problems.source))
             return Section({}, self.at(key), self.problems)
         return Section(self.data[key], self.at(key), self.problems)
 
@@ -193,6 +195,14 @@ def address(section: Section, key: str) -> str | None:
             section.problems.add(section.at(key), f"{text!r} is not an IPv4 address",
                                  "write four numbers 0-255 separated by dots")
             return None
+    elif "/" in text and _is_interface(text):
+        section.problems.add(section.at(key), f"{text!r} is an address with a prefix length",
+                             f"write the address alone: {text.split('/')[0]}")
+        return None
+    elif _DOTTED.match(text):  # 10.20.0.1x: an address with a typo, not a host name
+        section.problems.add(section.at(key), f"{text!r} is not an IPv4 address",
+                             "write four numbers 0-255 separated by dots")
+        return None
     elif not _HOSTNAME.fullmatch(text):
         section.problems.add(section.at(key), f"{text!r} is neither an address nor a "
                              "host name", "write an IPv4 address or a DNS name")
@@ -276,8 +286,17 @@ def reading(source: str) -> Iterator[Problems]:
 
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})"
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*")
+_DOTTED = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.")  # three numeric labels: meant as an address
 _TYPE_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
                list: "a list", dict: "a mapping"}
+
+
+def _is_interface(text: str) -> bool:
+    try:
+        ipaddress.IPv4Interface(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _kind(value: Any) -> str:

@@ -185,6 +185,26 @@ def test_required_section_missing():
     assert text == f"{SOURCE}: gateway: is missing\n  fix: add a `gateway:` section"
 
 
+def test_a_missing_required_section_is_one_problem_not_one_per_field():
+    def read(s):
+        gateway = s.section("gateway", required=True)
+        gateway.get("image", str), y.address(gateway, "server"), gateway.done()
+        s.get("name", str)
+    text = problems_of(read, {})
+    assert text.startswith(f"{SOURCE} has 2 problems:")
+    assert "gateway: is missing" in text and "name: is missing" in text
+    assert "image" not in text and "server" not in text
+
+
+def test_a_section_that_is_not_a_mapping_is_one_problem():
+    def read(s):
+        power = s.section("power")
+        power.get("user", str), power.get("host", str)
+    text = problems_of(read, {"power": "ipmi"})
+    assert text.startswith(f"{SOURCE}: power: must be a mapping of keys, not text")
+    assert "user" not in text and "host" not in text
+
+
 def test_sections_give_indexed_paths():
     def read(s):
         return [n.get("name", str) for n in s.sections("nodes")]
@@ -375,18 +395,25 @@ def test_address_accepts_ipv4_and_host_names(value):
     assert value_of(lambda s: y.address(s, "host"), {"host": value}) == value
 
 
-@pytest.mark.parametrize("value", ["10.0.0.256", "10.0.0", "1.2.3.4.5", "10..0.1"])
+@pytest.mark.parametrize("value", ["10.0.0.256", "10.0.0", "1.2.3.4.5", "10..0.1",
+                                   "10.20.0.1x", "10.0.0.1/33"])
 def test_address_bad_ipv4(value):
     text = problems_of(lambda s: y.address(s, "host"), {"host": value})
     assert f"host: {value!r} is not an IPv4 address" in text
     assert "fix: write four numbers 0-255 separated by dots" in text
 
 
-@pytest.mark.parametrize("value", ["10.0.0.1/24", "bad_name", "-leading", "a b"])
+@pytest.mark.parametrize("value", ["bad_name", "-leading", "a b", "host.-bad"])
 def test_address_neither_address_nor_host_name(value):
     text = problems_of(lambda s: y.address(s, "host"), {"host": value})
     assert f"host: {value!r} is neither an address nor a host name" in text
     assert "fix: write an IPv4 address or a DNS name" in text
+
+
+def test_address_with_a_prefix_length_says_to_drop_it():
+    text = problems_of(lambda s: y.address(s, "host"), {"host": "10.0.0.1/24"})
+    assert text == (f"{SOURCE}: host: '10.0.0.1/24' is an address with a prefix length\n"
+                    "  fix: write the address alone: 10.0.0.1")
 
 
 # -- the other typed helpers -------------------------------------------------------------
