@@ -214,10 +214,12 @@ class LibvirtLinks:
 
 class RecordedLinks:
     """The twin for libvirt's test driver, which has no live device updates: it keeps
-    the state each NIC was set to. Same contract as LibvirtLinks."""
+    the state each NIC was set to, for the boot it was set in (a live change is lost when
+    the VM powers off: the next boot reads the definition). Same contract as
+    LibvirtLinks (tests/unit/libvirt_lab/test_link_contract.py)."""
 
     def __init__(self) -> None:
-        self.down: set[tuple[str, str]] = set()
+        self.down: dict[tuple[str, str], int] = {}  # (domain, MAC) -> boot (domain ID)
         self.calls: list[tuple[str, str, bool]] = []
 
     def set_link(self, dom: Any, nic: Nic, up: bool) -> None:
@@ -225,8 +227,17 @@ class RecordedLinks:
             raise LabError(f"link {'up' if up else 'down'} of {nic.mac} on {dom.name()} "
                            "failed: domain is not running")
         self.calls.append((dom.name(), nic.mac, up))
-        (self.down.discard if up else self.down.add)((dom.name(), nic.mac))
+        if up:
+            self.down.pop((dom.name(), nic.mac), None)
+        else:
+            self.down[(dom.name(), nic.mac)] = _boot(dom)
 
     def link_is_up(self, dom: Any, nic: Nic) -> bool:
-        return (dom.name(), nic.mac) not in self.down
+        return not dom.isActive() or self.down.get((dom.name(), nic.mac)) != _boot(dom)
+
+
+def _boot(dom: Any) -> int:
+    """The domain's ID, which changes with each QEMU process; looked up afresh (a handle
+    keeps the ID it was looked up with)."""
+    return dom.connect().lookupByName(dom.name()).ID()
 
