@@ -318,8 +318,11 @@ def keep_trend(config: pytest.Config, alluredir: Path | None) -> None:
     measured = MetricsFile(metrics_file, config.stash[RUN_ID]).read(this_run_only=True)
     if not measured:
         return
+    setting = (f"{config.getoption('lab', 'embedded')} lab, "
+               f"timescale {config.getoption('timescale', 1.0):g}")
     runs = trends.append_run(metrics_file.with_name("metrics-history.jsonl"),
-                             config.stash[RUN_ID], _git_revision(config.rootpath), measured)
+                             config.stash[RUN_ID], _git_revision(config.rootpath), measured,
+                             setting=setting)
     if alluredir is not None:
-        trends.write_global_attachment(alluredir, trends.render(runs),
+        trends.write_global_attachment(alluredir, trends.render(trends.comparable(runs)),
                                        "recovery time across runs")

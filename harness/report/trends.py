@@ -24,20 +24,31 @@ class Run:
     when: str  # ISO time the run ended
     revision: str
     metrics: tuple[Metric, ...]
+    setting: str = ""  # lab kind and timescale: figures of other settings do not compare
 
 
-def append_run(path: Path, run: str, revision: str, metrics: Sequence[Metric],
-               keep: int = KEEP_RUNS) -> list[Run]:
+def append_run(path: Path, run: str, revision: str, metrics: Sequence[Metric], *,
+               setting: str = "", keep: int = KEEP_RUNS) -> list[Run]:
     """Add this run to the history file (a run already there is replaced; the oldest
     beyond ``keep`` are dropped); returns the runs now in it, oldest first."""
     runs = [r for r in read_runs(path) if r.run != run]
-    runs.append(Run(run, time.strftime("%Y-%m-%dT%H:%M:%S%z"), revision, tuple(metrics)))
+    runs.append(Run(run, time.strftime("%Y-%m-%dT%H:%M:%S%z"), revision, tuple(metrics),
+                    setting))
     runs = runs[-keep:]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps({"run": r.run, "when": r.when, "revision": r.revision,
+                                        "setting": r.setting,
                                         "metrics": [m.to_json() for m in r.metrics]}) + "\n"
                             for r in runs))
     return runs
+
+
+def comparable(runs: Sequence[Run]) -> list[Run]:
+    """The runs of the same setting as the last one (a recovery at timescale 0.1 takes a
+    tenth of the seconds it takes on real PVE: the two do not make one trend)."""
+    if not runs:
+        return []
+    return [r for r in runs if r.setting == runs[-1].setting]
 
 
 def read_runs(path: Path) -> list[Run]:
@@ -52,7 +63,8 @@ def read_runs(path: Path) -> list[Run]:
             doc = json.loads(line)
             runs.append(Run(str(doc["run"]), str(doc.get("when", "")),
                             str(doc.get("revision", "")),
-                            tuple(Metric.from_json(m) for m in doc.get("metrics", []))))
+                            tuple(Metric.from_json(m) for m in doc.get("metrics", [])),
+                            str(doc.get("setting", ""))))
         except (ValueError, KeyError, TypeError):
             continue
     return runs
@@ -107,8 +119,9 @@ def render(runs: Sequence[Run], *, width_px: int = 1600, dpi: int = 100) -> byte
                                ha="right", fontsize=7)
             ax.set_xlim(-0.5, len(runs) - 0.5)
             ax.grid(axis="y", alpha=0.3)
-        fig.suptitle(f"Recovery time across the last {len(runs)} run(s): window shaded, "
-                     "budget dashed", x=0.01, ha="left")
+        setting = f" ({runs[-1].setting})" if runs and runs[-1].setting else ""
+        fig.suptitle(f"Recovery time across the last {len(runs)} run(s){setting}: window "
+                     "shaded, budget dashed", x=0.01, ha="left")
         fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / height_in))
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", metadata={"Software": None})

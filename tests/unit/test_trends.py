@@ -22,6 +22,18 @@ def test_runs_are_appended_replaced_by_id_and_capped(tmp_path):
     assert runs[-1].metrics == (figure(30.0),) and runs[-1].revision == "abc124"
 
 
+def test_only_runs_of_the_latest_setting_make_the_trend(tmp_path):
+    path = tmp_path / "h.jsonl"
+    trends.append_run(path, "old", "r", [figure(15.0)])  # written before settings were kept
+    trends.append_run(path, "a", "r", [figure(150.0)], setting="libvirt lab, timescale 1")
+    trends.append_run(path, "b", "r", [figure(15.0)], setting="embedded lab, timescale 0.1")
+    trends.append_run(path, "c", "r", [figure(16.0)], setting="embedded lab, timescale 0.1")
+    runs = trends.read_runs(path)
+    assert [r.setting for r in runs][:2] == ["", "libvirt lab, timescale 1"]
+    assert [r.run for r in trends.comparable(runs)] == ["b", "c"]
+    assert trends.comparable([]) == []
+
+
 def test_a_damaged_line_is_skipped(tmp_path):
     path = tmp_path / "h.jsonl"
     trends.append_run(path, "a", "r", [figure(15.0)])
