@@ -131,6 +131,9 @@ def poweroff_is_recovered_elsewhere_without_waiting_for_the_lock(h) -> str:
     assert not agent_lock_held(h, victim, master), "the shut-down LRM kept its agent lock"
     lrm = h.log(victim, "lrm")
     assert "shutdown LRM, stop all services" in lrm
+    cluster_log = (h.lab.config.lab_dir / "nodes" / victim / "log" / "pve-cluster.log"
+                   ).read_text()
+    assert "pmxcfs" in cluster_log and "Traceback" not in cluster_log  # a clean stop
     back = h.wait_answer(VMID, target, timeout_s=h.s(120) + 10)
     note("poweroff -> guest silent", silent - t0)
     note("guest silent -> node off", off - silent)

@@ -361,6 +361,12 @@ def main() -> None:
     log.info("serving %s from %s", MOUNTPOINT, db)
     try:
         fuse.FUSE(ops, MOUNTPOINT, foreground=True, nothreads=False, fsname="pmxcfs")
+    except RuntimeError as exc:
+        # fusepy raises fuse_main's status; 8 is libfuse's "the loop ended with an
+        # error", which is how SIGTERM (the node's shutdown) ends it: not a fault
+        if exc.args != (8,):
+            raise
+        log.info("stopped")
     finally:
         stop.set()
 
