@@ -22,13 +22,15 @@ the file is not pre-allocated, `size=` in the guest config is the nominal size.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.embedded.pve import nodeinfo
+from lab.embedded.pve import cfslock, nodeinfo
 
 STORAGE_CFG = "storage.cfg"
 TYPES = ("dir", "nfs")
@@ -185,6 +187,16 @@ class Storages:
         return content in self.get(storeid).get("content", "").split(",")
 
     # -- add / remove ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def _locked(self, failed: str) -> Iterator[None]:
+        """PVE edits storage.cfg under `cfs_lock_file('storage.cfg')`: the cluster lock
+        `file-storage_cfg`, so two nodes' edits cannot lose one another."""
+        try:
+            with cfslock.cfs_lock(self.pve_root, "file-storage_cfg"):
+                yield
+        except cfslock.CfsLockError as exc:
+            raise StorageError(f"{failed}: {exc}") from None
+
     def add(self, kind: str, storeid: str, opts: dict[str, str]) -> None:
         if kind not in TYPES:
             raise StorageError(f"storage type '{kind}' is not supported by the embedded "
@@ -209,22 +221,25 @@ class Storages:
                                    f"'{bad[0]}'")
         else:
             props["content"] = "images" if kind == "nfs" else "images,rootdir"
-        sections = self.read()
-        if storeid in sections:
-            raise StorageError(f"create storage failed: storage ID '{storeid}' already "
-                               "defined")
-        sections[storeid] = props
-        self.write(sections)
+        with self._locked("create storage failed"):
+            sections = self.read()
+            if storeid in sections:
+                raise StorageError(f"create storage failed: storage ID '{storeid}' already "
+                                   "defined")
+            sections[storeid] = props
+            self.write(sections)
 
     def remove(self, storeid: str) -> None:
-        try:
-            sections = parse(self.cfg_path.read_text())
-        except FileNotFoundError:
-            sections = {}
-        if storeid not in sections:
-            raise StorageError(f"delete storage failed: storage '{storeid}' does not exist")
-        path = Path(sections.pop(storeid).get("path") or f"/mnt/pve/{storeid}")
-        self.write(sections)
+        with self._locked("delete storage failed"):
+            try:
+                sections = parse(self.cfg_path.read_text())
+            except FileNotFoundError:
+                sections = {}
+            if storeid not in sections:
+                raise StorageError(f"delete storage failed: storage '{storeid}' does not "
+                                   "exist")
+            path = Path(sections.pop(storeid).get("path") or f"/mnt/pve/{storeid}")
+            self.write(sections)
         if os.path.ismount(path):
             subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 

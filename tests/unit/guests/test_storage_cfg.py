@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.embedded.pve import storage
+from lab.embedded.pve import cfslock, storage
 from lab.embedded.pve.storage import StorageError, Storages
 
 PVE_DEFAULT = """dir: local
@@ -63,6 +63,25 @@ def test_pvesm_add_and_remove(tmp_path, info):
     with pytest.raises(StorageError, match="delete storage failed: storage 'shared' does "
                        "not exist"):
         store.remove("shared")
+
+
+def test_storage_cfg_is_edited_under_the_cluster_lock(tmp_path, info, monkeypatch):
+    (tmp_path / "pve").mkdir()
+    store = Storages(tmp_path / "pve", info)
+    lock = tmp_path / "pve/priv/lock/file-storage_cfg"
+    seen = []
+    real_write = store.write
+    store.write = lambda sections: (seen.append(lock.is_dir()), real_write(sections))
+    store.add("nfs", "shared", {"server": "198.18.50.1", "export": "/export"})
+    assert seen == [True] and not lock.exists()  # held while writing, released after
+    lock.mkdir()  # another node holds it (and keeps renewing it: utime is no help here)
+    real_lock = cfslock.cfs_lock
+    monkeypatch.setattr(cfslock, "cfs_lock", lambda root, name: real_lock(
+        root, name, timeout_s=0.3, retry_s=0.1))
+    with pytest.raises(StorageError, match="delete storage failed: cfs-lock "
+                       "'file-storage_cfg' error: got lock request timeout"):
+        store.remove("shared")
+    assert "shared" in storage.parse((tmp_path / "pve/storage.cfg").read_text())
 
 
 def test_volumes_follow_pve_naming_on_file_storages(pve, info, tmp_path):
