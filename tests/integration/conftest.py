@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,25 @@ def leftovers(config: EmbeddedConfig) -> list[str]:
             if marker in cmdline:
                 found.append(f"process {proc.name}: {cmdline.strip()}")
     return found
+
+
+@contextlib.contextmanager
+def running(lab: EmbeddedLab, *, formed: str | None = None) -> Iterator:
+    """The lab started, as a Cluster (formed with that name when ``formed`` is given);
+    closed afterwards, leaving nothing behind. For module-scoped fixtures."""
+    from harness.cluster import Cluster
+    from harness.formation import form_cluster
+
+    cluster = Cluster(lab)
+    try:
+        lab.start()
+        if formed is not None:
+            form_cluster(cluster, formed)
+        yield cluster
+    finally:
+        cluster.close()
+        lab.close()
+        assert leftovers(lab.config) == []
 
 
 @pytest.fixture

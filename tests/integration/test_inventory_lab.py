@@ -10,12 +10,11 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.errors import InterlockError, LabError
-from harness.formation import form_cluster
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
 from lab.inventory import config as inventory_config
 from lab.inventory.lab import InventoryLab
-from tests.integration.conftest import leftovers
+from tests.integration.conftest import running
 
 PREFIX = "198.18.96"
 ENV = {"BMC_PASSWORD": "not-used", "WRONG_ROOT_PASSWORD": "definitely-wrong"}
@@ -47,15 +46,8 @@ class EmbeddedPower:
 @pytest.fixture(scope="module")
 def staging():
     lab = EmbeddedLab(EmbeddedConfig(name="inv", subnet=f"{PREFIX}.0/24", timescale=0.1))
-    lab.start()
-    cluster = Cluster(lab)
-    try:
-        form_cluster(cluster, "stage")
+    with running(lab, formed="stage"):
         yield lab
-    finally:
-        cluster.close()
-        lab.close()
-        assert leftovers(lab.config) == []
 
 
 def inventory_file(tmp_path: Path, lab: EmbeddedLab, *, cluster: str = "stage",

@@ -9,11 +9,10 @@ import json
 
 import pytest
 
-from harness.cluster import Cluster
-from harness.formation import form_cluster
 from harness.waits import NotYet, wait_until
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
+from tests.integration.conftest import running
 
 LOCK = "/etc/pve/priv/lock/pvechaos-test"
 LIFETIME_S = 120 * 0.05
@@ -38,14 +37,8 @@ def try_utime(node, t: int) -> str:
 @pytest.fixture(scope="module")
 def cluster():
     lab = EmbeddedLab(EmbeddedConfig(name="cfs", subnet="198.18.48.0/24", timescale=0.05))
-    lab.start()
-    the_cluster = Cluster(lab)
-    try:
-        form_cluster(the_cluster)
+    with running(lab, formed="pvechaos") as the_cluster:
         yield the_cluster
-    finally:
-        the_cluster.close()
-        lab.close()
 
 
 def members(node) -> dict:

@@ -14,7 +14,7 @@ from harness.lab_api import Capability
 from harness.shared_storage import storage_state
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
-from tests.integration.conftest import leftovers
+from tests.integration.conftest import running
 
 
 class SnapshotTwin(EmbeddedLab):
@@ -42,14 +42,8 @@ class SnapshotTwin(EmbeddedLab):
 @pytest.fixture(scope="module")
 def twin():
     lab = SnapshotTwin(EmbeddedConfig(name="ready", subnet="198.18.98.0/24", timescale=0.1))
-    lab.start()
-    cluster = Cluster(lab)
-    try:
+    with running(lab) as cluster:  # not formed: bring_up does that
         yield lab, cluster
-    finally:
-        cluster.close()
-        lab.close()
-        assert leftovers(lab.config) == []
 
 
 def test_a_fresh_lab_is_formed_and_snapshotted_with_its_shared_storage(twin):
