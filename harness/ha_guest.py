@@ -98,11 +98,18 @@ class HaGuest:
             return (f"{self.sid} is out of HA but its node {owner} is off: run "
                     f"`pct destroy {vmid} --purge` on {owner} once it is up")
         node = self.cluster.node(owner)
-        node.run("pct", "stop", vmid, timeout_s=COMMAND_TIMEOUT_S)  # if running
-        wait_until(f"{self.sid} stopped on {owner}",
-                   lambda: "stopped" in node.check("pct", "status", vmid,
-                                                   timeout_s=COMMAND_TIMEOUT_S)
-                   or NotYet("running"), timeout_s=timeout_s)
+
+        def stopped() -> bool | NotYet:
+            if "stopped" in node.check("pct", "status", vmid, timeout_s=COMMAND_TIMEOUT_S):
+                return True
+            # asked again while it runs: an LRM round that read the manager status just
+            # before the removal may start it once more after a first stop
+            said = node.run("pct", "stop", vmid, timeout_s=COMMAND_TIMEOUT_S)
+            return NotYet(f"running; `pct stop {vmid}` said: "
+                          f"{(said.stdout + said.stderr).strip() or f'exit {said.rc}'}")
+
+        wait_until(f"{self.sid} stopped on {owner}", stopped, timeout_s=timeout_s,
+                   interval_s=2.0)
         node.check("pct", "destroy", vmid, "--purge", timeout_s=COMMAND_TIMEOUT_S)
         return None
 

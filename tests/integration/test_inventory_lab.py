@@ -10,6 +10,7 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.errors import InterlockError, LabError
+from harness.formation import bring_up
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
 from lab.inventory import config as inventory_config
@@ -142,6 +143,7 @@ def test_the_scenario_guest_is_removed_from_a_cluster_that_outlives_the_run(stag
     assert lab.keeps_changes() is True
     cluster = Cluster(lab)
     try:
+        bring_up(cluster, "stage")  # as the `cluster` fixture: node2 may just have rejoined
         # the embedded nodes run the embedded template; the rest is what scenarios do
         guest = HaGuest(cluster, staging.guest_recipe(100), staging.shared_storage())
         guest.set_up("node2", timeout_s=60)
