@@ -275,6 +275,15 @@ def networking_script(plan: Plan, node: str) -> str:
     ])
 
 
+def clock_script(now: float) -> str:
+    """Shell that sets a node's clock to ``now`` (this host's time, sent over SSH).
+    `date` first: chrony's makestep alone does nothing without a reachable source (an
+    isolated lab has none), and the gateway it could ask was reverted too. Then chrony
+    is asked to step, in case it has a source that knows better."""
+    return (f"date -u -s @{now:.3f} >/dev/null && "
+            "{ chronyc -a makestep >/dev/null 2>&1 || true; }")
+
+
 def ensure_networks(host: Host, plan: Plan) -> None:
     libvirt = libvirt_module()
     conn = host.conn
@@ -317,10 +326,12 @@ class SshAccess:
 
     def step_clocks(self, lab: LibvirtLab) -> None:
         """Guests resume with the snapshot's wall clock: step each node to this host's
-        time (chrony when it runs, `date` otherwise). PVE needs synchronised clocks."""
+        time. The guest's write log and the timeline compare wall clocks."""
         for node in lab.nodes():
-            self._run(node, "chronyc -a makestep >/dev/null 2>&1 || "
-                            f"date -u -s @{time.time():.3f}", 15)
+            result = self._run(node, clock_script(time.time()), 15)
+            if result.rc != 0:
+                raise LabError(f"{node.name}: setting the clock after the revert failed: "
+                               f"{result.stderr.strip()[-300:]}")
 
     def configure_networking(self, lab: LibvirtLab) -> None:
         """What the installer leaves out: the corosync NIC (found by its MAC) and every
