@@ -2,6 +2,9 @@
 
     pvechaos-lab embedded cleanup [NAME...]          remove what killed runs left behind
     pvechaos-lab libvirt build   --lab-config FILE   golden images for the configured ISO
+    pvechaos-lab libvirt build-gateway --lab-config FILE --cloud-image QCOW2
+                                                     the NFS gateway's disk from a Debian
+                                                     cloud image (virt-customize)
     pvechaos-lab libvirt status  --lab-config FILE   domains, states, `ready` snapshots
     pvechaos-lab libvirt destroy --lab-config FILE   remove the lab's VMs, overlays, networks
     pvechaos-lab guest-template --out DIR [--storage ID] [--port N]
@@ -26,11 +29,14 @@ def main(argv: list[str] | None = None) -> int:
     embedded = kinds.add_parser("embedded").add_subparsers(dest="verb", required=True)
     embedded.add_parser("cleanup").add_argument("names", nargs="*")
     libvirt = kinds.add_parser("libvirt").add_subparsers(dest="verb", required=True)
-    for verb in ("build", "status", "destroy"):
+    for verb in ("build", "build-gateway", "status", "destroy"):
         sub = libvirt.add_parser(verb)
         sub.add_argument("--lab-config", required=True, metavar="FILE")
         sub.add_argument("--worker", type=int, default=0,
                          help="the xdist worker's lab (0: a run without -n)")
+        if verb == "build-gateway":
+            sub.add_argument("--cloud-image", required=True, metavar="QCOW2",
+                             help="a Debian 12 generic cloud image on this host")
     template = kinds.add_parser("guest-template")
     template.add_argument("--out", required=True, metavar="DIR")
     template.add_argument("--storage", default="shared", help="storage id (default shared)")
@@ -73,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from lab.libvirt.config import load
 
     config = load(args.lab_config).for_worker(args.worker)
+    if args.verb == "build-gateway":
+        return admin.build_gateway(config, args.cloud_image)
     return {"build": admin.build, "status": admin.status, "destroy": admin.destroy}[
         args.verb](config)
 

@@ -1,4 +1,5 @@
-"""The libvirt lab's verbs outside a run: build, status, destroy (`pvechaos-lab libvirt`)."""
+"""The libvirt lab's verbs outside a run: build, build-gateway, status, destroy
+(`pvechaos-lab libvirt`)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,20 @@ def build(config: LibvirtConfig, *, host: Host | None = None) -> int:
     try:
         for node, volume in Builder(config, host).build().items():
             print(f"{node}: {volume}")
+    finally:
+        host.close()
+    return 0
+
+
+def build_gateway(config: LibvirtConfig, cloud_image: str, *, host: Host | None = None
+                  ) -> int:
+    from pathlib import Path
+
+    from lab.libvirt.gateway import GatewayBuilder
+
+    host = host or Host(config.hosts[0])
+    try:
+        GatewayBuilder(config, host).build(Path(cloud_image))
     finally:
         host.close()
     return 0

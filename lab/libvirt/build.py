@@ -42,6 +42,22 @@ def node_answers(config: LibvirtConfig, plan: Plan) -> dict[str, str]:
     return answers
 
 
+def ensure_pool(host: Host, config: LibvirtConfig) -> Any:
+    """The lab's dir pool at ``pool_path``, defined (autostart) and started if need be."""
+    conn = host.conn
+    libvirt = libvirt_module()
+    try:
+        pool = conn.storagePoolLookupByName(config.pool)
+    except libvirt.libvirtError:
+        config.pool_path.mkdir(parents=True, exist_ok=True)
+        pool = host.call(f"define pool {config.pool}", conn.storagePoolDefineXML,
+                         xml.dir_pool(config.pool, str(config.pool_path)), 0)
+        pool.setAutostart(1)
+    if not pool.isActive():
+        host.call(f"start pool {config.pool}", pool.create, 0)
+    return pool
+
+
 class Builder:
     def __init__(self, config: LibvirtConfig, host: Host, *,
                  run: Callable[..., Any] = subprocess.run,
@@ -91,18 +107,7 @@ class Builder:
         return assistant
 
     def ensure_pool(self) -> Any:
-        conn = self.host.conn
-        libvirt = libvirt_module()
-        try:
-            pool = conn.storagePoolLookupByName(self.config.pool)
-        except libvirt.libvirtError:
-            self.workdir.mkdir(parents=True, exist_ok=True)
-            pool = self.host.call(f"define pool {self.config.pool}", conn.storagePoolDefineXML,
-                                  xml.dir_pool(self.config.pool, str(self.workdir)), 0)
-            pool.setAutostart(1)
-        if not pool.isActive():
-            self.host.call(f"start pool {self.config.pool}", pool.create, 0)
-        return pool
+        return ensure_pool(self.host, self.config)
 
     def prepare_iso(self, assistant: bool) -> Path:
         out = self.prepared_iso()

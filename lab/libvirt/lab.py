@@ -205,8 +205,9 @@ class LibvirtLab:
             return pool.storageVolLookupByName(volume).path()
         except libvirt.libvirtError:
             raise LabError(f"golden image {volume} is missing from pool {self.config.pool}",
-                           hint="run `pvechaos-lab libvirt build --lab-config FILE` (nodes) "
-                                "or put the gateway's prepared disk there") from None
+                           hint="run `pvechaos-lab libvirt build-gateway --lab-config FILE "
+                                "--cloud-image DEBIAN.qcow2`" if name == GATEWAY else
+                                "run `pvechaos-lab libvirt build --lab-config FILE`") from None
 
     def _fresh_overlay(self, pool: Any, name: str) -> str:
         """A new qcow2 overlay on the golden image (the old one, if any, is dropped)."""

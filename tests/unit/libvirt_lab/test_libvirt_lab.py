@@ -146,11 +146,19 @@ def test_a_failed_revert_falls_back_to_fresh_overlays_and_a_cold_boot(
     second.close()
 
 
-def test_a_missing_golden_image_names_the_build_command(config, host, access, links):
+@pytest.mark.parametrize("volume, command", [
+    ("gw-debian12.qcow2", "pvechaos-lab libvirt build-gateway --lab-config FILE "
+                          "--cloud-image DEBIAN.qcow2"),
+    ("pvechaos-golden-9.1-1-t-node2.qcow2", "pvechaos-lab libvirt build --lab-config FILE"),
+])
+def test_a_missing_golden_image_names_the_command_that_makes_it(config, host, golden, access,
+                                                                links, volume, command):
+    pool = host.conn.storagePoolLookupByName("pvechaos")
+    pool.storageVolLookupByName(volume).delete(0)
     lab = LibvirtLab(config, host=host, links=links, access=access)
-    with pytest.raises(LabError, match="golden image .* is missing") as info:
+    with pytest.raises(LabError, match=f"golden image {volume} is missing") as info:
         lab.start()
-    assert "pvechaos-lab libvirt build" in str(info.value)
+    assert f"fix: run `{command}`" in str(info.value)
     assert not [d for d in host.conn.listAllDomains() if d.isActive()]
 
 
