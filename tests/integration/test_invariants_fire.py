@@ -130,5 +130,9 @@ def test_a_guest_that_survived_its_nodes_fence_is_caught(ha_lab):
                    timeout_s=10 + h.s(200))
         assert not any(v.invariant == "ran_after_fence" for v in checker.violations)
         h.lab.link_up("node1")
+        # Both copies have the guest's MAC and address: the lab bridge sends the probe's
+        # packets to whichever copy it last heard from. node1's copy speaks again when
+        # it retransmits to the probe on a connection cut by the isolation, and TCP's
+        # back-off doubles up to 120 s: wait that long (it usually takes seconds).
         wait_until("the surviving copy on node1 to be caught",
-                   lambda: fired(checker, "ran_after_fence"), timeout_s=30)
+                   lambda: fired(checker, "ran_after_fence"), timeout_s=130)
