@@ -186,7 +186,8 @@ def evidence(request: pytest.FixtureRequest) -> Iterator[None]:
                       attachment_type=allure.attachment_type.CSV)
 
 
-FAULT_KINDS = (EventKind.FAULT_POWER_CUT, EventKind.FAULT_POWER_ON, EventKind.ACTION)
+# every fault verb (power, shutdown, reset, freeze, link) and the scenario's own actions
+FAULT_KINDS = (*(k for k in EventKind if k.value.startswith("fault.")), EventKind.ACTION)
 
 
 def describe(event) -> str:
