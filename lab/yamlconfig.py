@@ -188,21 +188,17 @@ def address(section: Section, key: str) -> str | None:
     text = section.get(key, str, fix=f"write `{key}:` as an IPv4 address or host name")
     if text is None:
         return None
-    if re.fullmatch(r"[0-9.]+", text):
+    if "/" in text and _is_interface(text):
+        section.problems.add(section.at(key), f"{text!r} is an address with a prefix length",
+                             f"write the address alone: {text.split('/')[0]}")
+        return None
+    if _MEANT_AS_ADDRESS.match(text):
         try:
             ipaddress.IPv4Address(text)
         except ValueError:
             section.problems.add(section.at(key), f"{text!r} is not an IPv4 address",
                                  "write four numbers 0-255 separated by dots")
             return None
-    elif "/" in text and _is_interface(text):
-        section.problems.add(section.at(key), f"{text!r} is an address with a prefix length",
-                             f"write the address alone: {text.split('/')[0]}")
-        return None
-    elif _DOTTED.match(text):  # 10.20.0.1x: an address with a typo, not a host name
-        section.problems.add(section.at(key), f"{text!r} is not an IPv4 address",
-                             "write four numbers 0-255 separated by dots")
-        return None
     elif not _HOSTNAME.fullmatch(text):
         section.problems.add(section.at(key), f"{text!r} is neither an address nor a "
                              "host name", "write an IPv4 address or a DNS name")
@@ -286,7 +282,8 @@ def reading(source: str) -> Iterator[Problems]:
 
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,62})"
                        r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*")
-_DOTTED = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+\.")  # three numeric labels: meant as an address
+# digits and dots only, or three numeric labels first (10.20.0.1x): meant as an address
+_MEANT_AS_ADDRESS = re.compile(r"[0-9.]+$|[0-9]+\.[0-9]+\.[0-9]+\.")
 _TYPE_NAMES = {str: "text", int: "a whole number", float: "a number", bool: "true or false",
                list: "a list", dict: "a mapping"}
 

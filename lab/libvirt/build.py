@@ -106,9 +106,6 @@ class Builder:
         answer.key_style(self.version)  # refuses ISOs without the automated installer
         return assistant
 
-    def ensure_pool(self) -> Any:
-        return ensure_pool(self.host, self.config)
-
     def prepare_iso(self, assistant: bool) -> Path:
         out = self.prepared_iso()
         if out.is_file() and out.stat().st_mtime >= self.config.iso.stat().st_mtime:
@@ -201,7 +198,7 @@ class Builder:
 
     def build(self) -> dict[str, str]:
         assistant = self.check_prerequisites()
-        pool = self.ensure_pool()
+        pool = ensure_pool(self.host, self.config)
         iso = self.prepare_iso(assistant)
         for node, text in node_answers(self.config, self.plan).items():
             answer.build_answer_image(text, self.answer_image(node), run=self.run)

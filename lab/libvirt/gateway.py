@@ -110,7 +110,9 @@ class GatewayBuilder:
                               "a few minutes)")
                 self._step("virt-customize", customize_argv(self.config, partial, staged,
                                                             password_file),
-                           CUSTOMIZE_TIMEOUT_S)
+                           CUSTOMIZE_TIMEOUT_S,
+                           hint="virt-customize needs the runner to reach the image's "
+                                "Debian mirror (it installs nfs-kernel-server)")
             partial.replace(self.image)
         finally:
             partial.unlink(missing_ok=True)
@@ -118,7 +120,8 @@ class GatewayBuilder:
         self.progress(f"pvechaos: gateway disk {self.image} ready")
         return self.image
 
-    def _step(self, what: str, argv: list[str], timeout_s: float) -> None:
+    def _step(self, what: str, argv: list[str], timeout_s: float, *,
+              hint: str | None = None) -> None:
         try:
             done = self.run(argv, capture_output=True, text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -127,7 +130,4 @@ class GatewayBuilder:
                                 + " ".join(argv[:3])) from None
         if done.returncode != 0:
             raise LabError(f"{what} failed (exit {done.returncode}): "
-                           f"{(done.stderr or done.stdout).strip()[-600:]}",
-                           hint="virt-customize needs the runner to reach the image's "
-                                "Debian mirror (it installs nfs-kernel-server)"
-                           if argv[0] == "virt-customize" else "")
+                           f"{(done.stderr or done.stdout).strip()[-600:]}", hint=hint)

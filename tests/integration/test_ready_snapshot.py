@@ -32,9 +32,11 @@ class SnapshotTwin(EmbeddedLab):
         seen = Cluster(self)
         try:
             storage = self.shared_storage().storage_id
-            self.saved.append({
-                n.name: (n.quorum(timeout_s=10).quorate, n.quorum(timeout_s=10).nodes,
-                         storage_state(n, storage)) for n in seen.nodes()})
+            said = {}
+            for n in seen.nodes():
+                quorum = n.quorum(timeout_s=10)
+                said[n.name] = (quorum.quorate, quorum.nodes, storage_state(n, storage))
+            self.saved.append(said)
         finally:
             seen.close()
 

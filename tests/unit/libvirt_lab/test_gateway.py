@@ -64,8 +64,17 @@ def builder(config, host, tools, which=tools_on_path):
     return GatewayBuilder(config, host, run=tools, which=which, progress=lambda line: None)
 
 
-def test_the_gateway_disk_is_customised_and_lands_in_the_pool(config, host, cloud_image):
+def test_the_gateway_disk_is_customised_and_lands_in_the_pool(config, host, cloud_image,
+                                                              monkeypatch):
     tools = Tools()
+    refreshed = []  # libvirt learns of the new volume only when the pool is refreshed
+    real_call = host.call
+
+    def call(what, fn, *args):
+        if what.startswith("refresh pool"):
+            refreshed.append((what, (config.pool_path / "gw-debian12.qcow2").is_file()))
+        return real_call(what, fn, *args)
+    monkeypatch.setattr(host, "call", call)
     made = builder(config, host, tools).build(cloud_image)
     assert made == config.pool_path / "gw-debian12.qcow2"
     assert made.read_bytes() == b"debian cloud image (copied)"
@@ -77,8 +86,7 @@ def test_the_gateway_disk_is_customised_and_lands_in_the_pool(config, host, clou
     assert tools.seen["password"] == "lab-secret-1\n" and tools.seen["password_mode"] == 0o600
     assert not any(Path(p).exists() for p in tools.seen["staged"])  # staging removed
     assert all("lab-secret-1" not in a for call in tools.calls for a in call)
-    pool = host.conn.storagePoolLookupByName("pvechaos")
-    assert pool.isActive()
+    assert refreshed == [("refresh pool pvechaos", True)]  # once, with the disk in place
 
 
 def test_the_customisation_installs_nfs_and_lays_out_the_export(config, tmp_path):
