@@ -1,5 +1,5 @@
 """The embedded lab: nodes as Linux namespaces on one machine, each running the real
-corosync and sshd plus the emulated PVE node stack (see lab/embedded/pve/).
+corosync and sshd plus the emulated PVE node stack (see pvemu/).
 
 Per node: its own pid, mount, uts and network namespaces; one address on the lab bridge;
 its own /etc (an overlay of the host's), /var/lib/corosync, /var/log, /run, /tmp and

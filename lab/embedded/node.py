@@ -35,7 +35,7 @@ class NodePower:
             self._launcher = subprocess.Popen(
                 ["nsenter", f"--net=/run/netns/{self.config.netns(self.name)}", "--",
                  "unshare", "--pid", "--fork", "--mount", "--uts", "--mount-proc",
-                 "--kill-child", sys.executable, "-m", "lab.embedded.init",
+                 "--kill-child", sys.executable, "-m", "lab.embedded.pid1",
                  str(root / "boot.json")],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},

@@ -27,17 +27,17 @@ from lab.embedded.system import sh
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMMANDS = {  # name in the node's PATH -> module implementing it
-    "pvecm": "lab.embedded.pve.cli.pvecm",
-    "pveversion": "lab.embedded.pve.cli.pveversion",
-    "systemctl": "lab.embedded.pve.cli.systemctl",
-    "ha-manager": "lab.embedded.pve.cli.ha_manager",
-    "pvesh": "lab.embedded.pve.cli.pvesh",
-    "pct": "lab.embedded.pve.cli.pct",
-    "qm": "lab.embedded.pve.cli.qm",
-    "pvesm": "lab.embedded.pve.cli.pvesm",
-    "journalctl": "lab.embedded.pve.cli.journalctl",
-    "poweroff": "lab.embedded.pve.cli.systemctl poweroff",
-    "reboot": "lab.embedded.pve.cli.systemctl reboot",
+    "pvecm": "pvemu.cli.pvecm",
+    "pveversion": "pvemu.cli.pveversion",
+    "systemctl": "pvemu.cli.systemctl",
+    "ha-manager": "pvemu.cli.ha_manager",
+    "pvesh": "pvemu.cli.pvesh",
+    "pct": "pvemu.cli.pct",
+    "qm": "pvemu.cli.qm",
+    "pvesm": "pvemu.cli.pvesm",
+    "journalctl": "pvemu.cli.journalctl",
+    "poweroff": "pvemu.cli.systemctl poweroff",
+    "reboot": "pvemu.cli.systemctl reboot",
 }
 KERNEL = {8: "6.8.12-9-pve", 9: "6.14.8-2-pve"}
 

@@ -35,7 +35,7 @@ def test_nodes_boot_as_separate_hosts_and_power_cycle(make_lab):
         for node in cluster.nodes():
             assert node.check("hostname").strip() == node.name
             # its own pid namespace: PID 1 is the node's init, not the host's
-            assert "lab.embedded.init" in node.check("cat", "/proc/1/cmdline")
+            assert "lab.embedded.pid1" in node.check("cat", "/proc/1/cmdline")
             assert node.check("ip", "-o", "-4", "addr", "show", "eth0").split()[3] == \
                 f"{node.address}/24"
             assert node.check("systemctl", "is-active", "ssh", "pve-cluster").split() == \

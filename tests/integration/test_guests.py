@@ -14,7 +14,7 @@ from harness.formation import form_cluster
 from harness.waits import NotYet, wait_until
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
-from lab.embedded.pve.guest_process import read_log
+from pvemu.guest_process import read_log
 from tests.integration.conftest import leftovers
 
 SUBNET = "198.18.50"
@@ -62,7 +62,7 @@ def guest_pids(lab: EmbeddedLab, sid: str) -> list[int]:
         except OSError:
             continue
         words = [w.decode(errors="replace") for w in cmdline]
-        if ("lab.embedded.pve.guest_process" in words and sid in words
+        if ("pvemu.guest_process" in words and sid in words
                 and str(lab.config.lab_dir) in " ".join(words)):
             found.append(int(proc.name))
     return found

@@ -28,7 +28,7 @@ def rogue_start(h, node: str, mac: str) -> None:
     HA), as a buggy stack would."""
     script = (
         "from pathlib import Path\n"
-        "from lab.embedded.pve.guests import NodeGuests\n"
+        "from pvemu.guests import NodeGuests\n"
         f"g = NodeGuests({node!r})\n"
         "disk = g.storages.activate('shared') / " + repr(DISK) + "\n"
         f"g._spawn('ct:100', 100, '{h.guest_ip(100)}/24', {mac!r}, 8080, disk)\n")
@@ -123,7 +123,7 @@ def test_a_guest_that_survived_its_nodes_fence_is_caught(ha_lab):
             read_log=lambda: analyse(*parse_log(disk.read_text(errors="replace")))))
         wait_until("the probe to hear ct:100 from node1",
                    lambda: probe.current and probe.current.node == "node1", timeout_s=15)
-        h.node("node1").check("pkill", "-STOP", "-f", "lab.embedded.pve.ha.muxd")
+        h.node("node1").check("pkill", "-STOP", "-f", "pvemu.ha.muxd")
         h.lab.link_down("node1")
         wait_until("the guest to be recovered away from node1",
                    lambda: probe.current and probe.current.node != "node1",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.embedded.pve import corosync_conf
+from pvemu import corosync_conf
 
 # pve-model.md §14.3, the file `pvecm create mycluster --link0 10.0.0.1` writes on pve1
 # with pve-cluster >= 9.1 (token_coefficient 125); older versions omit that one line.

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.embedded.pve.ha import env_node
-from lab.embedded.pve.ha.env_node import NodeEnv
-from lab.embedded.pve.nodeinfo import NodeInfo
+from pvemu.ha import env_node
+from pvemu.ha.env_node import NodeEnv
+from pvemu.nodeinfo import NodeInfo
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from lab.embedded.pve.cli import journalctl
+from pvemu.cli import journalctl
 
 
 def epoch(text: str) -> float:

@@ -1,5 +1,7 @@
 """The rule that holds the design together: scenarios and the harness never reach into a
-lab's internals; they talk to every lab over SSH and PVE's own commands."""
+lab's internals; they talk to every lab over SSH and PVE's own commands. The emulated PVE
+(pvemu/) is booted by the embedded lab and knows neither the lab nor the harness, beyond
+the output formats the two share."""
 
 from __future__ import annotations
 
@@ -10,6 +12,15 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKED = sorted(p for folder in ("harness", "scenarios") for p in (ROOT / folder).rglob("*.py"))
+EMULATOR = sorted((ROOT / "pvemu").rglob("*.py"))
+# What the emulator may take from the harness: formats both sides must agree on.
+SHARED_WITH_EMULATOR = {
+    "harness.writelog",  # the guest's write-log records, written by pvemu, judged by harness
+}
+
+
+def under(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -25,11 +36,20 @@ def imported_modules(path: Path) -> set[str]:
 def test_there_is_something_to_check():
     names = {p.relative_to(ROOT).as_posix() for p in CHECKED}
     assert {"harness/cluster.py", "scenarios/test_quorum_story.py"} <= names
+    assert {"pvemu/pmxcfs.py", "pvemu/guest_process.py"} <= {
+        p.relative_to(ROOT).as_posix() for p in EMULATOR}
 
 
 @pytest.mark.parametrize("path", CHECKED, ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_no_lab_imports(path):
-    leaks = {m for m in imported_modules(path) if m == "lab" or m.startswith("lab.")}
+    leaks = {m for m in imported_modules(path) if under(m, "lab") or under(m, "pvemu")}
+    assert not leaks, f"{path.relative_to(ROOT)} imports {sorted(leaks)}"
+
+
+@pytest.mark.parametrize("path", EMULATOR, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_the_emulator_imports_no_lab_and_only_shared_formats(path):
+    leaks = {m for m in imported_modules(path)
+             if under(m, "lab") or (under(m, "harness") and m not in SHARED_WITH_EMULATOR)}
     assert not leaks, f"{path.relative_to(ROOT)} imports {sorted(leaks)}"
 
 

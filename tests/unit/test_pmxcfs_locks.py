@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from lab.embedded.pve.pmxcfs import Pmxcfs
+from pvemu.pmxcfs import Pmxcfs
 
 LOCK = "/priv/lock/ha_manager_lock"
 

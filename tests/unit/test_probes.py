@@ -1,6 +1,6 @@
 """harness.probes: a TCP probe against an in-process guest on 127.0.0.1.
 
-The fake guest answers like lab/embedded/pve/guest_process.py (one line per connection,
+The fake guest answers like pvemu/guest_process.py (one line per connection,
 ``<sid> <node> <boot-id> <seq>``) and can be switched off (connection refused), made
 silent (accepts, never answers) or made to answer something else. Every wait is bounded
 (wait_until); nothing sleeps and hopes.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lab.embedded.pve.cli.options import UsageError, parse
+from pvemu.cli.options import UsageError, parse
 
 SPEC = {"link0": "str", "nodeid": "int", "force": "bool", "use_ssh": "bool"}
 USAGE = "pvecm add <hostname> [OPTIONS]"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from lab.embedded.pve.guests import NodeGuests
-from lab.embedded.pve.nodeinfo import NodeInfo
-from lab.embedded.pve.storage import Storages
+from pvemu.guests import NodeGuests
+from pvemu.nodeinfo import NodeInfo
+from pvemu.storage import Storages
 
 
 @pytest.fixture

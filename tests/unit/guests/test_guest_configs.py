@@ -7,9 +7,9 @@ import stat
 
 import pytest
 
-from lab.embedded.pve import guests as g
-from lab.embedded.pve.cli.pct import GuestCli
-from lab.embedded.pve.guests import GuestConfig, GuestError
+from pvemu import guests as g
+from pvemu.cli.pct import GuestCli
+from pvemu.guests import GuestConfig, GuestError
 
 NET0 = "name=eth0,bridge=vmbr0,ip=198.18.50.100/24"
 TEMPLATE = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"

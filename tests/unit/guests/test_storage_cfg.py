@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.embedded.pve import cfslock, storage
-from lab.embedded.pve.storage import StorageError, Storages
+from pvemu import cfslock, storage
+from pvemu.storage import StorageError, Storages
 
 PVE_DEFAULT = """dir: local
 \tpath /var/lib/vz
@@ -106,7 +106,7 @@ def test_sizes_are_written_as_pve_writes_them(gib, text):
 
 
 def test_pvesm_status_layout():
-    from lab.embedded.pve.cli.pvesm import format_status
+    from pvemu.cli.pvesm import format_status
     out = format_status([{"storage": "shared", "type": "nfs", "active": True,
                           "enabled": True, "total": 1024 * 1000, "used": 1024 * 250,
                           "avail": 1024 * 750}])

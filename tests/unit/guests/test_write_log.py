@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lab.embedded.pve.guest_process import Record, analyse, format_record, last_seq, parse_log
+from pvemu.guest_process import Record, analyse, format_record, last_seq, parse_log
 
 
 def log(*records: tuple[int, str, str, int]) -> str:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lab.embedded.pve.ha.env import Timing
-from lab.embedded.pve.ha.sim import SimCluster
+from pvemu.ha.env import Timing
+from pvemu.ha.sim import SimCluster
 
 
 class FakeEnv:

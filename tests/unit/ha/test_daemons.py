@@ -1,7 +1,7 @@
 """Timing of single CRM and LRM transitions with PVE's real intervals (pve-model.md §2,
 §3, §7), in the simulator's fake time."""
 
-from lab.embedded.pve.ha.sim import SimCluster
+from pvemu.ha.sim import SimCluster
 
 from .conftest import settled
 

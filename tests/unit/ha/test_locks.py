@@ -1,6 +1,6 @@
 """pmxcfs lock semantics in the simulator (pve-model.md §14.4, §10.1)."""
 
-from lab.embedded.pve.ha.sim import SimCluster, SimEnv
+from pvemu.ha.sim import SimCluster, SimEnv
 
 
 def idle_cluster(**kw) -> tuple[SimCluster, SimEnv, SimEnv]:

@@ -1,6 +1,6 @@
 """NodeStatus (pve-model.md §5, §6)."""
 
-from lab.embedded.pve.ha.node_status import NodeStatus
+from pvemu.ha.node_status import NodeStatus
 
 ALL = {"node1": True, "node2": True, "node3": True}
 

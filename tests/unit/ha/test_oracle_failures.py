@@ -59,7 +59,7 @@ def test_total_quorum_loss_resets_active_nodes_only():
 
 def test_start_without_quorum_does_nothing_until_quorum():
     """test-basic4: only node1 is up; nothing happens until a second node joins."""
-    from lab.embedded.pve.ha.sim import SimCluster
+    from pvemu.ha.sim import SimCluster
 
     c = SimCluster(power_on=False)
     c.power("node1", True)

@@ -3,7 +3,7 @@ restart/relocate limits and failback. The action happens at t=300 on a settled c
 
 import pytest
 
-from lab.embedded.pve.ha.sim import SimCluster
+from pvemu.ha.sim import SimCluster
 
 from .conftest import settled, transitions
 

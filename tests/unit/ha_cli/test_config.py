@@ -1,10 +1,10 @@
-"""lab.embedded.pve.ha.config: the /etc/pve HA files, written exactly as PVE writes them."""
+"""pvemu.ha.config: the /etc/pve HA files, written exactly as PVE writes them."""
 
 from __future__ import annotations
 
 import pytest
 
-from lab.embedded.pve.ha import config
+from pvemu.ha import config
 
 # pve-model.md §11.1, byte for byte (tab-indented keys, blank line after each section)
 RESOURCES = ("vm: 100\n\tgroup mygroup\n\tmax_relocate 1\n\tmax_restart 1\n\tstate started\n\n"

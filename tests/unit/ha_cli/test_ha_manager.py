@@ -1,4 +1,4 @@
-"""lab.embedded.pve.cli.ha_manager against a temporary /etc/pve (PVECHAOS_PVE_ROOT)."""
+"""pvemu.cli.ha_manager against a temporary /etc/pve (PVECHAOS_PVE_ROOT)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from lab.embedded.pve.cli import ha_manager
+from pvemu.cli import ha_manager
 
 from .conftest import NOW
 

@@ -1,4 +1,4 @@
-"""lab.embedded.pve.cli.pvesh against a temporary /etc/pve (PVECHAOS_PVE_ROOT)."""
+"""pvemu.cli.pvesh against a temporary /etc/pve (PVECHAOS_PVE_ROOT)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from lab.embedded.pve.cli import pvesh
-from lab.embedded.pve.guests import process_start
+from pvemu.cli import pvesh
+from pvemu.guests import process_start
 
 from .conftest import NOW
 

@@ -1,4 +1,4 @@
-"""lab.embedded.pve.ha.status: `ha-manager status` and /cluster/ha/status/* (§4.3, §12)."""
+"""pvemu.ha.status: `ha-manager status` and /cluster/ha/status/* (§4.3, §12)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from lab.embedded.pve.ha import status
-from lab.embedded.pve.ha.env import Timing
+from pvemu.ha import status
+from pvemu.ha.env import Timing
 
 NOW = 1479899243  # Wed Nov 23 11:07:23 2016 UTC
 T = Timing()

@@ -1,5 +1,5 @@
 """`pct` on an embedded node: create, start, stop, shutdown, status, list, config,
-destroy, migrate for containers (see lab/embedded/pve/guests.py for what runs).
+destroy, migrate for containers (see pvemu/guests.py for what runs).
 
 Shared with `qm` (GuestCli, parametrised by the guest kind). Output layouts and error
 wording follow pve-container's and qemu-server's CLI (src/PVE/CLI/pct.pm, PVE/CLI/qm.pm,
@@ -13,10 +13,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from lab.embedded.pve import nodeinfo
-from lab.embedded.pve.cli import options
-from lab.embedded.pve.guests import LABEL, VM_DISK_KEYS, GuestError, NodeGuests, sid_of
-from lab.embedded.pve.storage import StorageError
+from pvemu import nodeinfo
+from pvemu.cli import options
+from pvemu.guests import LABEL, VM_DISK_KEYS, GuestError, NodeGuests, sid_of
+from pvemu.storage import StorageError
 
 
 class GuestCli:

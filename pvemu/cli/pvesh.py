@@ -19,9 +19,9 @@ import re
 import sys
 from pathlib import Path
 
-from lab.embedded.pve.cli import ha_manager, options
-from lab.embedded.pve.cli.ha_manager import Fail, Node
-from lab.embedded.pve.ha import config, status
+from pvemu.cli import ha_manager, options
+from pvemu.cli.ha_manager import Fail, Node
+from pvemu.ha import config, status
 
 OUTPUT_OPTS = {"output-format": "str", "noborder": "bool", "noheader": "bool",
                "quiet": "bool", "human-readable": "bool"}
@@ -80,7 +80,7 @@ def guest_runtime_status(node: Node, owner: str, vmid: str) -> str:
     that node; this one does not use the network)."""
     if owner != node.name:
         return "unknown"
-    from lab.embedded.pve.guests import NodeGuests
+    from pvemu.guests import NodeGuests
 
     run_dir = Path(os.environ.get("PVECHAOS_GUEST_RUN_DIR", GUEST_RUN_DIR))
     running = NodeGuests(node.name, run_dir=run_dir).run_state(int(vmid)) is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import sys
 
-from lab.embedded.init import CONTROL_SOCKET
+from pvemu.nodeinfo import CONTROL_SOCKET
 
 VERBS = ("start", "stop", "restart", "is-active")
 POWER = ("poweroff", "reboot")  # the whole node: services stop in order, then off or boot

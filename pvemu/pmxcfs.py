@@ -32,9 +32,9 @@ from pathlib import Path
 
 import mfusepy as fuse
 
-from lab.embedded.pve import corosync_conf, nodeinfo, pmxcfs_status
-from lab.embedded.pve.pmxcfs_locks import LockStore, LockWatch
-from lab.embedded.pve.quorum import CorosyncQuorum, Membership
+from pvemu import corosync_conf, nodeinfo, pmxcfs_status
+from pvemu.pmxcfs_locks import LockStore, LockWatch
+from pvemu.quorum import CorosyncQuorum, Membership
 
 MOUNTPOINT = "/etc/pve"
 SYNC_INTERVAL_S = 1.0

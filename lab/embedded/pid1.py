@@ -1,6 +1,6 @@
 """PID 1 of an embedded node: mounts the node's own files, starts its services, reaps.
 
-Run as ``python -m lab.embedded.init <boot.json>`` inside fresh pid, mount and uts
+Run as ``python -m lab.embedded.pid1 <boot.json>`` inside fresh pid, mount and uts
 namespaces and the node's network namespace. Killing this process (SIGKILL) takes every
 process of the node with it, as a power cut does. Services are started the way a PVE
 node's systemd would start them at boot; ``systemctl`` on the node talks to this process
@@ -20,7 +20,8 @@ import time
 import uuid
 from pathlib import Path
 
-CONTROL_SOCKET = "/run/pvechaos/init.sock"
+from pvemu.nodeinfo import BOOT_ID, CONTROL_SOCKET, SHUTDOWN_FLAG
+
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -100,15 +101,15 @@ def mount_node(node_dir: Path, name: str) -> None:
 def services(python: str, timescale: float = 1.0) -> dict[str, Service]:
     """The node's units in boot order (they stop in the reverse order)."""
     def ha(daemon: str) -> list[str]:
-        return [python, "-m", "lab.embedded.pve.ha.daemon", daemon]
+        return [python, "-m", "pvemu.ha.daemon", daemon]
 
     return {
         "corosync": Service("corosync", ["/usr/sbin/corosync", "-f"],
                             "/var/log/corosync/corosync.log",
                             condition="/etc/corosync/corosync.conf"),
-        "pve-cluster": Service("pve-cluster", [python, "-m", "lab.embedded.pve.pmxcfs"],
+        "pve-cluster": Service("pve-cluster", [python, "-m", "pvemu.pmxcfs"],
                                "/var/log/pve-cluster.log", ready_mount="/etc/pve"),
-        "watchdog-mux": Service("watchdog-mux", [python, "-m", "lab.embedded.pve.ha.muxd"],
+        "watchdog-mux": Service("watchdog-mux", [python, "-m", "pvemu.ha.muxd"],
                                 "/var/log/watchdog-mux.log"),
         # systemd: pve-ha-crm TimeoutStopSec=65, pve-ha-lrm infinity (bounded here)
         "pve-ha-crm": Service("pve-ha-crm", ha("crm"), "/var/log/pve-ha-crm.log",
@@ -121,7 +122,6 @@ def services(python: str, timescale: float = 1.0) -> dict[str, Service]:
 
 
 ALIASES = {"sshd": "ssh", "pmxcfs": "pve-cluster"}
-SHUTDOWN_FLAG = "/run/pvechaos/shutdown"
 SHUTDOWN_ORDER = ("pve-ha-lrm", "pve-ha-crm", "watchdog-mux", "ssh", "pve-cluster",
                   "corosync")
 
@@ -152,9 +152,6 @@ def handle(command: str, units: dict[str, Service]) -> str:
         else:
             return f"error: unknown verb {verb!r}"
     return " ".join(replies)
-
-
-BOOT_ID = "/run/pvechaos/boot_id"  # a new one every boot (as /proc/sys/kernel/random/boot_id)
 
 
 def boot_node(name: str, units: dict[str, Service]) -> None:

@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from lab.embedded.pve import cfslock, corosync_conf, nodeinfo
-from lab.embedded.pve.cli import options, systemctl
+from pvemu import cfslock, corosync_conf, nodeinfo
+from pvemu.cli import options, systemctl
 
 PVE_CONF = Path("/etc/pve/corosync.conf")
 LOCAL_CONF = Path("/etc/corosync/corosync.conf")

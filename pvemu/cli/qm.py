@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 
-from lab.embedded.pve.cli.pct import GuestCli
+from pvemu.cli.pct import GuestCli
 
 
 def main(argv: list[str] | None = None) -> int:

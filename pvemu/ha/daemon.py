@@ -1,6 +1,6 @@
 """pve-ha-crm and pve-ha-lrm on an embedded node: a state machine run against NodeEnv.
 
-`python -m lab.embedded.pve.ha.daemon crm|lrm`. The daemon's generator says how long to
+`python -m pvemu.ha.daemon crm|lrm`. The daemon's generator says how long to
 sleep between steps; SIGTERM (systemctl stop, a node shutdown or reboot) asks the daemon
 to shut down the way PVE's does, and the loop runs on until the state machine returns.
 """
@@ -11,18 +11,18 @@ import signal
 import sys
 import threading
 
-from lab.embedded.pve import nodeinfo
-from lab.embedded.pve.ha.env_node import NodeEnv
+from pvemu import nodeinfo
+from pvemu.ha.env_node import NodeEnv
 
 
 def build(kind: str):
     info = nodeinfo.load()
     if kind == "crm":
-        from lab.embedded.pve.ha.crm import Crm
+        from pvemu.ha.crm import Crm
 
         return Crm(NodeEnv(info, "crm"))
-    from lab.embedded.pve.guests import NodeGuests
-    from lab.embedded.pve.ha.lrm import Lrm
+    from pvemu.guests import NodeGuests
+    from pvemu.ha.lrm import Lrm
 
     guests = NodeGuests(info.name, info=info)
     return Lrm(NodeEnv(info, "lrm", guests), guests)
@@ -62,7 +62,7 @@ def request_shutdown(daemon) -> None:
 
 def main() -> None:
     if len(sys.argv) != 2 or sys.argv[1] not in ("crm", "lrm"):
-        print("usage: python -m lab.embedded.pve.ha.daemon crm|lrm", file=sys.stderr)
+        print("usage: python -m pvemu.ha.daemon crm|lrm", file=sys.stderr)
         sys.exit(2)
     sys.exit(run(sys.argv[1]))
 

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-from lab.embedded.pve import corosync_conf
+from pvemu import corosync_conf
 
 
 def members(node: str, db: Path, quorate: bool, member_ids: tuple[int, ...],

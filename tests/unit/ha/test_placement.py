@@ -1,6 +1,6 @@
 """Node selection (pve-model.md §9)."""
 
-from lab.embedded.pve.ha.select import parse_nodes, select_service_node
+from pvemu.ha.placement import parse_nodes, select_service_node
 
 USAGE = {"node1": 1, "node2": 0, "node3": 0}
 

@@ -14,7 +14,7 @@ import os
 
 from .env import EWRONG_NODE, IGNORED, SUCCESS, HaEnv
 from .node_status import NodeStatus
-from .select import select_service_node
+from .placement import select_service_node
 
 SERVICE_STATES = ("stopped", "request_stop", "request_start", "request_start_balance",
                   "started", "fence", "recovery", "migrate", "relocate", "freeze", "error")

@@ -6,7 +6,7 @@ import hashlib
 import subprocess
 import sys
 
-from lab.embedded.pve import nodeinfo
+from pvemu import nodeinfo
 
 
 def manager_line(info: nodeinfo.NodeInfo) -> str:

@@ -12,14 +12,13 @@ import sys
 import time
 from pathlib import Path
 
-from lab.embedded.pve import cfslock
-from lab.embedded.pve.ha import config
-from lab.embedded.pve.ha.env import Guests, Timing
-from lab.embedded.pve.nodeinfo import NodeInfo
+from pvemu import cfslock
+from pvemu.ha import config
+from pvemu.ha.env import Guests, Timing
+from pvemu.nodeinfo import SHUTDOWN_FLAG, NodeInfo
 
 PVE_ROOT = Path("/etc/pve")
 WATCHDOG_SOCKET = "/run/watchdog-mux.sock"
-SHUTDOWN_FLAG = Path("/run/pvechaos/shutdown")  # "poweroff" or "reboot", set by init
 LEFTOVER_LOCKS = ("backup", "mounted", "migrate", "clone", "rollback", "snapshot",
                   "snapshot-delete", "suspending", "suspended")
 
@@ -226,7 +225,7 @@ class NodeEnv:
         return max(1, int(self.read_datacenter().get("max_workers", 4)))
 
     def start_worker(self, uid: str, sid: str, command: str, params: dict) -> None:
-        from lab.embedded.pve.ha.lrm import exec_resource_agent
+        from pvemu.ha.lrm import exec_resource_agent
 
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.max_workers())

@@ -8,6 +8,10 @@ from pathlib import Path
 
 NODE_JSON = Path("/etc/pvechaos/node.json")
 DB_POINTER = Path("/etc/pvechaos/pmxcfs-db")
+# The node's init (lab/embedded/pid1.py) and the emulated commands meet here:
+CONTROL_SOCKET = "/run/pvechaos/init.sock"  # systemctl, poweroff, the watchdog's reset
+SHUTDOWN_FLAG = Path("/run/pvechaos/shutdown")  # "poweroff" or "reboot" while shutting down
+BOOT_ID = Path("/run/pvechaos/boot_id")  # a new one every boot (/proc/sys/kernel/random/boot_id)
 
 
 @dataclass(frozen=True)

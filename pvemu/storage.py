@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lab.embedded.pve import cfslock, nodeinfo
+from pvemu import cfslock, nodeinfo
 
 STORAGE_CFG = "storage.cfg"
 TYPES = ("dir", "nfs")

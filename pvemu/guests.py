@@ -44,13 +44,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.embedded.pve import nodeinfo
-from lab.embedded.pve.guest_process import LogReport, analyse, parse_log, read_log
-from lab.embedded.pve.storage import StorageError, Storages, format_size, parse_size_gib, size_bytes
+from pvemu import nodeinfo
+from pvemu.guest_process import LogReport, analyse, parse_log, read_log
+from pvemu.storage import StorageError, Storages, format_size, parse_size_gib, size_bytes
 
 __all__ = ["GuestError", "LogReport", "NodeGuests", "analyse", "parse_log", "read_log"]
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = Path("/run/pvechaos/guests")
 LOG_DIR = Path("/var/log/pvechaos-guests")
 DEFAULT_PORT = 8080
@@ -298,7 +298,7 @@ class _FileLock:
 
 # -- one node's guests ---------------------------------------------------------------
 class NodeGuests:
-    """The guests of one node; implements lab.embedded.pve.ha.env.Guests."""
+    """The guests of one node; implements pvemu.ha.env.Guests."""
 
     def __init__(self, node_name: str, pve_root: Path = Path("/etc/pve"),
                  run_dir: Path = RUN_DIR, info: nodeinfo.NodeInfo | None = None,
@@ -603,7 +603,7 @@ class NodeGuests:
     def _spawn(self, sid: str, vmid: int, cidr: str, mac: str, port: int, disk: Path
                ) -> RunState:
         LOG_DIR.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "lab.embedded.pve.guest_process", "--sid", sid,
+        cmd = [sys.executable, "-m", "pvemu.guest_process", "--sid", sid,
                "--vmid", str(vmid), "--node", self.node, "--address", cidr, "--hwaddr", mac,
                "--port", str(port), "--disk", str(disk),
                "--lab", str(self.info.nfs_export.parent)]

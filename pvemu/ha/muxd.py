@@ -15,15 +15,14 @@ import signal
 import socket
 import time
 
-from lab.embedded.pve import nodeinfo
-from lab.embedded.pve.ha.env import Timing
-from lab.embedded.pve.ha.env_node import WATCHDOG_SOCKET
-from lab.embedded.pve.ha.watchdog import WatchdogMux
+from pvemu import nodeinfo
+from pvemu.ha.env import Timing
+from pvemu.ha.env_node import WATCHDOG_SOCKET
+from pvemu.ha.watchdog import WatchdogMux
+from pvemu.nodeinfo import CONTROL_SOCKET
 
 
 def reset_node(reason: str) -> None:
-    from lab.embedded.init import CONTROL_SOCKET
-
     print(f"watchdog-mux: {reason}: resetting the node", flush=True)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(5)

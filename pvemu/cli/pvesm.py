@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import sys
 
-from lab.embedded.pve import nodeinfo
-from lab.embedded.pve.cli import options
-from lab.embedded.pve.storage import StorageError, Storages
+from pvemu import nodeinfo
+from pvemu.cli import options
+from pvemu.storage import StorageError, Storages
 
 ADD_OPTIONS = {"path": "str", "server": "str", "export": "str", "content": "str",
                "nodes": "str", "options": "str", "disable": "bool", "shared": "bool"}

@@ -21,10 +21,10 @@ import sys
 import time
 from pathlib import Path
 
-from lab.embedded.pve import cfslock, nodeinfo
-from lab.embedded.pve.cli import options
-from lab.embedded.pve.ha import config, status
-from lab.embedded.pve.ha.env import Timing
+from pvemu import cfslock, nodeinfo
+from pvemu.cli import options
+from pvemu.ha import config, status
+from pvemu.ha.env import Timing
 
 LOCK_TIMEOUT_S = 10.0  # cfs_lock_domain's acquire timeout
 STATES = ("started", "stopped", "enabled", "disabled", "ignored")

@@ -1,6 +1,6 @@
 """A running guest of an embedded node: a real process with its own network namespace.
 
-Started by guests.py as ``python -m lab.embedded.pve.guest_process --sid ct:100 ...``
+Started by guests.py as ``python -m pvemu.guest_process --sid ct:100 ...``
 inside the node (so it lives in the node's pid and mount namespaces and dies with the
 node). This launcher:
 
