@@ -15,6 +15,7 @@ from harness.lab_api import Lab, LabNode
 from harness.pve import (
     PveVersion,
     QuorumStatus,
+    cluster_fs,
     parse_cfgtool_status,
     parse_pvecm_status,
     parse_pveversion,
@@ -72,9 +73,10 @@ class Node:
         wait_until(f"{self.name} to answer over SSH",
                    lambda: self.run("true", timeout_s=5).rc == 0, timeout_s=timeout_s)
 
-    def can_write_pve(self, path: str = "/etc/pve/.pvechaos-write-test") -> CommandResult:
-        """Try to create and remove a file in /etc/pve; the result says why it failed."""
-        return self.run(f"echo probe > {path} && rm -f {path}")
+    def can_write_pve(self, path: str = cluster_fs.WRITE_PROBE) -> CommandResult:
+        """Try to create and remove a file in the cluster filesystem; the result says why
+        it failed."""
+        return self.run(cluster_fs.write_probe_command(path))
 
     @property
     def host(self):

@@ -10,6 +10,7 @@ from __future__ import annotations
 from harness.cluster import Cluster, Node
 from harness.errors import PvechaosError
 from harness.lab_api import GuestRecipe, SharedStorage
+from harness.pve import cluster_fs
 from harness.pve.ha_status import HaStatus, parse_ha_manager_status
 from harness.shared_storage import add_shared_storage
 from harness.waits import NotYet, wait_until
@@ -86,14 +87,12 @@ class HaGuest:
                    lambda: (p := self.placement(first.name)) is None or NotYet(p),
                    timeout_s=timeout_s)
         vmid = str(self.recipe.vmid)
-        # which node's directory lists its config (listed, not looked up: a lookup may be
-        # answered from the FUSE cache of /etc/pve for a moment after a destroy)
-        found = first.run("sh", "-c", "for d in /etc/pve/nodes/*/lxc; do "
-                          f"ls -1 \"$d\" | grep -qx {vmid}.conf && echo \"$d\"; done",
+        # which node's directory lists its config
+        found = first.run("sh", "-c", cluster_fs.guest_config_dirs_command(vmid),
                           timeout_s=COMMAND_TIMEOUT_S)
-        if not found.stdout.strip():
+        owner = cluster_fs.owner_of_listing(found.stdout)
+        if owner is None:
             return None  # never created, or gone already
-        owner = found.stdout.split("/")[4]
         if owner not in [n.name for n in nodes]:
             return (f"{self.sid} is out of HA but its node {owner} is off: run "
                     f"`pct destroy {vmid} --purge` on {owner} once it is up")
