@@ -163,7 +163,8 @@ class EtcPve:
 
     # -- the HA files (PVE::HA::Config) ----------------------------------------------
     def vmlist(self) -> dict[str, str]:
-        """`.vmlist`: VMID -> "<node>/<kind dir>"."""
+        """sid (`ct:<id>`, `vm:<id>`) -> the node whose directory holds its config (what
+        PVE's `.vmlist` tells), read from the nodes/*/lxc|qemu-server listings."""
         return config.vmlist(self.root)
 
     def resources(self) -> dict[str, dict]:
@@ -189,3 +190,15 @@ class EtcPve:
             return None if text is None else config.parse_json(text)
         except (CfsError, ValueError):
             return None
+
+    # -- directories -----------------------------------------------------------------
+    def is_dir(self, rel: str) -> bool:
+        return self.path(rel).is_dir()
+
+    def mkdir(self, rel: str) -> None:
+        """Create a directory and its parents if missing; without quorum pmxcfs refuses
+        with EACCES, reported as no quorum."""
+        try:
+            self.path(rel).mkdir(parents=True, exist_ok=True)
+        except PermissionError:
+            raise CfsError(NO_QUORUM) from None
