@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 
 from .crm import Crm
 from .env import Daemon, Timing
-from .lrm import Lrm, exec_resource_agent
+from .lrm import Lrm
+from .resource_agent import exec_resource_agent
 from .watchdog import WatchdogMux
 
 DAEMON_RANK = {"crm": 0, "lrm": 1, "watchdog": 2}
