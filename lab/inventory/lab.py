@@ -22,7 +22,14 @@ from harness.errors import (
     PvechaosError,
     WaitTimeout,
 )
-from harness.lab_api import Capability, GuestRecipe, LabNode, SharedStorage
+from harness.lab_api import (
+    Capability,
+    GuestRecipe,
+    LabEventSink,
+    LabNode,
+    SharedStorage,
+    unsupported,
+)
 from harness.waits import NotYet, wait_until
 from lab import real_guest
 from lab.inventory import config as inventory_config
@@ -240,11 +247,24 @@ class InventoryLab:
             raise InterlockError(f"{node!r} is not a node of this inventory")
         return self._drivers[node].is_on()
 
+    # -- verbs without a mechanism here (no network switch, no hypervisor): refused ----
     def link_down(self, node: str) -> None:
-        raise LabError("the inventory lab has no network switch",
-                       hint="partition scenarios need the embedded or libvirt lab")
+        raise unsupported(self.kind, "link_down", Capability.PARTITION)
 
-    link_up = link_down
+    def link_up(self, node: str) -> None:
+        raise unsupported(self.kind, "link_up", Capability.PARTITION)
+
+    def freeze(self, node: str) -> None:
+        raise unsupported(self.kind, "freeze", Capability.FREEZE)
+
+    def thaw(self, node: str) -> None:
+        raise unsupported(self.kind, "thaw", Capability.FREEZE)
+
+    def save_ready(self) -> None:
+        raise unsupported(self.kind, "save_ready", Capability.SNAPSHOT)
+
+    def subscribe(self, sink: LabEventSink) -> None:
+        raise unsupported(self.kind, "subscribe", Capability.EVENTS)
 
     def shared_storage(self) -> SharedStorage:
         i = self.inventory

@@ -10,25 +10,7 @@ from harness.errors import InterlockError, UnsupportedFault
 from harness.faults import FaultInjector
 from harness.lab_api import Capability
 from harness.timeline import EventKind, Timeline
-
-
-class FakeLab:
-    kind = "fake"
-
-    def __init__(self, capabilities: Capability) -> None:
-        self.capabilities = capabilities
-        self.calls: list[tuple[str, str]] = []
-
-    def nodes(self):
-        from harness.lab_api import LabNode
-
-        return tuple(LabNode(n, "198.18.0.1") for n in ("node1", "node2", "node3"))
-
-    def __getattr__(self, verb):
-        if verb in ("power_cut", "power_on", "shutdown", "reset", "freeze", "thaw",
-                    "link_down", "link_up"):
-            return lambda node: self.calls.append((verb, node))
-        raise AttributeError(verb)
+from tests.twins import FakeLab
 
 
 def injector(capabilities: Capability) -> tuple[FaultInjector, FakeLab, Timeline]:

@@ -13,7 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.errors import ConfigError, InterlockError, LabError, NodeUnreachable, WaitTimeout
+from harness.errors import (
+    ConfigError,
+    InterlockError,
+    LabError,
+    NodeUnreachable,
+    UnsupportedFault,
+    WaitTimeout,
+)
 from harness.lab_api import LabNode
 from lab.inventory.config import Inventory, InventoryGuest, InventoryNode, PowerSpec
 from lab.inventory.lab import InventoryLab, LibvirtPower
@@ -424,10 +431,19 @@ def test_shared_storage_and_nodes_come_from_the_inventory():
 def test_the_inventory_lab_has_no_network_switch():
     lab, _, _ = make()
     lab.start()
-    with pytest.raises(LabError, match="no network switch"):
+    with pytest.raises(UnsupportedFault, match="(?s)cannot link down.*PARTITION"):
         lab.link_down("pve1")
-    with pytest.raises(LabError, match="no network switch"):
+    with pytest.raises(UnsupportedFault, match="(?s)cannot link up.*PARTITION"):
         lab.link_up("pve1")
+
+
+@pytest.mark.parametrize(("verb", "name"), [(InventoryLab.freeze, "freeze"),
+                                           (InventoryLab.thaw, "thaw")])
+def test_the_inventory_lab_has_no_hypervisor_to_freeze_a_node(verb, name):
+    lab, _, _ = make()
+    lab.start()
+    with pytest.raises(UnsupportedFault, match=f"(?s)cannot {name}.*FREEZE"):
+        verb(lab, "pve1")
 
 
 def test_describe_names_the_power_switches():
