@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.expectations.windows import Window
+from harness.timescale import Timescale
 
 
 @dataclass(frozen=True)
@@ -13,17 +14,15 @@ class Budget:
     """A user's limit, given at timescale 1 and scaled like PVE's HA timers."""
 
     seconds_at_timescale_1: float
-    timescale: float = 1.0
+    timescale: Timescale
 
     def __post_init__(self) -> None:
-        if not self.timescale > 0:
-            raise ValueError(f"timescale must be > 0, got {self.timescale}")
         if not self.seconds_at_timescale_1 > 0:
             raise ValueError(f"budget must be > 0 s, got {self.seconds_at_timescale_1}")
 
     @property
     def seconds(self) -> float:
-        return self.seconds_at_timescale_1 * self.timescale
+        return self.timescale.scaled(self.seconds_at_timescale_1)
 
 
 @dataclass(frozen=True)
@@ -51,7 +50,7 @@ def verdict(measured_s: float, window: Window, budget: Budget) -> Verdict:
         parts.append(f"LATER than the predicted window {window}")
     parts.append(f"{'within' if within_budget else 'OVER'} the budget {budget.seconds:.1f} s"
                  + (f" ({budget.seconds_at_timescale_1:g} s at timescale 1)"
-                    if budget.timescale != 1 else ""))
+                    if not budget.timescale.is_real_time else ""))
     message = "; ".join(parts)
     if window.low_s > budget.seconds:
         message += (f"; this budget cannot be met by stock PVE with these constants "

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from harness.errors import PvechaosError
+from harness.timescale import Timescale
 
 COROSYNC_TOKEN_MS = 3000  # corosync exec/totemconfig.c default token (pve-model.md §2)
 COROSYNC_TOKEN_COEFFICIENT_MS = 650  # corosync default; pve-cluster >= 9.1 writes 125
@@ -37,7 +38,7 @@ class ClusterConstants:
     token_ms: int  # effective: runtime.config.totem.token
     token_coefficient_ms: int
     consensus_ms: int  # effective: runtime.config.totem.consensus
-    timescale: float = 1.0
+    timescale: Timescale
     # PVE HA constants at timescale 1 (pve-model.md §2)
     crm_loop_s: float = 10.0  # CRM master round (CRM.pm $max_time)
     lrm_loop_s: float = 10.0  # LRM active round (LRM.pm $max_time)
@@ -54,8 +55,6 @@ class ClusterConstants:
     watchdog_tick_s: float = 1.0
 
     def __post_init__(self) -> None:
-        if not self.timescale > 0:
-            raise ValueError(f"timescale must be > 0, got {self.timescale}")
         if self.nodes < 1:
             raise ValueError(f"nodes must be >= 1, got {self.nodes}")
         if self.token_ms <= 0 or self.consensus_ms <= 0:
@@ -63,7 +62,7 @@ class ClusterConstants:
                              f"and {self.consensus_ms} ms")
 
     @classmethod
-    def stock(cls, nodes: int = 3, timescale: float = 1.0,
+    def stock(cls, nodes: int, timescale: Timescale,
               token_coefficient_ms: int = COROSYNC_TOKEN_COEFFICIENT_MS) -> ClusterConstants:
         """Corosync's defaults for ``nodes`` nodes (no explicit token or consensus)."""
         token = COROSYNC_TOKEN_MS + max(0, nodes - 2) * token_coefficient_ms
@@ -72,7 +71,7 @@ class ClusterConstants:
 
     def s(self, seconds_at_1: float) -> float:
         """A PVE HA duration in real seconds at this timescale."""
-        return seconds_at_1 * self.timescale
+        return self.timescale.scaled(seconds_at_1)
 
     # scaled HA terms, real seconds
     @property
@@ -180,7 +179,7 @@ def _cmap_get(node, key: str) -> int | None:
     return value
 
 
-def read_constants(node, timescale: float, nodes: int) -> ClusterConstants:
+def read_constants(node, timescale: Timescale, nodes: int) -> ClusterConstants:
     """The effective corosync constants of the running cluster, as seen from ``node``.
 
     Reads ``runtime.config.totem.token`` and ``runtime.config.totem.consensus`` (the

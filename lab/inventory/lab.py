@@ -30,6 +30,7 @@ from harness.lab_api import (
     SharedStorage,
     unsupported,
 )
+from harness.timescale import Timescale
 from harness.waits import NotYet, wait_until
 from lab import real_guest
 from lab.inventory import config as inventory_config
@@ -126,12 +127,12 @@ class InventoryLab:
 
     @classmethod
     def from_options(cls, *, inventory: str | None = None, destructive: bool = False,
-                     timescale: float = 1.0, **_ignored: object) -> InventoryLab:
+                     timescale: Timescale, **_ignored: object) -> InventoryLab:
         if not inventory:
             raise ConfigError("--lab inventory needs --inventory FILE",
                               hint="describe the cluster in a YAML file (README.md, 'An "
                                    "existing cluster') and pass it with --inventory")
-        if timescale != 1.0:
+        if not timescale.is_real_time:
             raise ConfigError(f"--timescale {timescale:g} cannot apply to a real cluster",
                               hint="drop --timescale: real PVE runs its real HA timers")
         return cls(inventory_config.load(inventory), destructive=destructive)

@@ -12,6 +12,7 @@ from harness.expectations import (
     parse_cmap_value,
     read_constants,
 )
+from harness.timescale import REAL_TIME, Timescale
 from tests.twins import Call, FakeNode
 
 # Recorded lines of `corosync-cmapctl` on a 3-node corosync 3 cluster with default totem
@@ -75,9 +76,9 @@ RUNTIME = {"runtime.config.totem.token": 3650, "runtime.config.totem.consensus":
 
 def test_reads_the_runtime_values_and_the_default_coefficient():
     node = cmap_node(RUNTIME)
-    c = read_constants(node, 0.1, 3)
+    c = read_constants(node, Timescale(0.1), 3)
     assert (c.nodes, c.token_ms, c.consensus_ms, c.token_coefficient_ms, c.timescale) == (
-        3, 3650, 4380, 650, 0.1)
+        3, 3650, 4380, 650, Timescale(0.1))
     asked = [call.argv[2] for call in node.calls]
     assert asked == ["runtime.config.totem.token", "runtime.config.totem.consensus",
                      "runtime.config.totem.token_coefficient", "totem.token_coefficient"]
@@ -86,19 +87,19 @@ def test_reads_the_runtime_values_and_the_default_coefficient():
 def test_the_configured_coefficient_is_used_when_runtime_has_none():
     node = cmap_node({"runtime.config.totem.token": 3125,
                      "runtime.config.totem.consensus": 3750, "totem.token_coefficient": 125})
-    assert read_constants(node, 1.0, 3).token_coefficient_ms == 125
+    assert read_constants(node, REAL_TIME, 3).token_coefficient_ms == 125
 
 
 def test_the_runtime_coefficient_wins_over_the_configured_one():
     node = cmap_node({**RUNTIME, "runtime.config.totem.token_coefficient": 650,
                      "totem.token_coefficient": "125"})
-    assert read_constants(node, 1.0, 3).token_coefficient_ms == 650
+    assert read_constants(node, REAL_TIME, 3).token_coefficient_ms == 650
 
 
 def test_a_missing_runtime_token_is_a_clear_error_with_a_hint():
     node = cmap_node({"runtime.config.totem.consensus": 4380})
     with pytest.raises(ConstantsUnavailable) as info:
-        read_constants(node, 1.0, 3)
+        read_constants(node, REAL_TIME, 3)
     assert isinstance(info.value, PvechaosError)
     assert "runtime.config.totem.token" in str(info.value)
     assert info.value.hint and "corosync" in info.value.hint
@@ -107,14 +108,14 @@ def test_a_missing_runtime_token_is_a_clear_error_with_a_hint():
 def test_corosync_not_running_is_a_clear_error():
     down = (1, "", "Failed to initialize the cmap API. Error CS_ERR_LIBRARY\n")
     with pytest.raises(ConstantsUnavailable, match="CS_ERR_LIBRARY") as info:
-        read_constants(FakeNode("node1", [down]), 1.0, 3)
+        read_constants(FakeNode("node1", [down]), REAL_TIME, 3)
     assert "systemctl status corosync" in (info.value.hint or "")
 
 
 def test_an_unreachable_node_is_reported_as_constants_unavailable():
     gone = NodeUnreachable("node1", "10.0.0.1", "connection refused")
     with pytest.raises(ConstantsUnavailable, match="unreachable") as info:
-        read_constants(FakeNode("node1", [gone]), 1.0, 3)
+        read_constants(FakeNode("node1", [gone]), REAL_TIME, 3)
     assert info.value.__cause__ is gone
 
 
@@ -122,12 +123,12 @@ def test_an_unreachable_node_is_reported_as_constants_unavailable():
 @pytest.mark.parametrize(("nodes", "coefficient", "token", "consensus"), [
     (3, 650, 3650, 4380), (3, 125, 3125, 3750), (5, 650, 4950, 5940), (2, 650, 3000, 3600)])
 def test_stock_constants_follow_corosyncs_formula(nodes, coefficient, token, consensus):
-    c = ClusterConstants.stock(nodes, 1.0, coefficient)
+    c = ClusterConstants.stock(nodes, REAL_TIME, coefficient)
     assert (c.token_ms, c.consensus_ms) == (token, consensus)
 
 
 def test_ha_constants_scale_and_corosync_ones_do_not():
-    one, tenth = ClusterConstants.stock(3, 1.0), ClusterConstants.stock(3, 0.1)
+    one, tenth = ClusterConstants.stock(3, REAL_TIME), ClusterConstants.stock(3, Timescale(0.1))
     assert tenth.lock_lifetime == pytest.approx(12.0)
     assert tenth.crm_loop == pytest.approx(1.0)
     assert tenth.watchdog == pytest.approx(6.0)
@@ -136,7 +137,7 @@ def test_ha_constants_scale_and_corosync_ones_do_not():
     assert tenth.fence_countdown == pytest.approx(6.0)
 
 
-@pytest.mark.parametrize("timescale", [0, -1])
-def test_timescale_must_be_positive(timescale):
-    with pytest.raises(ValueError, match="timescale"):
-        ClusterConstants.stock(3, timescale)
+def test_the_constants_take_the_runs_timescale_as_it_is():
+    # (the timescale is validated where it is made: tests/unit/test_timescale.py)
+    tenth = Timescale(0.1)
+    assert ClusterConstants.stock(3, tenth).timescale is tenth

@@ -17,9 +17,10 @@ from harness.expectations import (
     recovery_window,
     self_fence_window,
 )
+from harness.timescale import REAL_TIME, Timescale
 
-STOCK = ClusterConstants.stock(3, 1.0)
-TENTH = ClusterConstants.stock(3, 0.1)
+STOCK = ClusterConstants.stock(3, REAL_TIME)
+TENTH = ClusterConstants.stock(3, Timescale(0.1))
 
 
 # -- windows at timescale 1 (pve-model.md §10) -----------------------------------------
@@ -92,17 +93,17 @@ def test_clean_shutdown_and_self_fence_at_tenth_scale():
 
 
 def test_a_faster_coefficient_moves_the_scaled_window_with_detection():
-    fast = ClusterConstants.stock(3, 0.1, token_coefficient_ms=125)  # detection 6.875 s
+    fast = ClusterConstants.stock(3, Timescale(0.1), token_coefficient_ms=125)  # detection 6.875 s
     w = recovery_window(fast, master_died=False)
     assert w.low_s == pytest.approx(6.875 - 1 + 6)
     # at timescale 1 detection is not on the critical path: the same window as with 650
     slow = recovery_window(STOCK, master_died=False)
-    same = recovery_window(ClusterConstants.stock(3, 1.0, 125), master_died=False)
+    same = recovery_window(ClusterConstants.stock(3, REAL_TIME, 125), master_died=False)
     assert (same.low_s, same.high_s) == pytest.approx((slow.low_s, slow.high_s))
 
 
 def test_a_new_master_faster_than_detection_counts_from_its_last_round_before_it():
-    tiny = ClusterConstants.stock(3, 0.05)  # manager lock expires 5.5..6.05 s < 8.03 s
+    tiny = ClusterConstants.stock(3, Timescale(0.05))  # manager lock expires 5.5..6.05 s < 8.03 s
     w = recovery_window(tiny, master_died=True)
     # fence delay counted from the last round before detection: (7.53, 8.03] + 3 s
     assert w.low_s == pytest.approx(8.03 - 0.5 + 3.0)
@@ -111,7 +112,7 @@ def test_a_new_master_faster_than_detection_counts_from_its_last_round_before_it
 def test_a_lock_expiring_after_the_fence_round_costs_two_rounds():
     # fence delay 40 s at timescale 0.1: fence round in (11.03, 12.03], lock 11.0..12.1;
     # at best the lock is gone by the fence round, at worst it expires after it
-    c = ClusterConstants(3, 3650, 650, 4380, 0.1, fence_delay_s=40.0)
+    c = ClusterConstants(3, 3650, 650, 4380, Timescale(0.1), fence_delay_s=40.0)
     w = recovery_window(c, master_died=False, lrm_pickup=False)
     assert (w.low_s, w.high_s) == pytest.approx((11.03, 12.1 + 2 * 1.0))
 
@@ -171,7 +172,8 @@ def test_at_tenth_scale_the_fence_round_sets_the_pace_of_the_acknowledgement():
 @pytest.mark.parametrize("fence_delay_s", [20.0, 40.0, 60.0, 200.0])
 def test_the_fence_is_never_acknowledged_before_it_is_declared(master_died, timescale,
                                                                fence_delay_s):
-    c = ClusterConstants(3, 3650, 650, 4380, timescale, fence_delay_s=fence_delay_s)
+    c = ClusterConstants(3, 3650, 650, 4380, Timescale(timescale),
+                         fence_delay_s=fence_delay_s)
     fence = fence_window(c, master_died=master_died)
     ack = fence_ack_window(c, master_died=master_died)
     restart = recovery_window(c, master_died=master_died)
@@ -193,7 +195,7 @@ WINDOWS = {
 
 @pytest.mark.parametrize("name", WINDOWS)
 def test_windows_grow_with_the_timescale(name):
-    windows = [WINDOWS[name](ClusterConstants.stock(3, k)) for k in TIMESCALES]
+    windows = [WINDOWS[name](ClusterConstants.stock(3, Timescale(k))) for k in TIMESCALES]
     for slower, faster in zip(windows, windows[1:], strict=False):
         assert slower.low_s <= faster.low_s and slower.high_s <= faster.high_s
 
@@ -215,7 +217,7 @@ def test_expected_one_is_all_on_pves_clock():
     # no corosync term: exactly the timescale-1 window scaled, whatever the token
     one = expected_one_window(STOCK)
     assert edges(tenth) == pytest.approx((0.1 * one.low_s, 0.1 * one.high_s))
-    fast = ClusterConstants.stock(5, 1.0, token_coefficient_ms=125)
+    fast = ClusterConstants.stock(5, REAL_TIME, token_coefficient_ms=125)
     assert edges(expected_one_window(fast)) == pytest.approx(edges(one))
 
 
