@@ -25,7 +25,7 @@ class Fault:
 
 
 class Effect(enum.Enum):
-    """What a fault left in effect until it is undone."""
+    """What a fault left in effect until it is undone (``FaultInjector._heal``)."""
 
     POWER = "power"  # the node is off (power_cut, shutdown): undone by power_on
     FREEZE = "freeze"  # undone by thaw
@@ -34,17 +34,24 @@ class Effect(enum.Enum):
 
 @dataclass(frozen=True)
 class Undo:
-    """One entry of the undo stack: the effect on a node and how to end it."""
+    """One entry of the undo stack: an effect still in force on a node."""
 
     effect: Effect
     node: str
-    action: Callable[[], None]
 
 
 class FaultInjector:
     def __init__(self, lab: Lab, timeline: Timeline) -> None:
         self.lab, self.timeline = lab, timeline
         self._undo: list[Undo] = []
+
+    def _heal(self, effect: Effect) -> Callable[[str], None]:
+        """The lab's verb that ends an effect."""
+        if effect is Effect.POWER:
+            return self.lab.power_on
+        if effect is Effect.FREEZE:
+            return self.lab.thaw
+        return self.lab.link_up
 
     def _ended(self, effect: Effect, node: str) -> None:
         """The scenario itself ended an effect: nothing left to undo for it."""
@@ -61,7 +68,7 @@ class FaultInjector:
         with step(f"power cut {node}"):
             event = self.timeline.record(EventKind.FAULT_POWER_CUT, "harness", node=node)
             self.lab.power_cut(node)
-        self._undo.append(Undo(Effect.POWER, node, lambda: self.lab.power_on(node)))
+        self._undo.append(Undo(Effect.POWER, node))
         return Fault("power_cut", node, event)
 
     def power_on(self, node: str) -> Fault:
@@ -74,24 +81,24 @@ class FaultInjector:
 
     # -- verbs only some labs have (Capability) ------------------------------------------
     def _verb(self, capability: Capability, kind: EventKind, verb: str, node: str,
-              act: Callable[[str], None], undo: tuple[Effect, Callable[[], None]] | None = None,
-              undoes: Effect | None = None) -> Fault:
+              act: Callable[[str], None], *, leaves: Effect | None = None,
+              ends: Effect | None = None) -> Fault:
         self._check(node)
         if capability not in self.lab.capabilities:
             raise unsupported(self.lab.kind, verb, capability)
         with step(f"{verb.replace('_', ' ')} {node}"):
             event = self.timeline.record(kind, "harness", node=node)
             act(node)
-        if undo is not None:
-            self._undo.append(Undo(undo[0], node, undo[1]))
-        if undoes is not None:
-            self._ended(undoes, node)
+        if leaves is not None:
+            self._undo.append(Undo(leaves, node))
+        if ends is not None:
+            self._ended(ends, node)
         return Fault(verb, node, event)
 
     def shutdown(self, node: str) -> Fault:
         """ACPI power button: PVE shuts the node down cleanly; undone by power_on."""
         return self._verb(Capability.SHUTDOWN, EventKind.FAULT_SHUTDOWN, "shutdown", node,
-                          self.lab.shutdown, undo=(Effect.POWER, lambda: self.lab.power_on(node)))
+                          self.lab.shutdown, leaves=Effect.POWER)
 
     def reset(self, node: str) -> Fault:
         """Reset button: no shutdown; the node boots again by itself."""
@@ -100,20 +107,19 @@ class FaultInjector:
 
     def freeze(self, node: str) -> Fault:
         return self._verb(Capability.FREEZE, EventKind.FAULT_FREEZE, "freeze", node,
-                          self.lab.freeze, undo=(Effect.FREEZE, lambda: self.lab.thaw(node)))
+                          self.lab.freeze, leaves=Effect.FREEZE)
 
     def thaw(self, node: str) -> Fault:
         return self._verb(Capability.FREEZE, EventKind.FAULT_THAW, "thaw", node,
-                          self.lab.thaw, undoes=Effect.FREEZE)
+                          self.lab.thaw, ends=Effect.FREEZE)
 
     def link_down(self, node: str) -> Fault:
         return self._verb(Capability.PARTITION, EventKind.FAULT_LINK_DOWN, "link_down", node,
-                          self.lab.link_down,
-                          undo=(Effect.LINK, lambda: self.lab.link_up(node)))
+                          self.lab.link_down, leaves=Effect.LINK)
 
     def link_up(self, node: str) -> Fault:
         return self._verb(Capability.PARTITION, EventKind.FAULT_LINK_UP, "link_up", node,
-                          self.lab.link_up, undoes=Effect.LINK)
+                          self.lab.link_up, ends=Effect.LINK)
 
     def action(self, what: str, **data: object) -> Event:
         """Record a scenario step that is not a fault (`pvecm expected 1`, ...)."""
@@ -126,7 +132,7 @@ class FaultInjector:
             undo = self._undo.pop()
             kind, target = undo.effect.value, undo.node
             try:
-                undo.action()
+                self._heal(undo.effect)(target)
                 self.timeline.record(EventKind.NOTE, "harness", text=f"undone: {kind} {target}")
             except (PvechaosError, OSError) as exc:
                 errors.append(exc)

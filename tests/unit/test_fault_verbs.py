@@ -55,3 +55,14 @@ def test_a_node_outside_the_lab_is_refused():
     with pytest.raises(InterlockError, match="not a node of this lab"):
         faults.freeze("pve7")
     assert lab.calls == []
+
+
+def test_a_power_cut_is_undone_by_power_on_and_a_power_on_by_the_scenario_ends_it():
+    faults, lab, _ = injector(Capability.POWER | Capability.PARTITION)
+    faults.power_cut("node1")
+    faults.link_down("node2")
+    faults.power_cut("node3")
+    faults.power_on("node3")
+    assert faults.undo_all() == []
+    assert lab.calls[4:] == [("link_up", "node2"), ("power_on", "node1")]
+    assert faults.undo_all() == [] and len(lab.calls) == 6  # nothing left the second time
