@@ -20,6 +20,7 @@ from harness.faults import FaultInjector
 from harness.formation import bring_up
 from harness.lab_api import Capability, Lab
 from harness.timeline import EventKind, Timeline
+from harness.timescale import Timescale
 from harness.watchers import QuorumWatcher
 
 pytest_plugins = ["harness.plugin"]
@@ -62,6 +63,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="name given to `pvecm create` (default: %(default)s)")
 
 
+def run_timescale(config: pytest.Config) -> Timescale:
+    """The run's one timescale, made and validated once in pytest_configure."""
+    # imported here, not at the top: see the `lab` fixture
+    from harness.plugin import TIMESCALE
+
+    return config.stash[TIMESCALE]
+
+
 def lab_options(config: pytest.Config) -> dict[str, object]:
     worker = getattr(config, "workerinput", {}).get("workerid")  # "gw0", "gw1", ...
     index = int(worker[2:]) + 1 if worker else 0
@@ -69,11 +78,11 @@ def lab_options(config: pytest.Config) -> dict[str, object]:
     if kind == "libvirt":  # worker gwN's lab is lab N (a plain run uses lab 0)
         return {"lab_config": config.getoption("lab_config"),
                 "worker": int(worker[2:]) if worker else 0,
-                "timescale": config.getoption("timescale")}
+                "timescale": run_timescale(config)}
     if kind == "inventory":
         return {"inventory": config.getoption("inventory"),
                 "destructive": config.getoption("destructive"),
-                "timescale": config.getoption("timescale")}
+                "timescale": run_timescale(config)}
     base = ipaddress.ip_network(config.getoption("lab_subnet"), strict=False)
     subnet = ipaddress.ip_network(
         (int(base.network_address) + index * base.num_addresses, base.prefixlen))
@@ -90,7 +99,7 @@ def lab_options(config: pytest.Config) -> dict[str, object]:
         "allowed_range": config.getoption("lab_range"),
         "pve_version": pve_version(config),
         "node_versions": versions,
-        "timescale": config.getoption("timescale"),
+        "timescale": run_timescale(config),
     }
 
 
@@ -114,7 +123,10 @@ def make_lab(config: pytest.Config) -> Lab:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    from harness.plugin import TIMESCALE
+
     try:
+        config.stash[TIMESCALE] = Timescale(config.getoption("timescale"))  # the one place
         make_lab(config)  # validates every lab option before any test runs
     except PvechaosError as exc:
         raise pytest.UsageError(str(exc)) from None
@@ -141,7 +153,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def clock(request: pytest.FixtureRequest) -> Clock:
-    return Clock(request.config.getoption("timescale"))
+    return Clock(run_timescale(request.config))
 
 
 @pytest.fixture(scope="module")

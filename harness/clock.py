@@ -5,18 +5,19 @@ from __future__ import annotations
 import threading
 import time
 
+from harness.timescale import REAL_TIME, Timescale
+
 
 class Clock:
     """Monotonic seconds since the clock was made.
 
-    ``timescale`` k multiplies PVE's HA timers on labs that can scale them (the embedded
+    ``timescale`` (the run's one Timescale, harness/timescale.py; PVE's real timings
+    unless given) multiplies PVE's HA timers on labs that can scale them (the embedded
     lab); budgets and bounds derived from those timers scale with it through ``scaled``.
     Corosync's own timers are never scaled.
     """
 
-    def __init__(self, timescale: float = 1.0) -> None:
-        if not timescale > 0:
-            raise ValueError(f"timescale must be > 0, got {timescale}")
+    def __init__(self, timescale: Timescale = REAL_TIME) -> None:
         self.timescale = timescale
         self._origin = time.monotonic()
         self._wall_origin = time.time()  # the same instant on the wall clock
@@ -29,7 +30,7 @@ class Clock:
         return self._wall_origin + t
 
     def scaled(self, seconds: float) -> float:
-        return seconds * self.timescale
+        return self.timescale.scaled(seconds)
 
     def wait(self, seconds: float, stop: threading.Event | None = None) -> bool:
         """Pause up to ``seconds``; returns True early when ``stop`` is set."""

@@ -6,11 +6,12 @@ outside the lab is touched), the record on the timeline, and the undo stack.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.errors import InterlockError, PvechaosError, UnsupportedFault
-from harness.lab_api import Capability, Lab
+from harness.errors import InterlockError, PvechaosError
+from harness.lab_api import Capability, Lab, unsupported
 from harness.steps import step
 from harness.timeline import Event, EventKind, Timeline
 
@@ -23,10 +24,38 @@ class Fault:
     params: dict[str, object] = field(default_factory=dict)
 
 
+class Effect(enum.Enum):
+    """What a fault left in effect until it is undone (``FaultInjector._heal``)."""
+
+    POWER = "power"  # the node is off (power_cut, shutdown): undone by power_on
+    FREEZE = "freeze"  # undone by thaw
+    LINK = "link"  # undone by link_up
+
+
+@dataclass(frozen=True)
+class Undo:
+    """One entry of the undo stack: an effect still in force on a node."""
+
+    effect: Effect
+    node: str
+
+
 class FaultInjector:
     def __init__(self, lab: Lab, timeline: Timeline) -> None:
         self.lab, self.timeline = lab, timeline
-        self._undo: list[tuple[str, str, Callable[[], None]]] = []  # (kind, target, undo)
+        self._undo: list[Undo] = []
+
+    def _heal(self, effect: Effect) -> Callable[[str], None]:
+        """The lab's verb that ends an effect."""
+        if effect is Effect.POWER:
+            return self.lab.power_on
+        if effect is Effect.FREEZE:
+            return self.lab.thaw
+        return self.lab.link_up
+
+    def _ended(self, effect: Effect, node: str) -> None:
+        """The scenario itself ended an effect: nothing left to undo for it."""
+        self._undo = [u for u in self._undo if (u.effect, u.node) != (effect, node)]
 
     def _check(self, node: str) -> None:
         names = [n.name for n in self.lab.nodes()]
@@ -39,7 +68,7 @@ class FaultInjector:
         with step(f"power cut {node}"):
             event = self.timeline.record(EventKind.FAULT_POWER_CUT, "harness", node=node)
             self.lab.power_cut(node)
-        self._undo.append(("power", node, lambda: self.lab.power_on(node)))
+        self._undo.append(Undo(Effect.POWER, node))
         return Fault("power_cut", node, event)
 
     def power_on(self, node: str) -> Fault:
@@ -47,51 +76,50 @@ class FaultInjector:
         with step(f"power on {node}"):
             event = self.timeline.record(EventKind.FAULT_POWER_ON, "harness", node=node)
             self.lab.power_on(node)
-        self._undo = [u for u in self._undo if u[:2] != ("power", node)]
+        self._ended(Effect.POWER, node)
         return Fault("power_on", node, event)
 
     # -- verbs only some labs have (Capability) ------------------------------------------
     def _verb(self, capability: Capability, kind: EventKind, verb: str, node: str,
-              undo: tuple[str, Callable[[], None]] | None = None,
-              undoes: str | None = None) -> Fault:
+              act: Callable[[str], None], *, leaves: Effect | None = None,
+              ends: Effect | None = None) -> Fault:
         self._check(node)
         if capability not in self.lab.capabilities:
-            raise UnsupportedFault(f"the {self.lab.kind} lab cannot {verb.replace('_', ' ')}",
-                                   hint="skip this scenario on this lab, or run it on a lab "
-                                        f"with {capability.name} (see README, 'Labs')")
+            raise unsupported(self.lab.kind, verb, capability)
         with step(f"{verb.replace('_', ' ')} {node}"):
             event = self.timeline.record(kind, "harness", node=node)
-            getattr(self.lab, verb)(node)
-        if undo is not None:
-            self._undo.append((undo[0], node, undo[1]))
-        if undoes is not None:
-            self._undo = [u for u in self._undo if u[:2] != (undoes, node)]
+            act(node)
+        if leaves is not None:
+            self._undo.append(Undo(leaves, node))
+        if ends is not None:
+            self._ended(ends, node)
         return Fault(verb, node, event)
 
     def shutdown(self, node: str) -> Fault:
         """ACPI power button: PVE shuts the node down cleanly; undone by power_on."""
         return self._verb(Capability.SHUTDOWN, EventKind.FAULT_SHUTDOWN, "shutdown", node,
-                          undo=("power", lambda: self.lab.power_on(node)))
+                          self.lab.shutdown, leaves=Effect.POWER)
 
     def reset(self, node: str) -> Fault:
         """Reset button: no shutdown; the node boots again by itself."""
-        return self._verb(Capability.RESET, EventKind.FAULT_RESET, "reset", node)
+        return self._verb(Capability.RESET, EventKind.FAULT_RESET, "reset", node,
+                          self.lab.reset)
 
     def freeze(self, node: str) -> Fault:
         return self._verb(Capability.FREEZE, EventKind.FAULT_FREEZE, "freeze", node,
-                          undo=("freeze", lambda: self.lab.thaw(node)))
+                          self.lab.freeze, leaves=Effect.FREEZE)
 
     def thaw(self, node: str) -> Fault:
         return self._verb(Capability.FREEZE, EventKind.FAULT_THAW, "thaw", node,
-                          undoes="freeze")
+                          self.lab.thaw, ends=Effect.FREEZE)
 
     def link_down(self, node: str) -> Fault:
         return self._verb(Capability.PARTITION, EventKind.FAULT_LINK_DOWN, "link_down", node,
-                          undo=("link", lambda: self.lab.link_up(node)))
+                          self.lab.link_down, leaves=Effect.LINK)
 
     def link_up(self, node: str) -> Fault:
         return self._verb(Capability.PARTITION, EventKind.FAULT_LINK_UP, "link_up", node,
-                          undoes="link")
+                          self.lab.link_up, ends=Effect.LINK)
 
     def action(self, what: str, **data: object) -> Event:
         """Record a scenario step that is not a fault (`pvecm expected 1`, ...)."""
@@ -101,9 +129,10 @@ class FaultInjector:
         """Undo every fault still in effect, newest first; errors are collected."""
         errors: list[Exception] = []
         while self._undo:
-            kind, target, undo = self._undo.pop()
+            undo = self._undo.pop()
+            kind, target = undo.effect.value, undo.node
             try:
-                undo()
+                self._heal(undo.effect)(target)
                 self.timeline.record(EventKind.NOTE, "harness", text=f"undone: {kind} {target}")
             except (PvechaosError, OSError) as exc:
                 errors.append(exc)

@@ -8,9 +8,12 @@ SSH with PVE's own commands.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
+
+from harness.errors import UnsupportedFault
 
 
 @dataclass(frozen=True)
@@ -82,9 +85,13 @@ class Capability(enum.Flag):
     EVENTS = enum.auto()  # subscribe: the lab reports power events it sees by itself
 
 
+LabEventSink = Callable[[str, str, str], None]  # (node, event, detail)
+
+
 @runtime_checkable
 class Lab(Protocol):
-    """What every lab backend provides."""
+    """What every lab backend provides. Every verb is a method of every lab; a lab without
+    a verb's Capability raises ``unsupported(...)`` (the harness checks the flag first)."""
 
     name: str
     kind: str
@@ -113,10 +120,29 @@ class Lab(Protocol):
     def is_powered(self, node: str) -> bool: ...
 
     def link_down(self, node: str) -> None:
-        """Cut the node's network (it keeps running). Labs with Capability.PARTITION."""
+        """Cut the node's network (it keeps running). Capability.PARTITION."""
 
     def link_up(self, node: str) -> None:
-        """Give a node cut by link_down its network back."""
+        """Give a node cut by link_down its network back. Capability.PARTITION."""
+
+    def shutdown(self, node: str) -> None:
+        """The ACPI power button: PVE shuts the node down cleanly. Capability.SHUTDOWN."""
+
+    def reset(self, node: str) -> None:
+        """The reset button: no shutdown, the node boots again at once. Capability.RESET."""
+
+    def freeze(self, node: str) -> None:
+        """Stop the node's CPUs; it keeps its state. Capability.FREEZE."""
+
+    def thaw(self, node: str) -> None:
+        """Let a frozen node run on. Capability.FREEZE."""
+
+    def save_ready(self) -> None:
+        """Take the consistent `ready` cut the next start() reverts to. Capability.SNAPSHOT."""
+
+    def subscribe(self, sink: LabEventSink) -> None:
+        """Report the power events the lab sees by itself (sink(node, event, detail)).
+        Capability.EVENTS."""
 
     def keeps_changes(self) -> bool:
         """True when what a scenario makes (its test guest) outlives the lab, as on an
@@ -136,6 +162,8 @@ class Lab(Protocol):
         """Facts for reports: lab kind, addresses, versions."""
 
 
-# Optional verbs, by capability (the harness checks the flag before calling):
-#   SHUTDOWN shutdown(node), RESET reset(node), FREEZE freeze(node) / thaw(node),
-#   SNAPSHOT save_ready(), EVENTS subscribe(sink(node, event, detail)).
+def unsupported(kind: str, verb: str, capability: Capability) -> UnsupportedFault:
+    """The error of a lab (of this kind) asked for a verb it has no Capability for."""
+    return UnsupportedFault(f"the {kind} lab cannot {verb.replace('_', ' ')}",
+                            hint="skip this scenario on this lab, or run it on a lab "
+                                 f"with {capability.name} (see README, 'Labs')")

@@ -30,11 +30,14 @@ from harness.errors import LabError
 from harness.expectations import Budget, Window
 from harness.invariants import InvariantChecker
 from harness.metrics import Metric, MetricsFile
+from harness.timescale import Timescale
 from harness.verdicts import CATEGORIES, LAB_ERROR, Finding, InvariantBroken, QuorumAssertion
 from harness.waits import NotYet, set_progress, wait_until
 
 _FAILED_STEP = pytest.StashKey[dict]()
 RUN_ID = pytest.StashKey[str]()
+# The run's one timescale, made from --timescale once (conftest.py pytest_configure)
+TIMESCALE = pytest.StashKey[Timescale]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -318,8 +321,9 @@ def keep_trend(config: pytest.Config, alluredir: Path | None) -> None:
     measured = MetricsFile(metrics_file, config.stash[RUN_ID]).read(this_run_only=True)
     if not measured:
         return
-    setting = (f"{config.getoption('lab', 'embedded')} lab, "
-               f"timescale {config.getoption('timescale', 1.0):g}")
+    setting = f"{config.getoption('lab', 'embedded')} lab"
+    if TIMESCALE in config.stash:  # absent where the plugin runs without the root conftest
+        setting += f", timescale {config.stash[TIMESCALE]}"
     runs = trends.append_run(metrics_file.with_name("metrics-history.jsonl"),
                              config.stash[RUN_ID], _git_revision(config.rootpath), measured,
                              setting=setting)

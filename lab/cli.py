@@ -68,9 +68,11 @@ def run(args: argparse.Namespace) -> int:
             print(path)
         return 0
     if args.kind == "inventory":
+        from harness.timescale import REAL_TIME
         from lab.inventory.lab import InventoryLab
 
-        lab = InventoryLab.from_options(inventory=args.inventory, destructive=args.destructive)
+        lab = InventoryLab.from_options(inventory=args.inventory, destructive=args.destructive,
+                                        timescale=REAL_TIME)  # a real cluster's own timers
         lab.start()
         for key, value in lab.describe().items():
             print(f"{key}: {value}")

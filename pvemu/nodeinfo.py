@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from pvemu.timing import Timing
+
 NODE_JSON = Path("/etc/pvechaos/node.json")
 DB_POINTER = Path("/etc/pvechaos/pmxcfs-db")
 # The node's init (lab/embedded/pid1.py) and the emulated commands meet here:
@@ -23,7 +25,7 @@ class NodeInfo:
     kernel: str
     local_db: Path
     cluster_db: Path
-    timescale: float
+    timing: Timing  # every emulated PVE timer, at the lab's timescale
     nfs_export: Path  # the lab's "NFS server" export, shared by every node
 
     @property
@@ -45,7 +47,9 @@ class NodeInfo:
 
 def load(path: Path = NODE_JSON) -> NodeInfo:
     raw = json.loads(path.read_text())
+    if "timescale" not in raw:  # no default: a node never guesses its timers
+        raise ValueError(f"{path} has no timescale (the lab writes it at provisioning)")
     return NodeInfo(raw["name"], raw["address"], raw["prefixlen"], raw["pve_version"],
                     raw["kernel"], Path(raw["local_db"]), Path(raw["cluster_db"]),
-                    float(raw.get("timescale", 1.0)),
+                    Timing(raw["timescale"]),
                     Path(raw.get("nfs_export", "/nonexistent")))

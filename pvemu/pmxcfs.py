@@ -35,12 +35,12 @@ import mfusepy as fuse
 from pvemu import corosync_conf, nodeinfo, pmxcfs_status
 from pvemu.pmxcfs_locks import LockStore, LockWatch
 from pvemu.quorum import CorosyncQuorum, Membership
+from pvemu.timing import Timing
 
 MOUNTPOINT = "/etc/pve"
 SYNC_INTERVAL_S = 1.0
 SYNC_DELAY_S = 0.2  # a new corosync.conf reaches corosync shortly after it is written
 LOCK_WATCH_INTERVAL_S = 0.25
-LOCK_LIFETIME_S = 120.0  # memdb.c CFS_LOCK_TIMEOUT, times the lab's timescale
 VIRTUAL = ("/.members", "/.vmlist")
 log = logging.getLogger("pmxcfs")
 
@@ -49,13 +49,14 @@ class Pmxcfs(fuse.Operations):
     use_ns = True  # times in nanoseconds, both in getattr and utimens
 
     def __init__(self, db: Path, node: str, quorum: CorosyncQuorum,
-                 membership: Membership | None = None, timescale: float = 1.0) -> None:
+                 membership: Membership | None = None, *, timing: Timing) -> None:
         self.db = db
         self.node = node
         self.quorum = quorum
         self.membership = membership
         self.locks = LockStore(db)
-        self.lock_watch = LockWatch(self.locks, LOCK_LIFETIME_S * timescale)
+        # memdb.c CFS_LOCK_TIMEOUT (120 s), at the lab's timescale
+        self.lock_watch = LockWatch(self.locks, timing.lock_lifetime)
         self._virtual: dict[int, bytes] = {}
         self._next_fh = 1 << 30
         self._version = 0
@@ -349,7 +350,7 @@ def main() -> None:
     db = choose_database(info)
     db.mkdir(parents=True, exist_ok=True)
     membership = Membership()
-    ops = Pmxcfs(db, info.name, CorosyncQuorum(), membership, info.timescale)
+    ops = Pmxcfs(db, info.name, CorosyncQuorum(), membership, timing=info.timing)
     if ops.quorate():
         ensure_node_dirs(db, info.name)
     if os.path.ismount(MOUNTPOINT):

@@ -13,7 +13,14 @@ import socket
 import time
 
 from harness.errors import ConfigError, InterlockError, LabError
-from harness.lab_api import Capability, GuestRecipe, LabNode, SharedStorage
+from harness.lab_api import (
+    Capability,
+    GuestRecipe,
+    LabEventSink,
+    LabNode,
+    SharedStorage,
+    unsupported,
+)
 from lab.embedded import network, preflight, provision
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.node import NodePower
@@ -178,6 +185,25 @@ class EmbeddedLab:
 
     def is_powered(self, node: str) -> bool:
         return self._check_node(node).powered
+
+    # -- verbs without a mechanism here (Capability): refused, naming the capability ---
+    def shutdown(self, node: str) -> None:
+        raise unsupported(self.kind, "shutdown", Capability.SHUTDOWN)
+
+    def reset(self, node: str) -> None:
+        raise unsupported(self.kind, "reset", Capability.RESET)
+
+    def freeze(self, node: str) -> None:
+        raise unsupported(self.kind, "freeze", Capability.FREEZE)
+
+    def thaw(self, node: str) -> None:
+        raise unsupported(self.kind, "thaw", Capability.FREEZE)
+
+    def save_ready(self) -> None:
+        raise unsupported(self.kind, "save_ready", Capability.SNAPSHOT)
+
+    def subscribe(self, sink: LabEventSink) -> None:
+        raise unsupported(self.kind, "subscribe", Capability.EVENTS)
 
     def shared_storage(self) -> SharedStorage:
         # Every node bind-mounts the lab's one export directory (pve/storage.py); server

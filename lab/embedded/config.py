@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import ConfigError
+from harness.timescale import REAL_TIME, Timescale
 
 DEFAULT_RANGE = "198.18.0.0/15"
 DEFAULT_PVE_VERSION = "8.4.1"
@@ -25,7 +26,7 @@ class EmbeddedConfig:
     node_count: int = 3
     pve_version: str = DEFAULT_PVE_VERSION
     node_versions: dict[str, str] = field(default_factory=dict)  # per-node override
-    timescale: float = 1.0
+    timescale: Timescale = REAL_TIME  # the run's (conftest.py); validated where it is made
     state_root: Path = STATE_ROOT
 
     def __post_init__(self) -> None:
@@ -57,9 +58,9 @@ class EmbeddedConfig:
         if unknown:
             raise ConfigError(f"PVE version given for unknown node(s) {sorted(unknown)}",
                               hint=f"nodes are {', '.join(self.node_names)}")
-        if not self.timescale > 0:
-            raise ConfigError(f"timescale {self.timescale} must be > 0",
-                              hint="use 1 for PVE's real timings, 0.1 for ten times faster")
+        if not isinstance(self.timescale, Timescale):
+            raise ConfigError(f"timescale {self.timescale!r} is not a Timescale",
+                              hint="make it once with harness.timescale.Timescale(factor)")
 
     @property
     def network(self) -> ipaddress.IPv4Network:

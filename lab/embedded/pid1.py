@@ -20,7 +20,9 @@ import time
 import uuid
 from pathlib import Path
 
+from pvemu import nodeinfo
 from pvemu.nodeinfo import BOOT_ID, CONTROL_SOCKET, SHUTDOWN_FLAG
+from pvemu.timing import Timing
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -98,7 +100,7 @@ def mount_node(node_dir: Path, name: str) -> None:
     socket.sethostname(name)
 
 
-def services(python: str, timescale: float = 1.0) -> dict[str, Service]:
+def services(python: str, timing: Timing) -> dict[str, Service]:
     """The node's units in boot order (they stop in the reverse order)."""
     def ha(daemon: str) -> list[str]:
         return [python, "-m", "pvemu.ha.daemon", daemon]
@@ -113,9 +115,9 @@ def services(python: str, timescale: float = 1.0) -> dict[str, Service]:
                                 "/var/log/watchdog-mux.log"),
         # systemd: pve-ha-crm TimeoutStopSec=65, pve-ha-lrm infinity (bounded here)
         "pve-ha-crm": Service("pve-ha-crm", ha("crm"), "/var/log/pve-ha-crm.log",
-                              stop_timeout_s=65 * timescale + 5),
+                              stop_timeout_s=timing.s(65) + 5),
         "pve-ha-lrm": Service("pve-ha-lrm", ha("lrm"), "/var/log/pve-ha-lrm.log",
-                              stop_timeout_s=600 * timescale + 30),
+                              stop_timeout_s=timing.s(600) + 30),
         "ssh": Service("ssh", ["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config"],
                        "/var/log/sshd.log"),
     }
@@ -255,7 +257,8 @@ def main() -> None:
     os.environ.update(PATH=PATH, PYTHONPATH=boot["repo"], HOME="/root", LANG="C.UTF-8")
     os.chdir("/")
     mount_node(Path(boot["node_dir"]), boot["name"])
-    units = services(boot["python"], float(boot.get("timescale", 1.0)))
+    # the node's timescale, from its node.json (now under /etc): one place for it
+    units = services(boot["python"], nodeinfo.load().timing)
     boot_node(boot["name"], units)
     serve(boot["name"], units)
 

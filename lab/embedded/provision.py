@@ -140,7 +140,7 @@ def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
         "local_db": str(root / "pmxcfs-local"),
         "cluster_db": str(cluster_db(config)),
         "nfs_export": str(config.lab_dir / "nfs"),
-        "timescale": config.timescale,
+        "timescale": config.timescale.factor,  # the node's timers: pvemu/timing.py
     }, indent=1) + "\n")
 
     for command, module in COMMANDS.items():
@@ -150,8 +150,7 @@ def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
 
     boot = root / "boot.json"
     boot.write_text(json.dumps({"name": node, "node_dir": str(root),
-                                "python": sys.executable, "repo": str(REPO_ROOT),
-                                "timescale": config.timescale}) + "\n")
+                                "python": sys.executable, "repo": str(REPO_ROOT)}) + "\n")
     return boot
 
 

@@ -22,7 +22,15 @@ from harness.errors import (
     PvechaosError,
     WaitTimeout,
 )
-from harness.lab_api import Capability, GuestRecipe, LabNode, SharedStorage
+from harness.lab_api import (
+    Capability,
+    GuestRecipe,
+    LabEventSink,
+    LabNode,
+    SharedStorage,
+    unsupported,
+)
+from harness.timescale import Timescale
 from harness.waits import NotYet, wait_until
 from lab import real_guest
 from lab.inventory import config as inventory_config
@@ -119,12 +127,12 @@ class InventoryLab:
 
     @classmethod
     def from_options(cls, *, inventory: str | None = None, destructive: bool = False,
-                     timescale: float = 1.0, **_ignored: object) -> InventoryLab:
+                     timescale: Timescale, **_ignored: object) -> InventoryLab:
         if not inventory:
             raise ConfigError("--lab inventory needs --inventory FILE",
                               hint="describe the cluster in a YAML file (README.md, 'An "
                                    "existing cluster') and pass it with --inventory")
-        if timescale != 1.0:
+        if not timescale.is_real_time:
             raise ConfigError(f"--timescale {timescale:g} cannot apply to a real cluster",
                               hint="drop --timescale: real PVE runs its real HA timers")
         return cls(inventory_config.load(inventory), destructive=destructive)
@@ -240,11 +248,24 @@ class InventoryLab:
             raise InterlockError(f"{node!r} is not a node of this inventory")
         return self._drivers[node].is_on()
 
+    # -- verbs without a mechanism here (no network switch, no hypervisor): refused ----
     def link_down(self, node: str) -> None:
-        raise LabError("the inventory lab has no network switch",
-                       hint="partition scenarios need the embedded or libvirt lab")
+        raise unsupported(self.kind, "link_down", Capability.PARTITION)
 
-    link_up = link_down
+    def link_up(self, node: str) -> None:
+        raise unsupported(self.kind, "link_up", Capability.PARTITION)
+
+    def freeze(self, node: str) -> None:
+        raise unsupported(self.kind, "freeze", Capability.FREEZE)
+
+    def thaw(self, node: str) -> None:
+        raise unsupported(self.kind, "thaw", Capability.FREEZE)
+
+    def save_ready(self) -> None:
+        raise unsupported(self.kind, "save_ready", Capability.SNAPSHOT)
+
+    def subscribe(self, sink: LabEventSink) -> None:
+        raise unsupported(self.kind, "subscribe", Capability.EVENTS)
 
     def shared_storage(self) -> SharedStorage:
         i = self.inventory

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from harness.errors import ConfigError, InterlockError, LabError, PvechaosError
 from harness.lab_api import Capability, GuestRecipe, LabNode, SharedStorage
+from harness.timescale import Timescale
 from lab import real_guest
 from lab.libvirt import config as libvirt_config
 from lab.libvirt import snapshots, xml
@@ -45,12 +46,12 @@ class LibvirtLab:
 
     @classmethod
     def from_options(cls, *, lab_config: str | None = None, worker: int = 0,
-                     timescale: float = 1.0, **_ignored: object) -> LibvirtLab:
+                     timescale: Timescale, **_ignored: object) -> LibvirtLab:
         if not lab_config:
             raise ConfigError("--lab libvirt needs --lab-config FILE",
                               hint="write the lab's YAML file (README.md, 'Nested PVE on "
                                    "a KVM runner') and pass it with --lab-config")
-        if timescale != 1.0:
+        if not timescale.is_real_time:
             raise ConfigError(f"--timescale {timescale:g} cannot apply to real PVE nodes",
                               hint="drop --timescale: nested PVE runs its real HA timers")
         return cls(libvirt_config.load(lab_config).for_worker(worker))

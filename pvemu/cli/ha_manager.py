@@ -48,13 +48,14 @@ class Node:
         path = Path(os.environ.get("PVECHAOS_NODE_JSON", str(nodeinfo.NODE_JSON)))
         try:
             info = nodeinfo.load(path)
-            self.name, self.flavour, self.timescale = info.name, info.flavour, info.timescale
-        except (OSError, ValueError, KeyError):
+            self.name, self.flavour, self.timing = info.name, info.flavour, info.timing
+        except OSError:  # a node.json that is there but wrong is an error, not a guess
             # Guess: outside a lab node, take the name from /etc/pve/local and act as PVE 9
+            # with PVE's real timers
             local = self.root / "local"
             self.name = os.readlink(local).rstrip("/").split("/")[-1] \
                 if local.is_symlink() else socket.gethostname().split(".")[0]
-            self.flavour, self.timescale = 9, 1.0
+            self.flavour, self.timing = 9, Timing(1.0)
 
     # files
     def path(self, rel: str) -> Path:
@@ -299,7 +300,7 @@ def _status_inputs(node: Node) -> tuple:
     lrm = {n: node.lrm_status(n) for n in (ms.get("node_status") or {})}
     res = config.resources_with_defaults(node.resources(), node.vmlist(), node.flavour)
     return (ms, lrm, res, node.quorate(), node.name, time.time(),
-            Timing(scale=node.timescale), node.flavour,
+            node.timing, node.flavour,
             node.datacenter()["crs"].get("ha", "basic"))
 
 

@@ -4,16 +4,17 @@ Every daemon is a generator: it does one step and yields how many real seconds i
 to sleep before the next one. The node's daemon runner sleeps that long; the simulator
 advances its fake clock. So the same code runs in the lab and in fake time.
 
-All PVE durations go through `Timing`, which multiplies them by the timescale (1 means
-PVE's real timings, pve-model.md §2). Timestamps written to status files are `env.now()`,
-epoch seconds on the node's own clock.
+All PVE durations go through `Timing` (pvemu/timing.py), which multiplies them by the
+timescale (1 means PVE's real timings, pve-model.md §2). Timestamps written to status
+files are `env.now()`, epoch seconds on the node's own clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
-from dataclasses import dataclass
 from typing import Protocol
+
+from pvemu.timing import Timing
 
 Daemon = Generator[float, None, None]  # yields seconds to sleep; returns when it exits
 
@@ -21,58 +22,6 @@ Daemon = Generator[float, None, None]  # yields seconds to sleep; returns when i
 SUCCESS, ERROR, ETRY_AGAIN, EWRONG_NODE = 0, 1, 2, 3
 EUNKNOWN_SERVICE_TYPE, EUNKNOWN_COMMAND, EINVALID_PARAMETER, EUNKNOWN_SERVICE, IGNORED = \
     4, 5, 6, 7, 8
-
-
-@dataclass(frozen=True)
-class Timing:
-    """PVE's HA constants (pve-model.md §2), in real seconds at this timescale."""
-
-    scale: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not self.scale > 0:
-            raise ValueError(f"timescale {self.scale} must be > 0")
-
-    def s(self, pve_seconds: float) -> float:
-        return pve_seconds * self.scale
-
-    @property
-    def crm_loop(self) -> float: return self.s(10)            # master round
-    @property
-    def crm_wait_for_quorum(self) -> float: return self.s(5)
-    @property
-    def lrm_loop(self) -> float: return self.s(10)            # active round
-    @property
-    def lrm_wait(self) -> float: return self.s(5)             # wait_for_agent_lock, lost
-    @property
-    def lrm_maintenance_loop(self) -> float: return self.s(5)
-    @property
-    def lock_retry(self) -> float: return self.s(1)           # 6 tries, 1 s apart
-    lock_tries: int = 6
-    @property
-    def worker_budget(self) -> float: return self.s(8)
-    @property
-    def lock_lifetime(self) -> float: return self.s(120)      # expired when age > this
-    @property
-    def fence_delay(self) -> float: return self.s(60)
-    @property
-    def gone_delete(self) -> float: return self.s(3600)
-    @property
-    def watchdog_client_timeout(self) -> float: return self.s(60)
-    @property
-    def watchdog_device_timeout(self) -> float: return self.s(10)
-    @property
-    def watchdog_tick(self) -> float: return self.s(1)
-    lrm_idle_rounds: int = 60
-    crm_idle_rounds: int = 90
-    @property
-    def lrm_restart_give_up(self) -> float: return self.s(90)
-    @property
-    def status_stale(self) -> float: return self.s(30)        # "old timestamp - dead?"
-    @property
-    def status_future(self) -> float: return self.s(2)        # "detected time drift!"
-    @property
-    def vm_shutdown_timeout(self) -> float: return self.s(60)
 
 
 class HaEnv(Protocol):

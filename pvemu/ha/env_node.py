@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pvemu import cfslock
 from pvemu.ha import config
-from pvemu.ha.env import Guests, Timing
+from pvemu.ha.env import Guests
 from pvemu.nodeinfo import SHUTDOWN_FLAG, NodeInfo
 
 PVE_ROOT = Path("/etc/pve")
@@ -27,7 +27,7 @@ class NodeEnv:
     def __init__(self, info: NodeInfo, daemon: str, guests: Guests | None = None,
                  root: Path = PVE_ROOT) -> None:
         self.nodename = info.name
-        self.timing = Timing(info.timescale)
+        self.timing = info.timing
         self.flavour = info.flavour
         self.daemon = daemon
         self.root = root

@@ -80,7 +80,7 @@ def serve(timing: Timing) -> None:
 
 def main() -> None:
     info = nodeinfo.load()
-    serve(Timing(info.timescale))
+    serve(info.timing)
 
 
 if __name__ == "__main__":

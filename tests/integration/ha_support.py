@@ -32,11 +32,11 @@ class HaLab:
 
     @property
     def k(self) -> float:
-        return self.lab.config.timescale
+        return self.lab.config.timescale.factor
 
     def s(self, pve_seconds: float) -> float:
         """PVE seconds in real seconds at this lab's timescale."""
-        return pve_seconds * self.k
+        return self.lab.config.timescale.scaled(pve_seconds)
 
     def node(self, name: str) -> Node:
         return self.cluster.node(name)
@@ -155,9 +155,11 @@ class HaLab:
 
 def boot_ha_lab(name: str, prefix: str, *, timescale: float, pve_version: str = "8.4.1"
                 ) -> HaLab:
+    from harness.timescale import Timescale
     from lab.embedded.config import EmbeddedConfig
 
-    lab = EmbeddedLab(EmbeddedConfig(name=name, subnet=f"{prefix}.0/24", timescale=timescale,
+    lab = EmbeddedLab(EmbeddedConfig(name=name, subnet=f"{prefix}.0/24",
+                                     timescale=Timescale(timescale),
                                      pve_version=pve_version))
     lab.start()
     cluster = Cluster(lab)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from harness.cluster import Cluster
 from harness.expectations import read_constants, recovery_window
 from harness.formation import form_cluster
+from harness.timescale import REAL_TIME
 
 
 def test_the_windows_come_from_the_running_corosync(make_lab):
@@ -13,7 +14,7 @@ def test_the_windows_come_from_the_running_corosync(make_lab):
     cluster = Cluster(lab)
     try:
         form_cluster(cluster)
-        constants = read_constants(cluster.node("node2"), timescale=1.0, nodes=3)
+        constants = read_constants(cluster.node("node2"), timescale=REAL_TIME, nodes=3)
     finally:
         cluster.close()
     # pvecm create on PVE >= 9.1 writes token_coefficient 125: token 3000 + 125 = 3125 ms

@@ -11,6 +11,7 @@ import pytest
 from harness.cluster import Cluster
 from harness.errors import InterlockError, LabError
 from harness.formation import bring_up
+from harness.timescale import Timescale
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
 from lab.inventory import config as inventory_config
@@ -46,7 +47,7 @@ class EmbeddedPower:
 
 @pytest.fixture(scope="module")
 def staging():
-    lab = EmbeddedLab(EmbeddedConfig(name="inv", subnet=f"{PREFIX}.0/24", timescale=0.1))
+    lab = EmbeddedLab(EmbeddedConfig(name="inv", subnet=f"{PREFIX}.0/24", timescale=Timescale(0.1)))
     with running(lab, formed="stage"):
         yield lab
 

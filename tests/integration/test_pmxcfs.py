@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from harness.timescale import Timescale
 from harness.waits import NotYet, wait_until
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
@@ -36,7 +37,8 @@ def try_utime(node, t: int) -> str:
 
 @pytest.fixture(scope="module")
 def cluster():
-    lab = EmbeddedLab(EmbeddedConfig(name="cfs", subnet="198.18.48.0/24", timescale=0.05))
+    lab = EmbeddedLab(EmbeddedConfig(name="cfs", subnet="198.18.48.0/24",
+                                     timescale=Timescale(0.05)))
     with running(lab, formed="pvechaos") as the_cluster:
         yield the_cluster
 

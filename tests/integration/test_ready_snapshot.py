@@ -12,6 +12,7 @@ from harness.errors import WaitTimeout
 from harness.formation import bring_up
 from harness.lab_api import Capability
 from harness.shared_storage import storage_state
+from harness.timescale import Timescale
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
 from tests.integration.conftest import running
@@ -43,7 +44,8 @@ class SnapshotTwin(EmbeddedLab):
 
 @pytest.fixture(scope="module")
 def twin():
-    lab = SnapshotTwin(EmbeddedConfig(name="ready", subnet="198.18.98.0/24", timescale=0.1))
+    lab = SnapshotTwin(EmbeddedConfig(name="ready", subnet="198.18.98.0/24",
+                                      timescale=Timescale(0.1)))
     with running(lab) as cluster:  # not formed: bring_up does that
         yield lab, cluster
 

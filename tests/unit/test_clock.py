@@ -8,6 +8,7 @@ import time
 import pytest
 
 from harness.clock import Clock
+from harness.timescale import REAL_TIME, Timescale
 
 
 def test_now_starts_near_zero_and_grows():
@@ -17,15 +18,11 @@ def test_now_starts_near_zero_and_grows():
     assert 0 <= first < clock.now()
 
 
-@pytest.mark.parametrize("timescale", [0, -1, float("nan")])
-def test_timescale_must_be_positive(timescale):
-    with pytest.raises(ValueError, match="timescale"):
-        Clock(timescale)
-
-
 def test_scaled_multiplies_by_the_timescale():
-    assert Clock(0.1).scaled(120) == pytest.approx(12.0)
+    # (the timescale's own validation: tests/unit/test_timescale.py)
+    assert Clock(Timescale(0.1)).scaled(120) == pytest.approx(12.0)
     assert Clock().scaled(120) == 120
+    assert Clock().timescale is REAL_TIME
 
 
 def test_wait_returns_early_when_stopped():

@@ -12,6 +12,7 @@ import pytest
 from pvemu.ha import env_node
 from pvemu.ha.env_node import NodeEnv
 from pvemu.nodeinfo import NodeInfo
+from pvemu.timing import Timing
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def root(tmp_path):
 
 def make_env(root: Path, daemon: str = "crm", timescale: float = 1.0) -> NodeEnv:
     info = NodeInfo("node1", "198.18.0.11", 24, "8.4.1", "6.8.12-9-pve", root, root,
-                    timescale, root)
+                    Timing(timescale), root)
     return NodeEnv(info, daemon, root=root)
 
 

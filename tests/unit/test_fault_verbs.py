@@ -10,25 +10,7 @@ from harness.errors import InterlockError, UnsupportedFault
 from harness.faults import FaultInjector
 from harness.lab_api import Capability
 from harness.timeline import EventKind, Timeline
-
-
-class FakeLab:
-    kind = "fake"
-
-    def __init__(self, capabilities: Capability) -> None:
-        self.capabilities = capabilities
-        self.calls: list[tuple[str, str]] = []
-
-    def nodes(self):
-        from harness.lab_api import LabNode
-
-        return tuple(LabNode(n, "198.18.0.1") for n in ("node1", "node2", "node3"))
-
-    def __getattr__(self, verb):
-        if verb in ("power_cut", "power_on", "shutdown", "reset", "freeze", "thaw",
-                    "link_down", "link_up"):
-            return lambda node: self.calls.append((verb, node))
-        raise AttributeError(verb)
+from tests.twins import FakeLab
 
 
 def injector(capabilities: Capability) -> tuple[FaultInjector, FakeLab, Timeline]:
@@ -73,3 +55,14 @@ def test_a_node_outside_the_lab_is_refused():
     with pytest.raises(InterlockError, match="not a node of this lab"):
         faults.freeze("pve7")
     assert lab.calls == []
+
+
+def test_a_power_cut_is_undone_by_power_on_and_a_power_on_by_the_scenario_ends_it():
+    faults, lab, _ = injector(Capability.POWER | Capability.PARTITION)
+    faults.power_cut("node1")
+    faults.link_down("node2")
+    faults.power_cut("node3")
+    faults.power_on("node3")
+    assert faults.undo_all() == []
+    assert lab.calls[4:] == [("link_up", "node2"), ("power_on", "node1")]
+    assert faults.undo_all() == [] and len(lab.calls) == 6  # nothing left the second time

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from harness.clock import Clock
-from harness.errors import CommandError, CommandTimeout, NodeUnreachable, PvechaosError
+from harness.errors import CommandTimeout, NodeUnreachable, PvechaosError
 from harness.ha_watcher import (
     HaWatcher,
     first_service_state,
@@ -19,6 +19,7 @@ from harness.ha_watcher import (
 from harness.pve import parse_ha_manager_status
 from harness.timeline import EventKind, Timeline
 from harness.waits import wait_until
+from tests.twins import Call, FakeCluster, FakeNode
 
 K = EventKind
 T1, T2 = "Fri Aug  1 11:59:57 2025", "Fri Aug  1 12:00:07 2025"
@@ -42,41 +43,6 @@ def ha_text(services: dict[str, tuple[str, str]], *, lrms: dict[str, str] | None
 
 
 UP = {"node1": "active", "node2": "active", "node3": "active"}
-
-
-class FakeNode:
-    """Answers `check` from a script: a str (output, rc 0), (rc, output), an exception, or
-    a callable taking the command deadline. The last item repeats."""
-
-    def __init__(self, name: str, script: list) -> None:
-        self.name, self.script = name, script
-        self.calls: list[tuple[tuple[str, ...], float, tuple[int, ...]]] = []
-        self._lock = threading.Lock()
-
-    def check(self, *argv: str, timeout_s: float = 10.0, ok_codes: tuple[int, ...] = (0,)
-              ) -> str:
-        with self._lock:
-            self.calls.append((argv, timeout_s, ok_codes))
-            item = self.script[min(len(self.calls), len(self.script)) - 1]
-        if callable(item):
-            item = item(timeout_s)
-        if isinstance(item, Exception):
-            raise item
-        rc, out = item if isinstance(item, tuple) else (0, item)
-        if rc not in ok_codes:
-            raise CommandError(self.name, " ".join(argv), rc, "", out)
-        return out
-
-
-class FakeCluster:
-    def __init__(self, *nodes: FakeNode) -> None:
-        self._nodes = {n.name: n for n in nodes}
-
-    def nodes(self) -> tuple[FakeNode, ...]:
-        return tuple(self._nodes[n] for n in sorted(self._nodes))
-
-    def node(self, name: str) -> FakeNode:
-        return self._nodes[name]
 
 
 def polled(node: FakeNode, times: int, timeout_s: float = 5.0) -> None:
@@ -142,7 +108,7 @@ def test_polls_ha_manager_status_with_the_command_deadline():
     with HaWatcher(FakeCluster(node1), Timeline(Clock()), interval_s=0.01,
                    command_timeout_s=1.5):
         polled(node1, 2)
-    assert node1.calls[0] == (("ha-manager", "status"), 1.5, (0,))
+    assert node1.calls[0] == Call(("ha-manager", "status"), 1.5, ok_codes=(0,))
 
 
 def test_timestamps_are_the_start_of_the_poll_that_saw_the_change():
@@ -150,7 +116,7 @@ def test_timestamps_are_the_start_of_the_poll_that_saw_the_change():
     tl = Timeline(clock)
     asked: list[float] = []
 
-    def slow(timeout_s: float) -> str:
+    def slow(call: Call) -> str:
         asked.append(clock.now())
         time.sleep(0.3)
         return ha_text({"vm:100": ("node1", "started")})
@@ -218,9 +184,9 @@ def test_names_limits_the_watched_nodes():
 
 
 def test_stop_returns_within_a_bound_while_a_node_hangs():
-    def hang(timeout_s: float) -> str:
-        time.sleep(timeout_s)  # a frozen node: the command runs into its deadline
-        raise CommandTimeout("node3", "ha-manager status", timeout_s)
+    def hang(call: Call) -> str:
+        time.sleep(call.timeout_s)  # a frozen node: the command runs into its deadline
+        raise CommandTimeout("node3", "ha-manager status", call.timeout_s)
 
     node1, node3 = FakeNode("node1", [ha_text({})]), FakeNode("node3", [hang])
     watcher = HaWatcher(FakeCluster(node1, node3), Timeline(Clock()), interval_s=0.01,
@@ -236,7 +202,7 @@ def test_stop_returns_within_a_bound_while_a_node_hangs():
 
 def test_stop_says_which_threads_did_not_stop():
     release = threading.Event()
-    node1 = FakeNode("node1", [lambda timeout_s: release.wait(5) and ha_text({})])
+    node1 = FakeNode("node1", [lambda call: release.wait(5) and ha_text({})])
     watcher = HaWatcher(FakeCluster(node1), Timeline(Clock()), interval_s=0.01)
     watcher.start()
     polled(node1, 1)

@@ -10,7 +10,7 @@ import pytest
 from harness.errors import ParseError
 from harness.formation import join
 from harness.pve.certs import api_fingerprint
-from harness.ssh import CommandResult
+from tests.twins import Call, FakeNode
 
 FP = ("C6:3B:5F:2A:9D:11:0E:77:42:AB:CD:EF:01:23:45:67:"
       "89:AB:CD:EF:01:23:45:67:89:AB:CD:EF:01:23:45:67")
@@ -21,34 +21,33 @@ CERTS = [
 ]
 
 
-class FakeNode:
-    def __init__(self, name: str, address: str) -> None:
-        self.name, self.cluster_address = name, address
-        self.runs: list[tuple[tuple[str, ...], str | None]] = []
+def peer(name: str, address: str) -> FakeNode:
+    """A node that shows its certificates to `pvenode cert info` and takes any other
+    command (the write probe, `pvecm add`) with exit code 0."""
+    def answer(call: Call) -> str:
+        if call.argv[:2] == ("pvenode", "cert"):
+            assert call.argv == ("pvenode", "cert", "info", "--output-format", "json")
+            return json.dumps(CERTS)
+        return ""
+    return FakeNode(name, answer, address=address)
 
-    def can_write_pve(self):
-        return CommandResult(self.name, "touch", 0, "", "", 0.0)
 
-    def check(self, *argv, timeout_s=10.0):
-        assert argv == ("pvenode", "cert", "info", "--output-format", "json")
-        return json.dumps(CERTS)
-
-    def run(self, *argv, timeout_s=10.0, stdin=None):
-        self.runs.append((argv, stdin))
-        return CommandResult(self.name, " ".join(argv), 0, "", "", 0.0)
+def runs(node: FakeNode) -> list[tuple[tuple[str, ...], str | None]]:
+    """Every command the node was given, with its stdin."""
+    return [(c.argv, c.stdin) for c in node.calls]
 
 
 def test_without_a_password_the_join_uses_ssh():
-    first, joiner = FakeNode("node1", "198.18.0.11"), FakeNode("node2", "198.18.0.12")
+    first, joiner = peer("node1", "198.18.0.11"), peer("node2", "198.18.0.12")
     join(first, joiner, timeout_s=5)
-    assert joiner.runs == [(("pvecm", "add", "198.18.0.11", "--link0", "198.18.0.12",
-                             "--use_ssh"), None)]
+    assert runs(joiner) == [(("pvecm", "add", "198.18.0.11", "--link0", "198.18.0.12",
+                              "--use_ssh"), None)]
 
 
 def test_with_a_password_the_join_pins_the_peer_certificate_and_sends_the_password():
-    first, joiner = FakeNode("node1", "198.19.0.11"), FakeNode("node3", "198.19.0.13")
+    first, joiner = peer("node1", "198.19.0.11"), peer("node3", "198.19.0.13")
     join(first, joiner, timeout_s=5, root_password="lab-secret-1")
-    argv, stdin = joiner.runs[0]
+    argv, stdin = runs(joiner)[0]
     assert argv == ("pvecm", "add", "198.19.0.11", "--link0", "198.19.0.13",
                     "--fingerprint", FP)
     assert stdin == "lab-secret-1\n"  # one line: PVE reads it when stdin is no terminal

@@ -27,7 +27,8 @@ def test_defaults_give_three_nodes_inside_the_reserved_range():
     ({"pve_version": "eight"}, "PVE version 'eight'", "8.4.1"),
     ({"node_versions": {"node2": "9.x"}}, "for node2", "8.4.1"),
     ({"node_versions": {"node7": "9.0.3"}}, "unknown node(s) ['node7']", "node1, node2"),
-    ({"timescale": 0}, "timescale 0", "0.1"),
+    # (a bad factor never becomes a Timescale: tests/unit/test_timescale.py)
+    ({"timescale": 0.1}, "timescale 0.1 is not a Timescale", "Timescale(factor)"),
 ])
 def test_bad_configuration_names_the_fix(kwargs, message, hint):
     with pytest.raises(ConfigError) as info:

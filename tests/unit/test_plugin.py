@@ -203,11 +203,12 @@ def test_step(invariants):
 def test_recorded_metrics_end_the_terminal_report_and_the_file(pytester, run):
     pytester.makepyfile(test_ha_story="""
 from harness.expectations import Budget, Window
+from harness.timescale import REAL_TIME
 
 
 def test_recovery(metrics):
     metrics.record("time_to_recovery", 130.1, window=Window(120.0, 151.0, "lock"),
-                   budget=Budget(240.0), node="node3")
+                   budget=Budget(240.0, REAL_TIME), node="node3")
     metrics.record("downtime", 128.0)
 """)
     result = run()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from pvemu.pmxcfs import Pmxcfs
+from pvemu.timing import Timing
 
 LOCK = "/priv/lock/ha_manager_lock"
 
@@ -21,7 +22,7 @@ def node(tmp_path, quorum):
     db = tmp_path / "cluster"
     (db / "priv/lock").mkdir(parents=True)
     (db / "corosync.conf").write_text("totem {}\n")  # a cluster: quorum matters
-    return Pmxcfs(db, "node3", quorum, timescale=0.01)  # lifetime 1.2 s
+    return Pmxcfs(db, "node3", quorum, timing=Timing(0.01))  # lifetime 1.2 s
 
 
 def test_a_renewal_made_just_before_quorum_is_lost_ages_from_when_it_was_made(tmp_path):

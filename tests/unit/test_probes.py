@@ -19,6 +19,7 @@ from harness.clock import Clock
 from harness.errors import ConfigError
 from harness.probes import Answer, Interval, Probe, parse_answer
 from harness.timeline import EventKind, Timeline
+from harness.timescale import Timescale
 from harness.waits import NotYet, wait_until
 
 K = EventKind
@@ -129,7 +130,7 @@ def test_the_port_must_be_in_range(port, timeline):
 
 
 def test_the_interval_is_scaled_by_the_clocks_timescale():
-    timeline = Timeline(Clock(0.5))
+    timeline = Timeline(Clock(Timescale(0.5)))
     probe = Probe("ct:100", "127.0.0.1", 8080, timeline, timeline.clock, interval_s=0.2)
     assert probe.interval_s == pytest.approx(0.1)
 

@@ -13,13 +13,14 @@ from pvemu.etc_pve import EtcPve
 from pvemu.guest_lifecycle import NodeGuests
 from pvemu.nodeinfo import NodeInfo
 from pvemu.storage import Storages
+from pvemu.timing import Timing
 
 
 @pytest.fixture
 def info(tmp_path: Path) -> NodeInfo:
     return NodeInfo("node1", "198.18.50.11", 24, "8.4.1", "6.8.12-9-pve",
                     tmp_path / "lab/nodes/node1/pmxcfs-local", tmp_path / "lab/pmxcfs",
-                    1.0, tmp_path / "lab/nfs")
+                    Timing(1.0), tmp_path / "lab/nfs")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pvemu.ha import status
 from pvemu.ha.env import Timing
 
 NOW = 1479899243  # Wed Nov 23 11:07:23 2016 UTC
-T = Timing()
+T = Timing(1.0)
 
 
 @pytest.fixture(autouse=True)

@@ -13,8 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.errors import ConfigError, InterlockError, LabError, NodeUnreachable, WaitTimeout
+from harness.errors import (
+    ConfigError,
+    InterlockError,
+    LabError,
+    NodeUnreachable,
+    UnsupportedFault,
+    WaitTimeout,
+)
 from harness.lab_api import LabNode
+from harness.timescale import REAL_TIME, Timescale
 from lab.inventory.config import Inventory, InventoryGuest, InventoryNode, PowerSpec
 from lab.inventory.lab import InventoryLab, LibvirtPower
 from lab.inventory.power_drivers import IpmiPower, RedfishPower
@@ -350,21 +358,21 @@ def test_close_carries_on_when_one_node_cannot_be_powered_on(capsys):
 # -- from_options -----------------------------------------------------------------------------
 def test_from_options_without_inventory():
     with pytest.raises(ConfigError) as info:
-        InventoryLab.from_options(inventory=None, destructive=True)
+        InventoryLab.from_options(inventory=None, destructive=True, timescale=REAL_TIME)
     assert "--inventory" in str(info.value)
 
 
 def test_from_options_with_a_timescale(tmp_path):
     with pytest.raises(ConfigError) as info:
         InventoryLab.from_options(inventory=str(tmp_path / "cluster.yaml"), destructive=True,
-                                  timescale=0.5)
+                                  timescale=Timescale(0.5))
     assert "--timescale 0.5 cannot apply to a real cluster" in str(info.value)
     assert "fix: drop --timescale" in str(info.value)
 
 
 def test_from_options_with_a_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
-        InventoryLab.from_options(inventory=str(tmp_path / "cluster.yaml"))
+        InventoryLab.from_options(inventory=str(tmp_path / "cluster.yaml"), timescale=REAL_TIME)
 
 
 def test_from_options_loads_the_inventory_and_makes_its_drivers(tmp_path, monkeypatch):
@@ -385,7 +393,7 @@ def test_from_options_loads_the_inventory_and_makes_its_drivers(tmp_path, monkey
             "guest": {"template": "shared:vztmpl/g.tar.xz", "first_address": "10.20.0.200/24"}}
     path = tmp_path / "cluster.yaml"
     path.write_text(yaml.safe_dump(data))
-    lab = InventoryLab.from_options(inventory=str(path), destructive=True, timescale=1.0,
+    lab = InventoryLab.from_options(inventory=str(path), destructive=True, timescale=REAL_TIME,
                                     lab_config="ignored")
     assert lab.name == "staging" and lab.destructive is True
     assert lab.prepared() is True
@@ -424,10 +432,19 @@ def test_shared_storage_and_nodes_come_from_the_inventory():
 def test_the_inventory_lab_has_no_network_switch():
     lab, _, _ = make()
     lab.start()
-    with pytest.raises(LabError, match="no network switch"):
+    with pytest.raises(UnsupportedFault, match="(?s)cannot link down.*PARTITION"):
         lab.link_down("pve1")
-    with pytest.raises(LabError, match="no network switch"):
+    with pytest.raises(UnsupportedFault, match="(?s)cannot link up.*PARTITION"):
         lab.link_up("pve1")
+
+
+@pytest.mark.parametrize(("verb", "name"), [(InventoryLab.freeze, "freeze"),
+                                           (InventoryLab.thaw, "thaw")])
+def test_the_inventory_lab_has_no_hypervisor_to_freeze_a_node(verb, name):
+    lab, _, _ = make()
+    lab.start()
+    with pytest.raises(UnsupportedFault, match=f"(?s)cannot {name}.*FREEZE"):
+        verb(lab, "pve1")
 
 
 def test_describe_names_the_power_switches():

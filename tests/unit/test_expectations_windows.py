@@ -1,16 +1,12 @@
-"""harness.expectations: constants read from corosync, predicted windows, budgets."""
+"""harness.expectations.windows: the predicted windows of pve-model.md §10, at timescale 1
+and below, with the observers' slack."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
-from harness.errors import NodeUnreachable, PvechaosError
 from harness.expectations import (
-    Budget,
     ClusterConstants,
-    ConstantsUnavailable,
     Slack,
     Window,
     clean_shutdown_window,
@@ -18,159 +14,16 @@ from harness.expectations import (
     expected_one_window,
     fence_ack_window,
     fence_window,
-    parse_cmap_value,
-    read_constants,
     recovery_window,
     self_fence_window,
-    verdict,
 )
+from harness.timescale import REAL_TIME, Timescale
 
-# Recorded lines of `corosync-cmapctl` on a 3-node corosync 3 cluster with default totem
-# settings (a public write-up's full listing; the format is print_key in corosync's
-# tools/corosync-cmapctl.c: "<key> (<type>) = <value>"). That listing has no
-# runtime.config.totem.token_coefficient key.
-RECORDED_TOKEN = "runtime.config.totem.token (u32) = 3650\n"
-RECORDED_CONSENSUS = "runtime.config.totem.consensus (u32) = 4380\n"
-# What corosync-cmapctl prints on stderr for a key it does not have (same source file).
-NOT_EXIST = "Can't get key {key}. Error CS_ERR_NOT_EXIST\n"
-
-
-# -- parsing ---------------------------------------------------------------------------
-def test_parses_a_recorded_cmapctl_line():
-    assert parse_cmap_value(RECORDED_TOKEN, "runtime.config.totem.token") == 3650
-    assert parse_cmap_value(RECORDED_CONSENSUS, "runtime.config.totem.consensus") == 4380
-
-
-def test_picks_the_asked_key_among_several_and_not_a_prefix_of_it():
-    text = ("runtime.config.totem.token_retransmit (u32) = 869\n"
-            "runtime.config.totem.token_warning (u32) = 75\n" + RECORDED_TOKEN)
-    assert parse_cmap_value(text, "runtime.config.totem.token") == 3650
-
-
-def test_a_missing_key_is_none():
-    assert parse_cmap_value("", "totem.token_coefficient") is None
-    assert parse_cmap_value(RECORDED_TOKEN, "totem.token_coefficient") is None
-
-
-def test_a_configured_value_stored_as_a_string_is_read_too():
-    assert parse_cmap_value("totem.token_coefficient (str) = 125\n",
-                            "totem.token_coefficient") == 125
-
-
-def test_a_non_integer_value_is_an_error():
-    with pytest.raises(ConstantsUnavailable, match="not an integer"):
-        parse_cmap_value("runtime.config.totem.token (str) = fast\n",
-                         "runtime.config.totem.token")
-
-
-# -- reading from a node ---------------------------------------------------------------
-@dataclass
-class Result:
-    rc: int
-    stdout: str
-    stderr: str = ""
-
-
-class FakeNode:
-    """Answers `corosync-cmapctl -g KEY` from a dict; records what was run."""
-
-    name = "node1"
-
-    def __init__(self, values: dict[str, int | str], *, fail: Result | None = None,
-                 raises: Exception | None = None) -> None:
-        self.values, self.fail, self.raises = values, fail, raises
-        self.commands: list[tuple[str, ...]] = []
-
-    def run(self, *argv: str, timeout_s: float = 10.0) -> Result:
-        self.commands.append(argv)
-        if self.raises:
-            raise self.raises
-        if self.fail:
-            return self.fail
-        assert argv[:2] == ("corosync-cmapctl", "-g") and len(argv) == 3
-        key = argv[2]
-        if key not in self.values:
-            return Result(1, "", NOT_EXIST.format(key=key))
-        value = self.values[key]
-        kind = "str" if isinstance(value, str) else "u32"
-        return Result(0, f"{key} ({kind}) = {value}\n")
-
-
-RUNTIME = {"runtime.config.totem.token": 3650, "runtime.config.totem.consensus": 4380}
-
-
-def test_reads_the_runtime_values_and_the_default_coefficient():
-    node = FakeNode(RUNTIME)
-    c = read_constants(node, 0.1, 3)
-    assert (c.nodes, c.token_ms, c.consensus_ms, c.token_coefficient_ms, c.timescale) == (
-        3, 3650, 4380, 650, 0.1)
-    asked = [argv[2] for argv in node.commands]
-    assert asked == ["runtime.config.totem.token", "runtime.config.totem.consensus",
-                     "runtime.config.totem.token_coefficient", "totem.token_coefficient"]
-
-
-def test_the_configured_coefficient_is_used_when_runtime_has_none():
-    node = FakeNode({"runtime.config.totem.token": 3125,
-                     "runtime.config.totem.consensus": 3750, "totem.token_coefficient": 125})
-    assert read_constants(node, 1.0, 3).token_coefficient_ms == 125
-
-
-def test_the_runtime_coefficient_wins_over_the_configured_one():
-    node = FakeNode({**RUNTIME, "runtime.config.totem.token_coefficient": 650,
-                     "totem.token_coefficient": "125"})
-    assert read_constants(node, 1.0, 3).token_coefficient_ms == 650
-
-
-def test_a_missing_runtime_token_is_a_clear_error_with_a_hint():
-    node = FakeNode({"runtime.config.totem.consensus": 4380})
-    with pytest.raises(ConstantsUnavailable) as info:
-        read_constants(node, 1.0, 3)
-    assert isinstance(info.value, PvechaosError)
-    assert "runtime.config.totem.token" in str(info.value)
-    assert info.value.hint and "corosync" in info.value.hint
-
-
-def test_corosync_not_running_is_a_clear_error():
-    down = Result(1, "", "Failed to initialize the cmap API. Error CS_ERR_LIBRARY\n")
-    with pytest.raises(ConstantsUnavailable, match="CS_ERR_LIBRARY") as info:
-        read_constants(FakeNode({}, fail=down), 1.0, 3)
-    assert "systemctl status corosync" in (info.value.hint or "")
-
-
-def test_an_unreachable_node_is_reported_as_constants_unavailable():
-    gone = NodeUnreachable("node1", "10.0.0.1", "connection refused")
-    with pytest.raises(ConstantsUnavailable, match="unreachable") as info:
-        read_constants(FakeNode({}, raises=gone), 1.0, 3)
-    assert info.value.__cause__ is gone
-
-
-# -- constants -------------------------------------------------------------------------
-@pytest.mark.parametrize(("nodes", "coefficient", "token", "consensus"), [
-    (3, 650, 3650, 4380), (3, 125, 3125, 3750), (5, 650, 4950, 5940), (2, 650, 3000, 3600)])
-def test_stock_constants_follow_corosyncs_formula(nodes, coefficient, token, consensus):
-    c = ClusterConstants.stock(nodes, 1.0, coefficient)
-    assert (c.token_ms, c.consensus_ms) == (token, consensus)
-
-
-def test_ha_constants_scale_and_corosync_ones_do_not():
-    one, tenth = ClusterConstants.stock(3, 1.0), ClusterConstants.stock(3, 0.1)
-    assert tenth.lock_lifetime == pytest.approx(12.0)
-    assert tenth.crm_loop == pytest.approx(1.0)
-    assert tenth.watchdog == pytest.approx(6.0)
-    assert tenth.detection == one.detection == pytest.approx(8.03)
-    # 60 * 0.1 / (10 * 0.1) is 6.000000000000001 in floats: still six rounds
-    assert tenth.fence_countdown == pytest.approx(6.0)
-
-
-@pytest.mark.parametrize("timescale", [0, -1])
-def test_timescale_must_be_positive(timescale):
-    with pytest.raises(ValueError, match="timescale"):
-        ClusterConstants.stock(3, timescale)
+STOCK = ClusterConstants.stock(3, REAL_TIME)
+TENTH = ClusterConstants.stock(3, Timescale(0.1))
 
 
 # -- windows at timescale 1 (pve-model.md §10) -----------------------------------------
-STOCK = ClusterConstants.stock(3, 1.0)
-TENTH = ClusterConstants.stock(3, 0.1)
 
 
 def test_detection_is_token_plus_consensus_with_polling_slack():
@@ -240,17 +93,17 @@ def test_clean_shutdown_and_self_fence_at_tenth_scale():
 
 
 def test_a_faster_coefficient_moves_the_scaled_window_with_detection():
-    fast = ClusterConstants.stock(3, 0.1, token_coefficient_ms=125)  # detection 6.875 s
+    fast = ClusterConstants.stock(3, Timescale(0.1), token_coefficient_ms=125)  # detection 6.875 s
     w = recovery_window(fast, master_died=False)
     assert w.low_s == pytest.approx(6.875 - 1 + 6)
     # at timescale 1 detection is not on the critical path: the same window as with 650
     slow = recovery_window(STOCK, master_died=False)
-    same = recovery_window(ClusterConstants.stock(3, 1.0, 125), master_died=False)
+    same = recovery_window(ClusterConstants.stock(3, REAL_TIME, 125), master_died=False)
     assert (same.low_s, same.high_s) == pytest.approx((slow.low_s, slow.high_s))
 
 
 def test_a_new_master_faster_than_detection_counts_from_its_last_round_before_it():
-    tiny = ClusterConstants.stock(3, 0.05)  # manager lock expires 5.5..6.05 s < 8.03 s
+    tiny = ClusterConstants.stock(3, Timescale(0.05))  # manager lock expires 5.5..6.05 s < 8.03 s
     w = recovery_window(tiny, master_died=True)
     # fence delay counted from the last round before detection: (7.53, 8.03] + 3 s
     assert w.low_s == pytest.approx(8.03 - 0.5 + 3.0)
@@ -259,7 +112,7 @@ def test_a_new_master_faster_than_detection_counts_from_its_last_round_before_it
 def test_a_lock_expiring_after_the_fence_round_costs_two_rounds():
     # fence delay 40 s at timescale 0.1: fence round in (11.03, 12.03], lock 11.0..12.1;
     # at best the lock is gone by the fence round, at worst it expires after it
-    c = ClusterConstants(3, 3650, 650, 4380, 0.1, fence_delay_s=40.0)
+    c = ClusterConstants(3, 3650, 650, 4380, Timescale(0.1), fence_delay_s=40.0)
     w = recovery_window(c, master_died=False, lrm_pickup=False)
     assert (w.low_s, w.high_s) == pytest.approx((11.03, 12.1 + 2 * 1.0))
 
@@ -319,7 +172,8 @@ def test_at_tenth_scale_the_fence_round_sets_the_pace_of_the_acknowledgement():
 @pytest.mark.parametrize("fence_delay_s", [20.0, 40.0, 60.0, 200.0])
 def test_the_fence_is_never_acknowledged_before_it_is_declared(master_died, timescale,
                                                                fence_delay_s):
-    c = ClusterConstants(3, 3650, 650, 4380, timescale, fence_delay_s=fence_delay_s)
+    c = ClusterConstants(3, 3650, 650, 4380, Timescale(timescale),
+                         fence_delay_s=fence_delay_s)
     fence = fence_window(c, master_died=master_died)
     ack = fence_ack_window(c, master_died=master_died)
     restart = recovery_window(c, master_died=master_died)
@@ -341,7 +195,7 @@ WINDOWS = {
 
 @pytest.mark.parametrize("name", WINDOWS)
 def test_windows_grow_with_the_timescale(name):
-    windows = [WINDOWS[name](ClusterConstants.stock(3, k)) for k in TIMESCALES]
+    windows = [WINDOWS[name](ClusterConstants.stock(3, Timescale(k))) for k in TIMESCALES]
     for slower, faster in zip(windows, windows[1:], strict=False):
         assert slower.low_s <= faster.low_s and slower.high_s <= faster.high_s
 
@@ -363,7 +217,7 @@ def test_expected_one_is_all_on_pves_clock():
     # no corosync term: exactly the timescale-1 window scaled, whatever the token
     one = expected_one_window(STOCK)
     assert edges(tenth) == pytest.approx((0.1 * one.low_s, 0.1 * one.high_s))
-    fast = ClusterConstants.stock(5, 1.0, token_coefficient_ms=125)
+    fast = ClusterConstants.stock(5, REAL_TIME, token_coefficient_ms=125)
     assert edges(expected_one_window(fast)) == pytest.approx(edges(one))
 
 
@@ -396,47 +250,6 @@ def test_recovery_window_takes_a_slack_on_both_edges():
         STOCK, master_died=False)
 
 
-# -- budgets and verdicts --------------------------------------------------------------
-def test_budget_scales_with_the_timescale():
-    assert Budget(150, 0.1).seconds == pytest.approx(15.0)
-    assert Budget(150).seconds == 150
-    with pytest.raises(ValueError):
-        Budget(0)
-
-
-def test_verdict_inside_the_window_and_the_budget():
-    v = verdict(130.1, recovery_window(STOCK, master_died=False), Budget(180))
-    assert v.in_window and v.within_budget and v.ok
-    assert "inside the predicted window [120.0, 151.0] s" in v.message
-    assert "cannot be met" not in v.message
-
-
-def test_verdict_over_budget_but_in_window():
-    v = verdict(145.0, recovery_window(STOCK, master_died=False), Budget(140))
-    assert v.in_window and not v.within_budget and not v.ok
-    assert "OVER the budget 140.0 s" in v.message
-    assert "cannot be met" not in v.message  # 120 s would meet it
-
-
-def test_verdict_says_plainly_when_stock_pve_cannot_meet_the_budget():
-    v = verdict(130.1, recovery_window(STOCK, master_died=False), Budget(60))
-    assert not v.within_budget
-    assert ("this budget cannot be met by stock PVE with these constants "
-            "(earliest predicted restart 120.0 s > budget 60.0 s)") in v.message
-
-
-def test_verdict_outside_the_window_both_ways():
-    w = Window(10.0, 20.0, "test")
-    early, late = verdict(5.0, w, Budget(30)), verdict(25.0, w, Budget(30))
-    assert not early.in_window and "EARLIER" in early.message and early.within_budget
-    assert not late.in_window and "LATER" in late.message and late.within_budget
-    assert "basis: test" in late.message
-
-
-def test_verdict_budget_at_a_timescale():
-    v = verdict(14.0, recovery_window(TENTH, master_died=False), Budget(150, 0.1))
-    assert v.in_window and v.within_budget
-    assert "15.0 s (150 s at timescale 1)" in v.message
 
 
 def test_window_edges():
