@@ -56,9 +56,9 @@ class EtcPve:
     def path(self, rel: str) -> Path:
         return self.root / rel
 
-    def display(self, rel: str) -> str:
-        """The path as PVE's messages show it."""
-        return f"{PVE_ROOT}/{rel}"
+    def display(self, rel: str = "") -> str:
+        """The path as PVE's messages (and commands run on a peer) name it."""
+        return f"{PVE_ROOT}/{rel}" if rel else str(PVE_ROOT)
 
     # -- the quorum rule for writes --------------------------------------------------
     def quorate(self) -> bool:

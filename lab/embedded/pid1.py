@@ -20,6 +20,7 @@ import time
 import uuid
 from pathlib import Path
 
+from pvemu.etc_pve import PVE_ROOT
 from pvemu.nodeinfo import BOOT_ID, CONTROL_SOCKET, SHUTDOWN_FLAG
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -108,7 +109,7 @@ def services(python: str, timescale: float = 1.0) -> dict[str, Service]:
                             "/var/log/corosync/corosync.log",
                             condition="/etc/corosync/corosync.conf"),
         "pve-cluster": Service("pve-cluster", [python, "-m", "pvemu.pmxcfs"],
-                               "/var/log/pve-cluster.log", ready_mount="/etc/pve"),
+                               "/var/log/pve-cluster.log", ready_mount=str(PVE_ROOT)),
         "watchdog-mux": Service("watchdog-mux", [python, "-m", "pvemu.ha.muxd"],
                                 "/var/log/watchdog-mux.log"),
         # systemd: pve-ha-crm TimeoutStopSec=65, pve-ha-lrm infinity (bounded here)
@@ -185,7 +186,7 @@ def clean_boot_state(units: dict[str, Service]) -> None:
     """A reboot forgets /run (a tmpfs) and the mounted /etc/pve."""
     for unit in units.values():
         unit.proc = None
-    subprocess.run(["umount", "-l", "/etc/pve"], check=False, capture_output=True)
+    subprocess.run(["umount", "-l", str(PVE_ROOT)], check=False, capture_output=True)
     for entry in Path("/run").iterdir():
         if entry.name == "pvechaos":
             for sub in entry.iterdir():
