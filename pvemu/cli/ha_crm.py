@@ -20,13 +20,11 @@ def queue_crm_command(node: HaNode, cmd: str) -> None:
         node.etc.write(config.CRM_COMMANDS, data + cmd.strip() + "\n")
 
 
-
 def motion(node: HaNode, cmd: str, sid_arg: str, target: str) -> None:
     sid, _, _ = parse_sid(node, sid_arg)
     service_is_ha_managed(node, sid)
     check_service_state(node, sid)
     queue_crm_command(node, f"{cmd} {sid} {target}")
-
 
 
 def cmd_motion(cmd: str):
@@ -77,4 +75,3 @@ def cmd_crm(node: HaNode, argv: list[str]) -> int:
             "migrate <sid> <node>", "relocate <sid> <node>", "stop <sid> <timeout>",
             "node-maintenance enable <node>", "node-maintenance disable <node>"]))
     return subs[argv[0]](node, argv[1:])
-

@@ -35,7 +35,6 @@ def _group_values(opts: dict, usage: str) -> dict:
     return out
 
 
-
 def cmd_groupadd(node: HaNode, argv: list[str]) -> int:
     usage = "ha-manager groupadd <group> --nodes <string> [OPTIONS]"
     args, opts = options.parse(argv, ["group"], GROUP_OPTS, usage)
@@ -79,7 +78,6 @@ def cmd_groupset(node: HaNode, argv: list[str]) -> int:
     return 0
 
 
-
 def cmd_groupremove(node: HaNode, argv: list[str]) -> int:
     args, _ = options.parse(argv, ["group"], {}, "ha-manager groupremove <group>")
     with node.lock("delete ha group failed"):
@@ -107,4 +105,3 @@ def cmd_groupconfig(node: HaNode, argv: list[str]) -> int:
             print(f"\t{key} {rec[key]}")
         print()
     return 0
-

@@ -78,7 +78,6 @@ def parse_sid(node: HaNode, sid: str) -> tuple[str, str, str]:
     return sid, m.group(1), m.group(2)
 
 
-
 def check_type(stype: str) -> None:
     if stype not in config.RESOURCE_TYPES:
         raise CommandError(f"unknown resource type '{stype}'")  # guess at the wording
@@ -99,4 +98,3 @@ def check_service_state(node: HaNode, sid: str, req_state: str | None = None) ->
     ss = (node.etc.manager_status().get("service_status") or {}).get(sid) or {}
     if ss.get("state") == "error" and req_state != "disabled":
         raise CommandError(f"service '{sid}' in error state, must be disabled and fixed first")
-

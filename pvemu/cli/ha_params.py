@@ -19,7 +19,6 @@ def check_sid_format(sid: str, usage: str) -> None:
                                  f"look like a valid ha resource id\n{usage}")
 
 
-
 def param_error(name: str, message: str, usage: str) -> options.UsageError:
     return options.UsageError(f"400 Parameter verification failed.\n{name}: {message}\n{usage}")
 
@@ -45,7 +44,6 @@ def check_node_name(name: str, usage: str) -> None:
                                   "name", usage)
 
 
-
 def unknown_subcommand(prefix: str, argv: list[str], lines: list[str]) -> str:
     what = f"unknown command 'ha-manager {prefix} {argv[0]}'" if argv else \
         "no command specified"
@@ -53,10 +51,8 @@ def unknown_subcommand(prefix: str, argv: list[str], lines: list[str]) -> str:
             "\n".join(f"       ha-manager {prefix} {line}" for line in lines))
 
 
-
 def explicit_prio(text: str) -> frozenset:
     return frozenset(i.split(":")[0] for i in re.split(r"[,;\s]+", text) if ":" in i)
-
 
 
 def update_section(section, values: dict, opts: dict, delete: list[str], *,
@@ -78,4 +74,3 @@ def update_section(section, values: dict, opts: dict, delete: list[str], *,
         if key in zeroed:
             section[key] = 0
     section.stored = frozenset(stored)
-

@@ -220,4 +220,3 @@ def cmd_remove(node: HaNode, argv: list[str]) -> int:
     check_sid_format(args["sid"], usage)
     remove_resource(node, args["sid"], bool(opts.get("purge", True)))
     return 0
-

@@ -157,4 +157,3 @@ def cmd_rules(node: HaNode, argv: list[str]) -> int:
                         deletable=("strict", "comment", "disable"), zeroed=("strict",))
         node.etc.write(config.RULES_CFG, config.render_rules(rules))
     return 0
-

@@ -57,4 +57,3 @@ def text_table(rows: list[dict], columns: list[str] | None = None) -> str:
         out.append(line([cell(r.get(c)) for c in columns], True))
     out.append(bottom)
     return "\n".join(out) + "\n"
-
