@@ -1,5 +1,6 @@
 """The one way into a node's /etc/pve: its root, atomic writes, the quorum rule for
-writes, the cluster lock, and the readers of the HA files.
+writes, the cluster lock (cfs_lock), the HA daemons' leases, the cluster's status files
+(.members, the vmlist) and the readers of the HA files (parsed by pvemu/ha/config.py).
 
 The CLIs, the HA environment, storage and guests go through `EtcPve`; none of them opens
 an /etc/pve path by itself. pmxcfs (pvemu/pmxcfs.py) is the filesystem served at
