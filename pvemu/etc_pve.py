@@ -140,13 +140,6 @@ class EtcPve:
         except OSError:
             return []
 
-    def mkdir(self, rel: str) -> None:
-        """Make a directory (and its parents) unless it exists; refused without quorum."""
-        try:
-            self.path(rel).mkdir(parents=True, exist_ok=True)
-        except PermissionError:
-            raise CfsError(NO_QUORUM) from None
-
     def is_within(self, path: Path) -> bool:
         """Whether ``path`` lies inside this /etc/pve."""
         return Path(path).is_relative_to(self.root)
@@ -234,9 +227,8 @@ class EtcPve:
 
     # -- the HA files (PVE::HA::Config) ----------------------------------------------
     def vmlist(self) -> dict[str, str]:
-        """sid -> the node whose directory holds the guest's config (as pmxcfs's
-        `.vmlist`): nodes/*/qemu-server/<id>.conf gives vm:<id>, nodes/*/lxc/<id>.conf
-        gives ct:<id>."""
+        """sid (`ct:<id>`, `vm:<id>`) -> the node whose directory holds its config (what
+        PVE's `.vmlist` tells), read from the nodes/*/lxc|qemu-server listings."""
         out: dict[str, str] = {}
         for node in self.listdir("nodes"):
             for sub, stype in GUEST_DIRS:
@@ -273,3 +265,15 @@ class EtcPve:
             return None if text is None else config.parse_json(text)
         except (CfsError, ValueError):
             return None
+
+    # -- directories -----------------------------------------------------------------
+    def is_dir(self, rel: str) -> bool:
+        return self.path(rel).is_dir()
+
+    def mkdir(self, rel: str) -> None:
+        """Create a directory and its parents if missing; without quorum pmxcfs refuses
+        with EACCES, reported as no quorum."""
+        try:
+            self.path(rel).mkdir(parents=True, exist_ok=True)
+        except PermissionError:
+            raise CfsError(NO_QUORUM) from None

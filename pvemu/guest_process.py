@@ -1,6 +1,6 @@
 """A running guest of an embedded node: a real process with its own network namespace.
 
-Started by guests.py as ``python -m pvemu.guest_process --sid ct:100 ...``
+Started by guest_runtime.py as ``python -m pvemu.guest_process --sid ct:100 ...``
 inside the node (so it lives in the node's pid and mount namespaces and dies with the
 node). This launcher:
 
@@ -255,7 +255,7 @@ def launch(args: argparse.Namespace) -> int:
     if pid == 0:  # the guest
         os.close(read_fd)
         os.setsid()
-        os.dup2(2, 1)  # stdout is the launcher's pipe to guests.py: use the log
+        os.dup2(2, 1)  # stdout is the launcher's pipe to guest_runtime.py: use the log
         devnull = os.open(os.devnull, os.O_RDONLY)
         os.dup2(devnull, 0)
         try:

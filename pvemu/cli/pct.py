@@ -15,7 +15,8 @@ import sys
 
 from pvemu import nodeinfo
 from pvemu.cli import options
-from pvemu.guests import LABEL, VM_DISK_KEYS, GuestError, NodeGuests, sid_of
+from pvemu.guest_config import LABEL, VM_DISK_KEYS, GuestError, sid_of
+from pvemu.guest_lifecycle import NodeGuests
 from pvemu.storage import StorageError
 
 

@@ -81,7 +81,7 @@ def guest_runtime_status(node: HaNode, owner: str, vmid: str) -> str:
     that node; this one does not use the network)."""
     if owner != node.name:
         return "unknown"
-    from pvemu.guests import NodeGuests
+    from pvemu.guest_lifecycle import NodeGuests
 
     run_dir = Path(os.environ.get("PVECHAOS_GUEST_RUN_DIR", GUEST_RUN_DIR))
     running = NodeGuests(node.name, run_dir=run_dir).run_state(int(vmid)) is not None

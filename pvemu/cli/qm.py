@@ -1,4 +1,4 @@
-"""`qm` on an embedded node: the VM side of pct's GuestCli (see cli/pct.py, guests.py).
+"""`qm` on an embedded node: the VM side of pct's GuestCli (see cli/pct.py, guest_lifecycle.py).
 
 `qm start <id> --migratedfrom <node>` is what a migration source runs on the target: it
 starts the VM without redirecting an HA-managed VM to ha-manager (in PVE the migration

@@ -21,7 +21,7 @@ def build(kind: str):
         from pvemu.ha.crm import Crm
 
         return Crm(NodeEnv(info, "crm"))
-    from pvemu.guests import NodeGuests
+    from pvemu.guest_lifecycle import NodeGuests
     from pvemu.ha.lrm import Lrm
 
     guests = NodeGuests(info.name, info=info)

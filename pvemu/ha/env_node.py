@@ -188,7 +188,7 @@ class NodeEnv:
         return max(1, int(self.read_datacenter().get("max_workers", 4)))
 
     def start_worker(self, uid: str, sid: str, command: str, params: dict) -> None:
-        from pvemu.ha.lrm import exec_resource_agent
+        from pvemu.ha.resource_agent import exec_resource_agent
 
         if self._pool is None:
             self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.max_workers())

@@ -1,9 +1,14 @@
-"""pve-ha-lrm: the local resource manager daemon (pve-model.md §7, §8; LRM.pm).
+"""pve-ha-lrm: the local resource manager daemon (pve-model.md §7, §8; PVE::HA::LRM).
 
 States (lrm_status.state): startup, wait_for_agent_lock, active, lost_agent_lock,
 maintenance. Modes (lrm_status.mode): active, restart, shutdown, maintenance. The LRM
 holds `ha_agent_<node>_lock` only while it has active services; it runs the master's
 commands once per uid and reports the result keyed by uid.
+
+Mirrors PVE::HA::LRM (src/PVE/HA/LRM.pm) one to one: its states, `work()`, the shutdown
+policies, the worker queue and the restart policy; that is why it is longer than the
+house's 400 lines. LRM.pm's `exec_resource_agent`, the body of one worker, lives in
+resource_agent.py.
 """
 
 from __future__ import annotations
@@ -15,11 +20,6 @@ from .crm import WatchdogHolder
 from .env import (
     ERROR,
     ETRY_AGAIN,
-    EUNKNOWN_COMMAND,
-    EUNKNOWN_SERVICE,
-    EUNKNOWN_SERVICE_TYPE,
-    EWRONG_NODE,
-    IGNORED,
     SUCCESS,
     Daemon,
     Guests,
@@ -30,85 +30,6 @@ LRM_STATES = ("startup", "wait_for_agent_lock", "active", "lost_agent_lock", "ma
 NOT_ACTIVE = ("stopped", "freeze", "error", "request_start")  # §7.4
 NOT_EXECUTED = ("recovery", "freeze", "request_start")  # §7.5
 SHUTDOWN_POLICIES = ("conditional", "freeze", "failover", "migrate")
-
-
-def exec_resource_agent(env: HaEnv, guests: Guests, sid: str, command: str,
-                        params: dict) -> int:
-    """What PVEVM/PVECT do for one command (§7.5). Runs in an LRM worker."""
-    kind = sid.partition(":")[0]
-    if kind not in ("vm", "ct"):
-        env.log("err", f"service type '{kind}' not implemented")
-        return EUNKNOWN_SERVICE_TYPE
-    if not guests.exists(sid):
-        env.log("err", f"service '{sid}' does not exist")
-        return EUNKNOWN_SERVICE
-    if guests.config_node(sid) != env.nodename:
-        env.log("err", f"service '{sid}' not on this node")
-        return EWRONG_NODE
-    running = guests.running(sid)
-
-    if command == "started":
-        if running:
-            return SUCCESS
-        env.log("info", f"starting service {sid}")
-        guests.start(sid)
-        if guests.running(sid):
-            env.log("info", f"service status {sid} started")
-            return SUCCESS
-        env.log("warn", f"unable to start service {sid}")
-        return ERROR
-
-    if command in ("request_stop", "stopped"):
-        if not running:
-            return SUCCESS
-        timeout = _stop_timeout(env, params)
-        env.log("info", f"stopping service {sid} (timeout={timeout:g})")
-        guests.shutdown(sid, timeout)
-        if guests.running(sid):
-            env.log("err", f"unable to stop service {sid} (still running)")
-            return ERROR
-        env.log("info", f"service status {sid} stopped")
-        return SUCCESS
-
-    if command in ("migrate", "relocate", "request_start_balance"):
-        target = params.get("target")
-        if not target:
-            return 6  # EINVALID_PARAMETER
-        if target == env.nodename:
-            return SUCCESS
-        if command == "request_start_balance" and running:
-            return IGNORED
-        online = command == "migrate"
-        if command == "relocate" and running:
-            env.log("info", f"stopping service {sid} (relocate)")
-            guests.shutdown(sid, _stop_timeout(env, params))
-            if guests.running(sid):
-                env.log("err", f"unable to stop service {sid} (still running)")
-                return ERROR
-            env.log("info", f"service status {sid} stopped")
-        env.log("info", f"service {sid} - start {command} to node '{target}'")
-        guests.migrate(sid, target, online and guests.running(sid))
-        if guests.config_node(sid) == target:
-            env.log("info", f"service {sid} - end {command} to node '{target}'")
-            return SUCCESS
-        env.log("err", f"service {sid} not moved (migration error)")
-        return ERROR
-
-    if command == "error":
-        env.log("err", f"service {sid} is in an error state and needs manual intervention. "
-                "Look up 'ERROR RECOVERY' in the documentation.")
-        return SUCCESS
-
-    env.log("err", f"implement me (command '{command}')")
-    return EUNKNOWN_COMMAND
-
-
-def _stop_timeout(env: HaEnv, params: dict) -> float:
-    """The CRM's `stop <timeout>` (0 = hard stop), else the 60 s default (vm and ct)."""
-    timeout = params.get("timeout")
-    if timeout is None:
-        return env.timing.vm_shutdown_timeout
-    return env.timing.s(float(timeout))
 
 
 @dataclass

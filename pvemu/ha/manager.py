@@ -4,6 +4,11 @@
 Service states: stopped, request_stop, request_start, request_start_balance, started,
 fence, recovery, migrate, relocate, freeze, error. Every change gets a fresh uid, which
 is how the LRMs know there is something new to do.
+
+Mirrors PVE::HA::Manager (src/PVE/HA/Manager.pm) one to one: `manage()`, the crm
+commands, fencing and one `next_state_<state>` handler per service state, dispatched
+through an explicit table as Manager.pm's if/elsif chain does; that is why it is longer
+than the house's 400 lines.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import base64
 import copy
 import os
+from collections.abc import Callable
 
 from .env import EWRONG_NODE, IGNORED, SUCCESS, HaEnv
 from .node_status import NodeStatus
@@ -19,6 +25,8 @@ from .placement import select_service_node
 SERVICE_STATES = ("stopped", "request_stop", "request_start", "request_start_balance",
                   "started", "fence", "recovery", "migrate", "relocate", "freeze", "error")
 KEPT_ON_CHANGE = ("node", "failed_nodes", "maintenance_node")
+# next_state_<state>(sid, service config, service status, LRM result, LRM modes)
+StateHandler = Callable[[str, dict, dict, "dict | None", "dict[str, str]"], None]
 
 
 def new_uid() -> str:
@@ -44,6 +52,20 @@ class Manager:
         self.groups: dict = {}
         self.rules: dict = {}
         self.crs: dict = {}
+        # Manager.pm's dispatch in manage(): one handler per service state
+        self.state_handlers: dict[str, StateHandler] = {
+            "stopped": self.next_state_stopped,
+            "request_stop": self.next_state_request_stop,
+            "request_start": self.next_state_request_start,
+            "request_start_balance": self.next_state_migrate,
+            "started": self.next_state_started,
+            "fence": self.next_state_fence,
+            "recovery": self.next_state_recovery,
+            "migrate": self.next_state_migrate,
+            "relocate": self.next_state_migrate,
+            "freeze": self.next_state_freeze,
+            "error": self.next_state_error,
+        }
 
     # -- helpers -----------------------------------------------------------------
     def recompute_online_node_usage(self) -> None:
@@ -155,7 +177,9 @@ class Manager:
                                      sid.split(":")[0], "max_restart": 1, "max_relocate": 1}
                 res = lrm_results.get(sd.get("uid") or "")
                 last = sd["state"]
-                handler = getattr(self, f"next_state_{last}")
+                handler = self.state_handlers.get(last)
+                if handler is None:
+                    raise ValueError(f"unknown service state '{last}'")
                 handler(sid, cd, sd, res, lrm_modes)
                 mode = lrm_modes.get(sd.get("node") or "")
                 if mode == "restart" and sd["state"] in ("started", "stopped", "request_stop"):
@@ -271,6 +295,7 @@ class Manager:
             self.change_service_state(sid, "fence")
 
     def next_state_migrate(self, sid, cd, sd, res, modes) -> None:
+        """migrate, relocate and request_start_balance: wait for the LRM's result."""
         if res is not None:
             code = res["exit_code"]
             if code == SUCCESS:
@@ -291,9 +316,6 @@ class Manager:
             return
         if self.ns.node_is_offline_delayed(sd["node"]):
             self.change_service_state(sid, "fence")
-
-    next_state_relocate = next_state_migrate
-    next_state_request_start_balance = next_state_migrate
 
     def next_state_stopped(self, sid, cd, sd, res, modes) -> None:
         env, ns = self.env, self.ns

@@ -28,10 +28,11 @@ def rogue_start(h, node: str, mac: str) -> None:
     HA), as a buggy stack would."""
     script = (
         "from pathlib import Path\n"
-        "from pvemu.guests import NodeGuests\n"
+        "from pvemu.guest_lifecycle import NodeGuests\n"
         f"g = NodeGuests({node!r})\n"
         "disk = g.storages.activate('shared') / " + repr(DISK) + "\n"
-        f"g._spawn('ct:100', 100, '{h.guest_ip(100)}/24', {mac!r}, 8080, disk)\n")
+        f"g.runtime.spawn('ct:100', 100, '{h.guest_ip(100)}/24', {mac!r}, 8080, disk, "
+        "node=g.node, lab=g.info.nfs_export.parent)\n")
     h.node(node).check("env", f"PYTHONPATH={REPO}", sys.executable, "-c", script,
                        timeout_s=30)
 

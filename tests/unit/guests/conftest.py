@@ -1,4 +1,7 @@
-"""A fake /etc/pve (plain directories) and a node that owns it, no root needed."""
+"""A fake /etc/pve (plain directories) and a node that owns it, no root needed.
+
+As pmxcfs serves it, the root has a `local` link to the node's own directory; EtcPve's
+quorum rule reads the write bit through it."""
 
 from __future__ import annotations
 
@@ -6,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pvemu.guests import NodeGuests
+from pvemu.etc_pve import EtcPve
+from pvemu.guest_lifecycle import NodeGuests
 from pvemu.nodeinfo import NodeInfo
 from pvemu.storage import Storages
 
@@ -24,6 +28,7 @@ def pve(tmp_path: Path) -> Path:
     for node in ("node1", "node2", "node3"):
         for sub in ("lxc", "qemu-server"):
             (root / "nodes" / node / sub).mkdir(parents=True)
+    (root / "local").symlink_to("nodes/node1")
     # a "dir" storage under tmp stands in for the shared storage (no mount needed)
     (tmp_path / "shared").mkdir()
     (root / "storage.cfg").write_text(
@@ -33,5 +38,5 @@ def pve(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def guests(pve: Path, info: NodeInfo, tmp_path: Path) -> NodeGuests:
-    return NodeGuests("node1", pve_root=pve, run_dir=tmp_path / "run", info=info,
+    return NodeGuests("node1", etc=EtcPve(pve), run_dir=tmp_path / "run", info=info,
                       storages=Storages(pve, info))

@@ -1,7 +1,7 @@
 """exec_resource_agent (pve-model.md §7.5)."""
 
 from pvemu.ha.env import ERROR, EWRONG_NODE, SUCCESS
-from pvemu.ha.lrm import exec_resource_agent
+from pvemu.ha.resource_agent import exec_resource_agent
 
 
 class FakeGuests:

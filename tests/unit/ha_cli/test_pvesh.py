@@ -8,7 +8,7 @@ import os
 import pytest
 
 from pvemu.cli import pvesh
-from pvemu.guests import process_start
+from pvemu.guest_runtime import process_start
 
 from .conftest import NOW
 
