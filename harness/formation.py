@@ -13,6 +13,7 @@ from harness.cluster import Cluster, Node
 from harness.errors import CommandError, PvechaosError
 from harness.lab_api import Capability
 from harness.pve.certs import api_fingerprint
+from harness.pve.cluster_fs import ETC_PVE
 from harness.shared_storage import add_shared_storage
 from harness.waits import NotYet, wait_until
 
@@ -60,7 +61,7 @@ def join(first: Node, node: Node, timeout_s: float, tries: int = 3, *,
     counted; a join refused for "no quorum" (a quorum flap right after the check) is
     tried again, at most ``tries`` times."""
     for attempt in range(1, tries + 1):
-        wait_until(f"{first.name}'s /etc/pve to accept writes before {node.name} joins",
+        wait_until(f"{first.name}'s {ETC_PVE} to accept writes before {node.name} joins",
                    lambda: first.can_write_pve().rc == 0 or NotYet("read-only"),
                    timeout_s=timeout_s, interval_s=0.25)
         options, stdin = join_options(first, root_password)

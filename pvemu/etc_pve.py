@@ -1,5 +1,6 @@
 """The one way into a node's /etc/pve: its root, atomic writes, the quorum rule for
-writes, the cluster lock, and the readers of the HA files.
+writes, the cluster lock (cfs_lock), the HA daemons' leases, the cluster's status files
+(.members, the vmlist) and the readers of the HA files (parsed by pvemu/ha/config.py).
 
 The CLIs, the HA environment, storage and guests go through `EtcPve`; none of them opens
 an /etc/pve path by itself. pmxcfs (pvemu/pmxcfs.py) is the filesystem served at
@@ -10,6 +11,7 @@ an /etc/pve path by itself. pmxcfs (pvemu/pmxcfs.py) is the filesystem served at
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -20,6 +22,8 @@ from pvemu.ha import config
 PVE_ROOT = Path("/etc/pve")
 NO_QUORUM = "cluster not ready - no quorum?"  # PVE::Cluster::check_cfs_quorum's die
 LOCK_TIMEOUT_S = 10.0  # PVE::Cluster::cfs_lock: `$timeout = 10` unless given
+WRITE_BIT = 0o200  # the owner's write bit: pmxcfs shows it only while quorate
+GUEST_DIRS = (("qemu-server", "vm"), ("lxc", "ct"))  # nodes/<node>/<dir>/<vmid>.conf
 
 
 class CfsError(Exception):
@@ -33,11 +37,12 @@ def default_root() -> Path:
 
 def atomic_write(path: Path, text: str) -> None:
     """Replace a file whole: a temporary file beside it, then rename (as PVE's
-    `file_set_contents` does). The caller maps OSErrors to its own wording."""
-    tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
+    `file_set_contents` does). The caller maps OSErrors to its own wording. The one
+    write-to-temp-then-rename of pvemu (also for files outside /etc/pve)."""
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp.{os.getpid()}")
     try:
         tmp.write_text(text)
-        tmp.rename(path)
+        tmp.replace(path)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -52,20 +57,23 @@ class EtcPve:
     def path(self, rel: str) -> Path:
         return self.root / rel
 
-    def display(self, rel: str) -> str:
-        """The path as PVE's messages show it."""
-        return f"{PVE_ROOT}/{rel}"
+    def display(self, rel: str = "") -> str:
+        """The path as PVE's messages (and commands run on a peer) name it."""
+        return f"{PVE_ROOT}/{rel}" if rel else str(PVE_ROOT)
 
     # -- the quorum rule for writes --------------------------------------------------
     def quorate(self) -> bool:
         """PVE::Cluster::check_cfs_quorum: pmxcfs shows the write bit on `local` (and on
-        every file) only while the node is quorate. Without a `local` link (a standalone
-        test directory) the root's own write bit decides."""
+        every file) only while the node is quorate. Without a `local` link the root's own
+        write bit decides, if the root holds a `nodes` tree (a standalone test directory);
+        an empty root is pmxcfs not mounted, which PVE takes for no quorum."""
         target = self.path("local")
         if not os.path.lexists(target):
+            if not self.path("nodes").is_dir():
+                return False
             target = self.root
         try:
-            return bool(os.stat(target).st_mode & 0o200)
+            return bool(os.stat(target).st_mode & WRITE_BIT)
         except OSError:
             return False
 
@@ -132,15 +140,48 @@ class EtcPve:
         except OSError:
             return []
 
+    def is_within(self, path: Path) -> bool:
+        """Whether ``path`` lies inside this /etc/pve."""
+        return Path(path).is_relative_to(self.root)
+
+    # -- cluster state (pmxcfs's status files) ---------------------------------------
+    def members(self) -> dict | None:
+        """`.members` (PVE::Cluster's `members`), None when it cannot be read."""
+        try:
+            return json.loads(self.path(".members").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def local_node(self) -> str | None:
+        """The node `local` points at (nodes/<name>), None without the link."""
+        try:
+            return os.readlink(self.path("local")).rstrip("/").split("/")[-1]
+        except OSError:
+            return None
+
+    def node_names(self) -> list[str]:
+        """The cluster's nodes: .members' nodelist, else the nodes/ directories."""
+        names = set((self.members() or {}).get("nodelist") or {})
+        if not names:
+            names = {n for n in self.listdir("nodes") if self.path(f"nodes/{n}").is_dir()}
+        return sorted(names)
+
+    def guest_configs(self, node: str) -> list[str]:
+        """The guest configs (relative paths) in a node's directory."""
+        return [f"nodes/{node}/{sub}/{name}" for sub, _ in GUEST_DIRS
+                for name in self.listdir(f"nodes/{node}/{sub}")
+                if name.endswith(".conf") and name[:-5].isdigit()]
+
     # -- the cluster lock ------------------------------------------------------------
     @contextlib.contextmanager
-    def lock(self, name: str, timeout_s: float = LOCK_TIMEOUT_S,
+    def lock(self, name: str, timeout_s: float | None = None,
              retry_s: float = 0.2) -> Iterator[None]:
-        """PVE's `cfs_lock_file` / `cfs_lock_domain` (pve-model.md §14.4): mkdir of
-        `priv/lock/<name>`, retried for up to ``timeout_s``, each failed try sending an
-        unlock request (utime 0) so that a lock left expired is freed; removed after."""
+        """PVE::Cluster::cfs_lock (`cfs_lock_file` / `cfs_lock_domain`, pve-model.md
+        §14.4): mkdir of `priv/lock/<name>`, retried for up to ``timeout_s`` (default
+        LOCK_TIMEOUT_S), each failed try sending an unlock request (utime 0) so that a lock
+        left expired is freed; removed after."""
         lock = self.path(f"priv/lock/{name}")
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + (LOCK_TIMEOUT_S if timeout_s is None else timeout_s)
         while True:
             try:
                 lock.parent.mkdir(parents=True, exist_ok=True)
@@ -161,11 +202,41 @@ class EtcPve:
             with contextlib.suppress(OSError):
                 lock.rmdir()
 
+    # -- the HA leases (PVE::HA::Env::PVE2 get_pve_lock) -----------------------------
+    def take_lease(self, name: str, renew: bool) -> bool:
+        """One try at `priv/lock/<name>`: ``renew`` (the caller still holds it within its
+        lifetime) touches it, which only the owner may; otherwise mkdir. A failed try
+        sends an unlock request (utime 0), which frees the lock if it has expired."""
+        path = self.path(f"priv/lock/{name}")
+        try:
+            if renew:
+                now_ns = time.time_ns()
+                os.utime(path, ns=(now_ns, now_ns))
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                os.mkdir(path)
+            return True
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.utime(path, (0, 0))
+            return False
+
+    def release_lease(self, name: str) -> None:
+        with contextlib.suppress(OSError):
+            os.rmdir(self.path(f"priv/lock/{name}"))
+
     # -- the HA files (PVE::HA::Config) ----------------------------------------------
     def vmlist(self) -> dict[str, str]:
         """sid (`ct:<id>`, `vm:<id>`) -> the node whose directory holds its config (what
         PVE's `.vmlist` tells), read from the nodes/*/lxc|qemu-server listings."""
-        return config.vmlist(self.root)
+        out: dict[str, str] = {}
+        for node in self.listdir("nodes"):
+            for sub, stype in GUEST_DIRS:
+                for name in self.listdir(f"nodes/{node}/{sub}"):
+                    stem, dot, ext = name.partition(".")
+                    if dot and ext == "conf" and stem.isdigit():
+                        out[f"{stype}:{stem}"] = node
+        return out
 
     def resources(self) -> dict[str, dict]:
         """resources.cfg as stored (no defaults filled in)."""
@@ -181,7 +252,11 @@ class EtcPve:
         return config.parse_datacenter(self.read(config.DATACENTER_CFG) or "")
 
     def manager_status(self) -> dict:
-        return config.parse_json(self.read(config.MANAGER_STATUS))
+        """ha/manager_status; {} when missing, empty or not JSON."""
+        try:
+            return config.parse_json(self.read(config.MANAGER_STATUS))
+        except ValueError:
+            return {}
 
     def lrm_status(self, node: str) -> dict | None:
         """A node's lrm_status, None when it has none or it cannot be read."""

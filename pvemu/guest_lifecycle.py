@@ -33,7 +33,7 @@ import subprocess
 from pathlib import Path
 
 from pvemu import nodeinfo
-from pvemu.etc_pve import EtcPve
+from pvemu.etc_pve import EtcPve, atomic_write
 from pvemu.guest_addresses import check_lab_address, reserved_addresses
 from pvemu.guest_config import (
     LABEL,
@@ -75,9 +75,7 @@ def consume_fail_start(knob: str | None, counter: Path) -> tuple[bool, str]:
     if failed >= wanted:
         return False, ""
     failed += 1
-    tmp = counter.with_name(counter.name + ".tmp")
-    tmp.write_text(json.dumps({"knob": wanted, "failed": failed}) + "\n")
-    tmp.replace(counter)
+    atomic_write(counter, json.dumps({"knob": wanted, "failed": failed}) + "\n")
     return True, f"pvechaos fail-start: failed start {failed} of {wanted}"
 
 

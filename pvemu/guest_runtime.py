@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pvemu.etc_pve import atomic_write
 from pvemu.guest_config import GuestError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -112,9 +113,7 @@ class GuestRuntime:
     def record(self, vmid: int, state: RunState) -> None:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         path = self.state_path(vmid)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(state.__dict__) + "\n")
-        tmp.replace(path)
+        atomic_write(path, json.dumps(state.__dict__) + "\n")
 
     def forget(self, vmid: int) -> None:
         self.state_path(vmid).unlink(missing_ok=True)

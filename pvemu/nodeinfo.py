@@ -8,8 +8,9 @@ from pathlib import Path
 
 from pvemu.timing import Timing
 
-NODE_JSON = Path("/etc/pvechaos/node.json")
-DB_POINTER = Path("/etc/pvechaos/pmxcfs-db")
+LAB_ETC = Path("/etc/pvechaos")  # the lab's files about this node (lab/embedded/provision.py)
+NODE_JSON = LAB_ETC / "node.json"
+DB_POINTER = LAB_ETC / "pmxcfs-db"
 # The node's init (lab/embedded/pid1.py) and the emulated commands meet here:
 CONTROL_SOCKET = "/run/pvechaos/init.sock"  # systemctl, poweroff, the watchdog's reset
 SHUTDOWN_FLAG = Path("/run/pvechaos/shutdown")  # "poweroff" or "reboot" while shutting down

@@ -33,11 +33,12 @@ from pathlib import Path
 import mfusepy as fuse
 
 from pvemu import corosync_conf, nodeinfo, pmxcfs_status
+from pvemu.etc_pve import PVE_ROOT, atomic_write
 from pvemu.pmxcfs_locks import LockStore, LockWatch
 from pvemu.quorum import CorosyncQuorum, Membership
 from pvemu.timing import Timing
 
-MOUNTPOINT = "/etc/pve"
+MOUNTPOINT = str(PVE_ROOT)
 SYNC_INTERVAL_S = 1.0
 SYNC_DELAY_S = 0.2  # a new corosync.conf reaches corosync shortly after it is written
 LOCK_WATCH_INTERVAL_S = 0.25
@@ -284,9 +285,7 @@ def sync_corosync_conf(db: Path) -> bool:
         return False  # not part of a cluster yet: `pvecm add` writes the first copy
     if corosync_conf.config_version(text) <= current:
         return False
-    tmp = local.with_suffix(".new")
-    tmp.write_text(text)
-    tmp.replace(local)
+    atomic_write(local, text)
     log.info("corosync.conf version %s copied to %s", corosync_conf.config_version(text), local)
     subprocess.run(["corosync-cfgtool", "-R"], capture_output=True, timeout=10, check=False)
     return True

@@ -24,6 +24,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from pvemu.etc_pve import atomic_write
+
 LOCK_DIR = "priv/lock"
 
 
@@ -92,9 +94,7 @@ class LockStore:
         return out
 
     def _write(self, name: str, data: dict) -> None:
-        tmp = self._file(name, f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(data))
-        tmp.replace(self._file(name))
+        atomic_write(self._file(name), json.dumps(data))
 
 
 class LockWatch:

@@ -30,7 +30,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pvemu import cfslock, nodeinfo
+from pvemu import nodeinfo
+from pvemu.etc_pve import PVE_ROOT, CfsError, EtcPve
 
 STORAGE_CFG = "storage.cfg"
 TYPES = ("dir", "nfs")
@@ -148,30 +149,30 @@ def size_bytes(text: str) -> int:
 # -- the node's view --------------------------------------------------------------------
 @dataclass
 class Storages:
-    """storage.cfg under pve_root, and this node's mounts of it."""
+    """storage.cfg in the node's /etc/pve (``pve_root``), and this node's mounts of it."""
 
-    pve_root: Path = Path("/etc/pve")
+    pve_root: Path = PVE_ROOT
     info: nodeinfo.NodeInfo | None = None
     mounted: set[str] = field(default_factory=set)
 
     @property
-    def cfg_path(self) -> Path:
-        return self.pve_root / STORAGE_CFG
+    def etc(self) -> EtcPve:
+        return EtcPve(self.pve_root)
+
+    def _stored(self) -> dict[str, dict[str, str]]:
+        try:
+            return parse(self.etc.read(STORAGE_CFG) or "")
+        except CfsError as exc:
+            raise StorageError(str(exc)) from None
 
     def read(self) -> dict[str, dict[str, str]]:
-        try:
-            text = self.cfg_path.read_text()
-        except FileNotFoundError:
-            text = ""
-        return with_local(parse(text))
+        return with_local(self._stored())
 
     def write(self, sections: dict[str, dict[str, str]]) -> None:
-        tmp = self.cfg_path.with_name(STORAGE_CFG + ".tmp")
         try:
-            tmp.write_text(render(sections))
-            tmp.rename(self.cfg_path)
-        except PermissionError:
-            raise StorageError("cluster not ready - no quorum?") from None
+            self.etc.write(STORAGE_CFG, render(sections))
+        except CfsError as exc:
+            raise StorageError(str(exc)) from None
 
     def get(self, storeid: str) -> dict[str, str]:
         cfg = self.read().get(storeid)
@@ -192,9 +193,9 @@ class Storages:
         """PVE edits storage.cfg under `cfs_lock_file('storage.cfg')`: the cluster lock
         `file-storage_cfg`, so two nodes' edits cannot lose one another."""
         try:
-            with cfslock.cfs_lock(self.pve_root, "file-storage_cfg"):
+            with self.etc.lock("file-storage_cfg"):
                 yield
-        except cfslock.CfsLockError as exc:
+        except CfsError as exc:
             raise StorageError(f"{failed}: {exc}") from None
 
     def add(self, kind: str, storeid: str, opts: dict[str, str]) -> None:
@@ -231,10 +232,7 @@ class Storages:
 
     def remove(self, storeid: str) -> None:
         with self._locked("delete storage failed"):
-            try:
-                sections = parse(self.cfg_path.read_text())
-            except FileNotFoundError:
-                sections = {}
+            sections = self._stored()
             if storeid not in sections:
                 raise StorageError(f"delete storage failed: storage '{storeid}' does not "
                                    "exist")

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path
 
 from pvemu import nodeinfo
+from pvemu.etc_pve import PVE_ROOT
 from pvemu.nodeinfo import BOOT_ID, CONTROL_SOCKET, SHUTDOWN_FLAG
 from pvemu.timing import Timing
 
@@ -110,7 +111,7 @@ def services(python: str, timing: Timing) -> dict[str, Service]:
                             "/var/log/corosync/corosync.log",
                             condition="/etc/corosync/corosync.conf"),
         "pve-cluster": Service("pve-cluster", [python, "-m", "pvemu.pmxcfs"],
-                               "/var/log/pve-cluster.log", ready_mount="/etc/pve"),
+                               "/var/log/pve-cluster.log", ready_mount=str(PVE_ROOT)),
         "watchdog-mux": Service("watchdog-mux", [python, "-m", "pvemu.ha.muxd"],
                                 "/var/log/watchdog-mux.log"),
         # systemd: pve-ha-crm TimeoutStopSec=65, pve-ha-lrm infinity (bounded here)
@@ -187,7 +188,7 @@ def clean_boot_state(units: dict[str, Service]) -> None:
     """A reboot forgets /run (a tmpfs) and the mounted /etc/pve."""
     for unit in units.values():
         unit.proc = None
-    subprocess.run(["umount", "-l", "/etc/pve"], check=False, capture_output=True)
+    subprocess.run(["umount", "-l", str(PVE_ROOT)], check=False, capture_output=True)
     for entry in Path("/run").iterdir():
         if entry.name == "pvechaos":
             for sub in entry.iterdir():

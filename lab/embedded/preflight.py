@@ -33,7 +33,7 @@ def check_host() -> None:
         raise LabError(f"the embedded lab needs the Debian packages {', '.join(missing)}",
                        hint=f"apt-get install {' '.join(missing)}, or run {SETUP}")
     if importlib.util.find_spec("mfusepy") is None:
-        raise LabError("the Python package mfusepy (emulated /etc/pve) is not installed",
+        raise LabError("the Python package mfusepy (for the emulated pmxcfs) is not installed",
                        hint=f"pip install mfusepy, or run {SETUP}")
     kernel = []
     for ns in ("net", "pid", "mnt", "uts"):

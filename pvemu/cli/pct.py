@@ -206,8 +206,11 @@ class GuestCli:
         return 0
 
     def main(self, argv: list[str] | None = None) -> int:
-        commands = {name[4:]: getattr(self, name) for name in dir(self)
-                    if name.startswith("cmd_")}
+        commands = {"create": self.cmd_create, "start": self.cmd_start,
+                    "stop": self.cmd_stop, "shutdown": self.cmd_shutdown,
+                    "status": self.cmd_status, "list": self.cmd_list,
+                    "config": self.cmd_config, "destroy": self.cmd_destroy,
+                    "migrate": self.cmd_migrate}
         return options.dispatch(self.prog, commands, sys.argv[1:] if argv is None else argv,
                                 (GuestError, StorageError))
 

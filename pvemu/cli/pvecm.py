@@ -2,12 +2,12 @@
 
 create, add (the `--use_ssh` join path), addnode, apiver, status, nodes, expected. Status,
 nodes and expected run the real `corosync-quorumtool`, so what they print and their exit
-codes are corosync's own.
+codes are corosync's own. The cluster's corosync.conf is read and written through EtcPve,
+under PVE's `file-corosync_conf` cfs lock.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import socket
@@ -16,20 +16,18 @@ import sys
 import time
 from pathlib import Path
 
-from pvemu import cfslock, corosync_conf, nodeinfo
+from pvemu import corosync_conf, nodeinfo
 from pvemu.cli import options, systemctl
+from pvemu.cli.errors import CommandError
+from pvemu.etc_pve import CfsError, EtcPve
 
-PVE_CONF = Path("/etc/pve/corosync.conf")
+PVE_CONF = "corosync.conf"  # in /etc/pve
+CONF_LOCK = "file-corosync_conf"  # cfs_lock_file('corosync.conf')
 LOCAL_CONF = Path("/etc/corosync/corosync.conf")
 AUTHKEY = Path("/etc/corosync/authkey")
-LOCK_DIR = Path("/etc/pve/priv/lock/file-corosync_conf")
 JOIN_API_VERSION = 1
 LINK_OPTS = {f"link{i}": "str" for i in range(8)}
 _NODE_NAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9-]*[a-zA-Z0-9])?$")
-
-
-class Fail(Exception):
-    """An error PVE would `die` with: printed to stderr, exit code 255."""
 
 
 def quorumtool(*args: str) -> int:
@@ -54,26 +52,16 @@ def parse_links(opts: dict[str, object], default: str | None) -> dict[int, str]:
     return links
 
 
-def write_pve_conf(conf: dict) -> None:
-    tmp = PVE_CONF.with_name("corosync.conf.new")
-    tmp.write_text(corosync_conf.render(conf))
-    tmp.rename(PVE_CONF)
+def write_pve_conf(etc: EtcPve, conf: dict) -> None:
+    etc.write(PVE_CONF, corosync_conf.render(conf))
 
 
-@contextlib.contextmanager
-def cfs_lock(timeout_s: float = 10.0):
-    """cfs_lock_file('corosync.conf')."""
-    try:
-        with cfslock.cfs_lock(Path("/etc/pve"), LOCK_DIR.name, timeout_s):
-            yield
-    except cfslock.CfsLockError as exc:
-        raise Fail(str(exc)) from None
-
-
-def check_quorum() -> None:
-    # PVE::Cluster::check_cfs_quorum tests the write bit pmxcfs shows on /etc/pve/local
-    if not os.stat("/etc/pve/local").st_mode & 0o200:
-        raise Fail("cluster not ready - no quorum?")
+def read_pve_conf(etc: EtcPve) -> dict:
+    text = etc.read(PVE_CONF)
+    if text is None:
+        raise CommandError(f"Error: Corosync config '{etc.display(PVE_CONF)}' does not exist "
+                           "- is this node part of a cluster?")
+    return corosync_conf.parse(text)
 
 
 # -- create ----------------------------------------------------------------------------
@@ -85,14 +73,15 @@ def cmd_create(argv: list[str]) -> int:
     if len(name) > 15 or not _NODE_NAME.match(name):
         raise options.UsageError(f"400 Parameter verification failed.\nclustername: value "
                                  f"does not match the regex pattern\n{usage}")
-    if PVE_CONF.exists():
-        raise Fail(f"cluster config '{PVE_CONF}' already exists")
+    etc = EtcPve()
+    if etc.exists(PVE_CONF):
+        raise CommandError(f"cluster config '{etc.display(PVE_CONF)}' already exists")
     info = nodeinfo.load()
     links = parse_links(opts, socket.gethostbyname(socket.gethostname()))
     local = local_addresses()
     for address in links.values():
         if address not in local:
-            raise Fail(f"cannot use IP '{address}', not found on local node!")
+            raise CommandError(f"cannot use IP '{address}', not found on local node!")
     major, minor = (int(x) for x in info.pve_version.split(".")[:2])
     coefficient = opts.get("token-coefficient")
     if coefficient is None and (major, minor) >= (9, 1):
@@ -102,12 +91,12 @@ def cmd_create(argv: list[str]) -> int:
     conf = corosync_conf.create(name, info.name, int(opts.get("nodeid", 1)),
                                 int(opts.get("votes", 1)), links,
                                 token_coefficient=coefficient)  # type: ignore[arg-type]
-    print(f"Writing corosync config to {PVE_CONF}")
-    write_pve_conf(conf)
+    print(f"Writing corosync config to {etc.display(PVE_CONF)}")
+    write_pve_conf(etc, conf)
     LOCAL_CONF.write_text(corosync_conf.render(conf))
     print("Restart corosync and cluster filesystem")
     if systemctl.main(["restart", "corosync", "pve-cluster"]) != 0:
-        raise Fail("restarting corosync and pve-cluster failed")
+        raise CommandError("restarting corosync and pve-cluster failed")
     return 0
 
 
@@ -118,35 +107,36 @@ def cmd_addnode(argv: list[str]) -> int:
         **LINK_OPTS, "force": "bool", "nodeid": "int", "votes": "int", "new_node_ip": "str",
         "apiversion": "int"}, usage)
     name = args["node"]
-    check_quorum()
-    with cfs_lock():
-        conf = corosync_conf.parse(PVE_CONF.read_text())
+    etc = EtcPve()
+    etc.check_quorum()
+    with etc.lock(CONF_LOCK):
+        conf = read_pve_conf(etc)
         members = corosync_conf.nodes(conf)
         existing = next((n for n in members if n["name"] == name), None)
         if existing and not opts.get("force"):
-            raise Fail(f"Node {name} already defined")
+            raise CommandError(f"Node {name} already defined")
         if existing:
             members.remove(existing)
         links = parse_links(opts, str(opts["new_node_ip"]) if "new_node_ip" in opts else None)
         if sorted(links) != corosync_conf.links_of(conf):
-            raise Fail(f"cluster uses links {corosync_conf.links_of(conf)}, the new node "
+            raise CommandError(f"cluster uses links {corosync_conf.links_of(conf)}, the new node "
                        f"gave {sorted(links)}")
         for member in members:
             for number, address in links.items():
                 if member.get(f"ring{number}_addr") == address:
-                    raise Fail(f"corosync: duplicate link{number} address '{address}' "
+                    raise CommandError(f"corosync: duplicate link{number} address '{address}' "
                                f"(already used by node '{member['name']}')")
         used = {int(m["nodeid"]) for m in members}
         nodeid = int(opts.get("nodeid") or (existing or {}).get("nodeid") or
                      min(set(range(1, len(used) + 2)) - used))
         if nodeid in used:
-            raise Fail(f"Nodeid {nodeid} is already used by another node")
+            raise CommandError(f"Nodeid {nodeid} is already used by another node")
         entry = {"name": name, "nodeid": str(nodeid), "quorum_votes": str(opts.get("votes", 1))}
         entry.update({f"ring{n}_addr": a for n, a in links.items()})
         members.append(entry)
         totem = conf["totem"]
         totem["config_version"] = str(int(totem.get("config_version", "0")) + 1)
-        write_pve_conf(conf)
+        write_pve_conf(etc, conf)
     return 0
 
 
@@ -156,19 +146,19 @@ def ssh(peer: str, *command: str, binary: bool = False) -> subprocess.CompletedP
                           text=not binary, timeout=60)
     if proc.returncode != 0:
         err = proc.stderr if not binary else proc.stderr.decode(errors="replace")
-        raise Fail(f"command 'ssh root@{peer} {' '.join(command)}' failed: exit code "
+        raise CommandError(f"command 'ssh root@{peer} {' '.join(command)}' failed: exit code "
                    f"{proc.returncode}\n{err.strip()}")
     return proc
 
 
 def assert_joinable(info: nodeinfo.NodeInfo, links: dict[int, str], force: bool) -> None:
     errors = []
+    etc = EtcPve()
     if AUTHKEY.exists():
         errors.append(f"authentication key '{AUTHKEY}' already exists")
-    if PVE_CONF.exists():
-        errors.append(f"cluster config '{PVE_CONF}' already exists")
-    guests = list(Path("/etc/pve/nodes", info.name).glob("*/[0-9]*.conf"))
-    if guests:
+    if etc.exists(PVE_CONF):
+        errors.append(f"cluster config '{etc.display(PVE_CONF)}' already exists")
+    if etc.guest_configs(info.name):
         errors.append("this host already contains virtual guests")
     if subprocess.run(["corosync-quorumtool", "-l"], capture_output=True).returncode == 0:
         errors.append("corosync is already running, is this node already in a cluster?!")
@@ -182,7 +172,7 @@ def assert_joinable(info: nodeinfo.NodeInfo, links: dict[int, str], force: bool)
             print(f"detected the following error(s):\n{text}\nWARNING : detected error but "
                   "forced to proceed", file=sys.stderr)
         else:
-            raise Fail(f"detected the following error(s):\n{text}\n"
+            raise CommandError(f"detected the following error(s):\n{text}\n"
                        "Check if node may join a cluster failed!")
 
 
@@ -191,10 +181,11 @@ def cmd_add(argv: list[str]) -> int:
     args, opts = options.parse(argv, ["hostname"], {
         **LINK_OPTS, "fingerprint": "str", "force": "bool", "nodeid": "int", "votes": "int",
         "use_ssh": "bool"}, usage)
-    if Path.cwd().is_relative_to("/etc/pve"):
-        raise Fail("please do not call 'pvecm add' from within /etc/pve")
+    etc = EtcPve()
+    if etc.is_within(Path.cwd()):
+        raise CommandError(f"please do not call 'pvecm add' from within {etc.display()}")
     if not opts.get("use_ssh"):
-        raise Fail("the join over the API needs pveproxy on port 8006, which this embedded "
+        raise CommandError("the join over the API needs pveproxy on port 8006, which this embedded "
                    "node does not run; join with 'pvecm add <peer> --use_ssh' instead")
     peer = args["hostname"]
     info = nodeinfo.load()
@@ -202,7 +193,7 @@ def cmd_add(argv: list[str]) -> int:
     assert_joinable(info, links, bool(opts.get("force")))
     apiver = ssh(peer, "pvecm", "apiver").stdout.strip()
     if apiver != str(JOIN_API_VERSION):
-        raise Fail(f"error during cluster join: unsupported join API version {apiver!r}")
+        raise CommandError(f"error during cluster join: unsupported join API version {apiver!r}")
     addnode = ["pvecm", "addnode", info.name, "--force", "1"]
     for number, address in sorted(links.items()):
         addnode += [f"--link{number}", address]
@@ -213,7 +204,7 @@ def cmd_add(argv: list[str]) -> int:
             addnode += [f"--{key}", str(opts[key])]
     ssh(peer, *addnode)
     authkey = ssh(peer, "cat", str(AUTHKEY), binary=True).stdout
-    conf_text = ssh(peer, "cat", str(PVE_CONF)).stdout
+    conf_text = ssh(peer, "cat", etc.display(PVE_CONF)).stdout
     finish_join(info, authkey, conf_text)
     return 0
 
@@ -224,7 +215,7 @@ def finish_join(info: nodeinfo.NodeInfo, authkey: bytes, conf_text: str) -> None
     LOCAL_CONF.write_text(conf_text)
     print("stopping pve-cluster service")
     if systemctl.main(["stop", "pve-cluster"]) != 0:
-        raise Fail("stopping pve-cluster failed")
+        raise CommandError("stopping pve-cluster failed")
     print("backup old database to local directory")
     local = info.local_db
     backup = local.with_name(local.name + ".bak")
@@ -235,25 +226,27 @@ def finish_join(info: nodeinfo.NodeInfo, authkey: bytes, conf_text: str) -> None
         local.mkdir()
     info.use_database("cluster")
     if systemctl.main(["start", "corosync", "pve-cluster"]) != 0:
-        raise Fail("starting corosync and pve-cluster failed")
+        raise CommandError("starting corosync and pve-cluster failed")
     print("waiting for quorum...", end="", flush=True)
     deadline = time.monotonic() + 60
     while subprocess.run(["corosync-quorumtool", "-s"], capture_output=True).returncode != 0:
         if time.monotonic() > deadline:
             print()
-            raise Fail("no quorum within 60 s after joining; check corosync's log "
+            raise CommandError("no quorum within 60 s after joining; check corosync's log "
                        "(/var/log/corosync/corosync.log)")
         time.sleep(0.5)
     print("OK")
+    etc = EtcPve()
     deadline = time.monotonic() + 10
     while True:  # pmxcfs may need a moment to see the quorum
         try:
             for sub in ("qemu-server", "lxc", "priv"):
-                Path("/etc/pve/nodes", info.name, sub).mkdir(parents=True, exist_ok=True)
+                etc.mkdir(f"nodes/{info.name}/{sub}")
             break
-        except PermissionError:
+        except CfsError:
             if time.monotonic() > deadline:
-                raise Fail("/etc/pve stayed read-only after quorum") from None
+                raise CommandError(f"{etc.display()} stayed read-only after quorum"
+                                   ) from None
             time.sleep(0.2)
     print(f"successfully added node '{info.name}' to cluster.")
 
@@ -261,10 +254,7 @@ def finish_join(info: nodeinfo.NodeInfo, authkey: bytes, conf_text: str) -> None
 # -- status, nodes, expected: the real corosync-quorumtool ------------------------------
 def cmd_status(argv: list[str]) -> int:
     options.parse(argv, [], {}, "pvecm status")
-    if not PVE_CONF.exists():
-        raise Fail(f"Error: Corosync config '{PVE_CONF}' does not exist - is this node part "
-                   "of a cluster?")
-    totem = corosync_conf.parse(PVE_CONF.read_text()).get("totem", {})
+    totem = read_pve_conf(EtcPve()).get("totem", {})  # dies when in no cluster
     print("Cluster information")
     print("-------------------")
     print(f"{'Name:':<17s} {totem.get('cluster_name', 'UNKOWN?')}")
@@ -277,9 +267,7 @@ def cmd_status(argv: list[str]) -> int:
 
 def cmd_nodes(argv: list[str]) -> int:
     options.parse(argv, [], {}, "pvecm nodes")
-    if not PVE_CONF.exists():
-        raise Fail(f"Error: Corosync config '{PVE_CONF}' does not exist - is this node part "
-                   "of a cluster?")
+    read_pve_conf(EtcPve())  # dies when the node is in no cluster
     return quorumtool("-l")
 
 
@@ -304,7 +292,7 @@ COMMANDS = {"create": cmd_create, "add": cmd_add, "addnode": cmd_addnode,
 
 def main(argv: list[str] | None = None) -> int:
     return options.dispatch("pvecm", COMMANDS, sys.argv[1:] if argv is None else argv,
-                            (Fail,))
+                            (CommandError, CfsError))
 
 if __name__ == "__main__":
     sys.exit(main())

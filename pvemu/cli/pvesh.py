@@ -1,5 +1,5 @@
 """`pvesh` on an embedded node: the few API paths the harness uses, answered from the
-/etc/pve files (root from PVECHAOS_PVE_ROOT, default /etc/pve).
+node's /etc/pve through EtcPve (root from PVECHAOS_PVE_ROOT, default the mount point).
 
 `pvesh get|create|set|delete <path> [--output-format text|json|json-pretty] [OPTIONS]`.
 As PVE's CLIFormatter: the default format is `text` whether or not stdout is a terminal
@@ -19,8 +19,12 @@ import re
 import sys
 from pathlib import Path
 
-from pvemu.cli import ha_manager, options
-from pvemu.cli.ha_manager import Fail, Node
+from pvemu.cli import ha_resources, options
+from pvemu.cli.errors import CommandError
+from pvemu.cli.ha_node import HaNode, parse_sid
+from pvemu.cli.ha_params import check_enum, param_error
+from pvemu.cli.text_table import text_table
+from pvemu.etc_pve import CfsError
 from pvemu.ha import config, status
 
 OUTPUT_OPTS = {"output-format": "str", "noborder": "bool", "noheader": "bool",
@@ -34,21 +38,18 @@ class NoHandler(Exception):
 
 
 # -- data ---------------------------------------------------------------------------------
-def members(node: Node) -> dict:
-    try:
-        return json.loads(node.read(config.MEMBERS) or "{}")
-    except ValueError:
-        return {}
+def members(node: HaNode) -> dict:
+    return node.etc.members() or {}
 
 
-def cluster_status(node: Node) -> list[dict]:
+def cluster_status(node: HaNode) -> list[dict]:
     """GET /cluster/status from .members (PVE::API2::ClusterConfig / Cluster status).
     Guess: `level` is left out (no subscription), `quorate` 0|1 on both kinds of entry
     where PVE sets it (cluster entry, and `online` nodes only on the node entries)."""
     m = members(node)
     cluster = m.get("cluster") or {}
     nodelist = m.get("nodelist") or {}
-    quorate = 1 if node.quorate() else 0
+    quorate = 1 if node.etc.quorate() else 0
     out: list[dict] = []
     if cluster.get("name"):
         out.append({"type": "cluster", "id": "cluster", "name": cluster["name"],
@@ -65,7 +66,7 @@ def cluster_status(node: Node) -> list[dict]:
     return out
 
 
-def node_online(node: Node) -> dict[str, bool]:
+def node_online(node: HaNode) -> dict[str, bool]:
     nodelist = members(node).get("nodelist") or {}
     out = {n: bool(i.get("online")) for n, i in nodelist.items()}
     for name in node.cluster_nodes():
@@ -74,7 +75,7 @@ def node_online(node: Node) -> dict[str, bool]:
     return out
 
 
-def guest_runtime_status(node: Node, owner: str, vmid: str) -> str:
+def guest_runtime_status(node: HaNode, owner: str, vmid: str) -> str:
     """running/stopped as the node's guest runtime knows it (a copy running here).
     Guests owned by another node: "unknown" (guess: a real pvesh proxies the request to
     that node; this one does not use the network)."""
@@ -87,10 +88,10 @@ def guest_runtime_status(node: Node, owner: str, vmid: str) -> str:
     return "running" if running else "stopped"
 
 
-def guest_name(node: Node, sid: str, owner: str) -> str | None:
+def guest_name(node: HaNode, sid: str, owner: str) -> str | None:
     stype, _, vmid = sid.partition(":")
     sub, key = ("qemu-server", "name") if stype == "vm" else ("lxc", "hostname")
-    text = node.read(f"nodes/{owner}/{sub}/{vmid}.conf") or ""
+    text = node.etc.read(f"nodes/{owner}/{sub}/{vmid}.conf") or ""
     for line in text.splitlines():
         if line.startswith("["):
             break  # snapshot sections
@@ -100,9 +101,9 @@ def guest_name(node: Node, sid: str, owner: str) -> str | None:
     return None
 
 
-def node_guests(node: Node, name: str, stype: str) -> list[dict]:
+def node_guests(node: HaNode, name: str, stype: str) -> list[dict]:
     out = []
-    for sid, owner in node.vmlist().items():
+    for sid, owner in node.etc.vmlist().items():
         if owner != name or not sid.startswith(stype + ":"):
             continue
         vmid = sid.split(":")[1]
@@ -114,7 +115,7 @@ def node_guests(node: Node, name: str, stype: str) -> list[dict]:
     return sorted(out, key=lambda r: r["vmid"])
 
 
-def cluster_resources(node: Node, rtype: str | None) -> list[dict]:
+def cluster_resources(node: HaNode, rtype: str | None) -> list[dict]:
     """GET /cluster/resources for nodes and guests. Guess: guest `status` as in
     /nodes/<node>/qemu (runtime file on this node, "unknown" elsewhere); `hastate` is the
     CRM state from manager_status for HA-managed guests, as PVE adds it."""
@@ -124,9 +125,9 @@ def cluster_resources(node: Node, rtype: str | None) -> list[dict]:
             out.append({"id": f"node/{name}", "type": "node", "node": name,
                         "status": "online" if online else "offline"})
     if rtype in (None, "vm"):
-        res = node.resources()
-        ss = node.manager_status().get("service_status") or {}
-        for sid, owner in sorted(node.vmlist().items(), key=lambda x: int(x[0].split(":")[1])):
+        res = node.etc.resources()
+        ss = node.etc.manager_status().get("service_status") or {}
+        for sid, owner in sorted(node.etc.vmlist().items(), key=lambda x: int(x[0].split(":")[1])):
             stype, vmid = sid.split(":")
             kind = "qemu" if stype == "vm" else "lxc"
             rec = {"id": f"{kind}/{vmid}", "type": kind, "vmid": int(vmid), "node": owner,
@@ -142,14 +143,14 @@ def cluster_resources(node: Node, rtype: str | None) -> list[dict]:
 
 
 # -- dispatch -------------------------------------------------------------------------------
-def handle(node: Node, cmd: str, path: str, argv: list[str]) -> tuple[object, dict]:
+def handle(node: HaNode, cmd: str, path: str, argv: list[str]) -> tuple[object, dict]:
     """(result, output options) of one API call; raises NoHandler for unknown paths."""
     parts = [p for p in path.split("/") if p]
     usage = f"pvesh {cmd} {path} [OPTIONS]"
 
     def parse(extra: dict[str, str]) -> dict:
         _, opts = options.parse(argv, [], {**OUTPUT_OPTS, **extra}, usage)
-        ha_manager.check_enum(opts, "output-format", FORMATS, usage)
+        check_enum(opts, "output-format", FORMATS, usage)
         return opts
 
     if cmd == "get":
@@ -157,26 +158,26 @@ def handle(node: Node, cmd: str, path: str, argv: list[str]) -> tuple[object, di
             return cluster_status(node), parse({})
         if parts == ["cluster", "resources"]:
             opts = parse({"type": "str"})
-            ha_manager.check_enum(opts, "type", ("vm", "storage", "node", "sdn"), usage)
+            check_enum(opts, "type", ("vm", "storage", "node", "sdn"), usage)
             return cluster_resources(node, opts.get("type")), opts
         if parts == ["cluster", "ha", "status"]:
             return [{"name": "current"}, {"name": "manager_status"}], parse({})
         if parts == ["cluster", "ha", "status", "current"]:
-            return ha_manager.current_status(node), parse({})
+            return ha_resources.current_status(node), parse({})
         if parts == ["cluster", "ha", "status", "manager_status"]:
-            return ha_manager.manager_status_data(node), parse({})
+            return ha_resources.manager_status_data(node), parse({})
         if parts == ["cluster", "ha", "resources"]:
             opts = parse({"type": "str"})
-            ha_manager.check_enum(opts, "type", config.RESOURCE_TYPES, usage)
-            return ha_manager.resource_list(node, opts.get("type")), opts
+            check_enum(opts, "type", config.RESOURCE_TYPES, usage)
+            return ha_resources.resource_list(node, opts.get("type")), opts
         if parts[:3] == ["cluster", "ha", "resources"] and len(parts) == 4:
             opts = parse({})
-            sid, _, _ = ha_manager.parse_sid(node, parts[3])
-            for rec in ha_manager.resource_list(node):
+            sid, _, _ = parse_sid(node, parts[3])
+            for rec in ha_resources.resource_list(node):
                 if rec["sid"] == sid:
                     rec.pop("errors", None)
                     return rec, opts
-            raise Fail(f"no such resource '{sid}'")
+            raise CommandError(f"no such resource '{sid}'")
         if parts == ["nodes"]:
             opts = parse({})
             return [{"node": n, "status": "online" if up else "offline", "type": "node",
@@ -184,25 +185,25 @@ def handle(node: Node, cmd: str, path: str, argv: list[str]) -> tuple[object, di
         if len(parts) == 3 and parts[0] == "nodes" and parts[2] in ("qemu", "lxc"):
             opts = parse({"full": "bool"} if parts[2] == "qemu" else {})
             if parts[1] not in node.cluster_nodes():
-                raise Fail(f"no such cluster node '{parts[1]}'")  # check_node_exists
+                raise CommandError(f"no such cluster node '{parts[1]}'")  # check_node_exists
             stype = "vm" if parts[2] == "qemu" else "ct"
             return node_guests(node, parts[1], stype), opts
     elif parts[:3] == ["cluster", "ha", "resources"]:
-        resource_opts = ha_manager.resource_options(node)
+        resource_opts = ha_resources.resource_options(node)
         if cmd == "create" and len(parts) == 3:
             opts = parse({**resource_opts, "sid": "str"})
             if "sid" not in opts:
-                raise ha_manager.param_error("sid", "property is missing and it is not "
+                raise param_error("sid", "property is missing and it is not "
                                                     "optional", usage)
-            ha_manager.add_resource(node, str(opts["sid"]), _api(opts), usage)
+            ha_resources.add_resource(node, str(opts["sid"]), _api(opts), usage)
             return None, opts
         if cmd == "set" and len(parts) == 4:
             opts = parse({**resource_opts, "delete": "str", "digest": "str"})
-            ha_manager.set_resource(node, parts[3], _api(opts), usage)
+            ha_resources.set_resource(node, parts[3], _api(opts), usage)
             return None, opts
         if cmd == "delete" and len(parts) == 4:
             opts = parse({"purge": "bool"} if node.flavour >= 9 else {})
-            ha_manager.remove_resource(node, parts[3], bool(opts.get("purge", True)))
+            ha_resources.remove_resource(node, parts[3], bool(opts.get("purge", True)))
             return None, opts
     raise NoHandler(f"no '{cmd}' handler for '{path}'")
 
@@ -233,7 +234,7 @@ def render(data: object, opts: dict) -> str:
 
 
 def _table(rows: list[dict], columns: list[str] | None, opts: dict) -> str:
-    text = ha_manager.text_table(rows, columns)
+    text = text_table(rows, columns)
     lines = text.splitlines()
     if opts.get("noheader"):
         lines = [lines[0]] + lines[3:] if len(lines) > 3 else lines
@@ -264,10 +265,10 @@ def main(argv: list[str] | None = None) -> int:
         return 255
     path = argv[1]
     try:
-        data, opts = handle(Node(), cmd, path, argv[2:])
+        data, opts = handle(HaNode(), cmd, path, argv[2:])
         sys.stdout.write(render(data, opts))
         return 0
-    except (NoHandler, Fail, options.UsageError) as exc:
+    except (NoHandler, CommandError, CfsError, options.UsageError) as exc:
         print(exc, file=sys.stderr)
         return 255
 

@@ -10,6 +10,7 @@ import sys
 
 from pvemu import nodeinfo
 from pvemu.cli import options
+from pvemu.etc_pve import CfsError
 from pvemu.storage import StorageError, Storages
 
 ADD_OPTIONS = {"path": "str", "server": "str", "export": "str", "content": "str",
@@ -24,18 +25,12 @@ def cmd_add(argv: list[str], store: Storages | None = None) -> int:
     usage = "USAGE: pvesm add <type> <storage> [OPTIONS]"
     args, opts = options.parse(argv, ["type", "storage"], ADD_OPTIONS, usage)
     store = store or storages()
-    if not (store.pve_root / "nodes").exists() or not _quorate(store):
-        raise StorageError("cluster not ready - no quorum?")
+    try:
+        store.etc.check_quorum()
+    except CfsError as exc:
+        raise StorageError(str(exc)) from None
     store.add(args["type"], args["storage"], {k: str(v) for k, v in opts.items()})
     return 0
-
-
-def _quorate(store: Storages) -> bool:
-    import os
-    try:
-        return bool(os.stat(store.pve_root / "local").st_mode & 0o200)
-    except OSError:
-        return bool(os.stat(store.pve_root).st_mode & 0o200)
 
 
 def cmd_remove(argv: list[str], store: Storages | None = None) -> int:

@@ -1,5 +1,6 @@
-"""PVE's HA configuration files under /etc/pve, read and written as PVE does
-(pve-model.md §11, §14.4).
+"""PVE's HA configuration files, parsed and rendered as PVE does (pve-model.md §11,
+§14.4; PVE::HA::Config, pve-common's PVE::SectionConfig). Pure text in, text out: reading
+and writing the files is pvemu/etc_pve.py's (EtcPve).
 
 SectionConfig files (resources.cfg, groups.cfg, rules.cfg) follow pve-common's
 `PVE::SectionConfig`: a `<type>: <id>` header, tab-indented `key value` lines, a blank line
@@ -7,14 +8,13 @@ after each section; `comment` first, then the type's required keys sorted, then 
 optional keys sorted; booleans as 0/1; only explicitly set keys are stored. Sections are
 written in the order they were read (dict order), new ones appended.
 
-All paths below are relative to the /etc/pve root.
+All paths below are relative to the root of /etc/pve.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 RESOURCES_CFG = "ha/resources.cfg"
 GROUPS_CFG = "ha/groups.cfg"
@@ -47,7 +47,7 @@ _HEADER = re.compile(r"^(\S+):\s*(\S+)\s*$")
 _PROPERTY = re.compile(r"^\s+(\S+)(?:\s+(.*\S))?\s*$")
 
 
-class ConfigError(Exception):
+class HaConfigError(Exception):
     """A value PVE's writer refuses (e.g. a line feed in a value)."""
 
 
@@ -80,7 +80,7 @@ def _value(key: str, value: object) -> str:
     else:
         text = str(value)
     if "\n" in text or "\r" in text or "\n" in key:
-        raise ConfigError(f"property '{key}' contains a line feed")
+        raise HaConfigError(f"property '{key}' contains a line feed")
     return text
 
 
@@ -312,28 +312,7 @@ def parse_datacenter(text: str) -> dict:
     return out
 
 
-# -- the cluster's vmlist ------------------------------------------------------------------
-def vmlist(pve_root: Path) -> dict[str, str]:
-    """sid -> node whose directory holds the guest's config (nodes/*/qemu-server/<id>.conf
-    gives vm:<id>, nodes/*/lxc/<id>.conf gives ct:<id>)."""
-    out: dict[str, str] = {}
-    nodes = Path(pve_root) / "nodes"
-    try:
-        node_dirs = sorted(p for p in nodes.iterdir() if p.is_dir())
-    except OSError:
-        return out
-    for node_dir in node_dirs:
-        for sub, stype in (("qemu-server", "vm"), ("lxc", "ct")):
-            try:
-                confs = sorted((node_dir / sub).glob("*.conf"))
-            except OSError:
-                continue
-            for conf in confs:
-                if conf.stem.isdigit():
-                    out[f"{stype}:{conf.stem}"] = node_dir.name
-    return out
-
-
+# -- the cluster's vmlist (read by EtcPve.vmlist) ---------------------------------------
 def vmid_owner(vms: dict[str, str], vmid: str) -> tuple[str, str] | None:
     """(sid, node) of a bare VMID in a vmlist, or None."""
     for stype in RESOURCE_TYPES:

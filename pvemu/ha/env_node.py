@@ -1,5 +1,6 @@
-"""The HA environment of an embedded node (PVE's `PVE::HA::Env::PVE2`): the real /etc/pve
-of the emulated pmxcfs, its locks, the node's watchdog-mux and guests."""
+"""The HA environment of an embedded node (PVE's `PVE::HA::Env::PVE2`): the node's
+/etc/pve (through EtcPve: the HA files, the quorum, the cluster lock and the HA leases),
+the node's watchdog-mux and guests."""
 
 from __future__ import annotations
 
@@ -12,12 +13,11 @@ import sys
 import time
 from pathlib import Path
 
-from pvemu import cfslock
+from pvemu.etc_pve import PVE_ROOT, CfsError, EtcPve
 from pvemu.ha import config
 from pvemu.ha.env import Guests
 from pvemu.nodeinfo import SHUTDOWN_FLAG, NodeInfo
 
-PVE_ROOT = Path("/etc/pve")
 WATCHDOG_SOCKET = "/run/watchdog-mux.sock"
 LEFTOVER_LOCKS = ("backup", "mounted", "migrate", "clone", "rollback", "snapshot",
                   "snapshot-delete", "suspending", "suspended")
@@ -31,6 +31,7 @@ class NodeEnv:
         self.flavour = info.flavour
         self.daemon = daemon
         self.root = root
+        self.etc = EtcPve(root)
         self.guests = guests
         self._members: dict[str, bool] = {}
         self._lock_success: dict[str, float] = {}
@@ -50,35 +51,13 @@ class NodeEnv:
     def send_notification(self, subject: str, text: str) -> None:
         self.log("info", f"notification: {subject}")
 
-    # -- files -----------------------------------------------------------------------
-    def _path(self, rel: str) -> Path:
-        return self.root / rel
-
-    def _read(self, rel: str) -> str | None:
-        try:
-            return self._path(rel).read_text()
-        except FileNotFoundError:
-            return None
-
-    def _write(self, rel: str, text: str) -> None:
-        path = self._path(rel)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.{os.getpid()}")
-        tmp.write_text(text)
-        tmp.rename(path)
-
     # -- cluster state ---------------------------------------------------------------
     def quorate(self) -> bool:
-        # PVE::Cluster::check_cfs_quorum: the write bit pmxcfs shows on /etc/pve/local
-        try:
-            return bool(os.stat(self.root / "local").st_mode & 0o200)
-        except OSError:
-            return False
+        return self.etc.quorate()
 
     def cluster_state_update(self) -> bool:
-        try:
-            members = json.loads(self._path(config.MEMBERS).read_text())
-        except (OSError, ValueError):
+        members = self.etc.members()
+        if members is None:
             return False
         self._members = {name: bool(node.get("online"))
                          for name, node in members.get("nodelist", {}).items()}
@@ -88,96 +67,80 @@ class NodeEnv:
         return {**self._members, self.nodename: True}
 
     def read_manager_status(self) -> dict:
-        try:
-            return config.parse_json(self._read(config.MANAGER_STATUS))
-        except ValueError:
-            return {}
+        return self.etc.manager_status()
 
     def write_manager_status(self, status: dict) -> None:
-        self._write(config.MANAGER_STATUS, json.dumps(status))
+        self.etc.write(config.MANAGER_STATUS, json.dumps(status))
 
     def read_lrm_status(self, node: str) -> dict | None:
-        try:
-            text = self._read(config.lrm_status_path(node))
-            return None if text is None else config.parse_json(text)
-        except (OSError, ValueError):
-            return None
+        return self.etc.lrm_status(node)
 
     def write_lrm_status(self, status: dict) -> bool:
         try:
-            self._write(config.lrm_status_path(self.nodename), json.dumps(status))
+            self.etc.write(config.lrm_status_path(self.nodename), json.dumps(status))
             return True
-        except OSError:
+        except (CfsError, OSError):
             return False
 
     def read_crm_commands(self) -> list[str]:
         try:
-            with cfslock.cfs_lock(self.root, "domain-ha"):
-                text = self._read(config.CRM_COMMANDS) or ""
+            with self.etc.lock("domain-ha"):
+                text = self.etc.read(config.CRM_COMMANDS) or ""
                 if text:
-                    self._write(config.CRM_COMMANDS, "")
-        except (cfslock.CfsLockError, OSError) as exc:
+                    self.etc.write(config.CRM_COMMANDS, "")
+        except (CfsError, OSError) as exc:
             self.log("err", f"reading crm commands failed - {exc}")
             return []
         return [line.strip() for line in text.splitlines() if line.strip()]
 
     def read_service_config(self) -> dict[str, dict]:
-        stored = config.parse_resources(self._read(config.RESOURCES_CFG) or "")
-        return config.resources_with_defaults(stored, config.vmlist(self.root), self.flavour)
+        return config.resources_with_defaults(self.etc.resources(), self.etc.vmlist(),
+                                              self.flavour)
 
     def read_group_config(self) -> dict[str, dict]:
-        return config.parse_groups(self._read(config.GROUPS_CFG) or "")
+        return self.etc.groups()
 
     def read_rules_config(self) -> dict[str, dict]:
-        return config.parse_rules(self._read(config.RULES_CFG) or "")
+        return self.etc.rules()
 
     def read_datacenter(self) -> dict:
-        return config.parse_datacenter(self._read(config.DATACENTER_CFG) or "")
+        return self.etc.datacenter()
 
     def set_service_state(self, sid: str, state: str) -> None:
-        with cfslock.cfs_lock(self.root, "domain-ha"):
-            stored = config.parse_resources(self._read(config.RESOURCES_CFG) or "")
+        with self.etc.lock("domain-ha"):
+            stored = self.etc.resources()
             if sid in stored:
                 stored[sid]["state"] = state
-                self._write(config.RESOURCES_CFG, config.render_resources(stored))
+                self.etc.write(config.RESOURCES_CFG, config.render_resources(stored))
 
     def steal_service(self, sid: str, current_node: str, new_node: str) -> None:
         stype, _, vmid = sid.partition(":")
         sub = "qemu-server" if stype == "vm" else "lxc"
-        old = self._path(f"nodes/{current_node}/{sub}/{vmid}.conf")
-        new = self._path(f"nodes/{new_node}/{sub}/{vmid}.conf")
-        text = old.read_text()
+        old, new = f"nodes/{current_node}/{sub}/{vmid}.conf", f"nodes/{new_node}/{sub}/{vmid}.conf"
+        text = self.etc.read(old)
+        if text is None:
+            raise FileNotFoundError(self.etc.display(old))
         kept = [line for line in text.splitlines()
                 if not (line.startswith("lock:") and line.split(":", 1)[1].strip()
                         in LEFTOVER_LOCKS)]
         if len(kept) != len(text.splitlines()):
-            old.write_text("\n".join(kept) + "\n")
-        new.parent.mkdir(parents=True, exist_ok=True)
-        old.rename(new)
+            self.etc.write(old, "\n".join(kept) + "\n")
+        self.etc.mkdir(f"nodes/{new_node}/{sub}")
+        self.etc.rename(old, new)
 
     # -- locks (PVE2.pm get_pve_lock) -----------------------------------------------
     def _get_lock(self, name: str) -> bool:
-        path = self._path(f"priv/lock/{name}")
         last = self._lock_success.get(name)
-        try:
-            if last is not None and time.monotonic() - last < self.timing.lock_lifetime:
-                now_ns = time.time_ns()
-                os.utime(path, ns=(now_ns, now_ns))  # renew: only the owner may
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.mkdir(path)
+        fresh = last is not None and time.monotonic() - last < self.timing.lock_lifetime
+        if self.etc.take_lease(name, renew=fresh):
             self._lock_success[name] = time.monotonic()
             return True
-        except OSError:
-            self._lock_success.pop(name, None)
-            with contextlib.suppress(OSError):
-                os.utime(path, (0, 0))  # unlock request: frees it if it has expired
-            return False
+        self._lock_success.pop(name, None)
+        return False
 
     def _release_lock(self, name: str) -> None:
         self._lock_success.pop(name, None)
-        with contextlib.suppress(OSError):
-            os.rmdir(self._path(f"priv/lock/{name}"))
+        self.etc.release_lease(name)
 
     def get_ha_manager_lock(self) -> bool:
         return self._get_lock("ha_manager_lock")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pvemu import cfslock, storage
+from pvemu import etc_pve, storage
 from pvemu.storage import StorageError, Storages
 
 PVE_DEFAULT = """dir: local
@@ -75,9 +75,7 @@ def test_storage_cfg_is_edited_under_the_cluster_lock(tmp_path, info, monkeypatc
     store.add("nfs", "shared", {"server": "198.18.50.1", "export": "/export"})
     assert seen == [True] and not lock.exists()  # held while writing, released after
     lock.mkdir()  # another node holds it (and keeps renewing it: utime is no help here)
-    real_lock = cfslock.cfs_lock
-    monkeypatch.setattr(cfslock, "cfs_lock", lambda root, name: real_lock(
-        root, name, timeout_s=0.3, retry_s=0.1))
+    monkeypatch.setattr(etc_pve, "LOCK_TIMEOUT_S", 0.3)
     with pytest.raises(StorageError, match="delete storage failed: cfs-lock "
                        "'file-storage_cfg' error: got lock request timeout"):
         store.remove("shared")

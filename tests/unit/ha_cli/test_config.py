@@ -34,7 +34,7 @@ def test_resources_render_comment_first_then_sorted_and_bool():
 
 
 def test_resources_render_refuses_line_feed():
-    with pytest.raises(config.ConfigError):
+    with pytest.raises(config.HaConfigError):
         config.render_resources({"vm:1": {"comment": "a\nb"}})
 
 
@@ -123,17 +123,6 @@ def test_datacenter_values():
     assert dc["crs"] == {"ha": "static", "ha-rebalance-on-start": 1}
     assert dc["max_workers"] == 2
     assert dc["keyboard"] == "en-us"
-
-
-def test_vmlist(tmp_path):
-    for rel in ("nodes/node1/qemu-server/100.conf", "nodes/node2/lxc/101.conf",
-                "nodes/node2/qemu-server/102.conf", "nodes/node3/qemu-server/notes.conf"):
-        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / rel).write_text("")
-    (tmp_path / "nodes/node3/lxc").mkdir()
-    assert config.vmlist(tmp_path) == {"vm:100": "node1", "ct:101": "node2",
-                                       "vm:102": "node2"}
-    assert config.vmlist(tmp_path / "missing") == {}
 
 
 def test_paths():

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from pvemu import etc_pve
 from pvemu.cli import ha_manager
 
 from .conftest import NOW
@@ -77,7 +78,7 @@ def test_add_bad_options(lab, capsys):
 
 
 def test_add_waits_for_lock_then_times_out(lab, capsys, monkeypatch):
-    monkeypatch.setattr(ha_manager, "LOCK_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(etc_pve, "LOCK_TIMEOUT_S", 0.05)
     (lab.root / "priv/lock/domain-ha").mkdir()
     code, _, err = run(capsys, "add", "vm:100")
     assert (code, err) == (255, "create resource failed: cfs-lock 'domain-ha' error: got lock "

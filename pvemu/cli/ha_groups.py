@@ -1,0 +1,107 @@
+"""`ha-manager groupadd|groupset|groupremove|groupconfig` (PVE 8's HA groups,
+PVE::API2::HA::Groups; pve-model.md §11.2). PVE 9 has no group commands."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+from pvemu.cli import options
+from pvemu.cli.errors import CommandError
+from pvemu.cli.ha_node import HaNode
+from pvemu.cli.ha_params import GROUP_ID, bool01, explicit_prio, param_error, update_section
+from pvemu.etc_pve import CfsError
+from pvemu.ha import config
+
+GROUP_OPTS = {"nodes": "str", "restricted": "bool", "nofailback": "bool", "comment": "str",
+              "type": "str"}
+
+
+def _group_values(opts: dict, usage: str) -> dict:
+    out: dict = {}
+    if "nodes" in opts:
+        text = str(opts["nodes"])
+        for item in re.split(r"[,;\s]+", text.strip()):
+            if item and not re.fullmatch(r"[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?(:\d+)?",
+                                         item):
+                raise param_error("nodes", "invalid format - value does not look like a "
+                                           "valid node name", usage)
+        out["nodes"] = config.parse_nodes(text)
+    for key in ("restricted", "nofailback"):
+        if key in opts:
+            out[key] = bool01(opts[key])
+    if "comment" in opts:
+        out["comment"] = opts["comment"]
+    return out
+
+
+def cmd_groupadd(node: HaNode, argv: list[str]) -> int:
+    usage = "ha-manager groupadd <group> --nodes <string> [OPTIONS]"
+    args, opts = options.parse(argv, ["group"], GROUP_OPTS, usage)
+    if "nodes" not in opts:
+        raise param_error("nodes", "property is missing and it is not optional", usage)
+    if not GROUP_ID.match(args["group"]):
+        raise param_error("group", f"invalid configuration ID '{args['group']}'", usage)
+    if opts.get("type", "group") != "group":
+        raise CommandError("types does not match")
+    values = _group_values(opts, usage)
+    node.etc.check_quorum()
+    with contextlib.suppress(CfsError):
+        node.etc.mkdir("ha")
+    with node.lock("create ha group failed"):
+        groups = node.etc.groups()
+        if args["group"] in groups:
+            raise CommandError(f"ha group ID '{args['group']}' already defined")
+        entry = config.Section(values)
+        entry.stored = frozenset(values)
+        entry.explicit = explicit_prio(str(opts["nodes"]))
+        groups[args["group"]] = entry
+        node.etc.write(config.GROUPS_CFG, config.render_groups(groups))
+    return 0
+
+
+def cmd_groupset(node: HaNode, argv: list[str]) -> int:
+    usage = "ha-manager groupset <group> [OPTIONS]"
+    args, opts = options.parse(argv, ["group"], {**GROUP_OPTS, "delete": "str",
+                                                 "digest": "str"}, usage)
+    values = _group_values(opts, usage)
+    delete = [k for k in re.split(r"[,;\s]+", str(opts.get("delete", ""))) if k]
+    with node.lock("update ha group failed"):
+        groups = node.etc.groups()
+        group = groups.get(args["group"])
+        if group is None:
+            raise CommandError(f"no such ha group '{args['group']}'")
+        update_section(group, values, opts, delete, required=("nodes",),
+                        deletable=("restricted", "nofailback", "comment"),
+                        zeroed=("restricted", "nofailback"))
+        node.etc.write(config.GROUPS_CFG, config.render_groups(groups))
+    return 0
+
+
+def cmd_groupremove(node: HaNode, argv: list[str]) -> int:
+    args, _ = options.parse(argv, ["group"], {}, "ha-manager groupremove <group>")
+    with node.lock("delete ha group failed"):
+        for sid, props in node.etc.resources().items():
+            if props.get("group") == args["group"]:
+                raise CommandError(f"ha group is used by service '{sid}'")
+        groups = node.etc.groups()
+        groups.pop(args["group"], None)
+        node.etc.write(config.GROUPS_CFG, config.render_groups(groups))
+    return 0
+
+
+def cmd_groupconfig(node: HaNode, argv: list[str]) -> int:
+    options.parse(argv, [], {}, "ha-manager groupconfig")
+    for name, group in sorted(node.etc.groups().items()):
+        print(f"group: {name}")
+        rec = {"nodes": config.render_nodes(group["nodes"], getattr(group, "explicit", None))}
+        stored = getattr(group, "stored", frozenset())
+        for key in ("restricted", "nofailback"):
+            if key in stored:
+                rec[key] = group[key]
+        if "comment" in group:
+            rec["comment"] = group["comment"]
+        for key in sorted(rec):
+            print(f"\t{key} {rec[key]}")
+        print()
+    return 0
