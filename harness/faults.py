@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.errors import InterlockError, PvechaosError, UnsupportedFault
+from harness.events import Action, NodeFault, Note
 from harness.lab_api import Capability, Lab
 from harness.steps import step
 from harness.timeline import Event, EventKind, Timeline
@@ -37,7 +38,7 @@ class FaultInjector:
     def power_cut(self, node: str) -> Fault:
         self._check(node)
         with step(f"power cut {node}"):
-            event = self.timeline.record(EventKind.FAULT_POWER_CUT, "harness", node=node)
+            event = self.timeline.record(EventKind.FAULT_POWER_CUT, "harness", NodeFault(node))
             self.lab.power_cut(node)
         self._undo.append(("power", node, lambda: self.lab.power_on(node)))
         return Fault("power_cut", node, event)
@@ -45,7 +46,7 @@ class FaultInjector:
     def power_on(self, node: str) -> Fault:
         self._check(node)
         with step(f"power on {node}"):
-            event = self.timeline.record(EventKind.FAULT_POWER_ON, "harness", node=node)
+            event = self.timeline.record(EventKind.FAULT_POWER_ON, "harness", NodeFault(node))
             self.lab.power_on(node)
         self._undo = [u for u in self._undo if u[:2] != ("power", node)]
         return Fault("power_on", node, event)
@@ -60,7 +61,7 @@ class FaultInjector:
                                    hint="skip this scenario on this lab, or run it on a lab "
                                         f"with {capability.name} (see README, 'Labs')")
         with step(f"{verb.replace('_', ' ')} {node}"):
-            event = self.timeline.record(kind, "harness", node=node)
+            event = self.timeline.record(kind, "harness", NodeFault(node))
             getattr(self.lab, verb)(node)
         if undo is not None:
             self._undo.append((undo[0], node, undo[1]))
@@ -95,7 +96,7 @@ class FaultInjector:
 
     def action(self, what: str, **data: object) -> Event:
         """Record a scenario step that is not a fault (`pvecm expected 1`, ...)."""
-        return self.timeline.record(EventKind.ACTION, "harness", what=what, **data)
+        return self.timeline.record(EventKind.ACTION, "harness", Action(what, **data))
 
     def undo_all(self) -> list[Exception]:
         """Undo every fault still in effect, newest first; errors are collected."""
@@ -104,7 +105,7 @@ class FaultInjector:
             kind, target, undo = self._undo.pop()
             try:
                 undo()
-                self.timeline.record(EventKind.NOTE, "harness", text=f"undone: {kind} {target}")
+                self.timeline.record(EventKind.NOTE, "harness", Note(f"undone: {kind} {target}"))
             except (PvechaosError, OSError) as exc:
                 errors.append(exc)
         return errors

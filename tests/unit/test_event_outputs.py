@@ -18,7 +18,27 @@ from pathlib import Path
 
 import pytest
 
+from harness import event_json
 from harness.clock import Clock
+from harness.events import (
+    PAYLOADS,
+    Action,
+    HaMaster,
+    HaNodeState,
+    HaServiceState,
+    InvariantBroken,
+    LabEvent,
+    MembershipChanged,
+    NodeFault,
+    Note,
+    Placement,
+    ProbeDown,
+    ProbeUp,
+    QuorumView,
+    Reachable,
+    Unparsed,
+    Unreachable,
+)
 from harness.report import event_table, timeline_plot
 from harness.timeline import EventKind, Timeline
 
@@ -31,9 +51,8 @@ OVERLAYS = [timeline_plot.RecoveryOverlay(10.0, 47.25, window=(30.0, 45.0), budg
                                           label="ct100 time_to_recovery")]
 
 
-def view(quorate: bool, members: tuple[str, ...]) -> dict[str, object]:
-    return {"quorate": quorate, "members": list(members), "expected_votes": 3,
-            "total_votes": len(members)}
+def view(quorate: bool, members: tuple[str, ...]) -> QuorumView:
+    return QuorumView(quorate, members, 3, len(members))
 
 
 def representative() -> Timeline:
@@ -43,65 +62,54 @@ def representative() -> Timeline:
     tl = Timeline(Clock())
     r = tl.record
     for node in NODES:
-        r(K.MEMBERSHIP_CHANGED, node, t=0.5, **view(True, NODES), first_view=True)
-    r(K.PROBE_DOWN, GUEST, t=0.75, guest=GUEST, reason="[Errno 111] Connection refused",
-      initial=True)
-    r(K.HA_MASTER, "node2", t=1.0, node="node1", status="active", fencing=None,
-      previous_node=None, previous_status=None)
-    r(K.HA_NODE_STATE, "node2", t=1.0, node="node1", status="active", watchdog="armed",
-      previous=None)
-    r(K.HA_SERVICE_STATE, "node2", t=1.0, sid=SID, node="node1", state="started",
-      previous=None, previous_node=None, previous_state=None)
-    r(K.PROBE_UP, GUEST, t=2.0004, guest=GUEST, node="node1", boot_id="b1", sid=SID, seq=1)
-    r(K.ACTION, "harness", t=5.0, what="ha-manager set ct:100 --state started")
-    r(K.ACTION, "harness", t=5.5, what="pvecm expected 1", node="node2")
-    r(K.FAULT_POWER_CUT, "harness", t=10.0, node="node1")
-    r(K.LAB_EVENT, "node1", t=10.123456, node="node1", event="stopped", detail="destroyed")
-    r(K.NODE_UNREACHABLE, "node1", t=10.5, reason="ssh: timed out, after 4 s")
-    r(K.PROBE_DOWN, GUEST, t=11.0, guest=GUEST, reason="no answer within 1 s",
-      initial=False, node="node1", boot_id="b1")
+        r(K.MEMBERSHIP_CHANGED, node, MembershipChanged.of(view(True, NODES), first_view=True),
+          t=0.5)
+    r(K.PROBE_DOWN, GUEST, ProbeDown(GUEST, "[Errno 111] Connection refused", True), t=0.75)
+    r(K.HA_MASTER, "node2", HaMaster("node1", "active", None), t=1.0)
+    r(K.HA_NODE_STATE, "node2", HaNodeState("node1", "active", "armed"), t=1.0)
+    r(K.HA_SERVICE_STATE, "node2", HaServiceState(SID, "node1", "started"), t=1.0)
+    r(K.PROBE_UP, GUEST, ProbeUp(GUEST, "node1", "b1", SID, 1), t=2.0004)
+    r(K.ACTION, "harness", Action("ha-manager set ct:100 --state started"), t=5.0)
+    r(K.ACTION, "harness", Action("pvecm expected 1", node="node2"), t=5.5)
+    r(K.FAULT_POWER_CUT, "harness", NodeFault("node1"), t=10.0)
+    r(K.LAB_EVENT, "node1", LabEvent("node1", "stopped", "destroyed"), t=10.123456)
+    r(K.NODE_UNREACHABLE, "node1", Unreachable("ssh: timed out, after 4 s"), t=10.5)
+    r(K.PROBE_DOWN, GUEST, ProbeDown(GUEST, "no answer within 1 s", False, "node1", "b1"),
+      t=11.0)
     for node in ("node2", "node3"):
-        r(K.MEMBERSHIP_CHANGED, node, t=14.0, **view(True, ("node2", "node3")),
-          first_view=False)
-    r(K.QUORUM_LOST, "node3", t=20.0, **view(False, ("node3",)))
-    r(K.VOTES_CHANGED, "node3", t=21.0, **view(False, ("node3",)))
-    r(K.NOTE, "node3", t=22.0, text="no quorum information: corosync not running")
-    r(K.QUORUM_REGAINED, "node3", t=23.0, **view(True, ("node2", "node3")))
+        r(K.MEMBERSHIP_CHANGED, node,
+          MembershipChanged.of(view(True, ("node2", "node3")), first_view=False), t=14.0)
+    r(K.QUORUM_LOST, "node3", view(False, ("node3",)), t=20.0)
+    r(K.VOTES_CHANGED, "node3", view(False, ("node3",)), t=21.0)
+    r(K.NOTE, "node3", Note("no quorum information: corosync not running"), t=22.0)
+    r(K.QUORUM_REGAINED, "node3", view(True, ("node2", "node3")), t=23.0)
     dead = "old timestamp - dead?"
-    r(K.HA_MASTER, "node2", t=30.0, node="node1", status=dead, fencing="armed",
-      previous_node="node1", previous_status="active")
-    r(K.HA_NODE_STATE, "node2", t=30.0, node="node1", status=dead, watchdog=None,
-      previous="active")
-    r(K.HA_SERVICE_STATE, "node2", t=30.0, sid=SID, node="node1", state="fence",
-      previous={"node": "node1", "state": "started"}, previous_node="node1",
-      previous_state="started")
-    r(K.HA_MASTER, "node3", t=35.0, node=None, status=None, fencing=None,
-      previous_node="node1", previous_status=dead)
-    r(K.HA_SERVICE_STATE, "node2", t=40.0, sid=SID, node="node1", state="recovery",
-      previous={"node": "node1", "state": "fence"}, previous_node="node1",
-      previous_state="fence")
-    r(K.HA_SERVICE_STATE, "node2", t=42.0, sid=SID, node="node2", state="starting",
-      previous={"node": "node1", "state": "recovery"}, previous_node="node1",
-      previous_state="recovery")
-    r(K.HA_NODE_STATE, "node2", t=43.0, node="node1", status=None, watchdog=None,
-      previous=dead)
-    r(K.HA_SERVICE_STATE, "node3", t=44.0, sid="vm:101", node=None, state=None,
-      previous={"node": "node3", "state": "stopped"}, previous_node="node3",
-      previous_state="stopped")
-    r(K.NOTE, "node1", t=44.5, text="no HA status: ipcc_send_rec[1] failed: Connection "
-      "refused")
-    r(K.PROBE_UP, GUEST, t=47.25, guest=GUEST, node="node2", boot_id="b2", sid=SID, seq=7,
-      previous_node="node1", previous_boot_id="b1")
-    r(K.INVARIANT_BROKEN, "harness", t=48.0, invariant="ran_after_fence", guest=GUEST,
-      detail="boot b1 answered from node1 at 47.9 s, after node1 was fenced at 42.0 s")
-    r(K.FAULT_POWER_ON, "harness", t=60.0, node="node1")
+    r(K.HA_MASTER, "node2", HaMaster("node1", dead, "armed", "node1", "active"), t=30.0)
+    r(K.HA_NODE_STATE, "node2", HaNodeState("node1", dead, None, "active"), t=30.0)
+    r(K.HA_SERVICE_STATE, "node2",
+      HaServiceState(SID, "node1", "fence", Placement("node1", "started")), t=30.0)
+    r(K.HA_MASTER, "node3", HaMaster(None, None, None, "node1", dead), t=35.0)
+    r(K.HA_SERVICE_STATE, "node2",
+      HaServiceState(SID, "node1", "recovery", Placement("node1", "fence")), t=40.0)
+    r(K.HA_SERVICE_STATE, "node2",
+      HaServiceState(SID, "node2", "starting", Placement("node1", "recovery")), t=42.0)
+    r(K.HA_NODE_STATE, "node2", HaNodeState("node1", None, None, dead), t=43.0)
+    r(K.HA_SERVICE_STATE, "node3",
+      HaServiceState("vm:101", None, None, Placement("node3", "stopped")), t=44.0)
+    r(K.NOTE, "node1", Note("no HA status: ipcc_send_rec[1] failed: Connection refused"),
+      t=44.5)
+    r(K.PROBE_UP, GUEST, ProbeUp(GUEST, "node2", "b2", SID, 7, "node1", "b1"), t=47.25)
+    r(K.INVARIANT_BROKEN, "harness", InvariantBroken(
+        "ran_after_fence", GUEST,
+        "boot b1 answered from node1 at 47.9 s, after node1 was fenced at 42.0 s"), t=48.0)
+    r(K.FAULT_POWER_ON, "harness", NodeFault("node1"), t=60.0)
     for offset, kind in enumerate((K.FAULT_SHUTDOWN, K.FAULT_RESET, K.FAULT_FREEZE,
                                    K.FAULT_THAW, K.FAULT_LINK_DOWN, K.FAULT_LINK_UP)):
-        r(kind, "harness", t=61.0 + offset, node="node3")
-    r(K.NODE_REACHABLE, "node1", t=75.0)
-    r(K.NOTE, "harness", t=76.0, text="<script>alert('x')</script> & \"quotes\", commas\n"
-      "and a second line")
-    r(K.NOTE, "harness", t=77.0, text="undone: power node1")
+        r(kind, "harness", NodeFault("node3"), t=61.0 + offset)
+    r(K.NODE_REACHABLE, "node1", Reachable(), t=75.0)
+    r(K.NOTE, "harness", Note("<script>alert('x')</script> & \"quotes\", commas\n"
+                              "and a second line"), t=76.0)
+    r(K.NOTE, "harness", Note("undone: power node1"), t=77.0)
     return tl
 
 
@@ -134,6 +142,35 @@ def check(name: str, got: str | bytes, tmp_path: Path) -> None:
 
 def test_the_representative_timeline_has_every_kind():
     assert {e.kind for e in representative().events()} == set(EventKind)
+
+
+def test_every_kind_has_a_payload_type_and_every_type_reads_back_as_itself():
+    assert set(PAYLOADS) == set(EventKind)
+    for event in representative().events():
+        back = event_json.from_json(event_json.to_json(event))
+        assert type(back.payload) is type(event.payload), event
+        assert back.payload == event.payload or back.t != event.t
+
+
+def test_a_payload_of_the_wrong_type_is_refused():
+    tl = Timeline(Clock())
+    with pytest.raises(TypeError, match="carries Note .*not NodeFault"):
+        tl.record(K.NOTE, "harness", NodeFault("node1"))  # type: ignore[arg-type]
+    assert tl.events() == []
+
+
+def test_data_this_version_does_not_write_reads_back_unparsed_and_writes_back_the_same():
+    rows = [{"t": 1.0, "kind": "quorum.lost", "source": "node1",
+             "data": {"quorate": False, "members": ["node1"]}},  # no votes
+            {"t": 2.0, "kind": "note", "source": "node1", "data": {"text": "x", "more": 1}},
+            {"t": 3.0, "kind": "fault.partition", "source": "harness",
+             "data": {"side": ["node1"]}},
+            {"t": 4.0, "kind": "membership.changed", "source": "node1",
+             "data": {"quorate": 1, "members": ["node1"], "expected_votes": 3,
+                      "total_votes": 1, "first_view": False}}]  # 1 is not true
+    events = [event_json.from_json(row) for row in rows]
+    assert all(isinstance(e.payload, Unparsed) for e in events)
+    assert [event_json.to_json(e) for e in events] == rows
 
 
 def test_the_timeline_json_is_unchanged(tmp_path):
