@@ -16,6 +16,7 @@ import pytest
 from harness.clock import Clock
 from harness.cluster import Cluster
 from harness.errors import LabError, PvechaosError
+from harness.events import LabEvent
 from harness.faults import FaultInjector
 from harness.formation import bring_up
 from harness.lab_api import Capability, Lab
@@ -180,7 +181,7 @@ def faults(lab: Lab, timeline: Timeline) -> Iterator[FaultInjector]:
     injector = FaultInjector(lab, timeline)
     if Capability.EVENTS in lab.capabilities:  # power events the lab sees by itself
         lab.subscribe(lambda node, event, detail: timeline.record(
-            EventKind.LAB_EVENT, node, node=node, event=event, detail=detail))
+            EventKind.LAB_EVENT, node, LabEvent(node, event, detail)))
     yield injector
     errors = injector.undo_all()
     if errors:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.errors import InterlockError, PvechaosError
+from harness.events import Action, NodeFault, Note
 from harness.lab_api import Capability, Lab, unsupported
 from harness.steps import step
 from harness.timeline import Event, EventKind, Timeline
@@ -66,7 +67,7 @@ class FaultInjector:
     def power_cut(self, node: str) -> Fault:
         self._check(node)
         with step(f"power cut {node}"):
-            event = self.timeline.record(EventKind.FAULT_POWER_CUT, "harness", node=node)
+            event = self.timeline.record(EventKind.FAULT_POWER_CUT, "harness", NodeFault(node))
             self.lab.power_cut(node)
         self._undo.append(Undo(Effect.POWER, node))
         return Fault("power_cut", node, event)
@@ -74,7 +75,7 @@ class FaultInjector:
     def power_on(self, node: str) -> Fault:
         self._check(node)
         with step(f"power on {node}"):
-            event = self.timeline.record(EventKind.FAULT_POWER_ON, "harness", node=node)
+            event = self.timeline.record(EventKind.FAULT_POWER_ON, "harness", NodeFault(node))
             self.lab.power_on(node)
         self._ended(Effect.POWER, node)
         return Fault("power_on", node, event)
@@ -87,7 +88,7 @@ class FaultInjector:
         if capability not in self.lab.capabilities:
             raise unsupported(self.lab.kind, verb, capability)
         with step(f"{verb.replace('_', ' ')} {node}"):
-            event = self.timeline.record(kind, "harness", node=node)
+            event = self.timeline.record(kind, "harness", NodeFault(node))
             act(node)
         if leaves is not None:
             self._undo.append(Undo(leaves, node))
@@ -121,9 +122,9 @@ class FaultInjector:
         return self._verb(Capability.PARTITION, EventKind.FAULT_LINK_UP, "link_up", node,
                           self.lab.link_up, ends=Effect.LINK)
 
-    def action(self, what: str, **data: object) -> Event:
-        """Record a scenario step that is not a fault (`pvecm expected 1`, ...)."""
-        return self.timeline.record(EventKind.ACTION, "harness", what=what, **data)
+    def action(self, what: str, node: str | None = None) -> Event:
+        """Record a scenario step that is not a fault (`pvecm expected 1` on `node`)."""
+        return self.timeline.record(EventKind.ACTION, "harness", Action(what, node))
 
     def undo_all(self) -> list[Exception]:
         """Undo every fault still in effect, newest first; errors are collected."""
@@ -133,7 +134,7 @@ class FaultInjector:
             kind, target = undo.effect.value, undo.node
             try:
                 self._heal(undo.effect)(target)
-                self.timeline.record(EventKind.NOTE, "harness", text=f"undone: {kind} {target}")
+                self.timeline.record(EventKind.NOTE, "harness", Note(f"undone: {kind} {target}"))
             except (PvechaosError, OSError) as exc:
                 errors.append(exc)
         return errors

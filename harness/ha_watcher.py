@@ -3,12 +3,9 @@
 Like QuorumWatcher: one thread per node, each poll bounded by the command deadline, and
 stop() joins with a bound. Every event has the polling node as `source` (its own view):
 
-- HA_MASTER when the master node, its status or the fencing line changes
-  (data: node, status, fencing, previous_node, previous_status);
-- HA_NODE_STATE when an lrm line's status or watchdog changes
-  (data: node, status, watchdog, previous);
-- HA_SERVICE_STATE when a service's (node, state) changes
-  (data: sid, node, state, previous={node, state} or None, previous_node, previous_state).
+- HA_MASTER when the master node, its status or the fencing line changes (HaMaster);
+- HA_NODE_STATE when an lrm line's status or watchdog changes (HaNodeState);
+- HA_SERVICE_STATE when a service's (node, state) changes (HaServiceState).
 
 The first view of a node records everything it shows, with no previous. Something that
 leaves the view (a removed service, a deleted node) is recorded with None for the new
@@ -23,6 +20,7 @@ from collections.abc import Iterable
 
 from harness.cluster import Cluster, Node
 from harness.errors import CommandTimeout, NodeUnreachable, PvechaosError
+from harness.events import HaMaster, HaNodeState, HaServiceState, Note, Placement
 from harness.pve.ha_status import HaStatus, MasterLine, parse_ha_manager_status
 from harness.timeline import Event, EventKind, Timeline
 from harness.watchers import NodeWatcher
@@ -53,8 +51,8 @@ class HaWatcher(NodeWatcher):
             except PvechaosError as exc:  # answered, but no HA status (pmxcfs down, ...)
                 first_line = str(exc).splitlines()[0]
                 if first_line != problem:
-                    self.timeline.record(EventKind.NOTE, node.name, t=started,
-                                         text="no HA status: " + first_line)
+                    self.timeline.record(EventKind.NOTE, node.name,
+                                         Note("no HA status: " + first_line), t=started)
                 problem = first_line
                 self.views[node.name] = None
             else:
@@ -78,27 +76,23 @@ def record_changes(timeline: Timeline, source: str, old: HaStatus | None, new: H
     om, nm = (old.master if old else None), new.master
     ofence = old.fencing if old else None
     if _master_key(om, ofence) != _master_key(nm, new.fencing):
-        events.append(timeline.record(
-            EventKind.HA_MASTER, source, t=t, node=nm.node if nm else None,
-            status=nm.status if nm else None, fencing=new.fencing,
-            previous_node=om.node if om else None, previous_status=om.status if om else None))
+        events.append(timeline.record(EventKind.HA_MASTER, source, HaMaster(
+            nm.node if nm else None, nm.status if nm else None, new.fencing,
+            om.node if om else None, om.status if om else None), t=t))
     old_lrms = old.lrms if old else {}
     for name in sorted(old_lrms.keys() | new.lrms.keys()):
         o, n = old_lrms.get(name), new.lrms.get(name)
         if (o and (o.status, o.watchdog)) != (n and (n.status, n.watchdog)):
-            events.append(timeline.record(
-                EventKind.HA_NODE_STATE, source, t=t, node=name,
-                status=n.status if n else None, watchdog=n.watchdog if n else None,
-                previous=o.status if o else None))
+            events.append(timeline.record(EventKind.HA_NODE_STATE, source, HaNodeState(
+                name, n.status if n else None, n.watchdog if n else None,
+                o.status if o else None), t=t))
     old_services = old.services if old else {}
     for sid in sorted(old_services.keys() | new.services.keys()):
         o, n = old_services.get(sid), new.services.get(sid)
         if (o and (o.node, o.state)) != (n and (n.node, n.state)):
-            events.append(timeline.record(
-                EventKind.HA_SERVICE_STATE, source, t=t, sid=sid,
-                node=n.node if n else None, state=n.state if n else None,
-                previous={"node": o.node, "state": o.state} if o else None,
-                previous_node=o.node if o else None, previous_state=o.state if o else None))
+            events.append(timeline.record(EventKind.HA_SERVICE_STATE, source, HaServiceState(
+                sid, n.node if n else None, n.state if n else None,
+                Placement(o.node, o.state) if o else None), t=t))
     return events
 
 
@@ -110,10 +104,11 @@ def first_service_state(timeline: Timeline, sid: str, state: str | Iterable[str]
     (one state or several), optionally only while placed on ``node`` and only as seen by
     the node ``on`` (the event's source)."""
     states = {state} if isinstance(state, str) else set(state)
-    return timeline.first(
-        EventKind.HA_SERVICE_STATE, after=after, source=on,
-        where=lambda e: e.data.get("sid") == sid and e.data.get("state") in states
-        and (node is None or e.data.get("node") == node))
+    def entered(e: Event) -> bool:
+        p = e.payload
+        return isinstance(p, HaServiceState) and p.sid == sid and p.state in states \
+            and (node is None or p.node == node)
+    return timeline.first(EventKind.HA_SERVICE_STATE, after=after, source=on, where=entered)
 
 
 def service_node_changes(timeline: Timeline, sid: str, after: Event | float,
@@ -123,9 +118,9 @@ def service_node_changes(timeline: Timeline, sid: str, after: Event | float,
     First views and removals are no moves."""
     start = after.t if isinstance(after, Event) else after
     return [e for e in timeline.events(EventKind.HA_SERVICE_STATE, source=on, after=start)
-            if e.data.get("sid") == sid and e.data.get("previous_node") is not None
-            and e.data.get("node") is not None
-            and e.data.get("node") != e.data.get("previous_node")]
+            if isinstance(p := e.payload, HaServiceState) and p.sid == sid
+            and p.previous_node is not None and p.node is not None
+            and p.node != p.previous_node]
 
 
 # states a service leaves when recovery takes it from a dead node; `started`/`starting`
@@ -138,12 +133,14 @@ def taken_from(event: Event) -> str | None:
     master got that node's agent lock: fence acknowledged), or None: the service left
     ``fence`` or ``recovery`` (or a running state) for another node, or went from
     ``fence`` to ``recovery``."""
-    data = event.data
-    old, new = data.get("previous_node"), data.get("node")
+    p = event.payload
+    if not isinstance(p, HaServiceState):
+        return None
+    old, new = p.previous_node, p.node
     if not old:
         return None
-    if new and new != old and data.get("previous_state") in RECOVERED_FROM:
-        return str(old)
-    if data.get("previous_state") == "fence" and data.get("state") == "recovery":
-        return str(old)
+    if new and new != old and p.previous_state in RECOVERED_FROM:
+        return old
+    if p.previous_state == "fence" and p.state == "recovery":
+        return old
     return None

@@ -20,6 +20,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from harness.events import InvariantBroken, ProbeUp, QuorumView
 from harness.ha_watcher import taken_from
 from harness.timeline import Event, EventKind, Timeline
 from harness.writelog import LogReport
@@ -63,8 +64,8 @@ def _quorate_at(timeline: Timeline, node: str, t: float) -> bool | None:
     for event in timeline.events(source=node):
         if event.t > t:
             break
-        if "quorate" in event.data:
-            state = bool(event.data["quorate"])
+        if isinstance(event.payload, QuorumView):
+            state = event.payload.quorate
     return state
 
 
@@ -72,11 +73,11 @@ def _boot_starts(timeline: Timeline, guest: str) -> list[Event]:
     """PROBE_UP events that show a new boot of the guest (a start, not a blip)."""
     starts, boots = [], set()
     for event in timeline.events(EventKind.PROBE_UP):
-        if event.data.get("guest") != guest:
+        up = event.payload
+        if not isinstance(up, ProbeUp) or up.guest != guest:
             continue
-        boot = event.data.get("boot_id")
-        if boot not in boots:
-            boots.add(boot)
+        if up.boot_id not in boots:
+            boots.add(up.boot_id)
             starts.append(event)
     return starts
 
@@ -89,13 +90,14 @@ def started_without_quorum(timeline: Timeline, guest: str, slack_s: float
     found = []
     now = timeline.clock.now()
     for start in _boot_starts(timeline, guest)[1:]:  # the first boot is the setup's
-        node = str(start.data.get("node"))
+        up = start.payload_of(ProbeUp)
+        node = up.node
         if now < start.t + slack_s:
             continue
         if _quorate_at(timeline, node, start.t) is False and \
                 _quorate_at(timeline, node, start.t + slack_s) is False:
             found.append(Violation("started_without_quorum", guest,
-                                   f"boot {start.data.get('boot_id')} answered from {node} "
+                                   f"boot {up.boot_id} answered from {node} "
                                    f"at {start.t:.1f} s while {node} was not quorate"))
     return found
 
@@ -119,16 +121,15 @@ def ran_after_fence(timeline: Timeline, guest: str, slack_s: float) -> list[Viol
     boot on the node once it has rejoined is HA's to start and is fine."""
     found = []
     acked = fence_acknowledged(timeline)
-    ups = [e for e in timeline.events(EventKind.PROBE_UP) if e.data.get("guest") == guest]
+    ups = [(e.t, p) for e in timeline.events(EventKind.PROBE_UP)
+           if isinstance(p := e.payload, ProbeUp) and p.guest == guest]
     for node, fenced_at in acked.items():
-        before = {e.data.get("boot_id") for e in ups
-                  if e.data.get("node") == node and e.t < fenced_at}
-        for event in ups:
-            if event.data.get("node") == node and event.t > fenced_at + slack_s and \
-                    event.data.get("boot_id") in before:
+        before = {up.boot_id for t, up in ups if up.node == node and t < fenced_at}
+        for t, up in ups:
+            if up.node == node and t > fenced_at + slack_s and up.boot_id in before:
                 found.append(Violation("ran_after_fence", guest,
-                                       f"boot {event.data.get('boot_id')} answered from "
-                                       f"{node} at {event.t:.1f} s, after {node} was fenced "
+                                       f"boot {up.boot_id} answered from "
+                                       f"{node} at {t:.1f} s, after {node} was fenced "
                                        f"at {fenced_at:.1f} s"))
     return found
 
@@ -163,9 +164,8 @@ class InvariantChecker:
         new = [v for v in found if v not in self.violations]
         for violation in new:
             self.violations.append(violation)
-            self.timeline.record(EventKind.INVARIANT_BROKEN, "harness",
-                                 invariant=violation.invariant, guest=self.guest,
-                                 detail=violation.detail)
+            self.timeline.record(EventKind.INVARIANT_BROKEN, "harness", InvariantBroken(
+                violation.invariant, self.guest, violation.detail))
         return new
 
     def _run(self) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness.events import HaServiceState, NodeFault, ProbeUp, QuorumView
 from harness.ha_watcher import first_service_state, taken_from
 from harness.timeline import Event, EventKind, Timeline
 
@@ -65,17 +66,17 @@ class Metric:
 
 
 def _first_view(timeline: Timeline, node: str, after: Event,
-                where: Callable[[dict], bool]) -> Event | None:
+                where: Callable[[QuorumView], bool]) -> Event | None:
     kinds = (EventKind.MEMBERSHIP_CHANGED, EventKind.QUORUM_LOST, EventKind.QUORUM_REGAINED,
              EventKind.VOTES_CHANGED)
     for event in timeline.events(kinds, source=node, after=after.t):
-        if where(dict(event.data)):
+        if isinstance(event.payload, QuorumView) and where(event.payload):
             return event
     return None
 
 
 def _all_nodes_by(timeline: Timeline, nodes: Iterable[str], after: Event,
-                  where: Callable[[dict], bool]) -> float | None:
+                  where: Callable[[QuorumView], bool]) -> float | None:
     """Seconds from ``after`` until every node has shown a view matching ``where``."""
     times = []
     for node in nodes:
@@ -88,16 +89,16 @@ def _all_nodes_by(timeline: Timeline, nodes: Iterable[str], after: Event,
 
 def time_to_detect(timeline: Timeline, cut: Event, survivors: Iterable[str]) -> float | None:
     """Power cut -> every survivor's membership no longer lists the node."""
-    node = cut.data["node"]
-    return _all_nodes_by(timeline, survivors, cut, lambda d: node not in d["members"])
+    node = cut.payload_of(NodeFault).node
+    return _all_nodes_by(timeline, survivors, cut, lambda v: node not in v.members)
 
 
 def time_to_quorum_loss(timeline: Timeline, cut: Event, node: str) -> float | None:
-    return _all_nodes_by(timeline, [node], cut, lambda d: not d["quorate"])
+    return _all_nodes_by(timeline, [node], cut, lambda v: not v.quorate)
 
 
 def time_to_quorum(timeline: Timeline, action: Event, node: str) -> float | None:
-    return _all_nodes_by(timeline, [node], action, lambda d: d["quorate"])
+    return _all_nodes_by(timeline, [node], action, lambda v: v.quorate)
 
 
 def time_to_heal(timeline: Timeline, power_on: Event, nodes: Iterable[str]) -> float | None:
@@ -105,8 +106,8 @@ def time_to_heal(timeline: Timeline, power_on: Event, nodes: Iterable[str]) -> f
     nodes = list(nodes)
     return _all_nodes_by(
         timeline, nodes, power_on,
-        lambda d: d["quorate"] and sorted(d["members"]) == sorted(nodes)
-        and d["expected_votes"] == len(nodes))
+        lambda v: v.quorate and sorted(v.members) == sorted(nodes)
+        and v.expected_votes == len(nodes))
 
 
 # -- recovery figures: HA's view (the HA watcher) and the guest's (the probe) --------------
@@ -124,9 +125,9 @@ def time_to_fence(timeline: Timeline, cut: Event, sid: str) -> tuple[float, bool
 def time_to_fence_ack(timeline: Timeline, cut: Event, sid: str) -> float | None:
     """Cut -> some node's HA view shows ``sid`` taken from the cut node: it left ``fence``
     or ``recovery``, or went straight to another node (the master got the agent lock)."""
-    node = cut.data.get("node")
+    node = cut.payload_of(NodeFault).node
     event = timeline.first(EventKind.HA_SERVICE_STATE, after=cut, where=lambda e: (
-        e.data.get("sid") == sid and taken_from(e) == node))
+        e.payload_of(HaServiceState).sid == sid and taken_from(e) == node))
     return None if event is None else event.t - cut.t
 
 
@@ -140,12 +141,13 @@ def time_to_restart(timeline: Timeline, since: Event, sid: str, on: str | None =
     """``since`` -> some node's HA view shows ``sid`` ``starting`` or ``started`` on
     another node than ``away_from`` (or on ``on``): the master issued the restart.
     (seconds, target node)."""
-    event = timeline.first(
-        EventKind.HA_SERVICE_STATE, after=since,
-        where=lambda e: e.data.get("sid") == sid and e.data.get("state") in RESTART_ISSUED
-        and e.data.get("node") not in (None, away_from)
-        and (on is None or e.data.get("node") == on))
-    return None if event is None else (event.t - since.t, str(event.data["node"]))
+    def issued(e: Event) -> bool:
+        p = e.payload_of(HaServiceState)
+        return p.sid == sid and p.state in RESTART_ISSUED and p.node not in (None, away_from) \
+            and (on is None or p.node == on)
+    event = timeline.first(EventKind.HA_SERVICE_STATE, after=since, where=issued)
+    return None if event is None else (event.t - since.t,
+                                       str(event.payload_of(HaServiceState).node))
 
 
 def time_to_recovery(timeline: Timeline, since: Event, guest: str,
@@ -154,8 +156,9 @@ def time_to_recovery(timeline: Timeline, since: Event, guest: str,
     (a new boot): the guest serves again. (seconds, node that answered)."""
     event = timeline.first(
         EventKind.PROBE_UP, after=since,
-        where=lambda e: e.data.get("guest") == guest and e.data.get("node") != away_from)
-    return None if event is None else (event.t - since.t, str(event.data["node"]))
+        where=lambda e: e.payload_of(ProbeUp).guest == guest
+        and e.payload_of(ProbeUp).node != away_from)
+    return None if event is None else (event.t - since.t, event.payload_of(ProbeUp).node)
 
 
 class MetricsFile:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from harness.clock import Clock
 from harness.errors import ConfigError, PvechaosError
+from harness.events import ProbeDown, ProbeUp
 from harness.timeline import EventKind, Timeline
 
 MAX_LINE = 1024
@@ -196,22 +197,19 @@ class Probe:
                     if previous is not None:
                         self._close(t)
                     self._intervals.append(Interval(t, None, answer.node, answer.boot_id))
-                    self.timeline.record(
-                        EventKind.PROBE_UP, self.name, t=t, guest=self.name,
-                        node=answer.node, boot_id=answer.boot_id, sid=answer.sid,
-                        seq=answer.seq,
-                        **({"previous_node": previous.node,
-                            "previous_boot_id": previous.boot_id} if previous else {}))
+                    self.timeline.record(EventKind.PROBE_UP, self.name, ProbeUp(
+                        self.name, answer.node, answer.boot_id, answer.sid, answer.seq,
+                        previous.node if previous else None,
+                        previous.boot_id if previous else None), t=t)
                 self._current, self._up = answer, True
             else:
                 self.last_error = error
                 if self._up is not False:
                     last, initial = self._current, self._up is None
                     self._close(t)
-                    self.timeline.record(
-                        EventKind.PROBE_DOWN, self.name, t=t, guest=self.name,
-                        reason=error or "no answer", initial=initial,
-                        **({"node": last.node, "boot_id": last.boot_id} if last else {}))
+                    self.timeline.record(EventKind.PROBE_DOWN, self.name, ProbeDown(
+                        self.name, error or "no answer", initial,
+                        last.node if last else None, last.boot_id if last else None), t=t)
                 self._current, self._up = None, False
 
     def acknowledged(self) -> list[tuple[str, int]]:

@@ -1,57 +1,22 @@
 """The record of a run: every fault, action and observation on one monotonic clock.
 
 Metrics and verdicts are functions of the timeline, never of ad-hoc variables kept by a
-scenario. Thread-safe: watchers append from their own threads.
+scenario. Thread-safe: watchers append from their own threads. What an event of each
+kind carries is harness/events.py; how it is written to JSON, harness/event_json.py.
 """
 
 from __future__ import annotations
 
-import enum
 import json
 import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from pathlib import Path
 
+from harness import event_json
 from harness.clock import Clock
+from harness.events import Event, EventKind, Payload
 
-
-class EventKind(enum.StrEnum):
-    FAULT_POWER_CUT = "fault.power_cut"
-    FAULT_POWER_ON = "fault.power_on"
-    FAULT_SHUTDOWN = "fault.shutdown"
-    FAULT_RESET = "fault.reset"
-    FAULT_FREEZE = "fault.freeze"
-    FAULT_THAW = "fault.thaw"
-    FAULT_LINK_DOWN = "fault.link_down"
-    FAULT_LINK_UP = "fault.link_up"
-    LAB_EVENT = "lab.event"  # what the lab saw by itself (data: node, event, detail)
-    ACTION = "action"  # a step of the scenario that is not a fault (pvecm expected, ...)
-    NODE_UNREACHABLE = "node.unreachable"
-    NODE_REACHABLE = "node.reachable"
-    MEMBERSHIP_CHANGED = "membership.changed"
-    QUORUM_LOST = "quorum.lost"
-    QUORUM_REGAINED = "quorum.regained"
-    VOTES_CHANGED = "votes.changed"
-    PROBE_UP = "probe.up"  # a guest's service answers (data: guest, node that answered)
-    PROBE_DOWN = "probe.down"
-    HA_SERVICE_STATE = "ha.service_state"  # as one node's HA status shows it
-    HA_NODE_STATE = "ha.node_state"
-    HA_MASTER = "ha.master"
-    INVARIANT_BROKEN = "invariant.broken"
-    NOTE = "note"
-
-
-@dataclass(frozen=True)
-class Event:
-    t: float  # seconds since the timeline's clock started
-    kind: EventKind
-    source: str  # "harness", "node2", ...
-    data: Mapping[str, object] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, object]:
-        return {"t": round(self.t, 3), "kind": str(self.kind), "source": self.source,
-                "data": dict(self.data)}
+__all__ = ["Event", "EventKind", "Timeline"]
 
 
 class Timeline:
@@ -60,9 +25,11 @@ class Timeline:
         self._events: list[Event] = []
         self._lock = threading.Lock()
 
-    def record(self, kind: EventKind, source: str, *, t: float | None = None,
-               **data: object) -> Event:
-        event = Event(self.clock.now() if t is None else t, kind, source, data)
+    def record(self, kind: EventKind, source: str, payload: Payload, *,
+               t: float | None = None) -> Event:
+        """Append an event (at the clock's now unless ``t``, the start of the poll that
+        saw it); ``payload`` must be the type harness/events.py lists for ``kind``."""
+        event = Event(self.clock.now() if t is None else t, kind, source, payload)
         with self._lock:
             self._events.append(event)
             self._events.sort(key=lambda e: e.t)
@@ -87,7 +54,7 @@ class Timeline:
         return None
 
     def to_json(self) -> list[dict[str, object]]:
-        return [e.to_json() for e in self.events()]
+        return [event_json.to_json(e) for e in self.events()]
 
     def write(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -9,26 +9,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from harness.cluster import Cluster, Node
 from harness.errors import CommandTimeout, NodeUnreachable, PvechaosError
+from harness.events import MembershipChanged, Note, QuorumView, Reachable, Unreachable
 from harness.ssh import CONNECT_TIMEOUT_S
 from harness.timeline import EventKind, Timeline
-
-
-@dataclass(frozen=True)
-class QuorumView:
-    """One node's view of the cluster, as its `pvecm status` showed it."""
-
-    quorate: bool
-    members: tuple[str, ...]  # node names
-    expected_votes: int
-    total_votes: int
-
-    def to_data(self) -> dict[str, object]:
-        return {"quorate": self.quorate, "members": list(self.members),
-                "expected_votes": self.expected_votes, "total_votes": self.total_votes}
 
 
 class NodeWatcher:
@@ -101,23 +87,25 @@ class QuorumWatcher(NodeWatcher):
                 status = node.quorum(timeout_s=self.command_timeout_s)
             except (NodeUnreachable, CommandTimeout) as exc:
                 if reachable is not False:
-                    self.timeline.record(EventKind.NODE_UNREACHABLE, node.name, t=started,
-                                         reason=str(exc).splitlines()[0])
+                    self.timeline.record(EventKind.NODE_UNREACHABLE, node.name,
+                                         Unreachable(str(exc).splitlines()[0]),
+                                         t=started)
                 reachable, view = False, None
                 self.views[node.name] = None
             except PvechaosError as exc:  # answered, but no quorum information (corosync down)
                 if reachable is not True:
-                    self.timeline.record(EventKind.NODE_REACHABLE, node.name, t=started)
+                    self.timeline.record(EventKind.NODE_REACHABLE, node.name, Reachable(),
+                                         t=started)
                 reachable = True
                 if view is not None or node.name not in self.views:
-                    self.timeline.record(EventKind.NOTE, node.name, t=started,
-                                         text="no quorum information: "
-                                              + str(exc).splitlines()[0])
+                    self.timeline.record(EventKind.NOTE, node.name, Note(
+                        "no quorum information: " + str(exc).splitlines()[0]), t=started)
                 view = None
                 self.views[node.name] = None
             else:
                 if reachable is not True:
-                    self.timeline.record(EventKind.NODE_REACHABLE, node.name, t=started)
+                    self.timeline.record(EventKind.NODE_REACHABLE, node.name, Reachable(),
+                                         t=started)
                 reachable = True
                 new = QuorumView(status.quorate,
                                  tuple(self.cluster.name_of(m.name) for m in status.members),
@@ -132,10 +120,10 @@ class QuorumWatcher(NodeWatcher):
                        t: float) -> None:
         if old is not None and old.quorate != new.quorate:
             kind = EventKind.QUORUM_REGAINED if new.quorate else EventKind.QUORUM_LOST
-            self.timeline.record(kind, node, t=t, **new.to_data())
+            self.timeline.record(kind, node, new, t=t)
         if old is None or old.members != new.members:
-            self.timeline.record(EventKind.MEMBERSHIP_CHANGED, node, t=t, **new.to_data(),
-                                 first_view=old is None)
+            self.timeline.record(EventKind.MEMBERSHIP_CHANGED, node,
+                                 MembershipChanged.of(new, first_view=old is None), t=t)
         elif (old.expected_votes, old.total_votes) != (new.expected_votes, new.total_votes) \
                 or old.quorate != new.quorate:
-            self.timeline.record(EventKind.VOTES_CHANGED, node, t=t, **new.to_data())
+            self.timeline.record(EventKind.VOTES_CHANGED, node, new, t=t)

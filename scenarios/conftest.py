@@ -12,6 +12,7 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.errors import LabError, PvechaosError
+from harness.events import Action, Event, NodeFault
 from harness.expectations import Budget, ClusterConstants, read_constants
 from harness.ha_guest import HaGuest
 from harness.ha_watcher import HaWatcher
@@ -190,9 +191,12 @@ def evidence(request: pytest.FixtureRequest) -> Iterator[None]:
 FAULT_KINDS = (*(k for k in EventKind if k.value.startswith("fault.")), EventKind.ACTION)
 
 
-def describe(event) -> str:
-    what = event.data.get("what") or str(event.kind).split(".")[-1].replace("_", " ")
-    node = event.data.get("node")
+def describe(event: Event) -> str:
+    """``power cut node1``, ``pvecm expected 1 node2``: a fault or an action, briefly."""
+    p = event.payload
+    what = (p.what if isinstance(p, Action) else "") or \
+        str(event.kind).split(".")[-1].replace("_", " ")
+    node = p.node if isinstance(p, Action | NodeFault) else None
     return f"{what} {node}" if node else str(what)
 
 

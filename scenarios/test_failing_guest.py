@@ -10,7 +10,8 @@ from __future__ import annotations
 import allure
 import pytest
 
-from harness.ha_watcher import service_node_changes
+from harness.events import HaServiceState
+from harness.ha_watcher import first_service_state, service_node_changes
 from harness.timeline import EventKind
 from harness.waits import NotYet, hold_for, wait_until
 
@@ -46,15 +47,14 @@ def test_failing_guest_ends_in_error(cluster, guest, story_nodes, constants, fau
                           or NotYet(p), timeout_s=error_bound(constants))
         metrics.record_observed(
             "time_to_error",
-            lambda: (e := timeline.first(
-                EventKind.HA_SERVICE_STATE, after=added,
-                where=lambda e: e.data.get("sid") == guest.sid
-                and e.data.get("state") == "error")) and e.t - added.t,
+            lambda: (e := first_service_state(timeline, guest.sid, "error", after=added))
+            and e.t - added.t,
             node=node)
     with allure.step(f"relocated exactly {MAX_RELOCATE} time(s) on the way"):
         moves = service_node_changes(timeline, guest.sid, added, on=first)
-        assert node != first and len(moves) == MAX_RELOCATE, \
-            f"moves seen by {first}: {[(m.data['previous_node'], m.data['node']) for m in moves]}"
+        seen = [(p.previous_node, p.node) for p in
+                (m.payload_of(HaServiceState) for m in moves)]
+        assert node != first and len(moves) == MAX_RELOCATE, f"moves seen by {first}: {seen}"
     hold = 2 * constants.crm_loop + constants.lrm_loop
     with allure.step(f"stays in error on {node} for {hold:.0f} s"):
         outcome = hold_for(timeline, timeline.clock.now() + hold,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import allure
 import pytest
 
+from harness.events import HaServiceState
 from harness.expectations import detect_window, first_start_bound
 from harness.metrics import time_to_heal, time_to_quorum, time_to_quorum_loss
 from harness.recovery import Recovery
@@ -115,11 +116,13 @@ def test_power_cut_second_node_no_recovery_without_quorum(cluster, guest, story,
         def recovered_somewhere() -> str | None:
             if probe.up:
                 return f"the guest answers from {probe.current.node}"
-            moved = [e for e in timeline.events(EventKind.HA_SERVICE_STATE, after=cut.t)
-                     if e.data.get("sid") == guest.sid and e.data.get("node") == survivor]
+            moved = [(e.source, p) for e in timeline.events(EventKind.HA_SERVICE_STATE,
+                                                            after=cut.t)
+                     if (p := e.payload_of(HaServiceState)).sid == guest.sid
+                     and p.node == survivor]
             if moved:
-                return f"{moved[0].source}'s HA view: {guest.sid} {moved[0].data['state']} " \
-                       f"on {survivor}"
+                source, seen = moved[0]
+                return f"{source}'s HA view: {guest.sid} {seen.state} on {survivor}"
             return None
         outcome = hold_for(timeline, cut.t + hold, recovered_somewhere,
                            f"{hold:.0f} s without a recovery on the inquorate {survivor}")

@@ -15,7 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from harness.timeline import Event, EventKind, Timeline
+from harness import event_json
+from harness.event_json import kind_of
+from harness.timeline import Event, Timeline
+
+__all__ = ["EventSource", "as_events", "kind_of"]
 
 # What every view accepts: a live timeline, its events, or its JSON rows.
 EventSource = Timeline | Iterable[Event] | Iterable[Mapping[str, object]]
@@ -24,24 +28,12 @@ EventSource = Timeline | Iterable[Event] | Iterable[Mapping[str, object]]
 def as_events(source: EventSource) -> list[Event]:
     """The events of ``source`` in time order (ties keep their recorded order).
 
-    JSON rows are read back into events; a kind this version does not know (a newer
-    harness wrote the file) is kept as its plain string, so views can still show it.
+    JSON rows are read back into events (harness/event_json.py); a kind this version
+    does not know (a newer harness wrote the file) is kept as its plain string, and data
+    it does not write as ``Unparsed``, so views can still show them.
     """
     if isinstance(source, Timeline):
         return source.events()
-    events = [item if isinstance(item, Event) else _from_json(item) for item in source]
+    events = [item if isinstance(item, Event) else event_json.from_json(item)
+              for item in source]
     return sorted(events, key=lambda e: e.t)
-
-
-def kind_of(value: object) -> EventKind | str:
-    """An EventKind, or the string itself for a kind this version does not know."""
-    try:
-        return EventKind(str(value))
-    except ValueError:
-        return str(value)
-
-
-def _from_json(row: Mapping[str, object]) -> Event:
-    data = row.get("data")
-    return Event(float(row.get("t", 0.0)), kind_of(row.get("kind", "")),  # type: ignore[arg-type]
-                 str(row.get("source", "")), dict(data) if isinstance(data, Mapping) else {})

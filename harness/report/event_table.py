@@ -16,8 +16,24 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from harness import event_json
+from harness.events import (
+    Action,
+    Event,
+    EventKind,
+    HaMaster,
+    HaNodeState,
+    HaServiceState,
+    InvariantBroken,
+    LabEvent,
+    MembershipChanged,
+    NodeFault,
+    ProbeDown,
+    ProbeUp,
+    QuorumView,
+    Unparsed,
+)
 from harness.report import EventSource, as_events
-from harness.timeline import Event, EventKind
 
 K = EventKind
 COLUMNS = ("t_s", "kind", "source", "detail", "data")
@@ -56,7 +72,7 @@ class Row:
     kind: str
     source: str
     detail: str  # the event in words
-    data: str  # the event's data, compact JSON with sorted keys
+    data: str  # the event's data as in timeline.json, compact, keys sorted
     category: str  # fault, action, quorum, ha, probe, invariant, other
     alert: bool  # something went away (quorum lost, probe down, fence, ...)
 
@@ -88,35 +104,27 @@ def rows(events: EventSource) -> list[Row]:
 
 
 def _row(event: Event) -> Row:
-    data = dict(event.data)
+    p = event.payload
     alert = str(event.kind) in _ALERT_KINDS or (
-        event.kind == K.HA_SERVICE_STATE and data.get("state") in _ALERT_SERVICE_STATES)
-    return Row(event.t, str(event.kind), event.source, describe(event), compact_json(data),
-               category(event.kind), alert)
-
-
-def compact_json(data: Mapping[str, object]) -> str:
-    return json.dumps(dict(data), sort_keys=True, separators=(",", ":"), default=str)
+        isinstance(p, HaServiceState) and p.state in _ALERT_SERVICE_STATES)
+    return Row(event.t, str(event.kind), event.source, describe(event),
+               event_json.compact(p), category(event.kind), alert)
 
 
 # -- the event in words ------------------------------------------------------------------
 def describe(event: Event) -> str:
-    """What the event says, in a short sentence built from its data.
+    """What the event says, in a short sentence built from its payload.
 
-    Known kinds get their own wording; a kind this version does not know, or data a
-    wording does not use, is shown as ``key=value`` pairs, so nothing is hidden."""
-    describer = _DESCRIBERS.get(str(event.kind))
-    data = dict(event.data)
-    if describer is None:
-        return _pairs(data)
-    try:
-        return describer(data)
-    except (TypeError, ValueError, AttributeError):  # data of an unexpected shape
-        return _pairs(data)
+    Data read back that this version does not write (a kind it does not know, a shape
+    of another version: ``Unparsed``) is shown as ``key=value`` pairs, so nothing is
+    hidden."""
+    if isinstance(event.payload, Unparsed):
+        return _pairs(event.payload.data)
+    return _DESCRIBERS[event.kind](event.payload)
 
 
-def _pairs(data: Mapping[str, object], skip: tuple[str, ...] = ()) -> str:
-    return ", ".join(f"{k}={_value(v)}" for k, v in sorted(data.items()) if k not in skip)
+def _pairs(data: Mapping[str, object]) -> str:
+    return ", ".join(f"{k}={_value(v)}" for k, v in sorted(data.items()))
 
 
 def _value(value: object) -> str:
@@ -127,124 +135,108 @@ def _value(value: object) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
 
-def _with_rest(text: str, data: Mapping[str, object], used: tuple[str, ...]) -> str:
-    rest = _pairs(data, used)
-    return f"{text} ({rest})" if rest else text
+def _fault(verb: str) -> Callable[[NodeFault], str]:
+    return lambda p: f"{verb} {p.node}"
 
 
-def _power(verb: str) -> Callable[[Mapping[str, object]], str]:
-    return lambda d: _with_rest(f"{verb} {d.get('node', '?')}", d, ("node",))
+def _lab_event(p: LabEvent) -> str:
+    return f"the lab saw {p.node}: {p.event} ({p.detail})"
 
 
-def _action(d: Mapping[str, object]) -> str:
-    return _with_rest(str(d.get("what", "action")), d, ("what",))
+def _action(p: Action) -> str:
+    return p.what if p.node is None else f"{p.what} (node={p.node})"
 
 
-def _view(d: Mapping[str, object]) -> str:
+def _view(p: QuorumView) -> str:
     """A node's quorum view: quorate or not, its members, its votes."""
-    quorate = d.get("quorate")
-    state = "quorate" if quorate else "not quorate" if quorate is False else "quorum unknown"
-    members = d.get("members")
-    listed = ", ".join(map(str, members)) if isinstance(members, list | tuple) else "?"
-    return (f"{state}; members {listed}; "
-            f"votes {d.get('total_votes', '?')} of {d.get('expected_votes', '?')} expected")
+    return (f"{'quorate' if p.quorate else 'not quorate'}; members {', '.join(p.members)}; "
+            f"votes {p.total_votes} of {p.expected_votes} expected")
 
 
-def _membership(d: Mapping[str, object]) -> str:
-    return ("first view: " if d.get("first_view") else "membership changed: ") + _view(d)
+def _membership(p: MembershipChanged) -> str:
+    return ("first view: " if p.first_view else "membership changed: ") + _view(p)
 
 
-def _probe_up(d: Mapping[str, object]) -> str:
-    text = (f"{d.get('guest', '?')} answers from {d.get('node', '?')} "
-            f"(boot {d.get('boot_id', '?')}, seq {d.get('seq', '?')})")
-    if d.get("previous_node") is not None:
-        text += f", before from {d['previous_node']} (boot {d.get('previous_boot_id', '?')})"
+def _probe_up(p: ProbeUp) -> str:
+    text = f"{p.guest} answers from {p.node} (boot {p.boot_id}, seq {p.seq})"
+    if p.previous_node is not None:
+        text += f", before from {p.previous_node} (boot {p.previous_boot_id})"
     return text
 
 
-def _probe_down(d: Mapping[str, object]) -> str:
-    text = f"{d.get('guest', '?')} silent: {d.get('reason', 'no answer')}"
-    if d.get("initial"):
+def _probe_down(p: ProbeDown) -> str:
+    text = f"{p.guest} silent: {p.reason}"
+    if p.initial:
         text += " (no answer yet)"
-    elif d.get("node") is not None:
-        text += f" (last answered from {d['node']}, boot {d.get('boot_id', '?')})"
+    elif p.node is not None:
+        text += f" (last answered from {p.node}, boot {p.boot_id})"
     return text
 
 
-def _placement(node: object, state: object) -> str:
+def _placement(node: str | None, state: str | None) -> str:
     return f"{node or '---'}: {state}"
 
 
-def _service(d: Mapping[str, object]) -> str:
-    sid = d.get("sid", "?")
-    if d.get("state") is None:
-        text = f"{sid} left the view"
+def _service(p: HaServiceState) -> str:
+    if p.state is None:
+        text = f"{p.sid} left the view"
     else:
-        text = f"{sid} on {_placement(d.get('node'), d.get('state'))}"
-    previous = d.get("previous")
-    if isinstance(previous, Mapping):
-        text += f", was {_placement(previous.get('node'), previous.get('state'))}"
-    elif d.get("previous_state") is not None:
-        text += f", was {_placement(d.get('previous_node'), d.get('previous_state'))}"
+        text = f"{p.sid} on {_placement(p.node, p.state)}"
+    if p.previous is not None:
+        text += f", was {_placement(p.previous.node, p.previous.state)}"
     return text
 
 
-def _lrm(d: Mapping[str, object]) -> str:
-    if d.get("status") is None:
-        text = f"lrm {d.get('node', '?')} left the view"
+def _lrm(p: HaNodeState) -> str:
+    if p.status is None:
+        text = f"lrm {p.node} left the view"
     else:
-        text = f"lrm {d.get('node', '?')}: {d['status']}"
-        if d.get("watchdog") is not None:
-            text += f", watchdog {d['watchdog']}"
-    if d.get("previous") is not None:
-        text += f" (was {d['previous']})"
+        text = f"lrm {p.node}: {p.status}"
+        if p.watchdog is not None:
+            text += f", watchdog {p.watchdog}"
+    if p.previous is not None:
+        text += f" (was {p.previous})"
     return text
 
 
-def _master(d: Mapping[str, object]) -> str:
-    text = (f"master {d['node']} ({d.get('status')})" if d.get("node") is not None
-            else "no master")
-    if d.get("fencing") is not None:
-        text += f"; fencing {d['fencing']}"
-    if d.get("previous_node") is not None:
-        text += f" (was {d['previous_node']}, {d.get('previous_status')})"
+def _master(p: HaMaster) -> str:
+    text = f"master {p.node} ({p.status})" if p.node is not None else "no master"
+    if p.fencing is not None:
+        text += f"; fencing {p.fencing}"
+    if p.previous_node is not None:
+        text += f" (was {p.previous_node}, {p.previous_status})"
     return text
 
 
-def _invariant(d: Mapping[str, object]) -> str:
-    return f"{d.get('invariant', '?')} ({d.get('guest', '?')}): {d.get('detail', '')}"
+def _invariant(p: InvariantBroken) -> str:
+    return f"{p.invariant} ({p.guest}): {p.detail}"
 
 
-def _note(d: Mapping[str, object]) -> str:
-    return _with_rest(str(d.get("text", "")), d, ("text",))
-
-
-_DESCRIBERS: dict[str, Callable[[Mapping[str, object]], str]] = {
-    K.FAULT_POWER_CUT: _power("power cut"),
-    K.FAULT_POWER_ON: _power("power on"),
-    K.FAULT_SHUTDOWN: _power("shutdown (ACPI)"),
-    K.FAULT_RESET: _power("reset"),
-    K.FAULT_FREEZE: _power("freeze"),
-    K.FAULT_THAW: _power("thaw"),
-    K.FAULT_LINK_DOWN: _power("link down"),
-    K.FAULT_LINK_UP: _power("link up"),
-    K.LAB_EVENT: lambda d: _with_rest(f"the lab saw {d.get('node', '?')}: {d.get('event', '?')}"
-                                      f" ({d.get('detail', '')})", d,
-                                      ("node", "event", "detail")),
+# one wording per kind; each gets the payload harness/events.py lists for its kind
+_DESCRIBERS: dict[EventKind, Callable] = {
+    K.FAULT_POWER_CUT: _fault("power cut"),
+    K.FAULT_POWER_ON: _fault("power on"),
+    K.FAULT_SHUTDOWN: _fault("shutdown (ACPI)"),
+    K.FAULT_RESET: _fault("reset"),
+    K.FAULT_FREEZE: _fault("freeze"),
+    K.FAULT_THAW: _fault("thaw"),
+    K.FAULT_LINK_DOWN: _fault("link down"),
+    K.FAULT_LINK_UP: _fault("link up"),
+    K.LAB_EVENT: _lab_event,
     K.ACTION: _action,
-    K.NODE_UNREACHABLE: lambda d: f"no answer: {d.get('reason', '?')}",
-    K.NODE_REACHABLE: lambda d: _with_rest("answers again", d, ()),
+    K.NODE_UNREACHABLE: lambda p: f"no answer: {p.reason}",
+    K.NODE_REACHABLE: lambda p: "answers again",
     K.MEMBERSHIP_CHANGED: _membership,
-    K.QUORUM_LOST: lambda d: "quorum lost: " + _view(d),
-    K.QUORUM_REGAINED: lambda d: "quorum regained: " + _view(d),
-    K.VOTES_CHANGED: lambda d: "votes changed: " + _view(d),
+    K.QUORUM_LOST: lambda p: "quorum lost: " + _view(p),
+    K.QUORUM_REGAINED: lambda p: "quorum regained: " + _view(p),
+    K.VOTES_CHANGED: lambda p: "votes changed: " + _view(p),
     K.PROBE_UP: _probe_up,
     K.PROBE_DOWN: _probe_down,
     K.HA_SERVICE_STATE: _service,
     K.HA_NODE_STATE: _lrm,
     K.HA_MASTER: _master,
     K.INVARIANT_BROKEN: _invariant,
-    K.NOTE: _note,
+    K.NOTE: lambda p: p.text,
 }
 
 

@@ -7,69 +7,35 @@ its new node. Side by side on one time axis the disagreements are visible at a g
 which a table of events does not give.
 
 The picture is drawn in two steps so the first can be tested precisely: ``lanes`` turns
-the events into bands of state (pure data), ``render`` only draws them (with markers for
-faults, actions and broken invariants, and the recovery overlays the caller measured).
-Lanes show what was *observed*: a node that is off shows whatever its watchers recorded
-(``no answer``), never a state inferred from the power cut.
+the events into bands of state (pure data, harness/report/lanes.py), ``render`` only
+draws them (with markers for faults, actions and broken invariants, and the recovery
+overlays the caller measured), in the look of harness/report/plot_style.py.
 """
 
 from __future__ import annotations
 
 import io
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 from harness.metrics import Metric
 from harness.report import EventSource, as_events
-from harness.timeline import Event, EventKind
+from harness.report.lanes import Band, Lane, Marker, lanes, markers
+from harness.report.plot_style import (
+    BUDGET_COLOUR,
+    CHAR_EM,
+    FONT_PT,
+    MARKER_LEVELS,
+    MARKER_STYLES,
+    OVER_BUDGET_COLOUR,
+    VERDICT_COLOURS,
+    WINDOW_COLOUR,
+    band_style,
+    node_colours,
+    text_colour,
+)
 
-K = EventKind
-VIEW_KINDS = (K.MEMBERSHIP_CHANGED, K.QUORUM_LOST, K.QUORUM_REGAINED, K.VOTES_CHANGED)
-# QuorumWatcher's note when a node answers but corosync gives no quorum information; its
-# next view is recorded as a first view, so the band ends there.
-NO_QUORUM_INFO = "no quorum information"
-RUNNING_STATES = ("started", "starting")  # the service is placed and (being) run there
-NORMAL_LRM = ("active", "idle")
-SHORT_STATUS = {"old timestamp - dead?": "dead?", "unable to read lrm status": "unreadable"}
-
-
-@dataclass(frozen=True)
-class Band:
-    """A lane was in one state from ``start`` to ``end`` (seconds).
-
-    ``label`` is the text written on the band; ``state`` picks its colour, with ``node``
-    for the states coloured per node (the probe's answers, HA's running service);
-    ``detail`` is shown after the label where there is room (members, boot id)."""
-
-    start: float
-    end: float
-    label: str
-    state: str = ""
-    node: str | None = None
-    detail: str = ""
-
-
-@dataclass(frozen=True)
-class Lane:
-    """One row of the picture: ``key`` like ``node1/power``, ``node1/quorum``,
-    ``node1/ha-nodes``, ``node1/ha/ct:100`` or ``probe/ct100``; ``group`` the node it
-    belongs to (``probes`` for the probes), for the separators."""
-
-    key: str
-    title: str
-    group: str
-    bands: tuple[Band, ...]
-
-
-@dataclass(frozen=True)
-class Marker:
-    """A moment drawn as a vertical line over every lane: ``fault``, ``action`` or
-    ``invariant`` (a broken safety invariant, in red)."""
-
-    t: float
-    label: str
-    kind: str
+__all__ = ["Band", "Lane", "Marker", "RecoveryOverlay", "lanes", "markers", "render"]
 
 
 @dataclass(frozen=True)
@@ -97,278 +63,6 @@ class RecoveryOverlay:
         return Metric("", self.label, self.duration_s, window_s=self.window,
                       budget_s=self.budget_s).verdict
 
-
-# -- lanes as data -------------------------------------------------------------------------
-class _Look(NamedTuple):
-    label: str
-    state: str = ""
-    node: str | None = None
-    detail: str = ""
-
-
-NO_ANSWER = _Look("no answer", "no answer")
-NO_VIEW = _Look("no view", "no view")
-
-
-class _Track:
-    """One lane's state through time: ``set`` changes it; the bands are the stretches
-    between changes. Zero-length stretches (several events at one instant) vanish and
-    equal neighbours merge, so a band is one visible state."""
-
-    def __init__(self) -> None:
-        self.bands: list[Band] = []
-        self._look: _Look | None = None
-        self._since = 0.0
-
-    def set(self, t: float, look: _Look | None) -> None:
-        if look == self._look:
-            return
-        self._close(t)
-        self._look, self._since = look, t
-
-    def finish(self, end: float) -> tuple[Band, ...]:
-        self._close(end)
-        self._look = None
-        return tuple(self.bands)
-
-    def _close(self, t: float) -> None:
-        if self._look is None or t <= self._since:
-            return
-        band = Band(self._since, t, *self._look)
-        last = self.bands[-1] if self.bands else None
-        if last is not None and last.end == band.start and \
-                (last.label, last.state, last.node, last.detail) == tuple(self._look):
-            self.bands[-1] = Band(last.start, band.end, *self._look)
-        else:
-            self.bands.append(band)
-
-
-def lanes(events: EventSource, nodes: Sequence[str], *, end: float | None = None,
-          off_at_start: Collection[str] = ()) -> list[Lane]:
-    """The picture's rows as data, closed at ``end`` (default: the last event).
-
-    Per node, in the order given: its power (on from t=0 unless in ``off_at_start``),
-    its own quorum view, its HA view of the master and LRMs (when any was recorded) and
-    of each service; then one lane per probe. Events after ``end`` are ignored."""
-    evs = as_events(events)
-    start = min(0.0, evs[0].t) if evs else 0.0
-    stop = (evs[-1].t if evs else start) if end is None else end
-    evs = [e for e in evs if e.t <= stop]
-    sids = sorted({str(e.data["sid"]) for e in evs
-                   if e.kind == K.HA_SERVICE_STATE and e.data.get("sid") is not None})
-    has_ha_nodes = any(e.kind in (K.HA_MASTER, K.HA_NODE_STATE) for e in evs)
-    out: list[Lane] = []
-    for node in nodes:
-        own = [e for e in evs if e.source == node]
-        out.append(Lane(f"{node}/power", f"{node} power", node,
-                        _power(evs, node, start, node in off_at_start).finish(stop)))
-        out.append(Lane(f"{node}/quorum", f"{node} quorum view", node,
-                        _quorum(own).finish(stop)))
-        if has_ha_nodes:
-            out.append(Lane(f"{node}/ha-nodes", f"{node} HA master/LRMs", node,
-                            _ha_nodes(own).finish(stop)))
-        for sid in sids:
-            out.append(Lane(f"{node}/ha/{sid}", f"{node} HA {sid}", node,
-                            _ha_service(own, sid).finish(stop)))
-    probes = sorted({e.source for e in evs if e.kind in (K.PROBE_UP, K.PROBE_DOWN)})
-    for probe in probes:
-        out.append(Lane(f"probe/{probe}", f"probe {probe}", "probes",
-                        _probe(e for e in evs if e.source == probe).finish(stop)))
-    return out
-
-
-def _power(events: Iterable[Event], node: str, start: float, off: bool) -> _Track:
-    track = _Track()
-    track.set(start, _Look("off", "off") if off else _Look("on", "on"))
-    for e in events:
-        if e.data.get("node") != node:
-            continue
-        if e.kind == K.FAULT_POWER_CUT:
-            track.set(e.t, _Look("off", "off"))
-        elif e.kind == K.FAULT_POWER_ON:
-            track.set(e.t, _Look("on", "on"))
-    return track
-
-
-def _members(data: Mapping[str, object]) -> str:
-    members = data.get("members")
-    listed = " ".join(map(str, members)) if isinstance(members, list | tuple) else "?"
-    return f"{listed} ({data.get('total_votes', '?')}/{data.get('expected_votes', '?')} votes)"
-
-
-def _quorum(own: Iterable[Event]) -> _Track:
-    """The node's own quorum view: quorate / not quorate (with its members as detail),
-    ``no answer`` while its watcher cannot reach it, ``no view`` while it answers without
-    quorum information."""
-    track = _Track()
-    for e in own:
-        if e.kind == K.NODE_UNREACHABLE:
-            track.set(e.t, NO_ANSWER)
-        elif e.kind == K.NODE_REACHABLE:
-            track.set(e.t, NO_VIEW)  # the view of the same poll, if any, follows at once
-        elif e.kind in VIEW_KINDS and "quorate" in e.data:
-            label = "quorate" if e.data["quorate"] else "not quorate"
-            track.set(e.t, _Look(label, label, None, _members(e.data)))
-        elif e.kind == K.NOTE and str(e.data.get("text", "")).startswith(NO_QUORUM_INFO):
-            track.set(e.t, NO_VIEW)
-    return track
-
-
-def _service_look(data: Mapping[str, object]) -> _Look | None:
-    state, node = data.get("state"), data.get("node")
-    if state is None:
-        return None  # the service left this node's view
-    state, node = str(state), (None if node is None else str(node))
-    if node is None:
-        return _Look(state, state)
-    label = f"{state} on {node}" if state in RUNNING_STATES else f"{state} ({node})"
-    return _Look(label, state, node)
-
-
-def _ha_service(own: Iterable[Event], sid: str) -> _Track:
-    """The service's state as this node's HA status shows it; ``no answer`` while the
-    node cannot be reached (the watcher then resumes from the last view it gave)."""
-    track, look, reachable = _Track(), None, True
-    for e in own:
-        if e.kind == K.HA_SERVICE_STATE and e.data.get("sid") == sid:
-            look = _service_look(e.data)
-        elif e.kind in (K.NODE_UNREACHABLE, K.NODE_REACHABLE):
-            reachable = e.kind == K.NODE_REACHABLE
-        else:
-            continue
-        track.set(e.t, look if reachable else NO_ANSWER)
-    return track
-
-
-def _short(status: object) -> str:
-    return SHORT_STATUS.get(str(status), str(status))
-
-
-def _ha_nodes(own: Iterable[Event]) -> _Track:
-    """This node's view of the CRM master and of the LRMs that are not active or idle:
-    ``master node1`` while all is well, ``master node1 dead?, lrm node1 dead?`` after a
-    cut."""
-    track, reachable = _Track(), True
-    master: tuple[object, object] | None = None  # (node, status); node None: no master
-    lrms: dict[str, str] = {}
-    for e in own:
-        if e.kind == K.HA_MASTER:
-            master = (e.data.get("node"), e.data.get("status"))
-        elif e.kind == K.HA_NODE_STATE and e.data.get("node") is not None:
-            if e.data.get("status") is None:
-                lrms.pop(str(e.data["node"]), None)
-            else:
-                lrms[str(e.data["node"])] = str(e.data["status"])
-        elif e.kind in (K.NODE_UNREACHABLE, K.NODE_REACHABLE):
-            reachable = e.kind == K.NODE_REACHABLE
-        else:
-            continue
-        parts, degraded = [], False
-        if master is not None:
-            if master[0] is None:
-                parts.append("no master")
-                degraded = True
-            elif master[1] == "active":
-                parts.append(f"master {master[0]}")
-            else:
-                parts.append(f"master {master[0]} {_short(master[1])}")
-                degraded = True
-        for name, status in sorted(lrms.items()):
-            if status not in NORMAL_LRM:
-                parts.append(f"lrm {name} {_short(status)}")
-                degraded = True
-        label = ", ".join(parts) or "lrms ok"
-        look = _Look(label, "ha degraded" if degraded else "ha ok")
-        track.set(e.t, look if reachable else NO_ANSWER)
-    return track
-
-
-def _probe(events: Iterable[Event]) -> _Track:
-    """``up on <node>`` (per boot: a restart in place is a new band) or ``down``."""
-    track = _Track()
-    for e in events:
-        if e.kind == K.PROBE_UP:
-            node = str(e.data.get("node", "?"))
-            track.set(e.t, _Look(f"up on {node}", "up", node, f"boot {e.data.get('boot_id')}"))
-        elif e.kind == K.PROBE_DOWN:
-            track.set(e.t, _Look("down", "down"))
-    return track
-
-
-def markers(events: EventSource) -> list[Marker]:
-    """Faults (every ``fault.*`` kind), scenario actions and broken invariants."""
-    out = []
-    for e in as_events(events):
-        kind = str(e.kind)
-        if kind == K.FAULT_POWER_CUT:
-            out.append(Marker(e.t, f"power cut {e.data.get('node', '?')}", "fault"))
-        elif kind == K.FAULT_POWER_ON:
-            out.append(Marker(e.t, f"power on {e.data.get('node', '?')}", "fault"))
-        elif kind.startswith("fault."):
-            target = e.data.get("node", e.data.get("target", ""))
-            out.append(Marker(e.t, f"{kind[6:].replace('_', ' ')} {target}".strip(), "fault"))
-        elif kind == K.ACTION:
-            out.append(Marker(e.t, str(e.data.get("what", "action")), "action"))
-        elif kind == K.INVARIANT_BROKEN:
-            out.append(Marker(e.t, f"{e.data.get('invariant', 'invariant')} broken", "invariant"))
-    return out
-
-
-# -- drawing -------------------------------------------------------------------------------
-NODE_COLOURS = ("#4e79a7", "#b07aa1", "#76b7b2", "#9c755f", "#edc948", "#ff9da7", "#59a14f",
-                "#bab0ac")
-STATE_COLOURS = {
-    "on": "#e3e3e3", "off": "#1a1a1a",
-    "quorate": "#a6dba0", "not quorate": "#f4a582", "no answer": "#595959",
-    "no view": "#cfcfcf",
-    "down": "#fbd5d5",
-    "fence": "#d62728", "recovery": "#ff7f0e", "error": "#7f0000",
-    "queued": "#fee08b", "migrate": "#fee08b", "relocate": "#fee08b",
-    "freeze": "#9ecae1", "stopped": "#bdbdbd", "request_stop": "#bdbdbd",
-    "disabled": "#bdbdbd", "ignored": "#bdbdbd",
-    "ha ok": "#e5f5e0", "ha degraded": "#fdb863",
-}
-UNKNOWN_COLOUR = "#e8e8e8"
-MARKER_STYLES = {  # colour, line style, width
-    "fault": ("#333333", "--", 1.3),
-    "action": ("#2166ac", ":", 1.6),
-    "invariant": ("#e41a1c", "-", 2.2),
-}
-VERDICT_COLOURS = {"ok": "#1a9850", "measured": "#525252", "outside_window": "#f46d43",
-                   "open": "#969696"}
-OVER_BUDGET_COLOUR = "#d73027"
-WINDOW_COLOUR = "#9ecae1"
-BUDGET_COLOUR = "#762a83"
-MARKER_LEVELS = 4
-FONT_PT = 8.5
-CHAR_EM = 0.6  # a character's mean width in ems, to decide whether a label fits
-
-
-def _lighter(colour: str, amount: float = 0.5) -> str:
-    from matplotlib.colors import to_hex, to_rgb
-    return to_hex(tuple(c + (1 - c) * amount for c in to_rgb(colour)))
-
-
-def _node_colours(lane_list: Sequence[Lane], nodes: Sequence[str]) -> dict[str, str]:
-    """Nodes in the given order first, then any other node a band names, sorted."""
-    others = sorted({b.node for lane in lane_list for b in lane.bands
-                     if b.node is not None and b.node not in nodes})
-    return {n: NODE_COLOURS[i % len(NODE_COLOURS)] for i, n in enumerate([*nodes, *others])}
-
-
-def _band_style(band: Band, node_colours: Mapping[str, str]) -> tuple[str, str]:
-    """(face colour, legend entry)."""
-    if band.node is not None and band.state in ("up", "started"):
-        return node_colours.get(band.node, UNKNOWN_COLOUR), f"{band.node}: up / started"
-    if band.node is not None and band.state == "starting":
-        return _lighter(node_colours.get(band.node, UNKNOWN_COLOUR)), f"{band.node}: starting"
-    return STATE_COLOURS.get(band.state, UNKNOWN_COLOUR), band.state or band.label
-
-
-def _text_colour(face: str) -> str:
-    from matplotlib.colors import to_rgb
-    r, g, b = to_rgb(face)
-    return "white" if 0.299 * r + 0.587 * g + 0.114 * b < 0.5 else "#1a1a1a"
 
 
 def render(events: EventSource, *, nodes: Sequence[str],
@@ -407,9 +101,9 @@ def render(events: EventSource, *, nodes: Sequence[str],
         px_per_s = (0.85 - 0.11) * width_px / (right - start)
         char_s = FONT_PT * CHAR_EM * dpi / 72 / px_per_s  # seconds one character covers
         legend: dict[str, object] = {}
-        node_colours = _node_colours(lane_list, nodes)
+        colours = node_colours(lane_list, nodes)
 
-        _draw_lanes(ax, lane_list, node_colours, char_s, legend)
+        _draw_lanes(ax, lane_list, colours, char_s, legend)
         _draw_overlays(ax, overlays, len(lane_list), right, legend)
         rows = len(lane_list) + len(overlays)
         ax.set_ylim(max(rows, 1) - 0.5, -0.5)
@@ -434,7 +128,7 @@ def render(events: EventSource, *, nodes: Sequence[str],
     return out.getvalue()
 
 
-def _draw_lanes(ax, lane_list: Sequence[Lane], node_colours: Mapping[str, str],
+def _draw_lanes(ax, lane_list: Sequence[Lane], colours: Mapping[str, str],
                 char_s: float, legend: dict[str, object]) -> None:
     from matplotlib.patches import Patch, Rectangle
 
@@ -445,7 +139,7 @@ def _draw_lanes(ax, lane_list: Sequence[Lane], node_colours: Mapping[str, str],
         if list(dict.fromkeys(groups)).index(lane.group) % 2:
             ax.axhspan(y - 0.5, y + 0.5, color="#f5f5f5", zorder=0)
         for band in lane.bands:
-            face, entry = _band_style(band, node_colours)
+            face, entry = band_style(band, colours)
             ax.add_patch(Rectangle((band.start, y - 0.38), band.end - band.start, 0.76,
                                    facecolor=face, edgecolor="white", linewidth=0.8, zorder=2))
             legend.setdefault(entry, Patch(facecolor=face, edgecolor="#999999", label=entry))
@@ -455,7 +149,7 @@ def _draw_lanes(ax, lane_list: Sequence[Lane], node_colours: Mapping[str, str],
                 text = f"{band.label} · {band.detail}"
             if (len(text) + 1) * char_s <= width:
                 ax.text(band.start + width / 2, y, text, ha="center", va="center",
-                        color=_text_colour(face), fontsize=FONT_PT, zorder=4, clip_on=True)
+                        color=text_colour(face), fontsize=FONT_PT, zorder=4, clip_on=True)
 
 
 def _draw_overlays(ax, overlays: Sequence[RecoveryOverlay], first_row: int, right: float,

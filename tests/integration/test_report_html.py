@@ -21,6 +21,7 @@ import allure
 
 from harness.clock import Clock
 from harness.report import timeline_plot
+from harness.events import NodeFault, ProbeDown, ProbeUp
 from harness.timeline import EventKind as K, Timeline
 
 pytestmark = [allure.epic("HA story"), allure.feature("HA recovery")]
@@ -29,10 +30,12 @@ pytestmark = [allure.epic("HA story"), allure.feature("HA recovery")]
 @allure.story("Power cut of the guest's node")
 def test_power_cut_guest_node_recovers_elsewhere():
     tl = Timeline(Clock())
-    tl.record(K.PROBE_UP, "ct:100", t=1.0, guest="ct:100", node="node1", boot_id="a", seq=1)
-    tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node1")
-    tl.record(K.PROBE_DOWN, "ct:100", t=10.1, guest="ct:100", node="node1", reason="refused")
-    tl.record(K.PROBE_UP, "ct:100", t=25.0, guest="ct:100", node="node2", boot_id="b", seq=9)
+    tl.record(K.PROBE_UP, "ct:100", ProbeUp("ct:100", "node1", "a", "ct:100", 1), t=1.0)
+    tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node1"), t=10.0)
+    tl.record(K.PROBE_DOWN, "ct:100", ProbeDown("ct:100", "refused", False, "node1", "a"),
+              t=10.1)
+    tl.record(K.PROBE_UP, "ct:100", ProbeUp("ct:100", "node2", "b", "ct:100", 9, "node1", "a"),
+              t=25.0)
     png = timeline_plot.render(tl, nodes=["node1", "node2", "node3"], overlays=[
         timeline_plot.RecoveryOverlay(10.0, 25.0, window=(12.5, 22.0), budget_s=24.0,
                                       label="time_to_recovery")], title="HA story")

@@ -8,8 +8,10 @@ import time
 
 import pytest
 
+from harness import event_json
 from harness.clock import Clock
 from harness.errors import CommandTimeout, NodeUnreachable, PvechaosError
+from harness.events import HaMaster, HaNodeState, HaServiceState, NodeFault, Note, Placement
 from harness.ha_watcher import (
     HaWatcher,
     first_service_state,
@@ -55,13 +57,14 @@ def summary(timeline: Timeline, source: str) -> list[tuple]:
     out = []
     for e in timeline.events((K.HA_MASTER, K.HA_NODE_STATE, K.HA_SERVICE_STATE),
                              source=source):
-        d = e.data
-        if e.kind == K.HA_MASTER:
-            out.append(("master", d["node"], d["status"], d["previous_node"]))
-        elif e.kind == K.HA_NODE_STATE:
-            out.append(("lrm", d["node"], d["status"], d["previous"]))
+        p = e.payload
+        if isinstance(p, HaMaster):
+            out.append(("master", p.node, p.status, p.previous_node))
+        elif isinstance(p, HaNodeState):
+            out.append(("lrm", p.node, p.status, p.previous))
         else:
-            out.append(("service", d["sid"], d["node"], d["state"], d["previous_state"]))
+            p = e.payload_of(HaServiceState)
+            out.append(("service", p.sid, p.node, p.state, p.previous_state))
     return out
 
 
@@ -95,7 +98,7 @@ def test_records_each_change_of_a_nodes_view():
         ("master", "node2", "active", "node1"),
         ("service", "vm:100", "node1", "started", "recovery"),
     ]
-    moved = tl.events(K.HA_SERVICE_STATE)[-1].data
+    moved = event_json.data_of(tl.events(K.HA_SERVICE_STATE)[-1].payload)
     assert moved == {"sid": "vm:100", "node": "node1", "state": "started",
                      "previous": {"node": "node3", "state": "recovery"},
                      "previous_node": "node3", "previous_state": "recovery"}
@@ -153,8 +156,8 @@ def test_a_node_back_from_unreachable_reports_only_what_changed():
                                ha_text({"vm:100": ("node2", "started")}, lrms=UP)])
     with HaWatcher(FakeCluster(node2), tl, interval_s=0.01):
         polled(node2, 5)
-    services = [e.data for e in tl.events(K.HA_SERVICE_STATE)]
-    assert [(d["node"], d["previous_node"]) for d in services] == [("node1", None),
+    services = [e.payload_of(HaServiceState) for e in tl.events(K.HA_SERVICE_STATE)]
+    assert [(p.node, p.previous_node) for p in services] == [("node1", None),
                                                                    ("node2", "node1")]
 
 
@@ -166,7 +169,7 @@ def test_an_answer_without_ha_status_is_noted_once_and_polling_goes_on():
                                ha_text({"vm:100": ("node1", "started")})])
     with HaWatcher(FakeCluster(node1), tl, interval_s=0.01) as watcher:
         polled(node1, 5)
-    notes = [e.data["text"] for e in tl.events(K.NOTE, source="node1")]
+    notes = [e.payload_of(Note).text for e in tl.events(K.NOTE, source="node1")]
     assert len(notes) == 2
     assert "exited with 255" in notes[0] and "cannot parse ha-manager status" in notes[1]
     assert summary(tl, "node1") == [("master", "node1", "active", None),
@@ -236,10 +239,11 @@ def test_pve9_watchdog_and_fencing_changes_are_recorded():
     events = record_changes(tl, "node2", old, new, 1.0)
     assert [(e.kind, e.source) for e in events] == [(K.HA_MASTER, "node2"),
                                                    (K.HA_NODE_STATE, "node2")]
-    assert events[0].data["fencing"].startswith("disarmed")
-    assert (events[0].data["node"], events[0].data["previous_node"]) == ("node1", "node1")
-    assert events[1].data == {"node": "node1", "status": "active", "watchdog": "released",
-                              "previous": "active"}
+    master = events[0].payload_of(HaMaster)
+    assert master.fencing.startswith("disarmed")
+    assert (master.node, master.previous_node) == ("node1", "node1")
+    assert events[1].payload == HaNodeState(node="node1", status="active",
+                                            watchdog="released", previous="active")
 
 
 def test_master_gone_is_recorded_and_a_same_view_records_nothing():
@@ -248,18 +252,16 @@ def test_master_gone_is_recorded_and_a_same_view_records_nothing():
     assert record_changes(tl, "node1", old, old, 1.0) == []
     gone = parse_ha_manager_status(ha_text({}, master=None))
     (event,) = record_changes(tl, "node1", old, gone, 2.0)
-    assert (event.kind, event.data["node"], event.data["previous_status"]) == \
-        (K.HA_MASTER, None, "active")
+    assert (event.kind, event.payload_of(HaMaster).node,
+            event.payload_of(HaMaster).previous_status) == (K.HA_MASTER, None, "active")
     assert record_changes(tl, "node1", None, gone, 3.0) == []  # nothing to say yet
 
 
 # -- metrics helpers -----------------------------------------------------------------------
 def svc(tl: Timeline, t: float, source: str, sid: str, node: str, state: str,
         previous: tuple[str, str] | None = None) -> None:
-    pnode, pstate = previous or (None, None)
-    tl.record(K.HA_SERVICE_STATE, source, t=t, sid=sid, node=node, state=state,
-              previous={"node": pnode, "state": pstate} if previous else None,
-              previous_node=pnode, previous_state=pstate)
+    tl.record(K.HA_SERVICE_STATE, source, HaServiceState(
+        sid, node, state, Placement(*previous) if previous else None), t=t)
 
 
 @pytest.fixture
@@ -268,7 +270,7 @@ def failover() -> tuple[Timeline, object]:
     for source in ("node1", "node2"):
         svc(tl, 1.0, source, "vm:100", "node3", "started")
         svc(tl, 1.0, source, "vm:200", "node1", "started")
-    cut = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node3")
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node3"), t=10.0)
     svc(tl, 71.0, "node2", "vm:100", "node3", "fence", ("node3", "started"))
     svc(tl, 72.0, "node1", "vm:100", "node3", "fence", ("node3", "started"))
     svc(tl, 130.0, "node1", "vm:100", "node3", "recovery", ("node3", "fence"))
@@ -296,7 +298,7 @@ def test_first_service_state(failover):
 def test_service_node_changes(failover):
     tl, cut = failover
     moves = service_node_changes(tl, "vm:100", cut)
-    assert [(e.t, e.source, e.data["previous_node"], e.data["node"]) for e in moves] == [
+    assert [(e.t, e.source, e.payload.previous_node, e.payload.node) for e in moves] == [
         (140.0, "node2", "node3", "node1"), (142.0, "node1", "node3", "node1")]
     assert [e.t for e in service_node_changes(tl, "vm:100", cut, on="node1")] == [142.0]
     assert service_node_changes(tl, "vm:100", 0.0) == moves  # first views are no moves
@@ -310,6 +312,6 @@ def test_helpers_read_what_the_watcher_records():
     with HaWatcher(FakeCluster(node1), tl, interval_s=0.01):
         polled(node1, len(FAILOVER) + 1)
     fence = first_service_state(tl, "vm:100", "fence", 0.0, node="node3", on="node1")
-    assert fence is not None and fence.data["previous_state"] == "started"
+    assert fence is not None and fence.payload_of(HaServiceState).previous_state == "started"
     (move,) = service_node_changes(tl, "vm:100", fence)
-    assert move.data["node"] == "node1" and move.t >= fence.t
+    assert move.payload_of(HaServiceState).node == "node1" and move.t >= fence.t

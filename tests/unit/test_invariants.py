@@ -5,6 +5,14 @@ from __future__ import annotations
 import pytest
 
 from harness.clock import Clock
+from harness.events import (
+    HaServiceState,
+    InvariantBroken,
+    MembershipChanged,
+    Placement,
+    ProbeUp,
+    QuorumView,
+)
 from harness.invariants import (
     InvariantChecker,
     doubled_guest,
@@ -26,11 +34,12 @@ def log_of(*runs: tuple[str, str, int, int, int]):
 
 
 def up(tl, t, node, boot, guest="ct:100"):
-    tl.record(K.PROBE_UP, "probe", t=t, guest=guest, node=node, boot_id=boot)
+    tl.record(K.PROBE_UP, "probe", ProbeUp(guest, node, boot, guest, 1), t=t)
 
 
 def quorum(tl, t, node, quorate):
-    tl.record(K.QUORUM_REGAINED if quorate else K.QUORUM_LOST, node, t=t, quorate=quorate)
+    tl.record(K.QUORUM_REGAINED if quorate else K.QUORUM_LOST, node,
+              QuorumView(quorate, (node,), 3, 1), t=t)
 
 
 def test_one_guest_after_another_is_fine_and_two_at_once_is_doubled():
@@ -60,7 +69,8 @@ class FixedClock(Clock):
 def test_a_new_boot_on_an_inquorate_node_is_reported_with_slack_for_polling():
     tl = Timeline(FixedClock(40.0))
     up(tl, 1.0, "node1", "a")  # the setup's boot
-    tl.record(K.MEMBERSHIP_CHANGED, "node3", t=0.0, quorate=True, first_view=True)
+    tl.record(K.MEMBERSHIP_CHANGED, "node3",
+              MembershipChanged(True, ("node1", "node2", "node3"), 3, 3, first_view=True), t=0.0)
     quorum(tl, 29.5, "node3", False)
     up(tl, 30.0, "node3", "b")
     (violation,) = started_without_quorum(tl, "ct:100", slack_s=2.0)
@@ -81,8 +91,8 @@ def test_a_new_boot_on_an_inquorate_node_is_reported_with_slack_for_polling():
 
 
 def fence(tl, t, node):
-    tl.record(K.HA_SERVICE_STATE, "node2", t=t, sid="ct:100", node=node, state="recovery",
-              previous_node=node, previous_state="fence")
+    tl.record(K.HA_SERVICE_STATE, "node2",
+              HaServiceState("ct:100", node, "recovery", Placement(node, "fence")), t=t)
 
 
 def test_a_boot_that_survived_its_nodes_fence_is_reported_but_a_new_boot_is_not():
@@ -110,7 +120,8 @@ def test_the_checker_records_each_violation_once_and_fails_the_scenario():
     with checker:
         pass
     assert len(checker.check()) == 0  # nothing new on a second look
-    assert [e.data["invariant"] for e in tl.events(K.INVARIANT_BROKEN)] == ["doubled_guest"]
+    assert [e.payload_of(InvariantBroken).invariant
+            for e in tl.events(K.INVARIANT_BROKEN)] == ["doubled_guest"]
     with pytest.raises(AssertionError, match="doubled_guest"):
         checker.assert_ok()
 

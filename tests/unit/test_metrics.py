@@ -7,6 +7,15 @@ import json
 import pytest
 
 from harness.clock import Clock
+from harness.events import (
+    Action,
+    MembershipChanged,
+    NodeFault,
+    Note,
+    ProbeUp,
+    QuorumView,
+    Unreachable,
+)
 from harness.ha_watcher import record_changes
 from harness.metrics import (
     Metric,
@@ -22,15 +31,16 @@ from harness.metrics import (
 )
 from harness.pve.ha_status import HaStatus, MasterLine, ServiceLine
 from harness.timeline import EventKind, Timeline
-from harness.watchers import QuorumView
 
 K = EventKind
 ALL = ("node1", "node2", "node3")
 
 
 def view(timeline, kind, node, t, members, *, quorate=True, expected=3):
-    data = QuorumView(quorate, tuple(members), expected, len(members)).to_data()
-    return timeline.record(kind, node, t=t, **data)
+    payload = QuorumView(quorate, tuple(members), expected, len(members))
+    if kind == K.MEMBERSHIP_CHANGED:
+        payload = MembershipChanged.of(payload, first_view=False)
+    return timeline.record(kind, node, payload, t=t)
 
 
 @pytest.fixture
@@ -40,18 +50,18 @@ def story() -> tuple[Timeline, dict]:
     marks = {}
     for node in ALL:
         view(tl, K.MEMBERSHIP_CHANGED, node, 1.0, ALL)
-    marks["cut3"] = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node3")
-    tl.record(K.NODE_UNREACHABLE, "node3", t=10.5, reason="off")
-    tl.record(K.NOTE, "node2", t=11.0, text="not a view")
+    marks["cut3"] = tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node3"), t=10.0)
+    tl.record(K.NODE_UNREACHABLE, "node3", Unreachable("off"), t=10.5)
+    tl.record(K.NOTE, "node2", Note("not a view"), t=11.0)
     view(tl, K.MEMBERSHIP_CHANGED, "node1", 12.0, ("node1", "node2"))
     view(tl, K.MEMBERSHIP_CHANGED, "node2", 12.5, ("node1", "node2"))
-    marks["cut2"] = tl.record(K.FAULT_POWER_CUT, "harness", t=20.0, node="node2")
+    marks["cut2"] = tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node2"), t=20.0)
     view(tl, K.QUORUM_LOST, "node1", 22.0, ("node1",), quorate=False)
     view(tl, K.MEMBERSHIP_CHANGED, "node1", 22.0, ("node1",), quorate=False)
-    marks["expected"] = tl.record(K.ACTION, "harness", t=30.0, what="pvecm expected 1")
+    marks["expected"] = tl.record(K.ACTION, "harness", Action("pvecm expected 1"), t=30.0)
     view(tl, K.QUORUM_REGAINED, "node1", 30.4, ("node1",), expected=1)
-    marks["on"] = tl.record(K.FAULT_POWER_ON, "harness", t=40.0, node="node2")
-    tl.record(K.FAULT_POWER_ON, "harness", t=40.0, node="node3")
+    marks["on"] = tl.record(K.FAULT_POWER_ON, "harness", NodeFault("node2"), t=40.0)
+    tl.record(K.FAULT_POWER_ON, "harness", NodeFault("node3"), t=40.0)
     # every member, but expected votes still 1: not healed yet
     view(tl, K.MEMBERSHIP_CHANGED, "node1", 53.0, ALL, expected=1)
     view(tl, K.VOTES_CHANGED, "node1", 55.0, ALL)
@@ -96,14 +106,14 @@ def test_time_to_heal_is_none_when_a_node_never_heals(story):
     tl2 = Timeline(Clock())
     for event in tl.events():
         if not (event.source == "node3" and event.t > 40):
-            tl2.record(event.kind, event.source, t=event.t, **event.data)
+            tl2.record(event.kind, event.source, event.payload, t=event.t)
     assert time_to_heal(tl2, marks["on"], ALL) is None
 
 
 def test_observations_before_the_fault_do_not_count():
     tl = Timeline(Clock())
     view(tl, K.MEMBERSHIP_CHANGED, "node1", 5.0, ("node1", "node2"))  # before the cut
-    cut = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node3")
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node3"), t=10.0)
     assert time_to_detect(tl, cut, ["node1"]) is None
     view(tl, K.MEMBERSHIP_CHANGED, "node1", 10.0, ("node1", "node2"))  # same poll as the cut
     assert time_to_detect(tl, cut, ["node1"]) == 0.0
@@ -130,7 +140,7 @@ class HaViews:
 
 
 def probe_up(tl, t, node, boot, guest=SID):
-    tl.record(K.PROBE_UP, "probe", t=t, guest=guest, node=node, boot_id=boot)
+    tl.record(K.PROBE_UP, "probe", ProbeUp(guest, node, boot, guest, 1), t=t)
 
 
 @pytest.fixture
@@ -143,7 +153,7 @@ def failover() -> tuple[Timeline, dict]:
         ha.show(0.0, source, {SID: ("node3", "started"), "ct:101": ("node3", "started")})
     probe_up(tl, 1.0, "node3", "a")
     probe_up(tl, 1.2, "node2", "x", guest="ct:101")
-    cut = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node3")
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node3"), t=10.0)
     probe_up(tl, 10.3, "node3", "a")  # the probe reconnected once more before the cut bit
     ha.show(65.0, "node1", {SID: ("node3", "started"), "ct:101": ("node3", "fence")})
     ha.show(70.0, "node1", {SID: ("node3", "fence"), "ct:101": ("node3", "fence")})
@@ -192,7 +202,7 @@ def test_a_fence_no_poll_caught_falls_back_to_the_acknowledgement():
     tl = Timeline(Clock())
     ha = HaViews(tl)
     ha.show(0.0, "node1", {SID: ("node3", "started")})
-    cut = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node3")
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node3"), t=10.0)
     assert time_to_fence(tl, cut, SID) is None
     assert time_to_fence_ack(tl, cut, SID) is None
     ha.show(24.0, "node1", {SID: ("node1", "started")})
@@ -210,7 +220,7 @@ def test_recovery_figures_ignore_what_was_seen_before_the_cut():
     ha.show(3.0, "node1", {SID: ("node2", "recovery")})
     ha.show(4.0, "node1", {SID: ("node3", "started")})
     probe_up(tl, 5.0, "node3", "a")
-    cut = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node2")
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node2"), t=10.0)
     assert time_to_fence(tl, cut, SID) is None
     assert time_to_fence_ack(tl, cut, SID) is None
     assert time_to_restart(tl, cut, SID, away_from="node2") is None
@@ -221,7 +231,7 @@ def test_a_service_moved_between_other_nodes_is_no_fence_ack_of_the_cut_node():
     tl = Timeline(Clock())
     ha = HaViews(tl)
     ha.show(0.0, "node1", {SID: ("node1", "started")})
-    cut = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node3")
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node3"), t=10.0)
     ha.show(20.0, "node1", {SID: ("node1", "migrate")})
     ha.show(21.0, "node1", {SID: ("node2", "started")})
     assert time_to_fence_ack(tl, cut, SID) is None
@@ -232,7 +242,7 @@ def test_time_to_restart_on_a_given_node_and_away_from_one():
     tl = Timeline(Clock())
     ha = HaViews(tl)
     ha.show(0.0, "node1", {SID: ("node3", "started")})
-    since = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node3")
+    since = tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node3"), t=10.0)
     # node2's watcher answers for the first time after the cut: its stale first view
     ha.show(11.0, "node2", {SID: ("node3", "started")})
     ha.show(40.0, "node1", {SID: ("node2", "started")})
@@ -340,7 +350,7 @@ def test_the_restart_is_issued_when_ha_shows_the_service_starting_on_the_target(
     tl = Timeline(Clock())
     ha = HaViews(tl)
     ha.show(0.0, "node2", {SID: ("node1", "started")})
-    cut = tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node1")
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node1"), t=10.0)
     ha.show(70.0, "node2", {SID: ("node1", "fence")})
     ha.show(130.0, "node2", {SID: ("node3", "starting")})
     ha.show(140.0, "node2", {SID: ("node3", "started")})

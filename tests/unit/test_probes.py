@@ -151,15 +151,15 @@ def test_events_and_intervals_from_a_sequence_of_attempts(timeline):
     probe.observe(5.0, None, "timed out")
     probe.observe(6.0, None, "timed out")  # still down: nothing new
     probe.observe(8.0, Answer("ct:100", "n2", "b3", 40))  # restarted on the same node
-    seen = [(e.t, e.kind, e.data.get("node"), e.data.get("boot_id"))
+    seen = [(e.t, e.kind, e.payload.node, e.payload.boot_id)
             for e in timeline.events(source="ct:100")]
     assert seen == [(0.0, K.PROBE_DOWN, None, None), (1.0, K.PROBE_UP, "n1", "b1"),
                     (3.0, K.PROBE_UP, "n2", "b2"), (5.0, K.PROBE_DOWN, "n2", "b2"),
                     (8.0, K.PROBE_UP, "n2", "b3")]
-    first_down, moved, down = (timeline.events(source="ct:100")[i].data for i in (0, 2, 3))
-    assert first_down["initial"] is True and first_down["reason"] == "connection refused"
-    assert moved["previous_node"] == "n1" and moved["guest"] == "ct:100"
-    assert down["initial"] is False and down["reason"] == "timed out"
+    first_down, moved, down = (timeline.events(source="ct:100")[i].payload for i in (0, 2, 3))
+    assert first_down.initial is True and first_down.reason == "connection refused"
+    assert moved.previous_node == "n1" and moved.guest == "ct:100"
+    assert down.initial is False and down.reason == "timed out"
     assert probe.intervals() == [Interval(1.0, 3.0, "n1", "b1"), Interval(3.0, 5.0, "n2", "b2"),
                                  Interval(8.0, None, "n2", "b3")]
     assert probe.attempts == 8 and probe.up is True
@@ -188,11 +188,11 @@ def test_downtime_and_first_up_after(timeline):
 def test_up_then_a_move_to_another_node_without_a_gap(guest, timeline):
     with Probe("ct:100", "127.0.0.1", guest.port, timeline, interval_s=FAST) as probe:
         [up] = wait_events(timeline, K.PROBE_UP, 1, "the probe to see the guest")
-        assert (up.data["guest"], up.data["node"], up.data["boot_id"]) == (
+        assert (up.payload.guest, up.payload.node, up.payload.boot_id) == (
             "ct:100", "node1", "boot1")
         guest.answer("ct:100", "node2", "boot2")
         ups = wait_events(timeline, K.PROBE_UP, 2, "the probe to see the move")
-        assert ups[1].data["node"] == "node2" and ups[1].data["previous_node"] == "node1"
+        assert ups[1].payload.node == "node2" and ups[1].payload.previous_node == "node1"
         assert events(timeline, K.PROBE_DOWN) == []
         first, second = probe.intervals()
         assert (first.node, first.end, second.node, second.end) == (
@@ -209,9 +209,9 @@ def test_down_while_switched_off_then_up_again(guest, timeline):
         guest.off()
         [down] = wait_events(timeline, K.PROBE_DOWN, 1, "the probe to see it stop")
         # refused; or reset/closed if the attempt was queued when the listener closed
-        assert any(word in down.data["reason"].lower() for word in ("refused", "reset",
+        assert any(word in down.payload.reason.lower() for word in ("refused", "reset",
                                                                      "closed without"))
-        assert (down.data["node"], down.data["initial"]) == ("node1", False)
+        assert (down.payload.node, down.payload.initial) == ("node1", False)
         # failures go on and on: the probe keeps trying, and records no second PROBE_DOWN
         tries = probe.attempts
         wait_until("ten more failed attempts", lambda: probe.attempts >= tries + 10,
@@ -233,7 +233,7 @@ def test_a_silent_guest_is_down_and_each_attempt_is_bounded(guest, timeline):
                   connect_timeout_s=0.2)
     probe.start()
     [down] = wait_events(timeline, K.PROBE_DOWN, 1, "a silent guest to count as down")
-    assert "within 0.2 s" in down.data["reason"] and down.data["initial"] is True
+    assert "within 0.2 s" in down.payload.reason and down.payload.initial is True
     wait_until("a second silent attempt", lambda: guest.connections >= 2, timeout_s=WAIT,
                interval_s=0.01)
     started = time.monotonic()
@@ -251,7 +251,7 @@ def test_a_wrong_answer_is_not_the_guest(guest, timeline, line, reason):
     guest.line = line
     with Probe("ct:100", "127.0.0.1", guest.port, timeline, interval_s=FAST, sid="ct:100"):
         [down] = wait_events(timeline, K.PROBE_DOWN, 1, "a wrong answer to count as down")
-    assert reason in down.data["reason"]
+    assert reason in down.payload.reason
     assert events(timeline, K.PROBE_UP) == []
 
 

@@ -9,7 +9,26 @@ import re
 
 import pytest
 
+from harness import event_json
 from harness.clock import Clock
+from harness.events import (
+    Action,
+    HaMaster,
+    HaNodeState,
+    HaServiceState,
+    InvariantBroken,
+    LabEvent,
+    MembershipChanged,
+    NodeFault,
+    Note,
+    Placement,
+    ProbeDown,
+    ProbeUp,
+    QuorumView,
+    Reachable,
+    Unparsed,
+    Unreachable,
+)
 from harness.report import as_events, kind_of
 from harness.report.event_table import (
     COLUMNS,
@@ -20,48 +39,47 @@ from harness.report.event_table import (
     to_html,
 )
 from harness.timeline import Event, EventKind, Timeline
-from harness.watchers import QuorumView
 
 K = EventKind
 ALL = ("node1", "node2", "node3")
 SID, GUEST = "ct:100", "ct100"
 
 
-def quorum(quorate: bool, members) -> dict[str, object]:
-    return QuorumView(quorate, tuple(members), 3, len(members)).to_data()
+def quorum(quorate: bool, members) -> QuorumView:
+    return QuorumView(quorate, tuple(members), 3, len(members))
 
 
 @pytest.fixture
 def timeline() -> Timeline:
     """One event of every kind, recorded out of time order (watchers append late)."""
     tl = Timeline(Clock())
-    tl.record(K.PROBE_UP, GUEST, t=47.0, guest=GUEST, node="node2", boot_id="b2", sid=SID,
-              seq=1, previous_node="node1", previous_boot_id="b1")
-    tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node1")
-    tl.record(K.MEMBERSHIP_CHANGED, "node2", t=0.5, **quorum(True, ALL), first_view=True)
-    tl.record(K.ACTION, "harness", t=5.0, what="pvecm expected 1", node="node2")
-    tl.record(K.NODE_UNREACHABLE, "node1", t=10.5, reason="ssh: timed out")
-    tl.record(K.PROBE_DOWN, GUEST, t=11.0, guest=GUEST, reason="no answer within 1 s",
-              initial=False, node="node1", boot_id="b1")
-    tl.record(K.QUORUM_LOST, "node2", t=14.0, **quorum(False, ["node2"]))
-    tl.record(K.VOTES_CHANGED, "node2", t=20.0, **quorum(False, ["node2"]))
-    tl.record(K.HA_MASTER, "node2", t=30.0, node="node2", status="active", fencing=None,
-              previous_node="node1", previous_status="old timestamp - dead?")
-    tl.record(K.HA_NODE_STATE, "node2", t=30.0, node="node1", status="old timestamp - dead?",
-              watchdog=None, previous="active")
-    tl.record(K.HA_SERVICE_STATE, "node2", t=30.0, sid=SID, node="node1", state="fence",
-              previous={"node": "node1", "state": "started"}, previous_node="node1",
-              previous_state="started")
-    tl.record(K.QUORUM_REGAINED, "node2", t=31.0, **quorum(True, ["node2", "node3"]))
-    tl.record(K.INVARIANT_BROKEN, "harness", t=48.0, invariant="ran_after_fence",
-              guest=GUEST, detail="boot b1 answered from node1 after node1 was fenced")
-    tl.record(K.FAULT_POWER_ON, "harness", t=60.0, node="node1")
+    tl.record(K.PROBE_UP, GUEST, ProbeUp(GUEST, "node2", "b2", SID, 1, "node1", "b1"), t=47.0)
+    tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node1"), t=10.0)
+    tl.record(K.MEMBERSHIP_CHANGED, "node2",
+              MembershipChanged.of(quorum(True, ALL), first_view=True), t=0.5)
+    tl.record(K.ACTION, "harness", Action("pvecm expected 1", node="node2"), t=5.0)
+    tl.record(K.NODE_UNREACHABLE, "node1", Unreachable("ssh: timed out"), t=10.5)
+    tl.record(K.PROBE_DOWN, GUEST, ProbeDown(GUEST, "no answer within 1 s", False, "node1",
+                                             "b1"), t=11.0)
+    tl.record(K.QUORUM_LOST, "node2", quorum(False, ["node2"]), t=14.0)
+    tl.record(K.VOTES_CHANGED, "node2", quorum(False, ["node2"]), t=20.0)
+    tl.record(K.HA_MASTER, "node2", HaMaster("node2", "active", None, "node1",
+                                             "old timestamp - dead?"), t=30.0)
+    tl.record(K.HA_NODE_STATE, "node2", HaNodeState("node1", "old timestamp - dead?", None,
+                                                    "active"), t=30.0)
+    tl.record(K.HA_SERVICE_STATE, "node2",
+              HaServiceState(SID, "node1", "fence", Placement("node1", "started")), t=30.0)
+    tl.record(K.QUORUM_REGAINED, "node2", quorum(True, ["node2", "node3"]), t=31.0)
+    tl.record(K.INVARIANT_BROKEN, "harness", InvariantBroken(
+        "ran_after_fence", GUEST, "boot b1 answered from node1 after node1 was fenced"),
+        t=48.0)
+    tl.record(K.FAULT_POWER_ON, "harness", NodeFault("node1"), t=60.0)
     for offset, kind in enumerate((K.FAULT_SHUTDOWN, K.FAULT_RESET, K.FAULT_FREEZE,
                                    K.FAULT_THAW, K.FAULT_LINK_DOWN, K.FAULT_LINK_UP)):
-        tl.record(kind, "harness", t=61.0 + offset, node="node3")
-    tl.record(K.LAB_EVENT, "node1", t=10.2, node="node1", event="stopped", detail="destroyed")
-    tl.record(K.NODE_REACHABLE, "node1", t=75.0)
-    tl.record(K.NOTE, "node1", t=76.0, text="<script>alert('x')</script> & \"quotes\"")
+        tl.record(kind, "harness", NodeFault("node3"), t=61.0 + offset)
+    tl.record(K.LAB_EVENT, "node1", LabEvent("node1", "stopped", "destroyed"), t=10.2)
+    tl.record(K.NODE_REACHABLE, "node1", Reachable(), t=75.0)
+    tl.record(K.NOTE, "node1", Note("<script>alert('x')</script> & \"quotes\""), t=76.0)
     return tl
 
 
@@ -86,13 +104,13 @@ def test_csv_parses_back_one_row_per_event_in_time_order(timeline):
 
 def test_csv_data_column_is_the_events_data_as_json(timeline):
     for row, event in zip(parse(to_csv(timeline)), timeline.events(), strict=True):
-        assert json.loads(row["data"]) == json.loads(json.dumps(dict(event.data)))
+        assert json.loads(row["data"]) == event_json.to_json(event)["data"]
         assert "\n" not in row["data"] and ", " not in row["data"]  # compact
 
 
 def test_csv_keeps_commas_quotes_and_newlines_in_a_cell():
     tl = Timeline(Clock())
-    tl.record(K.NOTE, "harness", t=1.0, text='one, "two"\nthree')
+    tl.record(K.NOTE, "harness", Note('one, "two"\nthree'), t=1.0)
     (row,) = parse(to_csv(tl))
     assert row["detail"] == 'one, "two"\nthree'
 
@@ -132,20 +150,20 @@ def test_details_in_words(timeline):
 
 
 def test_a_service_leaving_the_view_and_an_initial_probe_down():
-    assert describe(Event(1.0, K.HA_SERVICE_STATE, "node1", {
-        "sid": SID, "node": None, "state": None,
-        "previous": {"node": "node2", "state": "started"}})) == \
+    assert describe(Event(1.0, K.HA_SERVICE_STATE, "node1", HaServiceState(
+        SID, None, None, Placement("node2", "started")))) == \
         "ct:100 left the view, was node2: started"
-    assert describe(Event(1.0, K.PROBE_DOWN, GUEST, {"guest": GUEST, "reason": "refused",
-                                                     "initial": True})) == \
+    assert describe(Event(1.0, K.PROBE_DOWN, GUEST, ProbeDown(GUEST, "refused", True))) == \
         "ct100 silent: refused (no answer yet)"
 
 
 def test_unknown_kinds_and_odd_data_are_shown_as_pairs():
-    assert describe(Event(1.0, kind_of("fault.partition"), "harness",
-                          {"side": ["node1"], "b": 2})) == "b=2, side=[node1]"
-    assert describe(Event(1.0, K.MEMBERSHIP_CHANGED, "node1", {"members": 3})) == \
-        "membership changed: quorum unknown; members ?; votes ? of ? expected"
+    (unknown, odd) = as_events([
+        {"t": 1.0, "kind": "fault.partition", "source": "harness",
+         "data": {"side": ["node1"], "b": 2}},
+        {"t": 2.0, "kind": "membership.changed", "source": "node1", "data": {"members": 3}}])
+    assert describe(unknown) == "b=2, side=[node1]"
+    assert describe(odd) == "members=3"
 
 
 def test_categories():
@@ -158,8 +176,8 @@ def test_categories():
 
 def test_json_rows_of_unknown_kinds_are_read_back():
     (event,) = as_events([{"t": 2, "kind": "something.new", "source": "n", "data": None}])
-    assert (event.t, event.kind, event.source, dict(event.data)) == (
-        2.0, "something.new", "n", {})
+    assert (event.t, event.kind, event.source, event.payload) == (
+        2.0, "something.new", "n", Unparsed({}))
     assert kind_of("probe.up") is K.PROBE_UP
 
 

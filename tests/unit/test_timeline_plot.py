@@ -8,6 +8,18 @@ import struct
 import pytest
 
 from harness.clock import Clock
+from harness.events import (
+    Action,
+    InvariantBroken,
+    MembershipChanged,
+    NodeFault,
+    Note,
+    ProbeDown,
+    ProbeUp,
+    QuorumView,
+    Reachable,
+    Unreachable,
+)
 from harness.ha_watcher import record_changes
 from harness.pve.ha_status import HaStatus, LrmLine, MasterLine, ServiceLine
 from harness.report.timeline_plot import (
@@ -20,7 +32,6 @@ from harness.report.timeline_plot import (
     render,
 )
 from harness.timeline import EventKind, Timeline
-from harness.watchers import QuorumView
 
 K = EventKind
 ALL = ("node1", "node2", "node3")
@@ -32,10 +43,10 @@ OVERLAY = RecoveryOverlay(10.0, 47.0, window=(30.0, 45.0), budget_s=60.0,
 
 def view(tl: Timeline, kind: EventKind, node: str, t: float, members, *, quorate=True,
          first=False):
-    data = QuorumView(quorate, tuple(members), 3, len(members)).to_data()
+    payload = QuorumView(quorate, tuple(members), 3, len(members))
     if kind == K.MEMBERSHIP_CHANGED:
-        data["first_view"] = first
-    tl.record(kind, node, t=t, **data)
+        payload = MembershipChanged.of(payload, first_view=first)
+    tl.record(kind, node, payload, t=t)
 
 
 class HaViews:
@@ -65,13 +76,12 @@ def ha_story() -> Timeline:
     for node in ALL:
         view(tl, K.MEMBERSHIP_CHANGED, node, 0.5, ALL, first=True)
     ha.show(1.0, ALL)
-    tl.record(K.PROBE_UP, GUEST, t=2.0, guest=GUEST, node="node1", boot_id="b1", sid=SID,
-              seq=1)
-    tl.record(K.ACTION, "harness", t=5.0, what="ha-manager set ct:100 --state started")
-    tl.record(K.FAULT_POWER_CUT, "harness", t=10.0, node="node1")
-    tl.record(K.NODE_UNREACHABLE, "node1", t=10.5, reason="ssh: timed out")
-    tl.record(K.PROBE_DOWN, GUEST, t=11.0, guest=GUEST, reason="no answer within 1 s",
-              initial=False, node="node1", boot_id="b1")
+    tl.record(K.PROBE_UP, GUEST, ProbeUp(GUEST, "node1", "b1", SID, 1), t=2.0)
+    tl.record(K.ACTION, "harness", Action("ha-manager set ct:100 --state started"), t=5.0)
+    tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node1"), t=10.0)
+    tl.record(K.NODE_UNREACHABLE, "node1", Unreachable("ssh: timed out"), t=10.5)
+    tl.record(K.PROBE_DOWN, GUEST, ProbeDown(GUEST, "no answer within 1 s", False, "node1",
+                                             "b1"), t=11.0)
     for node in ("node2", "node3"):
         view(tl, K.MEMBERSHIP_CHANGED, node, 14.0, ("node2", "node3"))
     dead = "old timestamp - dead?"
@@ -84,12 +94,12 @@ def ha_story() -> Timeline:
             service=("node2", "starting"))
     ha.show(45.0, ("node2", "node3"), master=("node2", "active"), lrms=lost,
             service=("node2", "started"))
-    tl.record(K.PROBE_UP, GUEST, t=47.0, guest=GUEST, node="node2", boot_id="b2", sid=SID,
-              seq=1, previous_node="node1", previous_boot_id="b1")
-    tl.record(K.INVARIANT_BROKEN, "harness", t=48.0, invariant="ran_after_fence",
-              guest=GUEST, detail="boot b1 answered from node1 after node1 was fenced")
-    tl.record(K.FAULT_POWER_ON, "harness", t=60.0, node="node1")
-    tl.record(K.NODE_REACHABLE, "node1", t=75.0)
+    tl.record(K.PROBE_UP, GUEST, ProbeUp(GUEST, "node2", "b2", SID, 1, "node1", "b1"), t=47.0)
+    tl.record(K.INVARIANT_BROKEN, "harness", InvariantBroken(
+        "ran_after_fence", GUEST, "boot b1 answered from node1 after node1 was fenced"),
+        t=48.0)
+    tl.record(K.FAULT_POWER_ON, "harness", NodeFault("node1"), t=60.0)
+    tl.record(K.NODE_REACHABLE, "node1", Reachable(), t=75.0)
     view(tl, K.MEMBERSHIP_CHANGED, "node1", 75.0, ("node1",), quorate=False, first=True)
     ha.show(76.0, ("node1",), master=("node2", "active"), lrms=lost,
             service=("node2", "started"))
@@ -97,7 +107,7 @@ def ha_story() -> Timeline:
     for node in ALL:
         view(tl, K.MEMBERSHIP_CHANGED, node, 78.0, ALL)
     ha.show(79.0, ALL, master=("node2", "active"), service=("node2", "started"))
-    tl.record(K.NOTE, "harness", t=80.0, text="end of the story")
+    tl.record(K.NOTE, "harness", Note("end of the story"), t=80.0)
     return tl
 
 
@@ -129,8 +139,8 @@ def test_power_is_off_between_the_cut_and_the_power_on(story_lanes):
 
 def test_a_node_off_at_the_start_is_off_until_powered_on():
     tl = Timeline(Clock())
-    tl.record(K.FAULT_POWER_ON, "harness", t=5.0, node="node3")
-    tl.record(K.FAULT_POWER_CUT, "harness", t=7.0, node="node2")
+    tl.record(K.FAULT_POWER_ON, "harness", NodeFault("node3"), t=5.0)
+    tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node2"), t=7.0)
     got = {lane.key: spans(lane) for lane in lanes(tl, ["node2", "node3"], end=9.0,
                                                    off_at_start={"node3"})}
     assert got["node3/power"] == [(0.0, 5.0, "off"), (5.0, 9.0, "on")]
@@ -157,7 +167,7 @@ def test_the_quorum_lost_and_membership_events_of_one_poll_make_one_band():
     view(tl, K.MEMBERSHIP_CHANGED, "node1", 1.0, ALL, first=True)
     view(tl, K.QUORUM_LOST, "node1", 4.0, ("node1",), quorate=False)
     view(tl, K.MEMBERSHIP_CHANGED, "node1", 4.0, ("node1",), quorate=False)
-    tl.record(K.NOTE, "node1", t=6.0, text="no quorum information: corosync not running")
+    tl.record(K.NOTE, "node1", Note("no quorum information: corosync not running"), t=6.0)
     view(tl, K.MEMBERSHIP_CHANGED, "node1", 8.0, ("node1",), quorate=False, first=True)
     (quorum,) = [lane for lane in lanes(tl, ["node1"], end=9.0) if lane.key == "node1/quorum"]
     assert spans(quorum) == [(1.0, 4.0, "quorate"), (4.0, 6.0, "not quorate"),
@@ -197,7 +207,7 @@ def test_probe_up_bands_per_node_that_answered(story_lanes):
 def test_a_new_boot_on_the_same_node_is_a_new_band():
     tl = Timeline(Clock())
     for t, boot in ((1.0, "b1"), (5.0, "b2"), (6.0, "b2")):
-        tl.record(K.PROBE_UP, GUEST, t=t, guest=GUEST, node="node1", boot_id=boot)
+        tl.record(K.PROBE_UP, GUEST, ProbeUp(GUEST, "node1", boot, SID, 1), t=t)
     (probe,) = lanes(tl, [], end=8.0)
     assert [(b.start, b.end, b.detail) for b in probe.bands] == [(1.0, 5.0, "boot b1"),
                                                                  (5.0, 8.0, "boot b2")]
