@@ -27,7 +27,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.integration.ha_support import boot_ha_lab  # noqa: E402
+from harness.errors import WaitTimeout  # noqa: E402
+from harness.waits import NotYet, wait_until  # noqa: E402
+from lab.embedded.ha_testbed import boot_ha_lab  # noqa: E402
 
 
 def one_round(timescale: float, master_cut: bool, index: int) -> tuple[float, float, str]:
@@ -54,23 +56,25 @@ def one_round(timescale: float, master_cut: bool, index: int) -> tuple[float, fl
         h.lab.power_cut(victim)
         cut = time.monotonic()
         watcher = next(n for n in ("node1", "node2", "node3") if n != victim)
-        issued = None
-        deadline = cut + h.s(400) + 30
-        while time.monotonic() < deadline:
+        issued: list[float] = []
+
+        def serving_again() -> bool | NotYet:
             node, state = h.services(on=watcher).get("ct:100", ("?", "?"))
-            if issued is None and node != victim and state in ("started", "starting"):
-                issued = time.monotonic()
-            if issued and h.answer(100):
-                break
-            time.sleep(0.5)
+            if not issued and node != victim and state in ("started", "starting"):
+                issued.append(time.monotonic())
+            return bool(issued and h.answer(100)) or NotYet(f"ct:100 {state} on {node}")
+
+        try:
+            wait_until("ct:100 recovered and serving", serving_again,
+                       timeout_s=h.s(400) + 30, interval_s=0.5)
+        except WaitTimeout:
+            if not issued:
+                raise SystemExit(f"round {index}: ct:100 was not recovered within "
+                                 f"{h.s(400) + 30:.0f} s") from None
         serving = time.monotonic()
-        if issued is None:
-            raise SystemExit(f"round {index}: ct:100 was not recovered within "
-                             f"{h.s(400) + 30:.0f} s")
-        return (issued - cut) / timescale, (serving - cut) / timescale, victim
+        return (issued[0] - cut) / timescale, (serving - cut) / timescale, victim
     finally:
-        h.cluster.close()
-        h.lab.close()
+        h.close()
 
 
 def main() -> None:

@@ -83,7 +83,7 @@ def make_lab(request: pytest.FixtureRequest) -> Iterator:
 def ha_lab(request: pytest.FixtureRequest) -> Iterator:
     """make(name, prefix, timescale=..., pve_version=...) -> a formed HaLab with shared
     storage; closed afterwards, leaving nothing behind."""
-    from tests.integration.ha_support import boot_ha_lab
+    from lab.embedded.ha_testbed import boot_ha_lab
 
     made = []
 
@@ -94,6 +94,5 @@ def ha_lab(request: pytest.FixtureRequest) -> Iterator:
 
     yield make
     for the_lab in made:
-        the_lab.cluster.close()
-        the_lab.lab.close()
+        the_lab.close()
         assert leftovers(the_lab.lab.config) == []
