@@ -166,7 +166,7 @@ class HaLab:
 def boot_ha_lab(name: str, prefix: str, *, timescale: float, pve_version: str = "8.4.1"
                 ) -> HaLab:
     """Start lab ``name`` on ``<prefix>.0/24``, form its cluster and add the NFS storage
-    `shared` (the lab's gateway export); a failure on the way closes what was started."""
+    `shared` (the lab's gateway export); a failure once the lab started closes it."""
     lab = EmbeddedLab(EmbeddedConfig(name=name, subnet=f"{prefix}.0/24", timescale=timescale,
                                      pve_version=pve_version))
     lab.start()
