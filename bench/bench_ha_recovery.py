@@ -27,10 +27,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.integration.ha_support import boot_ha_lab  # noqa: E402
+from harness.errors import WaitTimeout  # noqa: E402
+from harness.timescale import Timescale, TimescaleError  # noqa: E402
+from harness.waits import NotYet, wait_until  # noqa: E402
+from lab.embedded.ha_testbed import boot_ha_lab  # noqa: E402
 
 
-def one_round(timescale: float, master_cut: bool, index: int) -> tuple[float, float, str]:
+def one_round(timescale: Timescale, master_cut: bool, index: int) -> tuple[float, float, str]:
     h = boot_ha_lab(f"bha{index}", f"198.18.{91 + index}", timescale=timescale)
     try:
         h.create_ct("node1", 100)
@@ -54,23 +57,25 @@ def one_round(timescale: float, master_cut: bool, index: int) -> tuple[float, fl
         h.lab.power_cut(victim)
         cut = time.monotonic()
         watcher = next(n for n in ("node1", "node2", "node3") if n != victim)
-        issued = None
-        deadline = cut + h.s(400) + 30
-        while time.monotonic() < deadline:
+        issued: list[float] = []
+
+        def serving_again() -> bool | NotYet:
             node, state = h.services(on=watcher).get("ct:100", ("?", "?"))
-            if issued is None and node != victim and state in ("started", "starting"):
-                issued = time.monotonic()
-            if issued and h.answer(100):
-                break
-            time.sleep(0.5)
+            if not issued and node != victim and state in ("started", "starting"):
+                issued.append(time.monotonic())
+            return bool(issued and h.answer(100)) or NotYet(f"ct:100 {state} on {node}")
+
+        try:
+            wait_until("ct:100 recovered and serving", serving_again,
+                       timeout_s=h.s(400) + 30, interval_s=0.5)
+        except WaitTimeout:
+            if not issued:
+                raise SystemExit(f"round {index}: ct:100 was not recovered within "
+                                 f"{h.s(400) + 30:.0f} s") from None
         serving = time.monotonic()
-        if issued is None:
-            raise SystemExit(f"round {index}: ct:100 was not recovered within "
-                             f"{h.s(400) + 30:.0f} s")
-        return (issued - cut) / timescale, (serving - cut) / timescale, victim
+        return (issued[0] - cut) / timescale.factor, (serving - cut) / timescale.factor, victim
     finally:
-        h.cluster.close()
-        h.lab.close()
+        h.close()
 
 
 def main() -> None:
@@ -79,11 +84,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--master", action="store_true", help="cut the CRM master")
     args = parser.parse_args()
+    try:
+        timescale = Timescale(args.timescale)
+    except TimescaleError as exc:
+        parser.error(str(exc))
     kind = "the CRM master" if args.master else "a non-master node"
-    print(f"power cut of {kind} running ct:100, timescale {args.timescale:g}", flush=True)
+    print(f"power cut of {kind} running ct:100, timescale {timescale}", flush=True)
     issued, serving = [], []
     for index in range(args.rounds):
-        a, b, victim = one_round(args.timescale, args.master, index)
+        a, b, victim = one_round(timescale, args.master, index)
         issued.append(a)
         serving.append(b)
         print(f"round {index + 1}: cut {victim}: restart issued after {a:.1f} s, "

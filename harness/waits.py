@@ -103,14 +103,28 @@ def hold_for(timeline, until_t: float, broken: Callable[[], str | None], what: s
     ``broken`` every interval; its first non-None answer ends the watch early and is
     returned; None means the whole period held. For assertions about an absence over a
     period PVE defines (no recovery without quorum, no failback), not a pause."""
-    timeout = max(0.0, until_t - timeline.clock.now())
+    return _hold(timeline.clock.now, until_t, broken, what, interval_s)
+
+
+def hold_for_s(seconds: float, broken: Callable[[], str | None], what: str, *,
+               interval_s: float = 0.5) -> str | None:
+    """``hold_for`` over the next ``seconds`` on the monotonic clock, for callers that
+    have no timeline (the lab's self-tests): the first non-None answer of ``broken``, or
+    None if the whole period held."""
+    start = time.monotonic()
+    return _hold(lambda: time.monotonic() - start, seconds, broken, what, interval_s)
+
+
+def _hold(now: Callable[[], float], until_t: float, broken: Callable[[], str | None],
+          what: str, interval_s: float) -> str | None:
+    timeout = max(0.0, until_t - now())
     sentinel = _Held()
 
     def check() -> str | _Held | NotYet:
         seen = broken()
         if seen is not None:
             return seen
-        return sentinel if timeline.clock.now() >= until_t else NotYet("nothing yet")
+        return sentinel if now() >= until_t else NotYet("nothing yet")
 
     outcome = wait_until(what, check, timeout_s=timeout + 30.0, interval_s=interval_s)
     return None if outcome is sentinel else outcome

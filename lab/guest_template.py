@@ -19,8 +19,8 @@ bind-mounted at /pvechaos with ``shared=1`` so every node reads the same log.
 
 Guesses, to be checked on the first real run: an ``unmanaged`` container whose init sets
 its own address works under HA; the hookscript's pre-start phase runs before the bind
-mount is made. Time stamps are the wall clock in microseconds (busybox's adjtimex reads
-it; `date` has only seconds): records of two copies on different nodes are comparable
+mount is made. Time stamps are the wall clock in nanoseconds, to the microsecond or
+better (``WALL_CLOCK_NS``): records of two copies on different nodes are comparable
 through chrony, to its accuracy.
 """
 
@@ -72,13 +72,22 @@ nc -ll -p @PORT@ -e /bin/pvechaos-answer &
 echo "pvechaos guest ct:$vmid on $node: boot $boot, from seq $seq"
 while :; do
   seq=$((seq + 1))
-  now=$(adjtimex | awk '/tv_sec/ { s = $2 } /tv_usec/ { u = $2 } END { printf "%d%06d000", s, u }')
+  now=$(@WALL_CLOCK_NS@)
   echo "$seq $node $boot $now" >> "$LOG"
   sync -d "$LOG"
   echo $seq > $STATE/seq.new && mv $STATE/seq.new $STATE/seq
   usleep 100000
 done
 """
+
+# The wall clock in nanoseconds, from busybox's adjtimex (its `date` has only seconds).
+# The kernel reports time.tv_usec in nanoseconds while the NTP status has STA_NANO (0x2000,
+# set by an NTP daemon that disciplines the clock in nanoseconds, e.g. systemd-timesyncd),
+# in microseconds otherwise: read as microseconds, nanosecond values made stamps of
+# different lengths that ordered boots wrongly.
+WALL_CLOCK_NS = (
+    "adjtimex | awk '/status:/ { st = $2 } /tv_sec/ { s = $2 } /tv_usec/ { u = $2 } "
+    "END { if (int(st / 8192) % 2 == 0) u = u * 1000; printf \"%d%09d\", s, u }'")
 
 ANSWER = """#!/bin/sh
 echo "$(cat /run/pvechaos/id) $(cat /run/pvechaos/seq)"
@@ -112,7 +121,7 @@ def hookscript(storage_dir: str) -> str:
 
 
 def init_script(port: int) -> str:
-    return INIT.replace("@PORT@", str(port))
+    return INIT.replace("@PORT@", str(port)).replace("@WALL_CLOCK_NS@", WALL_CLOCK_NS)
 
 
 def _add(tar: tarfile.TarFile, name: str, *, data: bytes | None = None, mode: int = 0o755,

@@ -83,17 +83,17 @@ def make_lab(request: pytest.FixtureRequest) -> Iterator:
 def ha_lab(request: pytest.FixtureRequest) -> Iterator:
     """make(name, prefix, timescale=..., pve_version=...) -> a formed HaLab with shared
     storage; closed afterwards, leaving nothing behind."""
-    from tests.integration.ha_support import boot_ha_lab
+    from harness.timescale import Timescale
+    from lab.embedded.ha_testbed import boot_ha_lab
 
     made = []
 
-    def make(name: str, prefix: str, **options: object):
-        the_lab = boot_ha_lab(name, prefix, **options)
+    def make(name: str, prefix: str, *, timescale: float, **options: object):
+        the_lab = boot_ha_lab(name, prefix, timescale=Timescale(timescale), **options)
         made.append(the_lab)
         return the_lab
 
     yield make
     for the_lab in made:
-        the_lab.cluster.close()
-        the_lab.lab.close()
+        the_lab.close()
         assert leftovers(the_lab.lab.config) == []

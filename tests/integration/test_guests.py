@@ -4,14 +4,13 @@ recovery on another node with the write log continuing, PVE-worded errors."""
 from __future__ import annotations
 
 import socket
-import time
 from pathlib import Path
 
 import pytest
 
 from harness.cluster import Cluster
 from harness.formation import form_cluster
-from harness.waits import NotYet, wait_until
+from harness.waits import NotYet, hold_for_s, wait_until
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
 from pvemu.guest_process import read_log
@@ -114,8 +113,13 @@ def test_a_ct_fails_over_with_its_address_and_its_write_log(lab, cluster):
     assert ask(address) is None
     assert guest_pids(lab, "ct:100") == []
     before = read_log(disk)
-    time.sleep(0.5)
-    assert read_log(disk).records == before.records  # nobody writes any more
+
+    def written() -> str | None:
+        now = read_log(disk).records
+        return None if now == before.records else f"{now - before.records} records written"
+
+    grew = hold_for_s(0.5, written, "no writes after the cut", interval_s=0.1)
+    assert grew is None, grew  # nobody writes any more
 
     # HA recovery's "steal": rename the config into node2's directory (needs quorum)
     wait_until("node2 can write /etc/pve", lambda: node2.can_write_pve().rc == 0 or
@@ -228,7 +232,7 @@ def test_a_client_probing_the_port_does_not_fail_a_start(lab, cluster):
     def probe() -> None:
         while not stop.is_set():
             answers.append(ask(f"{SUBNET}.130", timeout_s=0.2))
-            time.sleep(0.02)
+            stop.wait(0.02)
 
     prober = threading.Thread(target=probe)
     prober.start()

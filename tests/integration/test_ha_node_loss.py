@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import time
 
+from harness.waits import NotYet, wait_until
+from tests.integration.ha_support import holds
+
 K = 0.1
 DETECT_S = 10.0  # corosync drops a dead node after token + consensus, about 8 s, unscaled
 
@@ -68,18 +71,15 @@ def test_the_master_lost_a_new_master_takes_over_and_fences_after_a_fresh_delay(
     h.lab.power_cut(master)
     cut = time.monotonic()
 
-    def new_master() -> str | None:
+    def new_master() -> str | NotYet:
         try:
             name = h.master()
-        except AssertionError:
-            return None
-        return name if name != master else None
+        except AssertionError as exc:
+            return NotYet(str(exc))
+        return name if name != master else NotYet(f"master still {name}")
 
-    deadline = time.monotonic() + DETECT_S + h.s(200)
-    while time.monotonic() < deadline and not new_master():
-        time.sleep(0.25)
+    wait_until("a new master", new_master, timeout_s=DETECT_S + h.s(200), interval_s=0.25)
     took_over = time.monotonic()
-    assert new_master(), "no new master"
     # the manager lock is taken only once it expired: 120 s after its last renewal
     assert took_over - cut > h.s(120 - 10)
     back = h.wait_answer(vmid, target, timeout_s=h.s(150))
@@ -105,20 +105,26 @@ def test_total_quorum_loss_resets_active_nodes_and_recovers_nothing(ha_lab):
     # an active LRM fails its next lock renewal and stops feeding the watchdog: the node
     # resets about 60-80 s later (60 s client timeout + 10 s device); a CRM that loses its
     # lock closes its watchdog cleanly, so an idle master does not reset
-    deadline = cut + DETECT_S + h.s(80 + 30)
-    while time.monotonic() < deadline and not all(resets(h, n) for n in active):
-        time.sleep(0.25)
+    def active_reset() -> bool | NotYet:
+        return all(resets(h, n) for n in active) or NotYet(
+            f"resets: {[resets(h, n) for n in ('node1', 'node2', 'node3')]}, master {master}")
+
+    wait_until(f"{sorted(active)} to reset", active_reset,
+               timeout_s=max(0.0, cut + DETECT_S + h.s(80 + 30) - time.monotonic()),
+               interval_s=0.25)
     reset_at = time.monotonic()
     assert {n for n in ("node1", "node2", "node3") if resets(h, n)} == active, \
         f"resets: {[resets(h, n) for n in ('node1', 'node2', 'node3')]}, master {master}"
     assert reset_at - cut > h.s(60), "reset before the 60 s watchdog client timeout"
     # across the fence delay and the lock lifetime nothing may be fenced or start
-    quiet_until = time.monotonic() + h.s(60 + 120)
-    while time.monotonic() < quiet_until:
-        assert h.answer(100) is None and h.answer(101) is None
-        for node in ("node1", "node2", "node3"):
-            assert "fencing: acknowledged" not in h.log(node, "crm"), f"{node} fenced"
-        time.sleep(0.5)
+    def started_or_fenced() -> str | None:
+        for vmid in (100, 101):
+            if (reply := h.answer(vmid)) is not None:
+                return f"ct:{vmid} answers: {reply}"
+        return next((f"{node} fenced" for node in ("node1", "node2", "node3")
+                     if "fencing: acknowledged" in h.log(node, "crm")), None)
+
+    holds(h, h.s(60 + 120), "nothing fenced or started without quorum", started_or_fenced)
     for node in ("node1", "node2", "node3"):
         h.lab.link_up(node)
     # quorum back: the services start again where they were
@@ -135,9 +141,9 @@ def test_two_nodes_lost_the_survivor_with_an_active_guest_resets_itself(ha_lab):
     h.lab.power_cut("node1")
     h.lab.link_down("node2")  # node2 runs on alone, with no HA service: stays up
     cut = time.monotonic()
-    deadline = cut + DETECT_S + h.s(80 + 30)
-    while time.monotonic() < deadline and not resets(h, "node3"):
-        time.sleep(0.25)
+    wait_until("node3 to reset", lambda: resets(h, "node3") or NotYet("no reset"),
+               timeout_s=max(0.0, cut + DETECT_S + h.s(80 + 30) - time.monotonic()),
+               interval_s=0.25)
     assert resets(h, "node3") == 1, "the inquorate survivor running a guest did not reset"
     assert resets(h, "node2") == idle_before, "a node without active services reset"
     h.lab.link_up("node2")
@@ -154,10 +160,9 @@ def test_without_quorum_nothing_starts_until_quorum_returns(ha_lab):
         h.lab.power_cut(node)
     h.lab.power_on("node1")
     h.node("node1").wait_reachable(timeout_s=30)
-    quiet_until = time.monotonic() + h.s(60 + 120 + 20)
-    while time.monotonic() < quiet_until:
-        assert h.answer(100) is None, "a node without quorum started an HA guest"
-        time.sleep(0.5)
+    holds(h, h.s(60 + 120 + 20), "no HA guest started without quorum",
+          lambda: None if (reply := h.answer(100)) is None else
+          f"a node without quorum started an HA guest: {reply}")
     assert "No quorum on node 'node1'!" in h.node("node1").check("ha-manager", "status")
     h.lab.power_on("node2")
     h.wait_answer(100, "node1", timeout_s=DETECT_S + h.s(120))

@@ -15,6 +15,7 @@ import pytest
 
 from harness.errors import PvechaosError
 from harness.waits import NotYet, wait_until
+from tests.integration.ha_support import holds
 
 K = 0.1
 DETECT_S = 10.0  # corosync drops a dead node after token + consensus, about 8 s, unscaled
@@ -126,9 +127,13 @@ def stays_in_recovery(h, sid: str, victim: str) -> tuple[int, float]:
     start_n, start = count(h, master, "crm", line), time.monotonic()
     assert start_n >= 1, f"master {master} never logged {line!r}"
     rounds = 8
-    while time.monotonic() - start < h.s(10 * rounds):
-        assert h.services(on=survivor).get(sid) == (victim, "recovery")
-        time.sleep(0.2)
+
+    def left_recovery() -> str | None:
+        current = h.services(on=survivor).get(sid)
+        return None if current == (victim, "recovery") else f"{sid}: {current}"
+
+    holds(h, h.s(10 * rounds), f"{sid} in recovery on {victim}", left_recovery,
+          interval_s=0.2)
     took = time.monotonic() - start
     logged = count(h, master, "crm", line) - start_n
     # one line per 10 s round, forever (test-recovery1); a slow round or two is allowed
@@ -295,10 +300,14 @@ def test_a_preferred_node_back_online_gets_its_service_back_unless_nofailback(ha
     online2 = wait_node_state(h, "node1", "online", timeout_s=h.s(60) + 60)
     # past the fence lock (node1's LRM may run again) and 8 CRM rounds with node1 online
     watch_until = max(online2 + h.s(80), moved2 + h.s(150))
-    while time.monotonic() < watch_until:
-        assert h.services().get(sid) == ("node2", "started")
-        assert h.node_state("node1") == "online"
-        time.sleep(0.25)
+
+    def failed_back() -> str | None:
+        current, node1 = h.services().get(sid), h.node_state("node1")
+        return None if (current, node1) == (("node2", "started"), "online") else \
+            f"{sid}: {current}, node1 {node1}"
+
+    holds(h, max(0.0, watch_until - time.monotonic()), f"{sid} stays on node2 (nofailback)",
+          failed_back, interval_s=0.25)
     reply = h.answer(114)
     assert reply and reply.split()[1] == "node2", reply
     assert crm_logs(h).count(relocate_back) == relocations
@@ -326,12 +335,14 @@ def test_a_node_holding_only_an_error_service_is_not_fenced(ha_lab):
     wait_node_state(h, "node2", "unknown",
                     timeout_s=DETECT_S + h.s(150 if was_master else 30))
     # fence delay (60 s) + lock lifetime (120 s) + margin, from the cut or the new master
-    watch_until = time.monotonic() + h.s(60 + 120 + 30)
     states = set()
-    while time.monotonic() < watch_until:
+
+    def left_error() -> str | None:
         states.add(h.node_state("node2"))
-        assert h.services(on=survivor).get(sid) == ("node2", "error")
-        time.sleep(0.25)
+        current = h.services(on=survivor).get(sid)
+        return None if current == ("node2", "error") else f"{sid}: {current}"
+
+    holds(h, h.s(60 + 120 + 30), f"{sid} in error on node2", left_error, interval_s=0.25)
     assert states == {"unknown"}, states
     logs = crm_logs(h)
     assert "Try to fence node 'node2'" not in logs

@@ -11,6 +11,8 @@ import time
 
 from harness.errors import PvechaosError
 from harness.pve import parse_pvecm_nodes
+from harness.waits import NotYet, wait_until
+from tests.integration.ha_support import holds
 
 K = 0.1
 DETECT_S = 10.0  # corosync drops a dead node after token + consensus, about 8 s, unscaled
@@ -63,29 +65,31 @@ def power_command(h, node: str, verb: str) -> float:
 def wait_silent_then_off(h, victim: str, timeout_s: float) -> tuple[float, float]:
     """After a poweroff: when the guest stopped answering, and when the node was off."""
     silent = None
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+
+    def off() -> tuple[float, float] | NotYet:
+        nonlocal silent
         if silent is None and h.answer(VMID, timeout_s=0.2) is None:
             silent = time.monotonic()
-        if not h.lab.is_powered(victim):
-            off = time.monotonic()
-            if silent is None and h.answer(VMID, timeout_s=0.2) is None:
-                silent = off
-            assert silent is not None, "the guest still answers with its node off"
-            return silent, off
-        time.sleep(0.05)
-    raise AssertionError(f"{victim} still powered {timeout_s:.0f} s after poweroff "
-                         f"(guest silent: {silent is not None})")
+        if h.lab.is_powered(victim):
+            return NotYet(f"{victim} still powered (guest silent: {silent is not None})")
+        now = time.monotonic()
+        if silent is None and h.answer(VMID, timeout_s=0.2) is None:
+            silent = now
+        assert silent is not None, "the guest still answers with its node off"
+        return silent, now
+
+    return wait_until(f"{victim} off after poweroff", off, timeout_s=timeout_s,
+                      interval_s=0.05)
 
 
 def wait_left(h, victim: str, on: str, timeout_s: float) -> float:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def left() -> float | NotYet:
         seen = members(h, on)
-        if seen is not None and victim not in seen:
-            return time.monotonic()
-        time.sleep(0.1)
-    raise AssertionError(f"{victim} still a member {timeout_s:.0f} s later")
+        return time.monotonic() if seen is not None and victim not in seen else \
+            NotYet(f"members: {seen}")
+
+    return wait_until(f"{victim} to leave the membership", left, timeout_s=timeout_s,
+                      interval_s=0.1)
 
 
 WATCH = """end=$(( $(date +%s) + TIMEOUT ))
@@ -172,8 +176,9 @@ def test_conditional_reboot_freezes_the_service_and_restarts_it_on_the_same_node
     t0 = power_command(h, victim, "reboot")
     seen: list[tuple[float, tuple[str, str] | None]] = []
     frozen = silent = None
-    deadline = t0 + 60
-    while time.monotonic() < deadline:
+
+    def answering_again() -> bool | NotYet:
+        nonlocal frozen, silent
         try:
             state = h.services(on=master).get(SID)
         except PvechaosError:
@@ -185,9 +190,11 @@ def test_conditional_reboot_freezes_the_service_and_restarts_it_on_the_same_node
         reply = h.answer(VMID, timeout_s=0.2)
         if reply is None and silent is None:
             silent = time.monotonic()
-        if reply and silent is not None:
-            break
-        time.sleep(0.1)
+        return bool(reply and silent is not None) or NotYet(
+            f"{SID} {state}, frozen: {frozen is not None}, silent: {silent is not None}")
+
+    wait_until("the guest to stop and answer again", answering_again,
+               timeout_s=max(0.0, t0 + 60 - time.monotonic()), interval_s=0.1)
     back = time.monotonic()
     assert frozen is not None, f"never frozen: {seen}"
     assert silent is not None, "the guest never stopped"
@@ -202,10 +209,11 @@ def test_conditional_reboot_freezes_the_service_and_restarts_it_on_the_same_node
     elsewhere = [(round(t - t0, 1), s) for t, s in seen if s and s[0] != victim]
     assert elsewhere == [], f"the service left {victim}: {elsewhere}"
     # and it stays: nothing is recovered elsewhere later on
-    end = time.monotonic() + h.s(60 + 30)
-    while time.monotonic() < end:
-        assert h.services(on=master).get(SID) == (victim, "started")
-        time.sleep(0.5)
+    def left_victim() -> str | None:
+        current = h.services(on=master).get(SID)
+        return None if current == (victim, "started") else f"{SID}: {current}"
+
+    holds(h, h.s(60 + 30), f"{SID} stays started on {victim}", left_victim)
     crm = h.log(master, "crm")
     assert "Try to fence" not in crm
     assert f"service '{SID}': state changed from 'started' to 'freeze'" in crm
@@ -214,11 +222,15 @@ def test_conditional_reboot_freezes_the_service_and_restarts_it_on_the_same_node
 
 def never_recovered(h, victim: str, master: str, state: str, seconds: float) -> None:
     """For `seconds`: the service stays on victim in state, the guest silent, no fencing."""
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        assert h.services(on=master).get(SID) == (victim, state)
-        assert h.answer(VMID, timeout_s=0.2) is None, "the guest runs somewhere"
-        time.sleep(0.3)
+    def recovered() -> str | None:
+        current = h.services(on=master).get(SID)
+        if current != (victim, state):
+            return f"{SID}: {current}"
+        reply = h.answer(VMID, timeout_s=0.2)
+        return None if reply is None else f"the guest runs somewhere: {reply}"
+
+    holds(h, seconds, f"{SID} {state} on {victim}, the guest silent", recovered,
+          interval_s=0.3)
     fences = [line for line in h.log(master, "crm").splitlines() if "Try to fence" in line]
     assert fences == []
 
@@ -303,11 +315,15 @@ def test_manual_maintenance_node_powered_off_is_not_fenced(ha_lab):
     h.lab.power_cut(victim)
     cut = time.monotonic()
     # no fencing: the node stays in maintenance, its last LRM mode being maintenance
-    end = cut + DETECT_S + h.s(60 + 120 + 30)
-    while time.monotonic() < end:
-        assert h.node_state(victim) == "maintenance"
-        assert h.services(on=master).get(SID) == (target, "started")
-        time.sleep(0.5)
+    def fenced_or_moved() -> str | None:
+        node_state = h.node_state(victim)
+        if node_state != "maintenance":
+            return f"{victim} {node_state}"
+        current = h.services(on=master).get(SID)
+        return None if current == (target, "started") else f"{SID}: {current}"
+
+    holds(h, max(0.0, cut + DETECT_S + h.s(60 + 120 + 30) - time.monotonic()),
+          f"{victim} in maintenance, {SID} started on {target}", fenced_or_moved)
     assert members(h, master) == set(NODES) - {victim}
     fences = [line for line in h.log(master, "crm").splitlines()
               if f"Try to fence node '{victim}'" in line]
@@ -329,10 +345,10 @@ def test_manual_maintenance_node_powered_off_is_not_fenced(ha_lab):
 
 
 def wait_joined(h, victim: str, on: str, timeout_s: float) -> float:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    def joined() -> float | NotYet:
         seen = members(h, on)
-        if seen is not None and victim in seen:
-            return time.monotonic()
-        time.sleep(0.2)
-    raise AssertionError(f"{victim} not a member {timeout_s:.0f} s after power on")
+        return time.monotonic() if seen is not None and victim in seen else \
+            NotYet(f"members: {seen}")
+
+    return wait_until(f"{victim} to be a member again after power on", joined,
+                      timeout_s=timeout_s, interval_s=0.2)

@@ -6,13 +6,14 @@ import json
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from harness.errors import WaitTimeout
 from harness.plugin import stacks_file
 from harness.verdicts import category_of
+from harness.waits import NotYet, wait_until
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
 from tests.integration.conftest import leftovers
@@ -50,11 +51,9 @@ def test_a_bad_node_version_option_is_a_usage_error():
 
 
 def _wait_for_booted_nodes(state_file: Path, proc: subprocess.Popen, timeout_s: float) -> None:
-    import json
-    import time
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None:
+    def booted() -> str | NotYet:
+        if proc.poll() is not None:
+            return "ended"
         try:
             state = json.loads(state_file.read_text())
         except (OSError, ValueError):
@@ -62,9 +61,28 @@ def _wait_for_booted_nodes(state_file: Path, proc: subprocess.Popen, timeout_s: 
         processes = state.get("processes", {})
         mine = (state.get("owner") or {}).get("pid") == proc.pid  # not an earlier run's
         if mine and {"node1", "node2", "node3"} <= set(processes):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"the run did not boot its lab within {timeout_s} s")
+            return "booted"
+        return NotYet(f"nodes booted: {sorted(processes) if mine else 'none of this run'}")
+
+    outcome = wait_until("the run to boot its lab", booted, timeout_s=timeout_s,
+                         interval_s=0.1)
+    assert outcome == "booted", f"the run did not boot its lab within {timeout_s} s: it " \
+        f"ended (rc {proc.returncode})"
+
+
+def _dumped(path: Path) -> str:
+    """A stack dump the run writes on SIGUSR1: once it is there and no longer grows."""
+    sizes: list[int] = []
+
+    def complete() -> bool | NotYet:
+        sizes.append(path.stat().st_size if path.exists() else 0)
+        return sizes[-1] > 0 and sizes[-2:] == [sizes[-1]] * 2 or NotYet(f"{sizes[-1]} bytes")
+
+    try:
+        wait_until("the stack dump", complete, timeout_s=5, interval_s=0.2)
+    except WaitTimeout:
+        pass
+    return path.read_text() if path.exists() else "(no stack dump)"
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
@@ -87,9 +105,7 @@ def test_an_interrupted_run_leaves_nothing(signum, tmp_path):
             output, _ = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             proc.send_signal(signal.SIGUSR1)  # the plugin's faulthandler: every stack
-            time.sleep(2)
-            stacks = stacks_file(proc.pid)
-            dump = stacks.read_text() if stacks.exists() else "(no stack dump)"
+            dump = _dumped(stacks_file(proc.pid))
             proc.kill()
             output, _ = proc.communicate(timeout=10)
             raise AssertionError("the interrupted run did not end within 120 s; its "

@@ -4,6 +4,7 @@ stand-in `pct` on PATH (the service itself runs in tests/integration/test_guest_
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tarfile
 from pathlib import Path
@@ -90,3 +91,57 @@ def test_the_recipe_mounts_the_log_directory_and_names_the_hookscript():
     assert "/mnt/pve/shared/pvechaos/101,mp=/pvechaos,shared=1" in recipe.create_options
     assert recipe.failing_start == ("--description", "pvechaos: fail-start always")
     assert guest_template.GUEST_DIR == "/pvechaos"
+
+
+ADJTIMEX = """    mode:         0
+    status:       {status} ({flags})
+-p  timeconstant: 2
+    precision:    1 us
+    time.tv_sec:  1796520152
+    time.tv_usec: {usec}
+    return value: 5 (clock not synchronized)
+"""
+
+
+def wall_clock_ns(tmp_path: Path, *, status: int | None = None, usec: int = 0) -> int:
+    """The guest's time stamp, with busybox's awk and adjtimex as in the guest or, given a
+    status, a stand-in adjtimex printing what busybox prints for it (the shell is the
+    system's: busybox's own would run its adjtimex applet, not the stand-in)."""
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("needs busybox (bash .ci/setup installs busybox-static)")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "awk").symlink_to(busybox)
+    if status is None:
+        (bin_dir / "adjtimex").symlink_to(busybox)
+    else:
+        flags = "NANO UNSYNC" if status & 0x2000 else "UNSYNC"
+        (bin_dir / "adjtimex").write_text(
+            "#!/bin/sh\nexec /bin/cat <<'END'\n" + ADJTIMEX.format(status=status, flags=flags,
+                                                         usec=usec) + "END\n")
+        (bin_dir / "adjtimex").chmod(0o755)
+    done = subprocess.run(["/bin/sh", "-c", guest_template.WALL_CLOCK_NS],
+                          capture_output=True, text=True, timeout=10,
+                          env={"PATH": str(bin_dir)})
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
+@pytest.mark.parametrize(("status", "usec", "ns"), [
+    (0x40, 286906, 286906000),  # tv_usec in microseconds
+    (0x40, 12, 12000),
+    (0x2040, 286906123, 286906123),  # STA_NANO: the kernel gives nanoseconds
+    (0x2040, 512, 512),  # early in a second: must not make a shorter, earlier stamp
+])
+def test_the_time_stamp_reads_tv_usec_in_the_unit_the_kernel_gives(tmp_path, status, usec,
+                                                                    ns):
+    assert wall_clock_ns(tmp_path, status=status, usec=usec) == 1796520152 * 10**9 + ns
+
+
+def test_the_time_stamp_is_the_wall_clock(tmp_path):
+    import time
+
+    before = time.time_ns()
+    stamp = wall_clock_ns(tmp_path)
+    assert before - 1_000_000 <= stamp <= time.time_ns() + 1_000_000

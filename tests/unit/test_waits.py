@@ -11,7 +11,7 @@ import harness.waits
 from harness.clock import Clock
 from harness.errors import NodeUnreachable, PvechaosError, WaitTimeout
 from harness.timeline import Timeline
-from harness.waits import NotYet, hold_for, set_progress, wait_until
+from harness.waits import NotYet, hold_for, hold_for_s, set_progress, wait_until
 
 
 def test_returns_the_first_truthy_value():
@@ -171,3 +171,36 @@ def test_hold_for_is_bounded_even_if_the_period_never_ends(monkeypatch):
     with pytest.raises(WaitTimeout, match="no failback"):
         hold_for(tl, 10.0, lambda: None, "no failback", interval_s=0.5)
     assert 10.0 + 30.0 <= fake.t - 1000.0 < 10.0 + 30.0 + 1.0
+
+
+# -- hold_for_s: the same over real seconds, without a timeline -------------------------
+def test_hold_for_s_watches_the_whole_period_when_nothing_breaks():
+    calls = []
+    started = time.monotonic()
+    assert hold_for_s(0.3, lambda: calls.append(time.monotonic()), "log unchanged",
+                      interval_s=0.02) is None
+    elapsed = time.monotonic() - started
+    assert 0.3 <= elapsed < 0.3 + 0.5
+    assert len(calls) >= 5 and calls[-1] - started >= 0.3
+
+
+def test_hold_for_s_ends_early_with_what_broke_it():
+    answers = iter([None, None, "ct:100 answers from node2", "later"])
+    started = time.monotonic()
+    assert hold_for_s(30.0, lambda: next(answers), "the guest stays off",
+                      interval_s=0.01) == "ct:100 answers from node2"
+    assert time.monotonic() - started < 5.0
+    assert next(answers) == "later"
+
+
+def test_hold_for_s_of_no_time_looks_once():
+    calls = []
+    assert hold_for_s(0.0, lambda: calls.append(1), "x", interval_s=0.01) is None
+    assert calls == [1]
+
+
+def test_hold_for_s_counts_from_its_call_on_the_monotonic_clock(monkeypatch):
+    fake = FakeTime()
+    monkeypatch.setattr(harness.waits, "time", fake)
+    assert hold_for_s(10.0, lambda: None, "quiet", interval_s=0.5) is None
+    assert 10.0 <= fake.t - 1000.0 < 10.0 + 0.5 + 1e-9
