@@ -223,7 +223,7 @@ class EmbeddedLab:
             prefixlen=net.prefixlen, bridge="vmbr0", port=8080, storage_id=storage,
             # the emulated guest's root disk is its write log (pve/guest_process.py)
             log_path=f"/mnt/pve/{storage}/images/{vmid}/vm-{vmid}-disk-0.raw",
-            # the emulated guest's own knob, read from its description (pve/guests.py)
+            # the emulated guest's own knob, read from its description (pvemu/guest_lifecycle.py)
             failing_start=("--description", "pvechaos: fail-start always"))
 
     def describe(self) -> dict[str, str]:

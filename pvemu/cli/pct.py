@@ -1,5 +1,5 @@
 """`pct` on an embedded node: create, start, stop, shutdown, status, list, config,
-destroy, migrate for containers (see pvemu/guests.py for what runs).
+destroy, migrate for containers (see pvemu/guest_lifecycle.py for what runs).
 
 Shared with `qm` (GuestCli, parametrised by the guest kind). Output layouts and error
 wording follow pve-container's and qemu-server's CLI (src/PVE/CLI/pct.pm, PVE/CLI/qm.pm,

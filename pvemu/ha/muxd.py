@@ -16,10 +16,10 @@ import socket
 import time
 
 from pvemu import nodeinfo
-from pvemu.ha.env import Timing
 from pvemu.ha.env_node import WATCHDOG_SOCKET
 from pvemu.ha.watchdog import WatchdogMux
 from pvemu.nodeinfo import CONTROL_SOCKET
+from pvemu.timing import Timing
 
 
 def reset_node(reason: str) -> None:

@@ -19,7 +19,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from .env import Timing
+from pvemu.timing import Timing
+
 from .sim_env import SimEnv, SimGuests
 from .sim_hardware import Event, SimHardware, SimNode
 

@@ -24,8 +24,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pvemu.timing import Timing
+
 from .crm import Crm
-from .env import Daemon, Timing
+from .env import Daemon
 from .lrm import Lrm
 from .resource_agent import exec_resource_agent
 from .sim_env import SimEnv, SimGuests

@@ -26,7 +26,8 @@ import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from .env import Timing
+from pvemu.timing import Timing
+
 from .sim_scheduler import Scheduler
 
 LogFn = Callable[[str, str, str, str], None]  # node, daemon, level, message

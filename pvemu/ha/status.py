@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 
-from pvemu.ha.env import Timing
+from pvemu.timing import Timing
 
 # States count_active_services skips (§7.4).
 _INACTIVE = ("stopped", "freeze", "error", "request_start")

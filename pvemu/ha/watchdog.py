@@ -11,7 +11,7 @@ All times are seconds on the node's own clock; durations come from `Timing`.
 
 from __future__ import annotations
 
-from .env import Timing
+from pvemu.timing import Timing
 
 
 class WatchdogMux:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pvemu.ha.env import Timing
 from pvemu.ha.sim import SimCluster
+from pvemu.timing import Timing
 
 
 class FakeEnv:

@@ -1,9 +1,9 @@
 """The simulator's replicated /etc/pve (pvemu/ha/sim_store.py): quorum, replication,
 resync of a partition, and pmxcfs's lock rules (pve-model.md §14.4), on bare replicas."""
 
-from pvemu.ha.env import Timing
 from pvemu.ha.sim_scheduler import Scheduler
 from pvemu.ha.sim_store import Replica, ReplicatedStore
+from pvemu.timing import Timing
 
 ALL = frozenset({"node1", "node2", "node3"})
 

@@ -1,7 +1,7 @@
 """watchdog-mux logic (pve-model.md §2, §7.6)."""
 
-from pvemu.ha.env import Timing
 from pvemu.ha.watchdog import WatchdogMux
+from pvemu.timing import Timing
 
 
 def run_ticks(mux: WatchdogMux, start: float, end: float) -> float | None:

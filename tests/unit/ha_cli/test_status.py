@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pvemu.ha import status
-from pvemu.ha.env import Timing
+from pvemu.timing import Timing
 
 NOW = 1479899243  # Wed Nov 23 11:07:23 2016 UTC
 T = Timing(1.0)
