@@ -167,3 +167,47 @@ def unsupported(kind: str, verb: str, capability: Capability) -> UnsupportedFaul
     return UnsupportedFault(f"the {kind} lab cannot {verb.replace('_', ' ')}",
                             hint="skip this scenario on this lab, or run it on a lab "
                                  f"with {capability.name} (see README, 'Labs')")
+
+
+# The optional verbs and the Capability each needs: the one table of them.
+VERB_CAPABILITY: dict[str, Capability] = {
+    "link_down": Capability.PARTITION, "link_up": Capability.PARTITION,
+    "shutdown": Capability.SHUTDOWN, "reset": Capability.RESET,
+    "freeze": Capability.FREEZE, "thaw": Capability.FREEZE,
+    "save_ready": Capability.SNAPSHOT, "subscribe": Capability.EVENTS,
+}
+
+
+class RefusesWhatItLacks:
+    """Base of the lab backends: each optional verb refuses, naming its Capability. A lab
+    overrides the verbs of the capabilities it declares (tests/unit/test_lab_protocol.py
+    checks that it does, and that what it does not declare stays refused)."""
+
+    kind: str
+
+    def _refuse(self, verb: str) -> UnsupportedFault:
+        return unsupported(self.kind, verb, VERB_CAPABILITY[verb])
+
+    def link_down(self, node: str) -> None:
+        raise self._refuse("link_down")
+
+    def link_up(self, node: str) -> None:
+        raise self._refuse("link_up")
+
+    def shutdown(self, node: str) -> None:
+        raise self._refuse("shutdown")
+
+    def reset(self, node: str) -> None:
+        raise self._refuse("reset")
+
+    def freeze(self, node: str) -> None:
+        raise self._refuse("freeze")
+
+    def thaw(self, node: str) -> None:
+        raise self._refuse("thaw")
+
+    def save_ready(self) -> None:
+        raise self._refuse("save_ready")
+
+    def subscribe(self, sink: LabEventSink) -> None:
+        raise self._refuse("subscribe")

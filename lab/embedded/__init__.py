@@ -16,10 +16,9 @@ from harness.errors import ConfigError, InterlockError, LabError
 from harness.lab_api import (
     Capability,
     GuestRecipe,
-    LabEventSink,
     LabNode,
+    RefusesWhatItLacks,
     SharedStorage,
-    unsupported,
 )
 from lab.embedded import network, preflight, provision
 from lab.embedded.config import EmbeddedConfig
@@ -32,7 +31,7 @@ CT_TEMPLATE = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
 GUEST_OFFSET = 20  # guest addresses start at .20 (host .1, nodes .11..)
 
 
-class EmbeddedLab:
+class EmbeddedLab(RefusesWhatItLacks):
     kind = "embedded"
     capabilities = Capability.POWER | Capability.PARTITION
 
@@ -186,27 +185,8 @@ class EmbeddedLab:
     def is_powered(self, node: str) -> bool:
         return self._check_node(node).powered
 
-    # -- verbs without a mechanism here (Capability): refused, naming the capability ---
-    def shutdown(self, node: str) -> None:
-        raise unsupported(self.kind, "shutdown", Capability.SHUTDOWN)
-
-    def reset(self, node: str) -> None:
-        raise unsupported(self.kind, "reset", Capability.RESET)
-
-    def freeze(self, node: str) -> None:
-        raise unsupported(self.kind, "freeze", Capability.FREEZE)
-
-    def thaw(self, node: str) -> None:
-        raise unsupported(self.kind, "thaw", Capability.FREEZE)
-
-    def save_ready(self) -> None:
-        raise unsupported(self.kind, "save_ready", Capability.SNAPSHOT)
-
-    def subscribe(self, sink: LabEventSink) -> None:
-        raise unsupported(self.kind, "subscribe", Capability.EVENTS)
-
     def shared_storage(self) -> SharedStorage:
-        # Every node bind-mounts the lab's one export directory (pve/storage.py); server
+        # Every node bind-mounts the lab's one export directory (pvemu/storage.py); server
         # and export are what `pvesm add nfs` records, as on a real cluster.
         return SharedStorage("shared", self.config.host_address, "/export")
 

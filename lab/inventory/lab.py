@@ -25,10 +25,9 @@ from harness.errors import (
 from harness.lab_api import (
     Capability,
     GuestRecipe,
-    LabEventSink,
     LabNode,
+    RefusesWhatItLacks,
     SharedStorage,
-    unsupported,
 )
 from harness.timescale import Timescale
 from harness.waits import NotYet, wait_until
@@ -108,7 +107,7 @@ def read_cluster(node: LabNode) -> tuple[str, tuple[str, ...]]:
             tuple(m.name for m in parse_pvecm_nodes(nodes.stdout)))
 
 
-class InventoryLab:
+class InventoryLab(RefusesWhatItLacks):
     kind = "inventory"
     capabilities = Capability.POWER | Capability.SHUTDOWN | Capability.RESET
 
@@ -247,25 +246,6 @@ class InventoryLab:
         if node not in self._drivers:
             raise InterlockError(f"{node!r} is not a node of this inventory")
         return self._drivers[node].is_on()
-
-    # -- verbs without a mechanism here (no network switch, no hypervisor): refused ----
-    def link_down(self, node: str) -> None:
-        raise unsupported(self.kind, "link_down", Capability.PARTITION)
-
-    def link_up(self, node: str) -> None:
-        raise unsupported(self.kind, "link_up", Capability.PARTITION)
-
-    def freeze(self, node: str) -> None:
-        raise unsupported(self.kind, "freeze", Capability.FREEZE)
-
-    def thaw(self, node: str) -> None:
-        raise unsupported(self.kind, "thaw", Capability.FREEZE)
-
-    def save_ready(self) -> None:
-        raise unsupported(self.kind, "save_ready", Capability.SNAPSHOT)
-
-    def subscribe(self, sink: LabEventSink) -> None:
-        raise unsupported(self.kind, "subscribe", Capability.EVENTS)
 
     def shared_storage(self) -> SharedStorage:
         i = self.inventory

@@ -9,7 +9,7 @@ import inspect
 import pytest
 
 from harness.errors import UnsupportedFault
-from harness.lab_api import Capability, Lab
+from harness.lab_api import VERB_CAPABILITY, Capability, Lab, RefusesWhatItLacks
 from lab.embedded import EmbeddedConfig, EmbeddedLab
 from lab.inventory.lab import InventoryLab
 from lab.libvirt.lab import LibvirtLab
@@ -19,15 +19,42 @@ VERBS = sorted(name for name, member in vars(Lab).items()
                if inspect.isfunction(member) and not name.startswith("_"))
 REAL_LABS = [EmbeddedLab, LibvirtLab, InventoryLab]
 LABS = [*REAL_LABS, FakeLab]
-# The optional verbs and the capability each needs (harness/lab_api.py, Capability).
-OPTIONAL = {"shutdown": Capability.SHUTDOWN, "reset": Capability.RESET,
-            "freeze": Capability.FREEZE, "thaw": Capability.FREEZE,
-            "link_down": Capability.PARTITION, "link_up": Capability.PARTITION}
+OPTIONAL = VERB_CAPABILITY  # the optional verbs and the capability each needs
+
+
+def call(lab: object, verb: str) -> None:
+    """The verb as the protocol declares it: with a node, a sink, or nothing."""
+    takes = list(inspect.signature(vars(Lab)[verb]).parameters)[1:]
+    getattr(lab, verb)(*["node1"] * len(takes))
 
 
 def test_the_protocol_has_every_fault_verb():
     assert {"power_cut", "power_on", "is_powered", "shutdown", "reset", "freeze", "thaw",
             "link_down", "link_up", "save_ready", "subscribe"} <= set(VERBS)
+    assert set(OPTIONAL) <= set(VERBS)
+
+
+@pytest.mark.parametrize("verb", sorted(OPTIONAL))
+@pytest.mark.parametrize("lab_class", REAL_LABS, ids=lambda c: c.__name__)
+def test_a_lab_implements_the_verbs_it_declares_and_refuses_the_others(lab_class, verb):
+    refusal = vars(RefusesWhatItLacks)[verb]
+    implementation = inspect.getattr_static(lab_class, verb)
+    if OPTIONAL[verb] in lab_class.capabilities:
+        assert implementation is not refusal, \
+            f"{lab_class.__name__} declares {OPTIONAL[verb].name} but refuses {verb}()"
+    else:
+        assert implementation is refusal, \
+            f"{lab_class.__name__} lacks {OPTIONAL[verb].name} but has its own {verb}()"
+
+
+@pytest.mark.parametrize("verb", sorted(OPTIONAL))
+def test_the_refusal_names_the_verb_and_its_capability(verb):
+    class Bare(RefusesWhatItLacks):
+        kind = "bare"
+
+    with pytest.raises(UnsupportedFault, match=f"(?s)bare lab cannot "
+                                               f"{verb.replace('_', ' ')}.*{OPTIONAL[verb].name}"):
+        call(Bare(), verb)
 
 
 @pytest.mark.parametrize("verb", VERBS)
@@ -51,14 +78,14 @@ def test_the_embedded_lab_refuses_a_verb_it_has_no_capability_for(verb):
     lab = EmbeddedLab(EmbeddedConfig(name="proto"))
     with pytest.raises(UnsupportedFault, match=f"(?s)embedded lab cannot "
                                                f"{verb.replace('_', ' ')}.*{OPTIONAL[verb].name}"):
-        vars(EmbeddedLab)[verb](lab, "node1")
+        call(lab, verb)
 
 
 @pytest.mark.parametrize("verb", sorted(OPTIONAL))
 def test_the_twin_refuses_what_its_capabilities_lack(verb):
     lab = FakeLab(Capability.POWER)
     with pytest.raises(UnsupportedFault, match=OPTIONAL[verb].name):
-        vars(FakeLab)[verb](lab, "node1")
+        call(lab, verb)
     assert lab.calls == []
 
 
