@@ -18,6 +18,8 @@ class Clock:
     """
 
     def __init__(self, timescale: Timescale = REAL_TIME) -> None:
+        if not isinstance(timescale, Timescale):  # a bare number skipped the one validation
+            raise TypeError(f"Clock takes a Timescale, not {timescale!r}")
         self.timescale = timescale
         self._origin = time.monotonic()
         self._wall_origin = time.time()  # the same instant on the wall clock

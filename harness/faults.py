@@ -47,12 +47,9 @@ class FaultInjector:
         self._undo: list[Undo] = []
 
     def _heal(self, effect: Effect) -> Callable[[str], None]:
-        """The lab's verb that ends an effect."""
-        if effect is Effect.POWER:
-            return self.lab.power_on
-        if effect is Effect.FREEZE:
-            return self.lab.thaw
-        return self.lab.link_up
+        """The lab's verb that ends an effect (one per Effect, none by default)."""
+        return {Effect.POWER: self.lab.power_on, Effect.FREEZE: self.lab.thaw,
+                Effect.LINK: self.lab.link_up}[effect]
 
     def _ended(self, effect: Effect, node: str) -> None:
         """The scenario itself ended an effect: nothing left to undo for it."""

@@ -38,3 +38,8 @@ def test_wait_without_stop_sleeps_and_reports_not_stopped():
     assert Clock().wait(0.02) is False
     assert time.monotonic() - started >= 0.02
     assert Clock().wait(-1) is False  # a negative pause is no pause
+
+
+def test_a_bare_number_is_refused_it_skipped_the_one_validation():
+    with pytest.raises(TypeError, match="Timescale"):
+        Clock(0.1)  # type: ignore[arg-type]

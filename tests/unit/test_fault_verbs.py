@@ -7,14 +7,14 @@ import pytest
 
 from harness.clock import Clock
 from harness.errors import InterlockError, UnsupportedFault
-from harness.faults import FaultInjector
+from harness.faults import Effect, FaultInjector
 from harness.lab_api import Capability
 from harness.timeline import EventKind, Timeline
 from tests.twins import FakeLab
 
 
 def injector(capabilities: Capability) -> tuple[FaultInjector, FakeLab, Timeline]:
-    lab, timeline = FakeLab(capabilities), Timeline(Clock(1.0))
+    lab, timeline = FakeLab(capabilities), Timeline(Clock())
     return FaultInjector(lab, timeline), lab, timeline
 
 
@@ -66,3 +66,9 @@ def test_a_power_cut_is_undone_by_power_on_and_a_power_on_by_the_scenario_ends_i
     assert faults.undo_all() == []
     assert lab.calls[4:] == [("link_up", "node2"), ("power_on", "node1")]
     assert faults.undo_all() == [] and len(lab.calls) == 6  # nothing left the second time
+
+
+def test_every_effect_a_fault_leaves_has_a_verb_that_ends_it():
+    faults, _, _ = injector(Capability.POWER)
+    assert {effect: faults._heal(effect).__name__ for effect in Effect} == {
+        Effect.POWER: "power_on", Effect.FREEZE: "thaw", Effect.LINK: "link_up"}
