@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from harness.errors import CommandError, ConfigError, InterlockError
 from harness.lab_api import (
+    VERB_CAPABILITY,
     Capability,
     GuestRecipe,
     LabEventSink,
@@ -48,9 +49,15 @@ class FakeLab:
             raise InterlockError(f"refusing to touch {node!r}: not a node of the fake lab")
         return node
 
-    def _verb(self, capability: Capability, verb: str, node: str) -> None:
+    def _require(self, verb: str) -> None:
+        """Refuse ``verb`` unless the lab has its Capability (lab_api's one table; the
+        power verbs need POWER)."""
+        capability = VERB_CAPABILITY.get(verb, Capability.POWER)
         if capability not in self.capabilities:
             raise unsupported(self.kind, verb, capability)
+
+    def _verb(self, verb: str, node: str) -> None:
+        self._require(verb)
         self.calls.append((verb, self._node(node)))
 
     def nodes(self) -> tuple[LabNode, ...]:
@@ -66,43 +73,41 @@ class FakeLab:
         self.calls.append(("close", ""))
 
     def power_cut(self, node: str) -> None:
-        self._verb(Capability.POWER, "power_cut", node)
+        self._verb("power_cut", node)
         self.powered.discard(node)
 
     def power_on(self, node: str) -> None:
-        self._verb(Capability.POWER, "power_on", node)
+        self._verb("power_on", node)
         self.powered.add(node)
 
     def is_powered(self, node: str) -> bool:
         return self._node(node) in self.powered
 
     def link_down(self, node: str) -> None:
-        self._verb(Capability.PARTITION, "link_down", node)
+        self._verb("link_down", node)
 
     def link_up(self, node: str) -> None:
-        self._verb(Capability.PARTITION, "link_up", node)
+        self._verb("link_up", node)
 
     def shutdown(self, node: str) -> None:
-        self._verb(Capability.SHUTDOWN, "shutdown", node)
+        self._verb("shutdown", node)
         self.powered.discard(node)
 
     def reset(self, node: str) -> None:
-        self._verb(Capability.RESET, "reset", node)
+        self._verb("reset", node)
 
     def freeze(self, node: str) -> None:
-        self._verb(Capability.FREEZE, "freeze", node)
+        self._verb("freeze", node)
 
     def thaw(self, node: str) -> None:
-        self._verb(Capability.FREEZE, "thaw", node)
+        self._verb("thaw", node)
 
     def save_ready(self) -> None:
-        if Capability.SNAPSHOT not in self.capabilities:
-            raise unsupported(self.kind, "save_ready", Capability.SNAPSHOT)
+        self._require("save_ready")
         self.calls.append(("save_ready", ""))
 
     def subscribe(self, sink: LabEventSink) -> None:
-        if Capability.EVENTS not in self.capabilities:
-            raise unsupported(self.kind, "subscribe", Capability.EVENTS)
+        self._require("subscribe")
         self.sinks.append(sink)
 
     def keeps_changes(self) -> bool:
