@@ -23,7 +23,8 @@ PVE_ROOT = Path("/etc/pve")
 NO_QUORUM = "cluster not ready - no quorum?"  # PVE::Cluster::check_cfs_quorum's die
 LOCK_TIMEOUT_S = 10.0  # PVE::Cluster::cfs_lock: `$timeout = 10` unless given
 WRITE_BIT = 0o200  # the owner's write bit: pmxcfs shows it only while quorate
-GUEST_DIRS = (("qemu-server", "vm"), ("lxc", "ct"))  # nodes/<node>/<dir>/<vmid>.conf
+# the directory of each guest kind: nodes/<node>/<dir>/<vmid>.conf (the one table)
+GUEST_DIRS = {"vm": "qemu-server", "ct": "lxc"}
 
 
 class CfsError(Exception):
@@ -168,7 +169,7 @@ class EtcPve:
 
     def guest_configs(self, node: str) -> list[str]:
         """The guest configs (relative paths) in a node's directory."""
-        return [f"nodes/{node}/{sub}/{name}" for sub, _ in GUEST_DIRS
+        return [f"nodes/{node}/{sub}/{name}" for sub in GUEST_DIRS.values()
                 for name in self.listdir(f"nodes/{node}/{sub}")
                 if name.endswith(".conf") and name[:-5].isdigit()]
 
@@ -231,7 +232,7 @@ class EtcPve:
         PVE's `.vmlist` tells), read from the nodes/*/lxc|qemu-server listings."""
         out: dict[str, str] = {}
         for node in self.listdir("nodes"):
-            for sub, stype in GUEST_DIRS:
+            for stype, sub in GUEST_DIRS.items():
                 for name in self.listdir(f"nodes/{node}/{sub}"):
                     stem, dot, ext = name.partition(".")
                     if dot and ext == "conf" and stem.isdigit():

@@ -15,9 +15,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from pvemu.etc_pve import GUEST_DIRS
 from pvemu.storage import Storages
 
-KIND_DIR = {"ct": "lxc", "vm": "qemu-server"}
+KIND_DIR = dict(sorted(GUEST_DIRS.items()))  # etc_pve's table, containers first
 LABEL = {"ct": "CT", "vm": "VM"}
 VM_DISK_KEYS = tuple(f"{bus}{n}" for bus, count in (("scsi", 31), ("virtio", 16),
                                                     ("sata", 6), ("ide", 4))
