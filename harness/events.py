@@ -24,6 +24,10 @@ class EventKind(enum.StrEnum):
     FAULT_THAW = "fault.thaw"
     FAULT_LINK_DOWN = "fault.link_down"
     FAULT_LINK_UP = "fault.link_up"
+    # a fault set inside a node over SSH (partition, netem, daemon, clock, storage cut):
+    # one begin and one end per node it touches, so the report shades it as a band
+    FAULT_BEGIN = "fault.begin"
+    FAULT_END = "fault.end"
     LAB_EVENT = "lab.event"  # what the lab saw by itself
     ACTION = "action"  # a step of the scenario that is not a fault (pvecm expected, ...)
     NODE_UNREACHABLE = "node.unreachable"
@@ -47,6 +51,25 @@ class NodeFault:
     """Every ``fault.*`` kind: the node the harness aimed the fault at."""
 
     node: str
+
+
+@dataclass(frozen=True)
+class FaultBegin:
+    """A fault set inside ``node`` (``fault`` names it: "partition", "netem",
+    "daemon.kill", ...; ``detail`` says what exactly, e.g. "cut from node3")."""
+
+    fault: str
+    node: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class FaultEnd:
+    """The fault ``fault`` on ``node`` ended (undone by the harness, or it ran out)."""
+
+    fault: str
+    node: str
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -189,13 +212,16 @@ class Unparsed:
     data: Mapping[str, object] = field(default_factory=dict)
 
 
-Payload = (NodeFault | LabEvent | Action | Unreachable | Reachable | QuorumView
-           | ProbeUp | ProbeDown | HaMaster | HaNodeState | HaServiceState | InvariantBroken
+Payload = (NodeFault | FaultBegin | FaultEnd | LabEvent | Action | Unreachable | Reachable
+           | QuorumView | ProbeUp | ProbeDown | HaMaster | HaNodeState | HaServiceState
+           | InvariantBroken
            | Note | Unparsed)
 
 K = EventKind
 PAYLOADS: dict[EventKind, type] = {
     **{kind: NodeFault for kind in K if kind.value.startswith("fault.")},
+    K.FAULT_BEGIN: FaultBegin,
+    K.FAULT_END: FaultEnd,
     K.LAB_EVENT: LabEvent,
     K.ACTION: Action,
     K.NODE_UNREACHABLE: Unreachable,

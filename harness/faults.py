@@ -1,7 +1,16 @@
 """Fault verbs for scenarios: checked against the lab, recorded, and undone at teardown.
 
-The mechanism belongs to the lab; this module only guarantees the interlock (nothing
-outside the lab is touched), the record on the timeline, and the undo stack.
+Two kinds of fault:
+- lab faults (power, freeze, link): the mechanism belongs to the lab (Lab protocol);
+- in-node faults (partitions, netem, daemon signals, clock steps, storage cuts): shell
+  commands run on the node over SSH with standard Linux tools, the same on every lab, real
+  PVE included. Each is a ``NodeCommand`` pair (apply, undo); ``_node_fault`` runs the
+  apply, records ``fault.begin``, and keeps the undo; ``end`` (or teardown) runs it and
+  records ``fault.end``. Each in-node fault module contributes a SWEEP command that
+  removes whatever any run of it could leave on a node (``sweep_nodes``).
+
+This module guarantees the interlock (nothing outside the lab is touched), the record on
+the timeline, and the undo stack.
 """
 
 from __future__ import annotations
@@ -10,8 +19,9 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from harness.errors import InterlockError, PvechaosError
-from harness.events import Action, NodeFault, Note
+from harness.cluster import Cluster
+from harness.errors import CommandError, InterlockError, PvechaosError
+from harness.events import Action, FaultBegin, FaultEnd, NodeFault, Note
 from harness.lab_api import Capability, Lab, unsupported
 from harness.steps import step
 from harness.timeline import Event, EventKind, Timeline
@@ -31,6 +41,17 @@ class Effect(enum.Enum):
     POWER = "power"  # the node is off (power_cut, shutdown): undone by power_on
     FREEZE = "freeze"  # undone by thaw
     LINK = "link"  # undone by link_up
+    IN_NODE = "in-node"  # an in-node fault: undone by running its undo command on the node
+
+
+@dataclass(frozen=True)
+class NodeCommand:
+    """An in-node fault as the shell commands that set and end it on one node."""
+
+    fault: str  # "partition", "netem", "daemon.pause", ... (FaultBegin.fault)
+    detail: str  # what exactly, for the timeline ("cut from node3")
+    apply: str
+    undo: str
 
 
 @dataclass(frozen=True)
@@ -39,17 +60,34 @@ class Undo:
 
     effect: Effect
     node: str
+    command: NodeCommand | None = None  # Effect.IN_NODE: what set it and how to end it
+
+
+# What any in-node fault module may have left on a node, one shell command each (they
+# must succeed when there is nothing to remove); the modules register theirs on import.
+SWEEPS: dict[str, str] = {}
 
 
 class FaultInjector:
-    def __init__(self, lab: Lab, timeline: Timeline) -> None:
+    def __init__(self, lab: Lab, timeline: Timeline, cluster: Cluster | None = None) -> None:
         self.lab, self.timeline = lab, timeline
+        self._cluster = cluster
         self._undo: list[Undo] = []
+
+    @property
+    def cluster(self) -> Cluster:
+        """The nodes reached over SSH (made from the lab when not given)."""
+        if self._cluster is None:
+            self._cluster = Cluster(self.lab)
+        return self._cluster
 
     def _heal(self, effect: Effect) -> Callable[[str], None]:
         """The lab's verb that ends an effect (one per Effect, none by default)."""
+        def in_node(node: str) -> None:
+            raise PvechaosError("an in-node fault is undone by its own command")
+
         return {Effect.POWER: self.lab.power_on, Effect.FREEZE: self.lab.thaw,
-                Effect.LINK: self.lab.link_up}[effect]
+                Effect.LINK: self.lab.link_up, Effect.IN_NODE: in_node}[effect]
 
     def _ended(self, effect: Effect, node: str) -> None:
         """The scenario itself ended an effect: nothing left to undo for it."""
@@ -119,6 +157,59 @@ class FaultInjector:
         return self._verb(Capability.PARTITION, EventKind.FAULT_LINK_UP, "link_up", node,
                           self.lab.link_up, ends=Effect.LINK)
 
+    # -- in-node faults (over SSH, every lab) --------------------------------------------
+    def _node_fault(self, node: str, command: NodeCommand) -> Fault:
+        """Set ``command`` on ``node``: run its apply, record fault.begin, keep its undo.
+
+        A failed apply is undone at once (it may have half-applied) and raised."""
+        self._check(node)
+        target = self.cluster.node(node)
+        with step(f"{command.fault} on {node}: {command.detail}"):
+            result = target.run(command.apply, timeout_s=20)
+            if result.rc != 0:
+                target.run(command.undo, timeout_s=20)
+                raise CommandError(node, result.command, result.rc, result.stdout,
+                                   result.stderr)
+            event = self.timeline.record(EventKind.FAULT_BEGIN, "harness",
+                                         FaultBegin(command.fault, node, command.detail))
+        self._undo.append(Undo(Effect.IN_NODE, node, command))
+        return Fault(command.fault, node, event, {"detail": command.detail})
+
+    def end(self, fault: Fault) -> None:
+        """End an in-node fault before teardown (heal the partition, resume the daemon)."""
+        for undo in reversed(self._undo):
+            if undo.command is not None and undo.node == fault.target \
+                    and undo.command.fault == fault.kind:
+                self._undo.remove(undo)
+                self._end_in_node(undo)
+                return
+        raise PvechaosError(f"no {fault.kind} in force on {fault.target}")
+
+    def end_all(self, fault_kind: str | None = None) -> None:
+        """End every in-node fault still in force (of one kind, or all), newest first."""
+        for undo in reversed(list(self._undo)):
+            if undo.command is not None and fault_kind in (None, undo.command.fault):
+                self._undo.remove(undo)
+                self._end_in_node(undo)
+
+    def _end_in_node(self, undo: Undo) -> None:
+        assert undo.command is not None
+        with step(f"end {undo.command.fault} on {undo.node}"):
+            self.cluster.node(undo.node).check(undo.command.undo, timeout_s=20)
+            self.timeline.record(EventKind.FAULT_END, "harness",
+                                 FaultEnd(undo.command.fault, undo.node, undo.command.detail))
+
+    def sweep_nodes(self) -> dict[str, str]:
+        """Remove what any in-node fault may have left on any powered node (a killed
+        run's rules, qdiscs, paused daemons). Returns the nodes it could not reach."""
+        script = "; ".join(SWEEPS.values())
+        if not script:
+            return {}
+        names = tuple(n for n in self.cluster.names if self.lab.is_powered(n))
+        results = self.cluster.each(lambda node: node.run(script, timeout_s=20), names=names,
+                                    timeout_s=30)
+        return {name: str(r) for name, r in results.items() if isinstance(r, Exception)}
+
     def action(self, what: str, node: str | None = None) -> Event:
         """Record a scenario step that is not a fault (`pvecm expected 1` on `node`)."""
         return self.timeline.record(EventKind.ACTION, "harness", Action(what, node))
@@ -130,6 +221,9 @@ class FaultInjector:
             undo = self._undo.pop()
             kind, target = undo.effect.value, undo.node
             try:
+                if undo.command is not None:
+                    self._end_in_node(undo)
+                    continue
                 self._heal(undo.effect)(target)
                 self.timeline.record(EventKind.NOTE, "harness", Note(f"undone: {kind} {target}"))
             except (PvechaosError, OSError) as exc:

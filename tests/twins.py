@@ -217,5 +217,16 @@ class FakeCluster:
     def nodes(self) -> tuple[FakeNode, ...]:
         return tuple(self._nodes[n] for n in self.names)
 
+    def each(self, fn, *, names: tuple[str, ...] | None = None, timeout_s: float = 15.0
+             ) -> dict[str, object]:
+        """As Cluster.each, one node after the other."""
+        results: dict[str, object] = {}
+        for name in names or self.names:
+            try:
+                results[name] = fn(self.node(name))
+            except Exception as exc:  # noqa: BLE001 - reported per node, as Cluster.each
+                results[name] = exc
+        return results
+
     def close(self) -> None:
         pass

@@ -222,6 +222,9 @@ _DESCRIBERS: dict[EventKind, Callable] = {
     K.FAULT_THAW: _fault("thaw"),
     K.FAULT_LINK_DOWN: _fault("link down"),
     K.FAULT_LINK_UP: _fault("link up"),
+    K.FAULT_BEGIN: lambda p: f"{p.fault} on {p.node}" + (f": {p.detail}" if p.detail else ""),
+    K.FAULT_END: lambda p: f"{p.fault} on {p.node} ends" + (f": {p.detail}" if p.detail
+                                                             else ""),
     K.LAB_EVENT: _lab_event,
     K.ACTION: _action,
     K.NODE_UNREACHABLE: lambda p: f"no answer: {p.reason}",

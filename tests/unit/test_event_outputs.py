@@ -23,6 +23,8 @@ from harness.clock import Clock
 from harness.events import (
     PAYLOADS,
     Action,
+    FaultBegin,
+    FaultEnd,
     HaMaster,
     HaNodeState,
     HaServiceState,
@@ -106,6 +108,8 @@ def representative() -> Timeline:
     for offset, kind in enumerate((K.FAULT_SHUTDOWN, K.FAULT_RESET, K.FAULT_FREEZE,
                                    K.FAULT_THAW, K.FAULT_LINK_DOWN, K.FAULT_LINK_UP)):
         r(kind, "harness", NodeFault("node3"), t=61.0 + offset)
+    r(K.FAULT_BEGIN, "harness", FaultBegin("partition", "node2", "cut from node3"), t=68.0)
+    r(K.FAULT_END, "harness", FaultEnd("partition", "node2", "cut from node3"), t=72.5)
     r(K.NODE_REACHABLE, "node1", Reachable(), t=75.0)
     r(K.NOTE, "harness", Note("<script>alert('x')</script> & \"quotes\", commas\n"
                               "and a second line"), t=76.0)

@@ -13,6 +13,8 @@ from harness import event_json
 from harness.clock import Clock
 from harness.events import (
     Action,
+    FaultBegin,
+    FaultEnd,
     HaMaster,
     HaNodeState,
     HaServiceState,
@@ -77,6 +79,8 @@ def timeline() -> Timeline:
     for offset, kind in enumerate((K.FAULT_SHUTDOWN, K.FAULT_RESET, K.FAULT_FREEZE,
                                    K.FAULT_THAW, K.FAULT_LINK_DOWN, K.FAULT_LINK_UP)):
         tl.record(kind, "harness", NodeFault("node3"), t=61.0 + offset)
+    tl.record(K.FAULT_BEGIN, "harness", FaultBegin("netem", "node2", "delay 5ms"), t=68.0)
+    tl.record(K.FAULT_END, "harness", FaultEnd("netem", "node2", "delay 5ms"), t=70.0)
     tl.record(K.LAB_EVENT, "node1", LabEvent("node1", "stopped", "destroyed"), t=10.2)
     tl.record(K.NODE_REACHABLE, "node1", Reachable(), t=75.0)
     tl.record(K.NOTE, "node1", Note("<script>alert('x')</script> & \"quotes\""), t=76.0)

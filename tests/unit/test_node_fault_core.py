@@ -1,0 +1,93 @@
+"""The in-node fault core of FaultInjector: apply, record, end, undo at teardown, sweep.
+
+Each in-node fault module (network, daemons, clock, storage) builds ``NodeCommand``s;
+these tests hold the machinery they share to its promises with a fake cluster.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import faults as faults_module
+from harness.clock import Clock
+from harness.errors import CommandError, InterlockError, PvechaosError
+from harness.events import FaultBegin, FaultEnd
+from harness.faults import FaultInjector, NodeCommand
+from harness.lab_api import Capability
+from harness.timeline import EventKind, Timeline
+from tests.twins import FakeCluster, FakeLab, FakeNode
+
+CUT = NodeCommand("partition", "cut from node3", apply="nft add table inet t",
+                  undo="nft delete table inet t")
+
+
+def setup(answers=""):
+    nodes = [FakeNode(n, answers) for n in ("node1", "node2", "node3")]
+    lab = FakeLab(names=("node1", "node2", "node3"), capabilities=Capability.POWER)
+    cluster = FakeCluster(*nodes, lab=lab)
+    timeline = Timeline(Clock())
+    return FaultInjector(lab, timeline, cluster), cluster, timeline
+
+
+def commands(node: FakeNode) -> list[str]:
+    return [c.argv[0] for c in node.calls]
+
+
+def test_a_fault_is_applied_recorded_and_ended_on_its_node_only():
+    faults, cluster, timeline = setup()
+    fault = faults._node_fault("node2", CUT)
+    assert commands(cluster.node("node2")) == [CUT.apply]
+    assert cluster.node("node1").calls == [] and cluster.node("node3").calls == []
+    [begin] = timeline.events(EventKind.FAULT_BEGIN)
+    assert begin.payload == FaultBegin("partition", "node2", "cut from node3")
+    faults.end(fault)
+    assert commands(cluster.node("node2")) == [CUT.apply, CUT.undo]
+    [end] = timeline.events(EventKind.FAULT_END)
+    assert end.payload == FaultEnd("partition", "node2", "cut from node3")
+    assert faults.undo_all() == [] and len(cluster.node("node2").calls) == 2
+
+
+def test_teardown_undoes_what_is_still_in_force_newest_first():
+    faults, cluster, timeline = setup()
+    other = NodeCommand("netem", "delay 5ms", apply="tc add", undo="tc del")
+    faults._node_fault("node1", CUT)
+    faults._node_fault("node1", other)
+    assert faults.undo_all() == []
+    assert commands(cluster.node("node1")) == [CUT.apply, other.apply, other.undo, CUT.undo]
+    assert [e.payload.fault for e in timeline.events(EventKind.FAULT_END)] == \
+        ["netem", "partition"]
+
+
+def test_a_failed_apply_is_undone_at_once_and_raised_with_the_nodes_words():
+    faults, cluster, timeline = setup(lambda call: (1, "", "nft: command not found")
+                                      if call.argv[0] == CUT.apply else "")
+    with pytest.raises(CommandError, match="nft: command not found"):
+        faults._node_fault("node3", CUT)
+    assert commands(cluster.node("node3")) == [CUT.apply, CUT.undo]
+    assert timeline.events(EventKind.FAULT_BEGIN) == [] and faults.undo_all() == []
+
+
+def test_a_node_outside_the_lab_is_refused_before_anything_runs():
+    faults, cluster, _ = setup()
+    with pytest.raises(InterlockError):
+        faults._node_fault("node9", CUT)
+    assert all(n.calls == [] for n in cluster.nodes())
+
+
+def test_ending_a_fault_not_in_force_says_so():
+    faults, _, _ = setup()
+    fault = faults._node_fault("node1", CUT)
+    faults.end(fault)
+    with pytest.raises(PvechaosError, match="no partition in force on node1"):
+        faults.end(fault)
+
+
+def test_the_sweep_runs_every_registered_cleanup_on_every_powered_node(monkeypatch):
+    monkeypatch.setattr(faults_module, "SWEEPS", {"a": "nft delete table inet t || true",
+                                                  "b": "tc qdisc del dev eth0 root || true"})
+    faults, cluster, _ = setup()
+    faults.lab.power_cut("node3")
+    assert faults.sweep_nodes() == {}
+    script = "nft delete table inet t || true; tc qdisc del dev eth0 root || true"
+    assert commands(cluster.node("node1")) == [script] == commands(cluster.node("node2"))
+    assert cluster.node("node3").calls == []
