@@ -19,10 +19,12 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from harness import node_command
 from harness.cluster import Cluster
 from harness.errors import CommandError, InterlockError, PvechaosError
 from harness.events import Action, FaultBegin, FaultEnd, NodeFault, Note
 from harness.lab_api import Capability, Lab, unsupported
+from harness.node_command import NodeCommand
 from harness.steps import step
 from harness.timeline import Event, EventKind, Timeline
 
@@ -45,27 +47,12 @@ class Effect(enum.Enum):
 
 
 @dataclass(frozen=True)
-class NodeCommand:
-    """An in-node fault as the shell commands that set and end it on one node."""
-
-    fault: str  # "partition", "netem", "daemon.pause", ... (FaultBegin.fault)
-    detail: str  # what exactly, for the timeline ("cut from node3")
-    apply: str
-    undo: str
-
-
-@dataclass(frozen=True)
 class Undo:
     """One entry of the undo stack: an effect still in force on a node."""
 
     effect: Effect
     node: str
     command: NodeCommand | None = None  # Effect.IN_NODE: what set it and how to end it
-
-
-# What any in-node fault module may have left on a node, one shell command each (they
-# must succeed when there is nothing to remove); the modules register theirs on import.
-SWEEPS: dict[str, str] = {}
 
 
 class FaultInjector:
@@ -202,7 +189,7 @@ class FaultInjector:
     def sweep_nodes(self) -> dict[str, str]:
         """Remove what any in-node fault may have left on any powered node (a killed
         run's rules, qdiscs, paused daemons). Returns the nodes it could not reach."""
-        script = "; ".join(SWEEPS.values())
+        script = "; ".join(node_command.SWEEPS.values())
         if not script:
             return {}
         names = tuple(n for n in self.cluster.names if self.lab.is_powered(n))

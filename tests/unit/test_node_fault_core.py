@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import pytest
 
-from harness import faults as faults_module
+from harness import node_command
 from harness.clock import Clock
 from harness.errors import CommandError, InterlockError, PvechaosError
 from harness.events import FaultBegin, FaultEnd
-from harness.faults import FaultInjector, NodeCommand
+from harness.faults import FaultInjector
 from harness.lab_api import Capability
+from harness.node_command import NodeCommand
 from harness.timeline import EventKind, Timeline
 from tests.twins import FakeCluster, FakeLab, FakeNode
 
@@ -83,7 +84,7 @@ def test_ending_a_fault_not_in_force_says_so():
 
 
 def test_the_sweep_runs_every_registered_cleanup_on_every_powered_node(monkeypatch):
-    monkeypatch.setattr(faults_module, "SWEEPS", {"a": "nft delete table inet t || true",
+    monkeypatch.setattr(node_command, "SWEEPS", {"a": "nft delete table inet t || true",
                                                   "b": "tc qdisc del dev eth0 root || true"})
     faults, cluster, _ = setup()
     faults.lab.power_cut("node3")
