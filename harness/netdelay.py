@@ -192,11 +192,13 @@ def delay_command(spec: DelaySpec) -> NodeCommand:
     return NodeCommand("netem", spec.detail(), apply=apply, undo=undo)
 
 
-STATS_COMMAND = f"cat {LOG_FILE} 2>/dev/null; true"
+def stats_command() -> str:
+    """Shell: print the delayer's log (its ready/exit JSON lines, see parse_log)."""
+    return f"cat {LOG_FILE} 2>/dev/null; true"
 
 
 def parse_log(text: str) -> list[dict]:
-    """The delayer's JSON lines (ready, exit, error) from its log (STATS_COMMAND)."""
+    """The delayer's JSON lines (ready, exit, error) from its log (stats_command())."""
     events = []
     for line in text.splitlines():
         if line.startswith("{"):
