@@ -22,15 +22,20 @@ queued it, so a rule in filter OUTPUT would let delayed packets skip the rules a
 harness/netfaults.py's loss and partition chains (nft, priority -10) and pve-firewall's
 filter rules.
 
-Limits, compared with netem: only delay, jitter (uniform or normal, so packets reorder as
-with netem's jitter) and loss; duplication cannot be done with verdicts and is refused;
-no rate limiting. Guess: pve-firewall rewrites only its own PVEFW-* chains and the jumps to
-them in the filter table, so it leaves this mangle chain alone (not checked against
-pve-firewall's source).
+Limits, compared with netem: delay, jitter (uniform or normal, so packets reorder as with
+netem's jitter), reorder (a share sent at once) and loss; duplication cannot be done with
+verdicts and is refused; rate limiting is not done and is refused.
+
+pve-firewall leaves this chain alone: it tracks only chains named PVEFW-*, tap*, veth*,
+fwbr* and GROUP-* of the table it manages and loads rules with ``iptables-restore -n``
+(no flush) (proxmox/pve-firewall src/PVE/Firewall.pm, iptables_get_chains and
+iptables_restore_cmdlist). Guess: the nftables-based proxmox-firewall (opt-in on PVE 8)
+likewise touches only its own tables.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shlex
 from dataclasses import dataclass
@@ -63,22 +68,36 @@ class DelaySpec:
     jitter_ms: float = 0.0
     distribution: str = "uniform"  # "uniform": delay +- jitter; "normal": sigma = jitter
     loss_percent: float = 0.0
+    reorder_percent: float = 0.0  # as netem's reorder: this share goes at once
     seed: int | None = None
+    peers: tuple[str, ...] = ()  # destination addresses to delay to; () = every one
     duplicate_percent: float = 0.0  # refused unless 0: see module docstring
+    rate_kbit: int | None = None  # refused unless None: no rate limiting here
 
     def check(self) -> None:
         if self.duplicate_percent:
             raise PvechaosError(
                 "duplication needs tc netem: the NFQUEUE delayer can only accept or drop "
                 "each packet", hint="run on a kernel with sch_netem, or drop duplication")
+        if self.rate_kbit is not None:
+            raise PvechaosError(
+                "rate limiting needs tc netem: the NFQUEUE delayer does not pace packets",
+                hint="run on a kernel with sch_netem, or drop the rate")
+        for peer in self.peers:
+            try:
+                ipaddress.ip_address(peer)
+            except ValueError:
+                raise PvechaosError(f"peer {peer!r} is not an IP address",
+                                    hint="give the peers' corosync addresses") from None
         if self.distribution not in ("uniform", "normal"):
             raise PvechaosError(f"unknown jitter distribution {self.distribution!r}",
                                 hint="use 'uniform' or 'normal'")
         if not (0 <= self.delay_ms <= 60_000 and 0 <= self.jitter_ms <= 60_000):
             raise PvechaosError(f"delay {self.delay_ms} ms / jitter {self.jitter_ms} ms out "
                                 "of range", hint="0-60000 ms each")
-        if not 0 <= self.loss_percent <= 100:
-            raise PvechaosError(f"loss {self.loss_percent}% out of range", hint="0-100")
+        if not (0 <= self.loss_percent <= 100 and 0 <= self.reorder_percent <= 100):
+            raise PvechaosError(f"loss {self.loss_percent}% / reorder "
+                                f"{self.reorder_percent}% out of range", hint="0-100 each")
         if not 0 < self.max_seconds <= 7 * 86400:
             raise PvechaosError(f"max_seconds {self.max_seconds} out of range",
                                 hint="give the scenario's own bound, > 0")
@@ -91,6 +110,8 @@ class DelaySpec:
             argv += ["--jitter-ms", f"{self.jitter_ms:g}", "--distribution", self.distribution]
         if self.loss_percent:
             argv += ["--loss-percent", f"{self.loss_percent:g}"]
+        if self.reorder_percent:
+            argv += ["--reorder-percent", f"{self.reorder_percent:g}"]
         if self.seed is not None:
             argv += ["--seed", str(self.seed)]
         return argv
@@ -100,9 +121,12 @@ class DelaySpec:
         if self.jitter_ms:
             text += f" ±{self.jitter_ms:g}ms" + (" normal" if self.distribution == "normal"
                                                  else "")
+        if self.reorder_percent:
+            text += f" reorder {self.reorder_percent:g}%"
         if self.loss_percent:
             text += f" loss {self.loss_percent:g}%"
-        return text + f" on udp {PORTS[0]}-{PORTS[1]} out (nfqueue)"
+        to = f" to {', '.join(self.peers)}" if self.peers else ""
+        return text + f" on udp {PORTS[0]}-{PORTS[1]} out{to} (nfqueue)"
 
 
 def script_text() -> str:
@@ -119,13 +143,25 @@ def _each_iptables(body: str) -> str:
             f"command -v $ipt >/dev/null 2>&1 || continue; {body}; done")
 
 
-def _rule_add() -> str:
-    match = f"-p udp --dport {PORTS[0]}:{PORTS[1]}"
-    target = f"-j NFQUEUE --queue-num {QUEUE_NUM} --queue-bypass"
-    return _each_iptables(
-        f"$ipt -w 5 -t {TABLE} -N {CHAIN} && "
-        f"$ipt -w 5 -t {TABLE} -A {CHAIN} {match} {target} && "
-        f"$ipt -w 5 -t {TABLE} -I OUTPUT 1 -j {CHAIN} || exit 6")
+def _rule_add(peers: tuple[str, ...]) -> str:
+    """The chain, its NFQUEUE rule(s) (one per peer, or one for every destination), and
+    the jump from mangle OUTPUT, per family: IPv4 always, IPv6 where ip6tables is
+    installed (and, with peers, only for the families they have)."""
+    parts = []
+    for ipt, six in (("iptables", False), ("ip6tables", True)):
+        dests = [p for p in peers if ipaddress.ip_address(p).version == (6 if six else 4)]
+        if peers and not dests:
+            continue
+        matches = [f"-d {d} " for d in dests] or [""]
+        steps = [f"{ipt} -w 5 -t {TABLE} -N {CHAIN}",
+                 *(f"{ipt} -w 5 -t {TABLE} -A {CHAIN} {m}-p udp --dport {PORTS[0]}:{PORTS[1]}"
+                   f" -j NFQUEUE --queue-num {QUEUE_NUM} --queue-bypass" for m in matches),
+                 f"{ipt} -w 5 -t {TABLE} -I OUTPUT 1 -j {CHAIN}"]
+        line = " && ".join(steps) + " || exit 6"
+        if six:
+            line = f"if command -v {ipt} >/dev/null 2>&1; then {line}; fi"
+        parts.append(line)
+    return "\n".join(parts)
 
 
 def _rule_remove() -> str:
@@ -187,7 +223,7 @@ def delay_command(spec: DelaySpec) -> NodeCommand:
     wait until it has bound the queue; then add the rule. undo: rule first, then the
     delayer (which releases what it holds)."""
     spec.check()
-    apply = _precheck() + _start_delayer(spec) + _rule_add() + "\n"
+    apply = _precheck() + _start_delayer(spec) + _rule_add(spec.peers) + "\n"
     undo = f"{_rule_remove()}; {_stop_delayer()}"
     return NodeCommand("netem", spec.detail(), apply=apply, undo=undo)
 

@@ -9,7 +9,9 @@ a raw NETLINK_NETFILTER socket (the nfnetlink_queue protocol, include/uapi/linux
 nfnetlink_queue.h), receives each packet (copy-packet mode, the first --copy-range bytes,
 only to log what it holds), keeps it for delay +- jitter and then issues NF_ACCEPT. Packets
 are released by their own due time, so with jitter they may leave out of order (as with
-netem's jitter). ``--loss-percent`` drops a packet (NF_DROP) with that probability.
+netem's jitter). ``--loss-percent`` drops a packet (NF_DROP) with that probability;
+``--reorder-percent`` sends that share at once and delays the rest (netem's ``reorder``,
+without its correlation).
 
 Duplication is refused: a verdict accepts or drops the one packet the kernel queued; it
 cannot send it twice (that would take a second, raw-socket sender, which this is not).
@@ -185,9 +187,9 @@ class Delayer:
         self.args, self.rng = args, random.Random(args.seed)
         self.held: list[tuple[float, int, int]] = []  # (due, arrival order, packet id)
         self.order = 0
-        self.stats = {"queued": 0, "accepted": 0, "lost": 0, "released_at_exit": 0,
-                      "verdict_errors": 0, "max_late_ms": 0.0, "delay_sum_ms": 0.0,
-                      "ports": {}}
+        self.stats = {"queued": 0, "accepted": 0, "lost": 0, "sent_at_once": 0,
+                      "released_at_exit": 0, "verdict_errors": 0, "max_late_ms": 0.0,
+                      "delay_sum_ms": 0.0, "ports": {}}
 
     def sample_ms(self) -> float:
         a = self.args
@@ -205,6 +207,12 @@ class Delayer:
             if self.args.loss_percent > 0 and self.rng.random() * 100 < self.args.loss_percent:
                 queue.verdict(packet_id, NF_DROP)
                 self.stats["lost"] += 1
+                continue
+            if self.args.reorder_percent > 0 and \
+                    self.rng.random() * 100 < self.args.reorder_percent:
+                queue.verdict(packet_id, NF_ACCEPT)  # netem's reorder: this one goes at once
+                self.stats["accepted"] += 1
+                self.stats["sent_at_once"] += 1
                 continue
             delay = self.sample_ms()
             self.stats["delay_sum_ms"] += delay
@@ -234,6 +242,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="uniform: delay +- jitter; normal: gauss(delay, sigma=jitter)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--loss-percent", type=float, default=0.0)
+    p.add_argument("--reorder-percent", type=float, default=0.0,
+                   help="as netem's reorder: this share is sent at once, the rest delayed")
     p.add_argument("--duplicate-percent", type=float, default=0.0,
                    help="refused unless 0: a verdict cannot duplicate a packet")
     p.add_argument("--max-seconds", type=float, required=True,
@@ -250,8 +260,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error("--queue-num must be 0-65535")
     if not 0 <= args.delay_ms <= MAX_DELAY_MS or not 0 <= args.jitter_ms <= MAX_DELAY_MS:
         p.error(f"--delay-ms and --jitter-ms must be 0-{MAX_DELAY_MS:.0f}")
-    if not 0 <= args.loss_percent <= 100:
-        p.error("--loss-percent must be 0-100")
+    if not 0 <= args.loss_percent <= 100 or not 0 <= args.reorder_percent <= 100:
+        p.error("--loss-percent and --reorder-percent must be 0-100")
     if not 0 < args.max_seconds <= 7 * 86400:
         p.error("--max-seconds must be > 0 (and at most a week)")
     return args
@@ -287,7 +297,8 @@ def main(argv: list[str]) -> int:
     end = started + args.max_seconds
     emit("ready", pid=os.getpid(), queue=args.queue_num, delay_ms=args.delay_ms,
          jitter_ms=args.jitter_ms, distribution=args.distribution,
-         loss_percent=args.loss_percent, max_seconds=args.max_seconds)
+         loss_percent=args.loss_percent, reorder_percent=args.reorder_percent,
+         max_seconds=args.max_seconds)
     reason = "max-seconds"
     try:
         while True:
@@ -325,7 +336,7 @@ def main(argv: list[str]) -> int:
             except FileNotFoundError:
                 pass
         stats = delayer.stats
-        delayed = max(1, stats["queued"] - stats["lost"])
+        delayed = max(1, stats["queued"] - stats["lost"] - stats["sent_at_once"])
         emit("exit", reason=reason, ran_s=round(time.monotonic() - started, 3),
              mean_delay_ms=round(stats.pop("delay_sum_ms") / delayed, 3),
              max_late_ms=round(stats.pop("max_late_ms"), 3), **stats)

@@ -249,3 +249,30 @@ def test_stopping_releases_the_packets_it_holds_at_once(pair):
           f"in all; released at exit: {exit_event['released_at_exit']}")
     assert sorted(order) == list(range(10)) and took < 3
     assert exit_event["released_at_exit"] == 10
+
+
+def test_peers_limit_the_delay_to_their_addresses(pair):
+    command = applied(pair, delay_ms=50, peers=("198.18.200.3",))
+    try:
+        other = median(pair.probe(count=5))
+    finally:
+        pair.sh(command.undo)
+    command = applied(pair, delay_ms=50, peers=(B_ADDR,))
+    try:
+        to_peer = median(pair.probe(count=5))
+    finally:
+        pair.sh(command.undo)
+    print(f"\ndelay to 198.18.200.3 only: rtt to .2 {other:.2f} ms; to .2: {to_peer:.2f} ms")
+    assert other < 10 and to_peer >= 45
+
+
+def test_reorder_sends_a_share_at_once(pair):
+    command = applied(pair, delay_ms=300, reorder_percent=50, seed=3)
+    try:
+        rtts = pair.probe(count=40)  # one at a time: each is either at once or 300 ms late
+    finally:
+        pair.sh(command.undo)
+    fast = sum(1 for r in rtts if r < 50)
+    print(f"\nreorder 50 % with delay 300 ms: {fast} of 40 at once, the rest "
+          f"{min(r for r in rtts if r >= 50):.1f}-{max(rtts):.1f} ms")
+    assert 10 <= fast <= 30 and all(r < 50 or r >= 295 for r in rtts)

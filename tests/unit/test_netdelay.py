@@ -60,11 +60,26 @@ def test_the_delayer_is_bound_before_the_rule_and_the_rule_goes_before_the_delay
     ({"max_seconds": 0}, "max_seconds"),
     ({"loss_percent": 101}, "loss"),
     ({"delay_ms": -1}, "out of range"),
+    ({"rate_kbit": 100}, "rate limiting needs tc netem"),
+    ({"peers": ("node2; reboot",)}, "not an IP address"),
 ])
 def test_what_the_delayer_cannot_do_is_refused_before_anything_runs(bad, words):
     spec = netdelay.DelaySpec(**{"delay_ms": 10, "max_seconds": 5, **bad})
     with pytest.raises(PvechaosError, match=words):
         netdelay.delay_command(spec)
+
+
+def test_peers_limit_the_rule_to_their_addresses_per_family():
+    four = netdelay.delay_command(netdelay.DelaySpec(
+        delay_ms=5, max_seconds=9, peers=("198.18.1.2", "198.18.1.3")))
+    rules = four.apply.split(netdelay.HEREDOC_END)[-1]
+    assert rules.count("-A pvechaos_delay -d 198.18.1.") == 2 and "ip6tables" not in rules
+    assert four.detail.endswith("to 198.18.1.2, 198.18.1.3 (nfqueue)")
+    six = netdelay.delay_command(netdelay.DelaySpec(delay_ms=5, max_seconds=9,
+                                                    peers=("fd00::2",)))
+    rules = six.apply.split(netdelay.HEREDOC_END)[-1]
+    assert "ip6tables -w 5 -t mangle -A pvechaos_delay -d fd00::2 " in rules
+    assert "iptables -w 5 -t mangle -N" not in rules.replace("ip6tables", "")
 
 
 def test_the_script_itself_refuses_duplication_and_needs_a_bound():
@@ -77,11 +92,12 @@ def test_the_script_itself_refuses_duplication_and_needs_a_bound():
 
 def test_the_builder_and_the_script_agree_on_the_arguments():
     spec = netdelay.DelaySpec(delay_ms=12.5, jitter_ms=3, distribution="normal",
-                              loss_percent=2, seed=7, max_seconds=30)
+                              loss_percent=2, reorder_percent=5, seed=7, max_seconds=30)
     args = script.parse_args(spec.args())
-    assert (args.delay_ms, args.jitter_ms, args.distribution, args.loss_percent, args.seed,
-            args.max_seconds, args.queue_num, args.pid_file, args.tag) == \
-        (12.5, 3, "normal", 2, 7, 30, netdelay.QUEUE_NUM, netdelay.PID_FILE, netdelay.TAG)
+    assert (args.delay_ms, args.jitter_ms, args.distribution, args.loss_percent,
+            args.reorder_percent, args.seed, args.max_seconds, args.queue_num, args.pid_file,
+            args.tag) == (12.5, 3, "normal", 2, 5, 7, 30, netdelay.QUEUE_NUM,
+                          netdelay.PID_FILE, netdelay.TAG)
 
 
 # -- the shell commands, run by a real shell against fakes ------------------------------
@@ -252,6 +268,16 @@ def test_loss_drops_about_that_share_and_the_rest_is_released_at_exit():
     assert 850 < len(dropped) < 1150
     d.release_all(queue)
     assert len(queue.verdicts) == 4000 and d.stats["released_at_exit"] == 4000 - len(dropped)
+
+
+def test_reorder_sends_that_share_at_once_and_delays_the_rest():
+    d, queue = delayer(reorder_percent=40), RecordingQueue()
+    d.take(queue, [(i, b"") for i in range(2000)], now=0.0)
+    assert 700 < len(queue.verdicts) < 900 and d.stats["sent_at_once"] == len(queue.verdicts)
+    d.release_due(queue, 0.049)
+    assert len(queue.verdicts) == d.stats["sent_at_once"]
+    d.release_due(queue, 0.05)
+    assert len(queue.verdicts) == 2000
 
 
 def test_the_seed_makes_the_delays_repeatable():
