@@ -36,3 +36,16 @@ def test_a_missing_python_package_names_it(monkeypatch):
                         lambda name: None if name == "mfusepy" else object())
     with pytest.raises(LabError, match="pip install mfusepy"):
         preflight.check_host()
+
+
+def test_a_host_without_nft_names_the_nftables_package(monkeypatch):
+    """The network faults run nft and tc inside the nodes, which use the host's tools."""
+    monkeypatch.setattr(preflight.os, "geteuid", lambda: 0)
+    real_which = preflight.shutil.which
+    monkeypatch.setattr(preflight.shutil, "which",
+                        lambda tool, path=None: None if tool == "nft"
+                        else real_which(tool, path=path))
+    with pytest.raises(LabError) as caught:
+        preflight.check_host()
+    assert "apt-get install nftables" in str(caught.value)
+    assert preflight.TOOLS["tc"] == "iproute2"
