@@ -8,9 +8,11 @@ watcher's timeline says what happened during the hold:
 - ``held``: no membership change and no quorum loss seen by any node;
 - ``flapped``: some node's membership changed, none lost quorum;
 - ``lost``: some node saw itself without quorum;
-- ``stalled``: no change seen, but `pvecm status` went unanswered on some node (corosync's
-  quorum service blocked, as during a membership re-formation; the Ring ID column shows
-  whether corosync formed a new ring with the same members, pve-faults §5.5).
+- ``re-formed``: no change of members seen, but node1's Ring ID moved: corosync formed a
+  new ring with the same members (pve-faults §5.5: a token timeout answered before
+  consensus expires); `pvecm status` usually blocks meanwhile;
+- ``stalled``: no change seen and the same ring, but `pvecm status` went unanswered on
+  some node.
 
 Then the fault is ended and the whole cluster must be back before the next point.
 
@@ -35,13 +37,13 @@ import html
 import io
 import json
 import os
-import re
 import time
 from dataclasses import asdict, dataclass
 
 import allure
 import pytest
 
+from harness import netfaults
 from harness.errors import UnsupportedFault
 from harness.events import MembershipChanged, Unreachable
 from harness.timeline import EventKind
@@ -94,8 +96,10 @@ POINTS = [Point(0, 0, TARGET, HOLD_S)] + [Point(d, 0, TARGET, HOLD_S) for d in D
 RESULTS: list[Point] = []
 
 
-def judge(timeline, start: float, end: float, point: Point) -> None:
-    """Fill ``point`` from what the quorum watcher saw between ``start`` and ``end``."""
+def judge(timeline, start: float, end: float, point: Point, rings: tuple[str, str] = ("", "")
+          ) -> None:
+    """Fill ``point`` from what the quorum watcher saw between ``start`` and ``end``, and
+    from node1's Ring ID before and after (``rings``)."""
     changes = [e for e in timeline.events(EventKind.MEMBERSHIP_CHANGED, after=start)
                if e.t <= end and not e.payload_of(MembershipChanged).first_view]
     losses = [e for e in timeline.events(EventKind.QUORUM_LOST, after=start) if e.t <= end]
@@ -108,17 +112,17 @@ def judge(timeline, start: float, end: float, point: Point) -> None:
                                f"{e.payload_of(Unreachable).reason}" for e in silent)[:400]
     firsts = [e.t for e in changes + losses]
     point.first_change_s = round(min(firsts) - start, 2) if firsts else None
+    point.ring_ids = " -> ".join(rings) if any(rings) else ""
     point.outcome = ("lost" if losses else "flapped" if changes
+                     else "re-formed" if rings[0] != rings[1]
                      else "stalled" if silent else "held")
 
 
 def dropped(cluster, nodes) -> int:
-    total = 0
-    for name in nodes:
-        result = cluster.node(name).run("nft list chain inet pvechaos_net loss_out",
-                                        timeout_s=10)
-        total += sum(int(n) for n in re.findall(r"counter packets (\d+)", result.stdout))
-    return total
+    """Packets the random-loss rules dropped on ``nodes`` so far."""
+    return sum(netfaults.dropped_packets(cluster.node(name).run(
+        f"nft list chain {netfaults.TABLE} {netfaults.LOSS_CHAIN}", timeout_s=10).stdout)
+        for name in nodes)
 
 
 IDS = [p.label.replace(" ", "").replace("%", "pct") for p in POINTS]  # -k loss5pct
@@ -149,8 +153,8 @@ def test_point(point: Point, cluster, faults, timeline, quorum_watcher, constant
     if point.loss_pct:
         point.packets_dropped = dropped(cluster, nodes)
     faults.end_all("netem")
-    judge(timeline, start, end, point)
-    point.ring_ids = f"{ring_before} -> {cluster.node(names[0]).quorum(timeout_s=30).ring_id}"
+    judge(timeline, start, end, point,
+          (ring_before, cluster.node(names[0]).quorum(timeout_s=30).ring_id))
     RESULTS.append(point)
     metrics.record(f"sweep {point.label}",
                    point.first_change_s if point.first_change_s is not None else point.hold_s,
@@ -189,7 +193,7 @@ def to_html(rows: list[dict[str, object]]) -> str:
             f"<tr>{head}</tr>{body}</table></body></html>")
 
 
-OUTCOME_Y = {"held": 0, "stalled": 1, "flapped": 2, "lost": 3}
+OUTCOME_Y = {"held": 0, "stalled": 1, "re-formed": 2, "flapped": 3, "lost": 4}
 
 
 def plot(points: list[Point]) -> bytes:
@@ -208,7 +212,7 @@ def plot(points: list[Point]) -> bytes:
             ax.plot([getattr(p, axis) for p in mine], [OUTCOME_Y[p.outcome] for p in mine],
                     "o-", color="#4e79a7")
             ax.set_yticks(list(OUTCOME_Y.values()), list(OUTCOME_Y))
-            ax.set_ylim(-0.5, 3.5)
+            ax.set_ylim(-0.5, 4.5)
             ax.set_xlabel(unit)
             if axis == "delay_ms":
                 ax.set_xscale("symlog", linthresh=10)

@@ -23,9 +23,9 @@ def timeline_with(*events) -> Timeline:
     return timeline
 
 
-def judged(timeline: Timeline) -> sweep.Point:
+def judged(timeline: Timeline, rings: tuple[str, str] = ("1.d", "1.d")) -> sweep.Point:
     point = sweep.Point(0, 10, "all", 30)
-    sweep.judge(timeline, 100.0, 130.0, point)
+    sweep.judge(timeline, 100.0, 130.0, point, rings)
     return point
 
 
@@ -52,6 +52,12 @@ def test_unanswered_polls_without_a_change_are_a_stall_with_the_reason():
                                   Unreachable("no answer within 4 s"))))
     assert point.outcome == "stalled" and point.unanswered_polls == 1
     assert point.note == "node2 at +10.0 s: no answer within 4 s"
+
+
+def test_a_new_ring_with_the_same_members_is_a_re_formation():
+    silent = (110, EventKind.NODE_UNREACHABLE, "node2", Unreachable("no answer"))
+    point = judged(timeline_with(silent), ("1.d", "1.15"))
+    assert (point.outcome, point.ring_ids) == ("re-formed", "1.d -> 1.15")
 
 
 def test_the_table_and_the_plot_render():
