@@ -225,7 +225,7 @@ def plot(points: list[Point]) -> bytes:
         return out.getvalue()
 
 
-def test_table(metrics, request):
+def test_table(metrics, constants):
     """The sweep's table and plot, for the report and metrics.json."""
     if not RESULTS:
         pytest.skip("no point ran")
@@ -242,5 +242,6 @@ def test_table(metrics, request):
                   attachment_type=allure.attachment_type.PNG)
     ran = [p for p in RESULTS if p.outcome != "unsupported"]
     metrics.record("sweep table", sum(p.hold_s for p in ran), form=FORM, target=TARGET,
+                   token_ms=constants.token_ms, pong_timeout_ms=constants.token_ms / 2,
                    rows=rows)
     print("\n" + json.dumps(rows, indent=1))
