@@ -37,6 +37,7 @@ import html
 import io
 import json
 import os
+import textwrap
 import time
 from dataclasses import asdict, dataclass
 
@@ -214,7 +215,13 @@ def plot(points: list[Point]) -> bytes:
             ax.set_yticks(list(OUTCOME_Y.values()), list(OUTCOME_Y))
             ax.set_ylim(-0.5, 4.5)
             ax.set_xlabel(unit)
-            if axis == "delay_ms":
+            if not mine:
+                why = {p.note for p in points if getattr(p, axis) and p.note} or {"no point"}
+                text = textwrap.fill("not measured: " + "; ".join(sorted(why)), 40)
+                ax.text(0.5, 0.5, text[:200], ha="center", va="center", fontsize=7,
+                        transform=ax.transAxes, bbox={"facecolor": "white", "lw": 0})
+                ax.set_xticks([])
+            elif axis == "delay_ms":
                 ax.set_xscale("symlog", linthresh=10)
             ax.grid(True, alpha=0.3)
         fig.suptitle(f"corosync under degraded links ({TARGET} nodes, {FORM} form, "
