@@ -8,7 +8,7 @@ guests' network stay up so the harness keeps watching.
   of chains (input, output) per fault, each rule with a counter;
 - random loss: an nftables rule (``numgen random``) on the node's outgoing corosync
   traffic. Deviation from "netem for everything": nftables' random drop works on kernels
-  without sch_netem (the embedded lab's CI host has none), and both drop each packet
+  without sch_netem (the host these were built on has none), and both drop each packet
   independently with the same probability;
 - delay, jitter, duplication, reordering, rate: ``tc netem`` under a ``prio`` root qdisc
   with handle 5405: (our mark), u32 filters steering UDP 5405-5412 to the peers' cluster
