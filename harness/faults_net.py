@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness import netfaults
+from harness import netdelay, netfaults
 from harness.errors import CommandError, PvechaosError, UnsupportedFault
 from harness.node_command import NodeCommand
 
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from harness.faults import Fault
 
 NETWORK_KINDS = ("partition", "one-way")  # what heal_network ends; netem is ended by end()
+# Guess: a bound on any scenario's degraded link; the NFQUEUE delayer (harness/netdelay.py)
+# ends by itself after it even if no undo ever runs
+DELAYER_MAX_S = 6 * 3600
 
 
 class NetFaults:
@@ -111,7 +114,8 @@ class NetFaults:
                 loss_pct: float = 0, duplicate_pct: float = 0, reorder_pct: float = 0,
                 rate_kbit: int | None = None) -> Fault:
         """Degrade ``node``'s OUTGOING corosync traffic (netem for delay, jitter,
-        duplication, reordering and rate; nftables for random loss). pve-faults §5.3
+        duplication, reordering and rate; nftables for random loss; on a kernel without
+        netem, delay, jitter and reordering by the NFQUEUE delayer). pve-faults §5.3
         gives where the thresholds lie (Derived/Guess): measure them, see
         scenarios/test_corosync_sweep.py."""
         spec = netfaults.Netem(delay_ms, jitter_ms, loss_pct, duplicate_pct, reorder_pct,
@@ -126,11 +130,27 @@ class NetFaults:
         try:
             return self._node_fault(node, command)
         except CommandError as exc:
-            if netfaults.kernel_lacks_tc(exc.stderr):
-                raise UnsupportedFault(
-                    f"{node}'s kernel cannot run netem under prio with u32 filters: "
-                    f"{exc.stderr.strip().splitlines()[-1]}",
-                    hint="use a kernel with sch_netem, sch_prio and cls_u32 "
-                         "(modprobe sch_netem sch_prio cls_u32), or degrade with "
-                         "loss_pct only (nftables)") from exc
-            raise
+            if not netfaults.kernel_lacks_tc(exc.stderr):
+                raise
+            reason = exc.stderr.strip().splitlines()[-1]
+        if spec.duplicate_pct or spec.rate_kbit:
+            raise UnsupportedFault(
+                f"{node}'s kernel cannot run netem under prio with u32 filters: {reason}",
+                hint="use a kernel with sch_netem, sch_prio and cls_u32 (modprobe sch_netem "
+                     "sch_prio cls_u32); without them only delay, jitter, reorder and loss "
+                     "can be done (NFQUEUE, harness/netdelay.py)")
+        return self._node_fault(node, self._nfqueue_delay(node, spec))
+
+    def _nfqueue_delay(self, node: str, spec: netfaults.Netem) -> NodeCommand:
+        """Delay, jitter and reorder without sch_netem: the NFQUEUE delayer of
+        harness/netdelay.py; loss stays the nft rule."""
+        peers = self._peers(node, self.cluster.names)
+        delay = netdelay.delay_command(netdelay.DelaySpec(
+            spec.delay_ms, DELAYER_MAX_S, spec.jitter_ms, reorder_percent=spec.reorder_pct,
+            peers=tuple(peers[n] for n in sorted(peers))))
+        detail = f"{spec.describe()} to {', '.join(sorted(peers))} (nfqueue: no sch_netem)"
+        if not spec.loss_pct:
+            return NodeCommand("netem", detail, apply=delay.apply, undo=delay.undo)
+        loss = netfaults.netem(peers, netfaults.Netem(loss_pct=spec.loss_pct))
+        return NodeCommand("netem", detail, apply=f"{loss.apply} || exit 1\n{delay.apply}",
+                           undo=f"{delay.undo}; {loss.undo}")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import netfaults, node_command
+from harness import faults_net, netdelay, netfaults, node_command
 from harness.clock import Clock
 from harness.errors import CommandError, ConfigError, PvechaosError, UnsupportedFault
 from harness.faults import FaultInjector
@@ -225,16 +225,36 @@ def test_degrade_sends_the_netem_command_to_the_node_and_refuses_a_second_one():
                                                         netfaults.Netem(delay_ms=50)).undo
 
 
-def test_a_kernel_without_netem_is_an_unsupported_fault_naming_the_modules():
-    def answer(call):
-        if "netem delay" in call.argv[0]:
-            return (2, "", "Error: Specified qdisc kind is unknown.")
-        return ""
-    faults = setup(answer)
+def no_netem(call):
+    if "tc qdisc add" in call.argv[0]:
+        return (2, "", "Error: Specified qdisc kind is unknown.")
+    return ""
+
+
+def test_a_kernel_without_netem_refuses_duplication_naming_the_modules():
+    faults = setup(no_netem)
     with pytest.raises(UnsupportedFault, match="qdisc kind is unknown") as caught:
-        faults.degrade("node1", delay_ms=20)
+        faults.degrade("node1", delay_ms=20, duplicate_pct=1)
     assert "sch_netem" in str(caught.value.hint)
     assert faults.timeline.events(EventKind.FAULT_BEGIN) == []
+
+
+def test_a_kernel_without_netem_delays_through_the_nfqueue_delayer_loss_staying_nft():
+    faults = setup(no_netem)
+    fault = faults.degrade("node1", delay_ms=20, jitter_ms=5, loss_pct=3)
+    peers = {"node2": ADDR["node2"], "node3": ADDR["node3"]}
+    delay = netdelay.delay_command(netdelay.DelaySpec(
+        20, faults_net.DELAYER_MAX_S, 5, peers=(ADDR["node2"], ADDR["node3"])))
+    loss = netfaults.netem(peers, netfaults.Netem(loss_pct=3))
+    # tried netem (refused by the kernel, its undo run), then the delayer
+    failed_netem, used = sent(faults, "node1")[-3], sent(faults, "node1")[-1]
+    assert "netem delay 20ms 5ms" in failed_netem
+    assert used == f"{loss.apply} || exit 1\n{delay.apply}"
+    [begin] = faults.timeline.events(EventKind.FAULT_BEGIN)
+    assert begin.payload.detail == ("delay 20ms 5ms loss 3% to node2, node3 "
+                                    "(nfqueue: no sch_netem)")
+    faults.end(fault)
+    assert sent(faults, "node1")[-1] == f"{delay.undo}; {loss.undo}"
 
 
 def test_the_sweep_removes_our_table_and_only_our_qdisc_and_always_succeeds():
