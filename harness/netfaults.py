@@ -13,6 +13,8 @@ guests' network stay up so the harness keeps watching.
 - delay, jitter, duplication, reordering, rate: ``tc netem`` under a ``prio`` root qdisc
   with handle 5405: (our mark), u32 filters steering UDP 5405-5412 to the peers' cluster
   addresses into the netem band. The device is the one ``ip route get <peer>`` names.
+  On a kernel without them, harness/faults_net.py falls back to harness/netdelay.py (an
+  NFQUEUE delayer) for delay, jitter and reordering.
 
 Every undo succeeds when there is nothing left to remove (a sweep may have run first).
 """
