@@ -1,7 +1,8 @@
 """The latency and loss sweep on corosync's traffic: from which delay and which loss does
 the cluster flap or lose quorum?
 
-For each point, ``faults.degrade`` delays (tc netem) or drops at random (nftables) the
+For each point, ``faults.degrade`` delays (tc netem; without it the NFQUEUE delayer) or
+drops at random (nftables) the
 outgoing corosync traffic of every node (or of one node), holds it, and the quorum
 watcher's timeline says what happened during the hold:
 
