@@ -15,7 +15,7 @@ TOOLS = {
     "corosync": "corosync", "corosync-quorumtool": "corosync", "corosync-keygen": "corosync",
     "corosync-cfgtool": "corosync", "sshd": "openssh-server", "ssh": "openssh-client",
     "ssh-keygen": "openssh-client", "ip": "iproute2", "nsenter": "util-linux",
-    "unshare": "util-linux", "mount": "mount",
+    "unshare": "util-linux", "setpriv": "util-linux", "mount": "mount",
 }
 
 
