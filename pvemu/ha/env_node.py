@@ -39,7 +39,8 @@ class NodeEnv:
         self.etc = EtcPve(root)
         self.guests = guests
         self._members: dict[str, bool] = {}
-        self._lock_success: dict[str, float] = {}
+        self._lock_success: dict[str, float] = {}  # PVE2.pm lock_time: last success
+        self._lock_held: dict[str, bool] = {}  # PVE2.pm got_lock: the last try's result
         self._watchdog: socket.socket | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._workers: dict[str, concurrent.futures.Future] = {}
@@ -146,13 +147,24 @@ class NodeEnv:
         now = self.now()
         last = self._lock_success.get(name)
         renew = last is not None and now - last < self.timing.lock_lifetime
-        if self.etc.take_lease(name, renew=renew, at=now):
+        got = self.etc.take_lease(name, renew=renew, at=now)
+        if got:
             self._lock_success[name] = now
-            return True
-        return False
+        if got != self._lock_held.get(name, False):  # PVE2.pm logs each change
+            # PVE's words, its missing quote included; the errno text PVE appends to a
+            # failed renewal ("- $!") is not known here and left out
+            why = "cfs lock update failed" if renew else "can't get cfs lock"
+            self.log("info", f"successfully acquired lock '{name}'") if got else \
+                self.log("err", f"lost lock '{name} - {why}")
+        self._lock_held[name] = got
+        return got
 
     def _release_lock(self, name: str) -> None:
+        # Known difference, kept from before: PVE2.pm's release is a bare rmdir that
+        # keeps lock_time, so a try within 120 s of the last success would utime the
+        # missing lock and fail; here the next try is a mkdir.
         self._lock_success.pop(name, None)
+        self._lock_held.pop(name, None)
         self.etc.release_lease(name)
 
     def get_ha_manager_lock(self) -> bool:

@@ -176,3 +176,13 @@ def test_a_failed_renewal_keeps_the_last_success_and_renews_again(root, clock, m
     assert not env.get_ha_manager_lock()  # e.g. no quorum for a moment
     assert env.get_ha_manager_lock()  # still within 120 s of the last success: utime again
     assert tries == [True, True]
+
+
+def test_a_lost_and_a_regained_lock_are_logged_as_pve_logs_them(root, clock, capsys):
+    env = make_env(root, daemon="lrm")
+    assert env.get_ha_agent_lock()
+    clock.set_offset(130)  # past 120 s since the last success: mkdir on its own lock
+    assert not env.get_ha_agent_lock()
+    out = capsys.readouterr().out
+    assert "successfully acquired lock 'ha_agent_node1_lock'" in out
+    assert "err: lost lock 'ha_agent_node1_lock - can't get cfs lock" in out
