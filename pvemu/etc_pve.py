@@ -204,18 +204,23 @@ class EtcPve:
                 lock.rmdir()
 
     # -- the HA leases (PVE::HA::Env::PVE2 get_pve_lock) -----------------------------
-    def take_lease(self, name: str, renew: bool) -> bool:
+    def take_lease(self, name: str, renew: bool, at: float | None = None) -> bool:
         """One try at `priv/lock/<name>`: ``renew`` (the caller still holds it within its
-        lifetime) touches it, which only the owner may; otherwise mkdir. A failed try
-        sends an unlock request (utime 0), which frees the lock if it has expired."""
+        lifetime) touches it to ``at`` (the caller's clock, PVE2.pm `utime(0, $ctime)`;
+        the host's now by default), which only the owner may; otherwise mkdir. A failed
+        try sends an unlock request (utime 0), which frees the lock if it has expired.
+        A failed renewal sends none (PVE2.pm dies "cfs lock update failed")."""
         path = self.path(f"priv/lock/{name}")
-        try:
-            if renew:
-                now_ns = time.time_ns()
+        if renew:
+            now_ns = time.time_ns() if at is None else int(at * 1e9)
+            try:
                 os.utime(path, ns=(now_ns, now_ns))
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                os.mkdir(path)
+                return True
+            except OSError:
+                return False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.mkdir(path)
             return True
         except OSError:
             with contextlib.suppress(OSError):

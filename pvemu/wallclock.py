@@ -3,10 +3,18 @@
 The nodes of the embedded lab share the host kernel, whose CLOCK_REALTIME no namespace
 can change (Linux time namespaces offset only the monotonic and boot-time clocks). So a
 node's wall clock is emulated: ``now()`` is ``time.time()`` plus the offset in
-``OFFSET_FILE``, which the node's `date -s` writes. Every emulated daemon that PVE drives
-from the wall clock (pve-faults.md §7.1: the HA loops, watchdog-mux client ages, pmxcfs
-lock ages, status timestamps) reads ``now()``; what PVE drives from the monotonic clock
-(corosync, knet, softdog) stays on ``time.monotonic()``, which is real and shared.
+``OFFSET_FILE``, which the node's `date -s` writes (pvemu/cli/date.py). Every emulated
+daemon that PVE drives from the wall clock (pve-faults.md §7.1: the HA loops, watchdog-mux
+client ages, pmxcfs lock ages, status timestamps) reads ``now()``; what PVE drives from
+the monotonic clock (corosync, knet, softdog) stays on ``time.monotonic()``, which is real
+and shared. What stays real: the real binaries (corosync, sshd) and the kernel (file
+times set without an explicit time, log stamps written by real daemons) see the host's
+clock, not the node's.
+
+The offset lives under /run, a tmpfs each node mounts for itself (lab/embedded/pid1.py):
+a reset or reboot forgets the step. Guess: a real node whose clock was stepped gets the
+true time back at boot from its RTC and chrony's `makestep` (pve-faults.md §7.4), unless
+the step also reached the RTC.
 """
 
 from __future__ import annotations
@@ -14,25 +22,27 @@ from __future__ import annotations
 import os
 import time
 
-# Under /run: a reset or reboot forgets the step, as a node whose RTC and NTP give it the
-# true time again at boot (a guess: a real node may keep a stepped RTC until chrony slews).
 OFFSET_FILE = "/run/pvechaos/clock_offset"
 
-_cache: tuple[float, float] = (-1.0, 0.0)  # (file mtime, offset)
+# (inode, mtime ns, ctime ns) of the file last read -> its offset: a step writes a new
+# file (os.replace), so a new inode, and no reader keeps a stale offset
+_cache: tuple[tuple[int, int, int], float] = ((-1, -1, -1), 0.0)
 
 
 def offset() -> float:
     """Seconds this node's wall clock is ahead of the host's (negative: behind)."""
     global _cache
     try:
-        mtime = os.stat(OFFSET_FILE).st_mtime
+        st = os.stat(OFFSET_FILE)
     except FileNotFoundError:
         return 0.0
-    if mtime != _cache[0]:
+    key = (st.st_ino, st.st_mtime_ns, st.st_ctime_ns)
+    if key != _cache[0]:
         try:
-            _cache = (mtime, float(open(OFFSET_FILE).read().strip() or 0.0))
+            with open(OFFSET_FILE) as f:
+                _cache = (key, float(f.read().strip() or 0.0))
         except (OSError, ValueError):
-            return _cache[1]
+            return _cache[1]  # a torn or vanished file: the last offset read
     return _cache[1]
 
 
@@ -43,7 +53,15 @@ def now() -> float:
 
 def set_offset(seconds: float) -> None:
     """Step the node's clock so that it runs ``seconds`` ahead of the host's."""
-    tmp = OFFSET_FILE + ".tmp"
+    os.makedirs(os.path.dirname(OFFSET_FILE), exist_ok=True)
+    tmp = f"{OFFSET_FILE}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
         f.write(f"{seconds:.6f}\n")
     os.replace(tmp, OFFSET_FILE)
+
+
+def set_time(epoch: float) -> float:
+    """Step the node's clock to ``epoch`` (what settimeofday does); returns the offset."""
+    new = epoch - time.time()
+    set_offset(new)
+    return new

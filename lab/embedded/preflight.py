@@ -16,7 +16,7 @@ TOOLS = {
     "corosync-cfgtool": "corosync", "sshd": "openssh-server", "ssh": "openssh-client",
     "ssh-keygen": "openssh-client", "ip": "iproute2", "nsenter": "util-linux",
     "tc": "iproute2", "nft": "nftables",  # network faults inside the nodes (faults_net)
-    "unshare": "util-linux", "mount": "mount",
+    "unshare": "util-linux", "setpriv": "util-linux", "mount": "mount",
 }
 
 

@@ -36,6 +36,7 @@ COMMANDS = {  # name in the node's PATH -> module implementing it
     "qm": "pvemu.cli.qm",
     "pvesm": "pvemu.cli.pvesm",
     "journalctl": "pvemu.cli.journalctl",
+    "date": "pvemu.cli.date",  # the node's own wall clock (pvemu/wallclock.py)
     "poweroff": "pvemu.cli.systemctl poweroff",
     "reboot": "pvemu.cli.systemctl reboot",
 }

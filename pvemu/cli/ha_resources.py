@@ -8,8 +8,8 @@ import contextlib
 import hashlib
 import re
 import sys
-import time
 
+from pvemu import wallclock
 from pvemu.cli import options
 from pvemu.cli.errors import CommandError
 from pvemu.cli.ha_node import (
@@ -41,7 +41,10 @@ def _status_inputs(node: HaNode) -> tuple:
     ms = node.etc.manager_status()
     lrm = {n: node.etc.lrm_status(n) for n in (ms.get("node_status") or {})}
     res = config.resources_with_defaults(node.etc.resources(), node.etc.vmlist(), node.flavour)
-    return (ms, lrm, res, node.etc.quorate(), node.name, time.time(),
+    # Status.pm: `$ctime = time()`, the viewer's wall clock, against each writer's
+    # timestamp (pve-faults.md §7.1: >30 s old "old timestamp - dead?", >2 s ahead
+    # "detected time drift!")
+    return (ms, lrm, res, node.etc.quorate(), node.name, wallclock.now(),
             node.timing, node.flavour,
             node.etc.datacenter()["crs"].get("ha", "basic"))
 

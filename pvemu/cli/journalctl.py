@@ -10,6 +10,10 @@ T is `@<epoch seconds>`, `YYYY-MM-DD HH:MM:SS` (local time) or `now`. Output is
 order; a line without a time of its own (a traceback, a continuation) takes the time of
 the line before it. Without -u every unit is read. `-- No entries --` when nothing
 matches, as journalctl says it.
+
+Times are the node's own wall clock (pvemu/wallclock.py): `now`, and the stamps the
+emulated HA daemons write (pvemu/ha/env_node.py). Lines written by real binaries
+(corosync, sshd) and by the node's init carry the host's clock, which no node can step.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from pvemu import wallclock
 
 LOG = Path("/var/log")
 UNITS = {  # unit -> file under /var/log
@@ -86,7 +92,7 @@ def unit_path(unit: str) -> Path | None:
 
 def parse_time(text: str) -> float:
     if text == "now":
-        return time.time()
+        return wallclock.now()  # the node's clock, as journald's "now" is the node's
     if text.startswith("@"):
         return float(text[1:])
     for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
@@ -130,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             print(str(exc), file=sys.stderr)
             return 1
-    year = time.localtime().tm_year
+    year = time.localtime(wallclock.now()).tm_year
     entries: list[Entry] = []
     for unit in units or list(UNITS):
         path = unit_path(unit)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 
-from .env import Daemon, HaEnv
+from .env import Daemon, HaEnv, SleepUntil
 from .manager import Manager
 
 CRM_STATES = ("startup", "wait_for_quorum", "master", "slave", "lost_manager_lock")
@@ -173,7 +173,7 @@ class Crm(WatchdogHolder):
                         self.manager.manage()
                     except Exception as err:  # noqa: BLE001 - PVE's eval {} around manage
                         env.log("err", f"got unexpected error - {err}")
-                yield max(0.0, start + env.timing.crm_loop - env.now())
+                yield SleepUntil(start + env.timing.crm_loop, env.now())
 
     def _check_idle(self) -> None:
         """Give up the master role after 90 rounds without services (§3)."""

@@ -3,6 +3,14 @@
 `python -m pvemu.ha.daemon crm|lrm`. The daemon's generator says how long to
 sleep between steps; SIGTERM (systemctl stop, a node shutdown or reboot) asks the daemon
 to shut down the way PVE's does, and the loop runs on until the state machine returns.
+
+A plain delay is PVE's `sleep($n)` (relative, untouched by clock steps); a ``SleepUntil``
+is PVE's `sleep_until($end)` (PVE2.pm: `sleep(1)` until `time() >= $end`), so it is
+waited out on the node's own wall clock (pvemu/wallclock.py), re-read at least once per
+PVE second: a forward step ends the wait within that second, a backward step stalls the
+loop by as much (pve-faults.md §7.2, §7.3). Unlike PVE's whole-second `time()` and
+`sleep(1)`, the wait ends when the end is reached, not up to 1 s later, so the loop timing
+without clock steps is what it was before.
 """
 
 from __future__ import annotations
@@ -10,9 +18,16 @@ from __future__ import annotations
 import signal
 import sys
 import threading
+from collections.abc import Callable
 
-from pvemu import nodeinfo
+from pvemu import nodeinfo, wallclock
+from pvemu.ha.env import SleepUntil
 from pvemu.ha.env_node import NodeEnv
+
+# Bound of one sleep_until in ticks: a backward step stalls the loop by the step, which
+# has no bound in PVE; past one day of PVE time the runner gives up waiting and says so
+# (a clock stepped back by more than a day is not a fault any scenario means to wait out).
+MAX_UNTIL_PVE_SECONDS = 86400
 
 
 def build(kind: str):
@@ -40,9 +55,12 @@ def run(kind: str) -> int:
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     shutdown_requested = False
+    tick = daemon.env.timing.s(1)
     for delay in daemon.run():
         if not asked:
-            wake.wait(max(0.0, delay))
+            if not pause(delay, wake, tick):
+                daemon.env.log("warn", f"sleep_until({delay.end:.0f}) gave up after "
+                               f"{MAX_UNTIL_PVE_SECONDS} s: the clock is far behind")
             wake.clear()
         if asked and not shutdown_requested:
             shutdown_requested = True
@@ -50,6 +68,21 @@ def run(kind: str) -> int:
             request_shutdown(daemon)
     daemon.env.log("info", "server stopped")
     return 0
+
+
+def pause(delay: float, wake: threading.Event, tick: float,
+          clock: Callable[[], float] = wallclock.now) -> bool:
+    """Sleep as the daemon asked: ``delay`` seconds, or for a ``SleepUntil`` until
+    ``clock()`` reaches its end, checked every ``tick`` (one PVE second). A set ``wake``
+    (SIGTERM) ends either at once. False when a sleep_until hit its bound."""
+    if not isinstance(delay, SleepUntil):
+        wake.wait(max(0.0, delay))
+        return True
+    for _ in range(MAX_UNTIL_PVE_SECONDS + 2):  # one tick is one PVE second
+        left = delay.end - clock()
+        if left <= 0 or wake.wait(min(tick, left)):
+            return True
+    return False
 
 
 def request_shutdown(daemon) -> None:

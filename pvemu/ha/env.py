@@ -18,6 +18,22 @@ from pvemu.timing import Timing
 
 Daemon = Generator[float, None, None]  # yields seconds to sleep; returns when it exits
 
+
+class SleepUntil(float):
+    """What PVE's `sleep_until($end)` yields: the seconds left now, carrying ``end``, a
+    time on the daemon's own wall clock (PVE2.pm `sleep_until`: sleep 1 s at a time until
+    `time() >= $end`). The node's runner (pvemu/ha/daemon.py) sleeps until its wall clock
+    passes ``end``, so a clock step moves the wake-up (pve-faults.md §7.2, §7.3); the
+    simulator, whose clock nobody steps, reads it as the plain delay it also is. A plain
+    float is PVE's `sleep($n)`, which no clock step shortens or stretches."""
+
+    end: float
+
+    def __new__(cls, end: float, now: float) -> SleepUntil:
+        self = super().__new__(cls, max(0.0, end - now))
+        self.end = end
+        return self
+
 # Exit codes of the resource agents (src/PVE/HA/Tools.pm, pve-model.md §7.5).
 SUCCESS, ERROR, ETRY_AGAIN, EWRONG_NODE = 0, 1, 2, 3
 EUNKNOWN_SERVICE_TYPE, EUNKNOWN_COMMAND, EINVALID_PARAMETER, EUNKNOWN_SERVICE, IGNORED = \

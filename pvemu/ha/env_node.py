@@ -1,6 +1,10 @@
 """The HA environment of an embedded node (PVE's `PVE::HA::Env::PVE2`): the node's
 /etc/pve (through EtcPve: the HA files, the quorum, the cluster lock and the HA leases),
-the node's watchdog-mux and guests."""
+the node's watchdog-mux and guests.
+
+Time is the node's own wall clock (pvemu/wallclock.py) wherever PVE2.pm calls `time()`
+(pve-faults.md §7.1): `get_time`, the log stamps, and the lock bookkeeping of
+`get_pve_lock`, so a clock step on the node reaches its HA daemons as it would on PVE."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+from pvemu import wallclock
 from pvemu.etc_pve import PVE_ROOT, CfsError, EtcPve
 from pvemu.ha import config
 from pvemu.ha.env import Guests
@@ -34,17 +39,19 @@ class NodeEnv:
         self.etc = EtcPve(root)
         self.guests = guests
         self._members: dict[str, bool] = {}
-        self._lock_success: dict[str, float] = {}
+        self._lock_success: dict[str, float] = {}  # PVE2.pm lock_time: last success
+        self._lock_held: dict[str, bool] = {}  # PVE2.pm got_lock: the last try's result
         self._watchdog: socket.socket | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._workers: dict[str, concurrent.futures.Future] = {}
 
     # -- time and logs ---------------------------------------------------------------
     def now(self) -> float:
-        return time.time()
+        """PVE2.pm `get_time`: `time()`, the node's wall clock."""
+        return wallclock.now()
 
     def log(self, level: str, message: str) -> None:
-        stamp = time.strftime("%b %d %H:%M:%S")
+        stamp = time.strftime("%b %d %H:%M:%S", time.localtime(self.now()))
         print(f"{stamp} {self.nodename} pve-ha-{self.daemon}[{os.getpid()}]: "
               f"{'' if level == 'info' else level + ': '}{message}", flush=True)
 
@@ -130,16 +137,34 @@ class NodeEnv:
 
     # -- locks (PVE2.pm get_pve_lock) -----------------------------------------------
     def _get_lock(self, name: str) -> bool:
+        """PVE2.pm `get_pve_lock`: on the node's wall clock, renew (utime to now) while
+        the last *success* is less than the lock lifetime (120 s) ago, else mkdir. A
+        failure keeps the time of the last success (PVE sets `lock_time` only on
+        success), so the owner goes on trying to renew until 120 s after it. A forward
+        step past that makes the owner try mkdir, which fails on its own lock (EEXIST)
+        and sends an unlock request; a backward step renews with an older time, which
+        pmxcfs refuses (pve-faults.md §7.2, §7.3)."""
+        now = self.now()
         last = self._lock_success.get(name)
-        fresh = last is not None and time.monotonic() - last < self.timing.lock_lifetime
-        if self.etc.take_lease(name, renew=fresh):
-            self._lock_success[name] = time.monotonic()
-            return True
-        self._lock_success.pop(name, None)
-        return False
+        renew = last is not None and now - last < self.timing.lock_lifetime
+        got = self.etc.take_lease(name, renew=renew, at=now)
+        if got:
+            self._lock_success[name] = now
+        if got != self._lock_held.get(name, False):  # PVE2.pm logs each change
+            # PVE's words, its missing quote included; the errno text PVE appends to a
+            # failed renewal ("- $!") is not known here and left out
+            why = "cfs lock update failed" if renew else "can't get cfs lock"
+            self.log("info", f"successfully acquired lock '{name}'") if got else \
+                self.log("err", f"lost lock '{name} - {why}")
+        self._lock_held[name] = got
+        return got
 
     def _release_lock(self, name: str) -> None:
+        # Known difference, kept from before: PVE2.pm's release is a bare rmdir that
+        # keeps lock_time, so a try within 120 s of the last success would utime the
+        # missing lock and fail; here the next try is a mkdir.
         self._lock_success.pop(name, None)
+        self._lock_held.pop(name, None)
         self.etc.release_lease(name)
 
     def get_ha_manager_lock(self) -> bool:

@@ -24,6 +24,7 @@ from .env import (
     Daemon,
     Guests,
     HaEnv,
+    SleepUntil,
 )
 
 LRM_STATES = ("startup", "wait_for_agent_lock", "active", "lost_agent_lock", "maintenance")
@@ -392,7 +393,7 @@ class Lrm(WatchdogHolder):
         self.update_lrm_status()
         if exit_now:
             return False
-        yield max(0.0, start + env.timing.lrm_loop - env.now())
+        yield SleepUntil(start + env.timing.lrm_loop, env.now())
         return True
 
     def _work_maintenance(self) -> Generator[float, None, bool]:
@@ -409,5 +410,5 @@ class Lrm(WatchdogHolder):
         self.update_lrm_status()
         if exit_now:
             return False
-        yield max(0.0, start + env.timing.lrm_maintenance_loop - env.now())
+        yield SleepUntil(start + env.timing.lrm_maintenance_loop, env.now())
         return True

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,74 @@ def test_shutdown_flag_tells_poweroff_from_reboot(root, monkeypatch, tmp_path):
     assert env.is_node_shutdown() == (True, False)
     flag.write_text("reboot\n")
     assert env.is_node_shutdown() == (True, True)
+
+
+# -- the node's own wall clock (pve-faults.md §7.1-§7.3) ---------------------------------
+@pytest.fixture
+def clock(tmp_path, monkeypatch):
+    from pvemu import wallclock
+
+    monkeypatch.setattr(wallclock, "OFFSET_FILE", str(tmp_path / "clock_offset"))
+    return wallclock
+
+
+def test_time_and_log_stamps_are_the_nodes_clock(root, clock, capsys):
+    env = make_env(root)
+    clock.set_offset(86400 * 40)
+    assert abs(env.now() - (time.time() + 86400 * 40)) < 1
+    env.log("info", "hello")
+    stamp = time.strftime("%b %d", time.localtime(time.time() + 86400 * 40))
+    assert capsys.readouterr().out.startswith(stamp)
+
+
+def test_a_renewal_carries_the_nodes_time(root, clock):
+    env = make_env(root)
+    lock = root / "priv/lock/ha_manager_lock"
+    assert env.get_ha_manager_lock()
+    clock.set_offset(50)
+    assert env.get_ha_manager_lock()  # renewed: utime(0, time()) on the node's clock
+    assert abs(lock.stat().st_mtime - (time.time() + 50)) < 1
+
+
+def test_a_forward_step_past_the_lifetime_makes_the_owner_lose_its_own_lock(root, clock,
+                                                                            monkeypatch):
+    requests = []
+    real_utime = os.utime
+
+    def utime(path, times=None, **kwargs):
+        if times == (0, 0):
+            requests.append(Path(path).name)
+        return real_utime(path, times, **kwargs)
+
+    monkeypatch.setattr(env_node.os, "utime", utime)
+    env = make_env(root)
+    assert env.get_ha_agent_lock()
+    clock.set_offset(121)  # PVE2.pm: ctime - lock_time >= 120 -> mkdir, EEXIST, unlock request
+    assert not env.get_ha_agent_lock()
+    assert requests == ["ha_agent_node1_lock"]
+
+
+def test_a_failed_renewal_keeps_the_last_success_and_renews_again(root, clock, monkeypatch):
+    env = make_env(root)
+    assert env.get_ha_manager_lock()
+    tries = []
+    real = env.etc.take_lease
+
+    def take_lease(name, renew, at=None):
+        tries.append(renew)
+        return False if len(tries) == 1 else real(name, renew, at)
+
+    monkeypatch.setattr(env.etc, "take_lease", take_lease)
+    assert not env.get_ha_manager_lock()  # e.g. no quorum for a moment
+    assert env.get_ha_manager_lock()  # still within 120 s of the last success: utime again
+    assert tries == [True, True]
+
+
+def test_a_lost_and_a_regained_lock_are_logged_as_pve_logs_them(root, clock, capsys):
+    env = make_env(root, daemon="lrm")
+    assert env.get_ha_agent_lock()
+    clock.set_offset(130)  # past 120 s since the last success: mkdir on its own lock
+    assert not env.get_ha_agent_lock()
+    out = capsys.readouterr().out
+    assert "successfully acquired lock 'ha_agent_node1_lock'" in out
+    assert "err: lost lock 'ha_agent_node1_lock - can't get cfs lock" in out

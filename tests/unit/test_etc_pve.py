@@ -251,3 +251,20 @@ def test_members_local_node_and_node_names(etc):
     assert etc.members() == {"nodelist": {"node1": {}, "node3": {}}}
     assert etc.node_names() == ["node1", "node3"]
     assert EtcPve(etc.root / "missing").local_node() is None
+
+
+def test_a_renewal_is_stamped_with_the_callers_time_and_a_failed_one_asks_no_unlock(
+        etc, monkeypatch):
+    path = etc.path("priv/lock/ha_manager_lock")
+    assert etc.take_lease("ha_manager_lock", renew=False)
+    assert etc.take_lease("ha_manager_lock", renew=True, at=5000.25)
+    assert path.stat().st_mtime == 5000.25  # PVE2.pm utime(0, $ctime): the caller's clock
+    calls = []
+
+    def refused(target, times=None, ns=None):  # pmxcfs refuses: not newer, or not ours
+        calls.append(times or ns)
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "utime", refused)
+    assert not etc.take_lease("ha_manager_lock", renew=True, at=4000)
+    assert calls == [(4000 * 10**9, 4000 * 10**9)]  # no utime(0, 0) unlock request

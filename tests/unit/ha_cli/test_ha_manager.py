@@ -268,3 +268,26 @@ def test_unknown_command(lab, capsys):
     assert code == 255 and err.startswith("ERROR: unknown command 'ha-manager frobnicate'\n"
                                           "USAGE: ha-manager <COMMAND>")
     assert run(capsys)[0] == 255
+
+
+def test_status_freshness_is_judged_on_the_viewers_own_clock(lab, capsys, monkeypatch,
+                                                             tmp_path):
+    """Status.pm: `time()` of the viewing node against each writer's timestamp
+    (pve-faults.md §7.1): > 2 s ahead "detected time drift!", > 30 s old "dead?"."""
+    from pvemu import wallclock
+
+    monkeypatch.setattr(wallclock, "OFFSET_FILE", str(tmp_path / "clock_offset"))
+    monkeypatch.setattr("time.time", lambda: NOW)
+    lab.write("ha/resources.cfg", "vm: 100\n\n")
+    lab.write("ha/manager_status", json.dumps({
+        "master_node": "node1", "timestamp": NOW, "node_status": {"node1": "online"},
+        "service_status": {}}))
+    lab.write("nodes/node1/lrm_status", json.dumps({"state": "active", "mode": "active",
+                                                    "timestamp": NOW}))
+    wallclock.set_offset(-10)  # the viewer is behind: the writer looks 10 s ahead
+    out = run(capsys, "status")[1]
+    assert "master node1 (detected time drift!, " in out
+    assert "lrm node1 (detected time drift!, " in out
+    wallclock.set_offset(40)  # the viewer is ahead: the writer looks 40 s old
+    out = run(capsys, "status")[1]
+    assert "lrm node1 (old timestamp - dead?, " in out
