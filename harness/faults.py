@@ -23,6 +23,7 @@ from harness import node_command
 from harness.cluster import Cluster
 from harness.errors import CommandError, InterlockError, PvechaosError
 from harness.events import Action, FaultBegin, FaultEnd, NodeFault, Note
+from harness.faults_daemon import DaemonFaults
 from harness.lab_api import Capability, Lab, unsupported
 from harness.node_command import NodeCommand
 from harness.steps import step
@@ -55,7 +56,7 @@ class Undo:
     command: NodeCommand | None = None  # Effect.IN_NODE: what set it and how to end it
 
 
-class FaultInjector:
+class FaultInjector(DaemonFaults):
     def __init__(self, lab: Lab, timeline: Timeline, cluster: Cluster | None = None) -> None:
         self.lab, self.timeline = lab, timeline
         self._cluster = cluster
