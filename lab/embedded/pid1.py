@@ -192,6 +192,13 @@ def power_action(verb: str, name: str, units: dict[str, Service]) -> bool:
     return True
 
 
+def kernel(line: str) -> None:
+    """A kernel line on the node's console (init.log), stamped to the millisecond."""
+    now = time.time()
+    print(f"{time.strftime('%F %T', time.localtime(now))}.{int(now % 1 * 1000):03d} "
+          f"kernel: {line}", flush=True)
+
+
 class Init:
     """The node's init at work: systemctl requests, reaping (a unit learns that its main
     process died), the restarts that follow, and the softdog device (pvemu/softdog.py)."""
@@ -235,7 +242,7 @@ class Init:
         self.device, self._buffer = None, b""
         warning = self.dog.release(now)
         if warning:
-            print(f"kernel: {warning}", flush=True)
+            kernel(warning)
 
     def reap(self) -> None:
         """Collect every dead child; a unit whose main process it was is told."""
@@ -321,7 +328,7 @@ def serve(name: str, units: dict[str, Service], timing: Timing) -> None:
             init.device_io()
         if init.dog.expired(time.monotonic()):
             noboot = os.path.exists(softdog.NOBOOT_FILE)
-            print(f"kernel: {init.dog.fire(noboot)}", flush=True)
+            kernel(init.dog.fire(noboot))
             if not noboot:
                 init.power("reset")
                 continue
