@@ -135,7 +135,8 @@ class NodeEnv:
         if self.etc.take_lease(name, renew=fresh):
             self._lock_success[name] = time.monotonic()
             return True
-        self._lock_success.pop(name, None)
+        # a failure keeps the last success: PVE2.pm get_pve_lock sets lock_time only when
+        # it got the lock, so the holder renews again once pmxcfs is back (§2.2)
         return False
 
     def _release_lock(self, name: str) -> None:

@@ -55,18 +55,35 @@ def softdog_resets(h, node: str, since: float) -> list[float]:
     return times
 
 
-def wait_reset(h, node: str, boot_id: str, since: float, what: str) -> float:
-    """Wait for ``node`` to reset and boot; the delay from ``since`` to softdog's reset."""
+def wait_reset(h, node: str, boot_id: str, sent: tuple[float, float], what: str) -> float:
+    """Wait for ``node`` to reset and boot. ``sent``: wall times just before and just after
+    the fault's command ran over SSH; the fault took effect in between. Returns the delay
+    from the end of that command to softdog's reset (a lower bound)."""
     def rebooted() -> bool | NotYet:
         now_id = h.boot_id(node)
         return now_id != boot_id or NotYet(f"boot id still {boot_id}")
 
     wait_until(f"{node} to reset ({what})", rebooted, timeout_s=h.s(10) + 30, interval_s=0.3)
-    [reset] = softdog_resets(h, node, since)
-    delay = reset - since
-    print(f"measured: {what}: softdog reset {delay:.2f} s after the fault "
-          f"({delay / K:.1f} PVE s at timescale {K})")
-    return delay
+    [reset] = softdog_resets(h, node, sent[0])
+    low, high = reset - sent[1], reset - sent[0]
+    print(f"measured: {what}: softdog reset {low:.2f}-{high:.2f} s after the fault "
+          f"({low / K:.1f}-{high / K:.1f} PVE s at timescale {K}; the range is the SSH "
+          f"command's own duration)")
+    return low
+
+
+def logs(h, node: str, lines: int = 25) -> str:
+    """The last lines of a node's daemon logs and console, for a failure message."""
+    folder = h.lab.config.lab_dir / "nodes" / node / "log"
+    parts = []
+    for name in ("init.log", "pve-cluster.log", "watchdog-mux.log", "pve-ha-lrm.log",
+                 "pve-ha-crm.log"):
+        try:
+            tail = (folder / name).read_text(errors="replace").splitlines()[-lines:]
+        except OSError:
+            tail = ["(missing)"]
+        parts.append(f"--- {node} {name}\n" + "\n".join(tail))
+    return "\n".join(parts)
 
 
 def cluster_whole(h, node: str = "node2") -> bool | NotYet:
@@ -91,13 +108,14 @@ def test_daemon_faults_on_a_cluster_without_ha_services(ha_lab):
           f"{time.monotonic() - start:.1f} s (PVE: token + consensus ≈ 8 s, §5.5)")
     faults.end(paused)
     assert proc_state(h, "node1", pid) in ("R", "S")
-    wait_until("the membership to be whole again", cluster_whole, timeout_s=DROP_S)
+    wait_until("the membership to be whole again", lambda: cluster_whole(h),
+               timeout_s=DROP_S)
     assert main_pid(h, "node1", "corosync") == pid  # the same process, resumed
 
     # -- SIGKILL pmxcfs: systemd restarts it, /etc/pve is served again
     old = main_pid(h, "node2", "pve-cluster")
-    killed = faults.kill_daemon("node2", "pve-cluster")
     start = time.monotonic()
+    killed = faults.kill_daemon("node2", "pve-cluster")
 
     def served_again() -> int | NotYet:
         new = main_pid(h, "node2", "pve-cluster")
@@ -118,10 +136,11 @@ def test_daemon_faults_on_a_cluster_without_ha_services(ha_lab):
 
     # -- SIGKILL watchdog-mux on a node without HA services: softdog resets it
     boot_id = h.boot_id("node3")
-    since = time.time()
+    before = time.time()
     killed = faults.kill_daemon("node3", "watchdog-mux")
-    delay = wait_reset(h, "node3", boot_id, since, "watchdog-mux SIGKILL, no HA service")
-    assert h.s(10) * 0.9 <= delay <= h.s(10) + 1.5, "PVE: reset 10 s after the kill (§3.4)"
+    delay = wait_reset(h, "node3", boot_id, (before, time.time()),
+                       "watchdog-mux SIGKILL, no HA service")
+    assert h.s(10) * 0.9 <= delay <= h.s(10) + 1.0, "PVE: reset 10 s after the kill (§3.4)"
     wait_until("node3 back in the membership", lambda: cluster_whole(h, "node3"),
                timeout_s=DROP_S + 20)
     faults.end(killed)  # the reset booted it: nothing to start
@@ -159,18 +178,21 @@ def test_lrm_killed_resets_only_a_node_holding_its_watchdog(ha_lab):
     boot_id = h.boot_id("node1")
     since = time.time()
     killed = faults.kill_daemon("node1", "pve-cluster")
-    assert hold_for_s(h.s(80), lambda: None if h.boot_id("node1") == boot_id else "reset",
-                      "node1 up across a pmxcfs restart") is None
+    seen = hold_for_s(h.s(80), lambda: None if h.boot_id("node1") == boot_id else "reset",
+                      "node1 up across a pmxcfs restart")
+    assert seen is None, logs(h, "node1")
     assert softdog_resets(h, "node1", since) == []
     for unit in ("pve-ha-lrm", "pve-ha-crm", "watchdog-mux", "pve-cluster"):
         assert active(h, "node1", unit) == "active", unit
     faults.end(killed)
 
     # -- the LRM of the node running the guest: mux sees no `V`, softdog resets the node
-    since = time.time()
+    before = time.time()
     faults.kill_daemon("node1", "pve-ha-lrm")
-    delay = wait_reset(h, "node1", boot_id, since, "pve-ha-lrm SIGKILL, HA guest active")
-    assert delay <= h.s(10) + h.s(1) + 1.5, "PVE: reset ≈10 s after the kill (§3.3)"
+    delay = wait_reset(h, "node1", boot_id, (before, time.time()),
+                       "pve-ha-lrm SIGKILL, HA guest active")
+    # PVE: reset ≈10 s after the kill (the last keepalive ≤1 s before it, §3.3)
+    assert h.s(10) - h.s(1) <= delay <= h.s(10) + 1.0, "PVE: reset ≈10 s after the kill"
     mux_log = (h.lab.config.lab_dir / "nodes" / "node1" / "log" / "watchdog-mux.log"
                ).read_text()
     assert "did not stop watchdog - disable watchdog updates" in mux_log
