@@ -191,8 +191,10 @@ def test_lrm_killed_resets_only_a_node_holding_its_watchdog(ha_lab):
     faults.kill_daemon("node1", "pve-ha-lrm")
     delay = wait_reset(h, "node1", boot_id, (before, time.time()),
                        "pve-ha-lrm SIGKILL, HA guest active")
-    # PVE: reset ≈10 s after the kill (the last keepalive ≤1 s before it, §3.3)
-    assert h.s(10) - h.s(1) <= delay <= h.s(10) + 1.0, "PVE: reset ≈10 s after the kill"
+    # PVE: reset ≈10 s after the kill, counted from the last keepalive before it (§3.3),
+    # which mux sends only on a tick without socket events (§3.2): with the LRM and CRM
+    # writing every round that can be a few ticks earlier (bound here: 3 PVE s)
+    assert h.s(10) - h.s(3) <= delay <= h.s(10) + 1.0, "PVE: reset ≈10 s after the kill"
     mux_log = (h.lab.config.lab_dir / "nodes" / "node1" / "log" / "watchdog-mux.log"
                ).read_text()
     assert "did not stop watchdog - disable watchdog updates" in mux_log
