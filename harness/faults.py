@@ -24,6 +24,7 @@ from harness.cluster import Cluster
 from harness.errors import CommandError, InterlockError, PvechaosError
 from harness.events import Action, FaultBegin, FaultEnd, NodeFault, Note
 from harness.faults_clock import ClockFaults
+from harness.faults_daemon import DaemonFaults
 from harness.faults_net import NetFaults
 from harness.lab_api import Capability, Lab, unsupported
 from harness.node_command import NodeCommand
@@ -57,7 +58,7 @@ class Undo:
     command: NodeCommand | None = None  # Effect.IN_NODE: what set it and how to end it
 
 
-class FaultInjector(NetFaults, ClockFaults):
+class FaultInjector(NetFaults, ClockFaults, DaemonFaults):
     def __init__(self, lab: Lab, timeline: Timeline, cluster: Cluster | None = None) -> None:
         self.lab, self.timeline = lab, timeline
         self._cluster = cluster

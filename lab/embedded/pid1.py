@@ -9,6 +9,7 @@ over ``/run/pvechaos/init.sock``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -20,59 +21,13 @@ import time
 import uuid
 from pathlib import Path
 
-from pvemu import nodeinfo
+from lab.embedded.units import Service
+from pvemu import nodeinfo, softdog
 from pvemu.etc_pve import PVE_ROOT
 from pvemu.nodeinfo import BOOT_ID, CONTROL_SOCKET, SHUTDOWN_FLAG
 from pvemu.timing import Timing
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-class Service:
-    def __init__(self, name: str, argv: list[str], log: str, condition: str | None = None,
-                 ready_mount: str | None = None, stop_timeout_s: float = 10.0) -> None:
-        self.name, self.argv, self.log = name, argv, log
-        self.condition, self.ready_mount = condition, ready_mount
-        self.stop_timeout_s = stop_timeout_s
-        self.proc: subprocess.Popen | None = None
-
-    def active(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> str:
-        if self.active():
-            return "ok"
-        if self.condition and not Path(self.condition).exists():
-            return f"skipped: {self.condition} does not exist"
-        Path(self.log).parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log, "ab") as log:
-            log.write(f"--- {time.strftime('%F %T')} starting {self.name}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, env={**os.environ})
-        if self.ready_mount:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and self.active():
-                if os.path.ismount(self.ready_mount):
-                    break
-                time.sleep(0.05)
-            if not os.path.ismount(self.ready_mount):
-                return f"error: {self.name} did not mount {self.ready_mount} (see {self.log})"
-        return "ok"
-
-    def stop(self) -> str:
-        if not self.active():
-            return "ok"
-        assert self.proc is not None
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=self.stop_timeout_s)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        if self.ready_mount and os.path.ismount(self.ready_mount):
-            subprocess.run(["umount", "-l", self.ready_mount], check=False)
-        return "ok"
 
 
 def mount_node(node_dir: Path, name: str) -> None:
@@ -110,8 +65,11 @@ def services(python: str, timing: Timing) -> dict[str, Service]:
         "corosync": Service("corosync", ["/usr/sbin/corosync", "-f"],
                             "/var/log/corosync/corosync.log",
                             condition="/etc/corosync/corosync.conf"),
+        # Restart=on-failure, RestartSec 100 ms, 5 starts in 10 s (units.py, §2.1)
         "pve-cluster": Service("pve-cluster", [python, "-m", "pvemu.pmxcfs"],
-                               "/var/log/pve-cluster.log", ready_mount=str(PVE_ROOT)),
+                               "/var/log/pve-cluster.log", ready_mount=str(PVE_ROOT),
+                               restart_on_failure=True, restart_s=timing.s(0.1),
+                               start_limit_s=timing.s(10)),
         "watchdog-mux": Service("watchdog-mux", [python, "-m", "pvemu.ha.muxd"],
                                 "/var/log/watchdog-mux.log"),
         # systemd: pve-ha-crm TimeoutStopSec=65, pve-ha-lrm infinity (bounded here)
@@ -129,14 +87,25 @@ SHUTDOWN_ORDER = ("pve-ha-lrm", "pve-ha-crm", "watchdog-mux", "ssh", "pve-cluste
                   "corosync")
 
 
+VERBS = ("start", "stop", "restart", "is-active", "status", "kill")
+
+
 def handle(command: str, units: dict[str, Service]) -> str:
+    """One systemctl request. ``kill SIGNO UNIT...`` signals each unit's main process."""
     words = command.split()
     if words and words[0] in ("poweroff", "reboot", "reset"):
         return "ok"  # carried out by serve() once the caller has its answer
+    signo = 0
+    if words and words[0] == "kill":
+        if len(words) < 3 or not words[1].isdigit():
+            return "error: usage: kill SIGNO UNIT..."
+        signo, words = int(words[1]), [words[0], *words[2:]]
     if len(words) < 2:
-        return "error: usage: start|stop|restart|is-active UNIT..."
+        return f"error: usage: {'|'.join(VERBS)} UNIT..."
     verb, names = words[0], [ALIASES.get(w.removesuffix(".service"), w.removesuffix(".service"))
                              for w in words[1:]]
+    if verb not in VERBS:
+        return f"error: unknown verb {verb!r}"
     unknown = [n for n in names if n not in units]
     if unknown:
         return f"error: Unit {unknown[0]}.service not found."
@@ -151,10 +120,15 @@ def handle(command: str, units: dict[str, Service]) -> str:
             unit.stop()
             replies.append(unit.start())
         elif verb == "is-active":
-            replies.append("active" if unit.active() else "inactive")
+            replies.append(unit.state())
+        elif verb == "status":
+            replies.append(unit.status())
         else:
-            return f"error: unknown verb {verb!r}"
-    return " ".join(replies)
+            replies.append(unit.kill(signo))
+    errors = [r for r in replies if r.startswith("error:")]
+    if errors:
+        return errors[0]
+    return ("\n".join(replies) + "\n.") if verb == "status" else " ".join(replies)
 
 
 def boot_node(name: str, units: dict[str, Service]) -> None:
@@ -187,12 +161,12 @@ def kill_everything() -> None:
 def clean_boot_state(units: dict[str, Service]) -> None:
     """A reboot forgets /run (a tmpfs) and the mounted /etc/pve."""
     for unit in units.values():
-        unit.proc = None
+        unit.forget()
     subprocess.run(["umount", "-l", str(PVE_ROOT)], check=False, capture_output=True)
     for entry in Path("/run").iterdir():
         if entry.name == "pvechaos":
             for sub in entry.iterdir():
-                if sub.name != Path(CONTROL_SOCKET).name:
+                if sub.name not in (Path(CONTROL_SOCKET).name, Path(softdog.DEVICE).name):
                     subprocess.run(["rm", "-rf", str(sub)], check=False)
         else:
             subprocess.run(["rm", "-rf", str(entry)], check=False)
@@ -218,37 +192,150 @@ def power_action(verb: str, name: str, units: dict[str, Service]) -> bool:
     return True
 
 
-def serve(name: str, units: dict[str, Service]) -> None:
+def kernel(line: str) -> None:
+    """A kernel line on the node's console (init.log), stamped to the millisecond."""
+    now = time.time()
+    print(f"{time.strftime('%F %T', time.localtime(now))}.{int(now % 1 * 1000):03d} "
+          f"kernel: {line}", flush=True)
+
+
+class Init:
+    """The node's init at work: systemctl requests, reaping (a unit learns that its main
+    process died), the restarts that follow, and the softdog device (pvemu/softdog.py)."""
+
+    def __init__(self, name: str, units: dict[str, Service], timing: Timing) -> None:
+        self.name, self.units, self.timing = name, units, timing
+        self.dog = softdog.Softdog(timing.s(softdog.SOFT_MARGIN))
+        self.device: socket.socket | None = None  # the one open file of /dev/watchdog
+        self._buffer = b""
+
+    def reset_device(self) -> None:
+        """A reset or reboot: the kernel (and its watchdog timer) starts afresh."""
+        if self.device is not None:
+            self.device.close()
+        self.device, self._buffer = None, b""
+        self.dog = softdog.Softdog(self.timing.s(softdog.SOFT_MARGIN))
+
+    def device_open(self, server: socket.socket) -> None:
+        conn, _ = server.accept()
+        if self.device is not None or not self.dog.open(time.monotonic()):
+            with conn:
+                conn.sendall(b"Device or resource busy\n")
+            return
+        conn.sendall(b"ok\n")
+        self.device = conn
+
+    def device_io(self) -> None:
+        assert self.device is not None
+        try:
+            data = self.device.recv(4096)
+        except OSError:
+            data = b""
+        now = time.monotonic()
+        if data:
+            self._buffer += data
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                softdog.handle_line(self.dog, line.decode(errors="replace"), now)
+            return
+        self.device.close()
+        self.device, self._buffer = None, b""
+        warning = self.dog.release(now)
+        if warning:
+            kernel(warning)
+
+    def reap(self) -> None:
+        """Collect every dead child; a unit whose main process it was is told."""
+        for _ in range(1000):
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            for unit in self.units.values():
+                if unit.owns(pid):
+                    unit.reaped(status)
+
+    def restarts(self, now: float) -> float:
+        """Start the units whose restart is due; seconds until the next one."""
+        wait = 0.5
+        for unit in self.units.values():
+            due = unit.restart_due(now)
+            if due is None:
+                continue
+            if due <= 0:
+                print(f"{self.name}: {unit.name}: restart: {unit.auto_restart()}", flush=True)
+            else:
+                wait = min(wait, due)
+        return wait
+
+    def timeout(self) -> float:
+        """How long select may sleep: fine enough for the softdog at any timescale."""
+        now = time.monotonic()
+        wait = self.restarts(now)
+        left = self.dog.remaining(now)
+        if left is not None:
+            wait = min(wait, left)
+        return max(0.0, wait)
+
+    def power(self, verb: str) -> bool:
+        self.reset_device()
+        return power_action(verb, self.name, self.units)
+
+
+def answer(server: socket.socket, units: dict[str, Service]) -> str:
+    conn, _ = server.accept()
+    request = ""
+    with conn:
+        conn.settimeout(5)
+        try:
+            request = conn.recv(4096).decode()
+            conn.sendall((handle(request, units) + "\n").encode())
+        except OSError:
+            pass
+    return request.split()[0] if request.split() else ""
+
+
+def serve(name: str, units: dict[str, Service], timing: Timing) -> None:
+    init = Init(name, units, timing)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(CONTROL_SOCKET)
     server.listen(8)
+    device = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    device.bind(softdog.DEVICE)
+    device.listen(4)
+    wake_r, wake_w = os.pipe()  # SIGCHLD wakes select at once: a death is seen when it happens
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     while not stopping:
+        watched = [server, device, wake_r] + ([init.device] if init.device else [])
         try:
-            readable, _, _ = select.select([server], [], [], 0.5)
+            readable, _, _ = select.select(watched, [], [], init.timeout())
         except InterruptedError:
             readable = []
-        for _ in readable:
-            conn, _ = server.accept()
-            with conn:
-                conn.settimeout(5)
-                request = ""
-                try:
-                    request = conn.recv(4096).decode()
-                    conn.sendall((handle(request, units) + "\n").encode())
-                except OSError:
-                    pass
-            verb = request.split()[0] if request.split() else ""
-            if verb in ("poweroff", "reboot", "reset") and not power_action(verb, name, units):
+        if wake_r in readable:
+            with contextlib.suppress(BlockingIOError):
+                os.read(wake_r, 4096)
+        init.reap()
+        if device in readable:
+            init.device_open(device)
+        if init.device is not None and init.device in readable:
+            init.device_io()
+        if init.dog.expired(time.monotonic()):
+            noboot = os.path.exists(softdog.NOBOOT_FILE)
+            kernel(init.dog.fire(noboot))
+            if not noboot:
+                init.power("reset")
+                continue
+        if server in readable:
+            verb = answer(server, units)
+            if verb in ("poweroff", "reboot", "reset") and not init.power(verb):
                 return
-        while True:  # reap everything that was re-parented to us
-            try:
-                pid, _ = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
     for unit in reversed(list(units.values())):
         unit.stop()
 
@@ -259,9 +346,10 @@ def main() -> None:
     os.chdir("/")
     mount_node(Path(boot["node_dir"]), boot["name"])
     # the node's timescale, from its node.json (now under /etc): one place for it
-    units = services(boot["python"], nodeinfo.load().timing)
+    timing = nodeinfo.load().timing
+    units = services(boot["python"], timing)
     boot_node(boot["name"], units)
-    serve(boot["name"], units)
+    serve(boot["name"], units, timing)
 
 
 if __name__ == "__main__":

@@ -124,7 +124,8 @@ def test_a_guest_that_survived_its_nodes_fence_is_caught(ha_lab):
             read_log=lambda: analyse(*parse_log(disk.read_text(errors="replace")))))
         wait_until("the probe to hear ct:100 from node1",
                    lambda: probe.current and probe.current.node == "node1", timeout_s=15)
-        h.node("node1").check("pkill", "-STOP", "-f", "pvemu.ha.muxd")
+        # softdog soft_noboot=1 (pve-faults.md §3.7): the fence becomes a log line
+        h.node("node1").check("touch", "/run/pvechaos/softdog_noboot")
         h.lab.link_down("node1")
         wait_until("the guest to be recovered away from node1",
                    lambda: probe.current and probe.current.node != "node1",
