@@ -23,6 +23,7 @@ from harness import node_command
 from harness.cluster import Cluster
 from harness.errors import CommandError, InterlockError, PvechaosError
 from harness.events import Action, FaultBegin, FaultEnd, NodeFault, Note
+from harness.faults_storage import StorageFaults
 from harness.lab_api import Capability, Lab, unsupported
 from harness.node_command import NodeCommand
 from harness.steps import step
@@ -44,6 +45,7 @@ class Effect(enum.Enum):
     FREEZE = "freeze"  # undone by thaw
     LINK = "link"  # undone by link_up
     IN_NODE = "in-node"  # an in-node fault: undone by running its undo command on the node
+    STORAGE = "storage"  # the lab's storage server stopped: undone by storage_restore
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class Undo:
     command: NodeCommand | None = None  # Effect.IN_NODE: what set it and how to end it
 
 
-class FaultInjector:
+class FaultInjector(StorageFaults):
     def __init__(self, lab: Lab, timeline: Timeline, cluster: Cluster | None = None) -> None:
         self.lab, self.timeline = lab, timeline
         self._cluster = cluster
@@ -74,7 +76,8 @@ class FaultInjector:
             raise PvechaosError("an in-node fault is undone by its own command")
 
         return {Effect.POWER: self.lab.power_on, Effect.FREEZE: self.lab.thaw,
-                Effect.LINK: self.lab.link_up, Effect.IN_NODE: in_node}[effect]
+                Effect.LINK: self.lab.link_up, Effect.IN_NODE: in_node,
+                Effect.STORAGE: self._storage_restored}[effect]
 
     def _ended(self, effect: Effect, node: str) -> None:
         """The scenario itself ended an effect: nothing left to undo for it."""
