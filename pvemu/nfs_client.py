@@ -8,9 +8,12 @@ sends a heartbeat every HEARTBEAT_S; an answer missing for ANSWER_S marks the se
 unreachable, the next answer reachable again.
 
 While the server is unreachable every operation blocks and retries, indefinitely, as
-with nfs(5)'s default `hard` mount ("NFS requests are retried indefinitely"); the caller
-sleeps in the kernel's FUSE wait, which only a fatal signal (SIGKILL) interrupts, as
-nfs(5) says of `hard` mounts since 2.6.25. The daemon logs the kernel's own messages,
+with nfs(5)'s default `hard` mount ("NFS requests are retried indefinitely"); only
+SIGKILL interrupts it, as nfs(5) says of `hard` mounts since 2.6.25. The caller sleeps in
+the kernel's FUSE wait, which no signal interrupts once this daemon has read the request
+(fs/fuse/dev.c `request_wait_answer`), so the daemon watches the caller itself: a
+SIGKILL pending on it (/proc/<pid>/status SigPnd/ShdPnd) ends the operation with EINTR,
+and the caller dies. The daemon logs the kernel's own messages,
 "nfs: server X not responding, still trying" and "nfs: server X OK" (Linux
 net/sunrpc/clnt.c `call_timeout` / `call_decode`).
 
@@ -36,7 +39,8 @@ from pvemu.nfs_wire import PORT
 
 HEARTBEAT_S = 0.1  # Guess: see the module docstring
 ANSWER_S = 0.5  # Guess
-WAIT_SLICE_S = 1.0  # a blocked operation re-checks its stop flag this often
+WAIT_SLICE_S = 0.1  # a blocked operation re-checks its caller and stop flag this often
+SIGKILL_BIT = 1 << 8  # signal 9 in /proc/<pid>/status's pending masks
 
 log = logging.getLogger("nfs")
 
@@ -76,12 +80,32 @@ class ServerLink:
             log.warning("nfs: server %s not responding, still trying", self.server)
             self.reachable.clear()
 
-    def wait(self) -> None:
+    def wait(self, caller: int | None = None) -> None:
         """Return once the server answers; indefinitely, as a `hard` mount (nfs(5)).
-        Each slice is bounded; only the daemon's end (unmount) gives up, with EIO."""
+        Each slice is bounded; the caller's SIGKILL ends the wait with EINTR, the
+        daemon's end (unmount) with EIO."""
         while not self.reachable.wait(WAIT_SLICE_S):
             if self.stop.is_set():
                 raise fuse.FuseOSError(errno.EIO)
+            if caller and killed(caller):
+                raise fuse.FuseOSError(errno.EINTR)
+
+
+def killed(pid: int) -> bool:
+    """A SIGKILL is pending on the task (it dies as soon as its syscall returns)."""
+    try:
+        status = open(f"/proc/{pid}/status").read()
+    except OSError:
+        return True  # gone already
+    for line in status.splitlines():
+        if line.startswith(("SigPnd:", "ShdPnd:")) and int(line.split()[1], 16) & SIGKILL_BIT:
+            return True
+    return False
+
+
+def _caller() -> int | None:
+    """The requesting process (valid inside a FUSE request's thread only)."""
+    return fuse.fuse_get_context()[2] or None
 
 
 def _errno(exc: OSError) -> fuse.FuseOSError:
@@ -91,11 +115,15 @@ def _errno(exc: OSError) -> fuse.FuseOSError:
 class Passthrough(fuse.Operations):
     """The export directory, operation by operation, each gated on the server."""
 
-    def __init__(self, root: str, link: ServerLink) -> None:
+    def __init__(self, root: str, link: ServerLink, caller=None) -> None:
         self.root, self.link = root, link
+        self.caller = caller or _caller  # the pid of the process whose request this is
+
+    def _wait(self) -> None:
+        self.link.wait(self.caller())
 
     def _path(self, path: str) -> str:
-        self.link.wait()
+        self._wait()
         return os.path.join(self.root, path.lstrip("/"))
 
     def _do(self, fn, *args):
@@ -162,19 +190,19 @@ class Passthrough(fuse.Operations):
         return self._do(os.open, self._path(path), os.O_RDWR | os.O_CREAT, mode)
 
     def read(self, path, size, offset, fh):
-        self.link.wait()
+        self._wait()
         return self._do(os.pread, fh, size, offset)
 
     def write(self, path, data, offset, fh):
-        self.link.wait()
+        self._wait()
         return self._do(os.pwrite, fh, data, offset)
 
     def flush(self, path, fh):
-        self.link.wait()
+        self._wait()
         return 0
 
     def fsync(self, path, datasync, fh):
-        self.link.wait()
+        self._wait()
         return self._do(os.fdatasync if datasync else os.fsync, fh) or 0
 
     def release(self, path, fh):

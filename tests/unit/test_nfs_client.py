@@ -10,12 +10,12 @@ import threading
 import pytest
 
 from pvemu import storage
-from pvemu.nfs_client import Passthrough, ServerLink
+from pvemu.nfs_client import Passthrough, ServerLink, killed
 
 
 def test_an_operation_waits_for_the_server_then_completes(tmp_path):
     link = ServerLink("198.18.0.1")
-    ops = Passthrough(str(tmp_path), link)
+    ops = Passthrough(str(tmp_path), link, caller=lambda: None)
     link.reachable.set()
     fh = ops.create("/log", 0o640)
     link.reachable.clear()  # the server stops answering
@@ -33,7 +33,7 @@ def test_an_operation_waits_for_the_server_then_completes(tmp_path):
 
 def test_lookups_wait_too_and_errors_pass_through(tmp_path):
     link = ServerLink("198.18.0.1")
-    ops = Passthrough(str(tmp_path), link)
+    ops = Passthrough(str(tmp_path), link, caller=lambda: None)
     link.reachable.set()
     with pytest.raises(OSError) as err:
         ops.getattr("/missing")
@@ -46,7 +46,7 @@ def test_the_unmounted_daemon_gives_up_with_eio(tmp_path):
     link = ServerLink("198.18.0.1")
     link.stop.set()
     with pytest.raises(OSError) as err:
-        Passthrough(str(tmp_path), link).getattr("/")
+        Passthrough(str(tmp_path), link, caller=lambda: None).getattr("/")
     assert err.value.errno == 5
 
 
@@ -57,3 +57,12 @@ def test_mounted_reads_the_mount_table():
 
 def test_statvfs_bounded_returns_when_the_filesystem_answers(tmp_path):
     assert storage.statvfs_bounded(tmp_path, 2.0).f_bsize == os.statvfs(tmp_path).f_bsize
+
+
+def test_a_caller_killed_while_waiting_ends_its_operation_with_eintr(tmp_path):
+    link = ServerLink("198.18.0.1")  # never reachable here
+    gone = 2 ** 22 + 1  # above pid_max's default: no such process, as a caller just killed
+    with pytest.raises(OSError) as err:
+        Passthrough(str(tmp_path), link, caller=lambda: gone).getattr("/")
+    assert err.value.errno == 4
+    assert not killed(os.getpid())
