@@ -102,8 +102,7 @@ class EmbeddedLab(RefusesWhatItLacks):
         self._check_subnet_free()
         self.state.add("links", config.bridge)
         network.create_bridge(config)
-        self._nfs = nfs_server.start(config.host_address, config.lab_dir / "nfs-server.log",
-                                     provision.REPO_ROOT)
+        self._nfs = nfs_server.start(config.host_address, config.lab_dir, provision.REPO_ROOT)
         self.state.set_process("nfs-server", self._nfs.pid)
         for node in config.node_names:
             self.state.add("netns", config.netns(node))

@@ -12,7 +12,8 @@ storage outage and SIGCONT to restore: a stopped server still completes TCP hand
 in the kernel but answers nothing, as a hung NFS server does. close() and the sweep of a
 killed run SIGKILL it like every recorded process. Standard library only.
 
-Run as ``python -m lab.embedded.nfs_server <address> <port>``.
+Run as ``python -m lab.embedded.nfs_server <address> <port> <lab-dir>`` (the lab
+directory only names the process as the lab's, for whoever looks for leftovers).
 """
 
 from __future__ import annotations
@@ -52,11 +53,14 @@ def serve(address: str, port: int) -> None:
         threading.Thread(target=_serve_one, args=(conn,), daemon=True).start()
 
 
-def start(address: str, log: Path, cwd: Path, timeout_s: float = 5.0) -> subprocess.Popen:
+def start(address: str, lab_dir: Path, cwd: Path, timeout_s: float = 5.0
+          ) -> subprocess.Popen:
     """Start the server on the host; returns once it answers (bounded)."""
+    log = lab_dir / "nfs-server.log"
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "lab.embedded.nfs_server", address, str(PORT)],
+            [sys.executable, "-m", "lab.embedded.nfs_server", address, str(PORT),
+             str(lab_dir)],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
             env={**os.environ, "PYTHONPATH": str(cwd)}, start_new_session=True)
     deadline = time.monotonic() + timeout_s
