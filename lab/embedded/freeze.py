@@ -157,11 +157,37 @@ class Stopper:
                     continue
         return pids
 
-    def signal_all(self, sig: int, rounds: int = 3) -> None:
-        # a few rounds: a process forked while the first round ran is caught by the next
-        for _ in range(rounds):
-            for pid in self.members():
-                try:
-                    os.kill(pid, sig)
-                except ProcessLookupError:
-                    pass
+    def stop(self, timeout_s: float = SETTLE_S) -> None:
+        """SIGSTOP every process; returns once each is stopped (bounded): a signal takes
+        effect only when its target next runs, and a process forked meanwhile is caught
+        by the next round."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            running = [p for p in self.members() if _state(p) not in ("T", "t", "Z", "X", None)]
+            if not running:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"processes {running} of the node did not stop within "
+                               f"{timeout_s:g} s", hint="ps -o pid,stat,wchan -p "
+                                                        + ",".join(map(str, running)))
+            for pid in running:
+                _signal(pid, signal.SIGSTOP)
+            time.sleep(0.01)
+
+    def cont(self) -> None:
+        for pid in self.members():
+            _signal(pid, signal.SIGCONT)
+
+
+def _state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass

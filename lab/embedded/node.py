@@ -107,7 +107,7 @@ class NodePower:
         if self.cgroup is not None:
             freeze.set_frozen(self.cgroup, True)
         else:
-            freeze.Stopper(self.init_pid).signal_all(signal.SIGSTOP)  # type: ignore[arg-type]
+            freeze.Stopper(self.init_pid).stop()  # type: ignore[arg-type]
         self.frozen = True
 
     def thaw(self) -> None:
@@ -118,5 +118,5 @@ class NodePower:
         if self.cgroup is not None:
             freeze.set_frozen(self.cgroup, False)
         elif self.frozen:
-            freeze.Stopper(self.init_pid).signal_all(signal.SIGCONT)  # type: ignore[arg-type]
+            freeze.Stopper(self.init_pid).cont()  # type: ignore[arg-type]
         self.frozen = False

@@ -177,3 +177,34 @@ def test_a_node_frozen_with_its_watchdog_armed_is_reset_on_thaw(h):
           f"(watchdog {h.s(10):g} s)")
     assert h.boot_id(victim) != boot
     assert reset_after < 2 * h.s(1) + 1.0  # the mux's first tick or so after thaw
+
+
+def test_without_a_freezer_every_process_of_the_node_is_stopped_and_continued(make_lab,
+                                                                             monkeypatch):
+    """The fallback of a host with no freezer cgroup: SIGSTOP / SIGCONT (state T)."""
+    monkeypatch.setattr(freeze, "cgroup_path", lambda lab, node: None)
+    lab = make_lab("frzstop", "198.18.107.0/24", node_count=1)
+    lab.start()
+    init = lab._power["node1"].init_pid
+    members = freeze.Stopper(init).members()
+    assert init in members and len(members) > 3  # init, corosync, sshd, pmxcfs, ...
+
+    def states() -> set[str]:
+        seen = set()
+        for pid in members:
+            try:
+                seen.add(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0])
+            except OSError:
+                pass
+        return seen
+
+    lab.freeze("node1")
+    assert states() <= {"T", "Z"} and "T" in states()  # Z: a process that had ended
+    assert not ssh_banner(lab.config.node_address("node1"))
+    lab.thaw("node1")
+    assert "T" not in states()
+    wait_until("node1 answers SSH", lambda: ssh_banner(lab.config.node_address("node1"))
+               or NotYet("no banner"), timeout_s=10)
+    lab.freeze("node1")
+    lab.power_cut("node1")  # SIGKILL ends stopped processes too
+    assert not lab.is_powered("node1")
