@@ -26,6 +26,7 @@ from harness.events import Action, FaultBegin, FaultEnd, NodeFault, Note
 from harness.faults_clock import ClockFaults
 from harness.faults_daemon import DaemonFaults
 from harness.faults_net import NetFaults
+from harness.faults_storage import StorageFaults
 from harness.lab_api import Capability, Lab, unsupported
 from harness.node_command import NodeCommand
 from harness.steps import step
@@ -47,6 +48,7 @@ class Effect(enum.Enum):
     FREEZE = "freeze"  # undone by thaw
     LINK = "link"  # undone by link_up
     IN_NODE = "in-node"  # an in-node fault: undone by running its undo command on the node
+    STORAGE = "storage"  # the lab's storage server stopped: undone by storage_restore
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class Undo:
     command: NodeCommand | None = None  # Effect.IN_NODE: what set it and how to end it
 
 
-class FaultInjector(NetFaults, ClockFaults, DaemonFaults):
+class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
     def __init__(self, lab: Lab, timeline: Timeline, cluster: Cluster | None = None) -> None:
         self.lab, self.timeline = lab, timeline
         self._cluster = cluster
@@ -77,7 +79,8 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults):
             raise PvechaosError("an in-node fault is undone by its own command")
 
         return {Effect.POWER: self.lab.power_on, Effect.FREEZE: self.lab.thaw,
-                Effect.LINK: self.lab.link_up, Effect.IN_NODE: in_node}[effect]
+                Effect.LINK: self.lab.link_up, Effect.IN_NODE: in_node,
+                Effect.STORAGE: self._storage_restored}[effect]
 
     def _ended(self, effect: Effect, node: str) -> None:
         """The scenario itself ended an effect: nothing left to undo for it."""

@@ -83,6 +83,7 @@ class Capability(enum.Flag):
     RESET = enum.auto()  # reset: the reset button, no shutdown, boots again at once
     SNAPSHOT = enum.auto()  # save_ready: a consistent cut the next start() reverts to
     EVENTS = enum.auto()  # subscribe: the lab reports power events it sees by itself
+    STORAGE = enum.auto()  # storage_outage / storage_restore: the shared storage's server
 
 
 LabEventSink = Callable[[str, str, str], None]  # (node, event, detail)
@@ -137,6 +138,13 @@ class Lab(Protocol):
     def thaw(self, node: str) -> None:
         """Let a frozen node run on. Capability.FREEZE."""
 
+    def storage_outage(self) -> None:
+        """The shared storage's server stops answering, for every node at once (an NFS
+        hard mount stalls). Capability.STORAGE."""
+
+    def storage_restore(self) -> None:
+        """The shared storage's server answers again. Capability.STORAGE."""
+
     def save_ready(self) -> None:
         """Take the consistent `ready` cut the next start() reverts to. Capability.SNAPSHOT."""
 
@@ -175,6 +183,7 @@ VERB_CAPABILITY: dict[str, Capability] = {
     "shutdown": Capability.SHUTDOWN, "reset": Capability.RESET,
     "freeze": Capability.FREEZE, "thaw": Capability.FREEZE,
     "save_ready": Capability.SNAPSHOT, "subscribe": Capability.EVENTS,
+    "storage_outage": Capability.STORAGE, "storage_restore": Capability.STORAGE,
 }
 
 
@@ -205,6 +214,12 @@ class RefusesWhatItLacks:
 
     def thaw(self, node: str) -> None:
         raise self._refuse("thaw")
+
+    def storage_outage(self) -> None:
+        raise self._refuse("storage_outage")
+
+    def storage_restore(self) -> None:
+        raise self._refuse("storage_restore")
 
     def save_ready(self) -> None:
         raise self._refuse("save_ready")

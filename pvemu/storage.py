@@ -5,13 +5,22 @@ storage.cfg is PVE's SectionConfig (pve-storage `PVE/Storage.pm`, pve-common
 line after each section. PVE always has a `dir: local` at /var/lib/vz, added at read time
 when the file lacks it.
 
-The lab's "NFS server": every `nfs` storage is served from the one directory the lab
-exports (NodeInfo.nfs_export, on the host, seen by every node). `server` and `export` are
-recorded as given but not used. A node "mounts" an nfs storage by bind-mounting that
-directory on the storage's path (default /mnt/pve/<id>) inside its own mount namespace,
-lazily, the first time a command or a guest needs the storage. /mnt itself is made
-node-private first (an overlay whose upper layer is the node's own directory), so mount
-points are never created on the host.
+The lab's "NFS server": every `nfs` storage's files are the one directory the lab
+exports (NodeInfo.nfs_export, on the host); `export` is recorded as given but not used.
+`server` is used: a node mounts an nfs storage with its own FUSE client
+(pvemu/nfs_client.py) on the storage's path (default /mnt/pve/<id>) inside its own mount
+namespace, lazily, the first time a command or a guest needs the storage; every operation
+on it needs `server` to answer on TCP 2049 (the lab's stand-in server), and stalls like
+an NFS hard mount while it does not. /mnt itself is made node-private first (an overlay
+whose upper layer is the node's own directory), so mount points are never created on
+the host.
+
+Activation checks the connection first, as PVE's `activate_storage` does (pve-storage
+`PVE/Storage.pm`: "storage 'X' is not online" when the plugin's `check_connection`
+fails; `NFSPlugin.pm` `check_connection`: `showmount` with a 10 s timeout). `pvesm status`
+then reads the sizes with a 2 s bound (pve-common `PVE/Tools.pm` `df`, run by
+`Plugin.pm` `status`), so a stalled mount shows inactive and never hangs it
+(pve-faults.md §8.2).
 
 Volumes follow PVE's naming on file-based storages (dir, nfs): the volume id
 `<storage>:<vmid>/vm-<vmid>-disk-<n>.raw` is the file `<path>/images/<vmid>/vm-<vmid>-
@@ -26,11 +35,14 @@ import contextlib
 import os
 import re
 import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pvemu import nodeinfo
+from pvemu import nfs_wire, nodeinfo
 from pvemu.etc_pve import PVE_ROOT, CfsError, EtcPve
 
 STORAGE_CFG = "storage.cfg"
@@ -41,6 +53,9 @@ CONTENT = {"images", "rootdir", "vztmpl", "iso", "backup", "snippets", "import"}
 LOCAL = {"type": "dir", "path": "/var/lib/vz", "content": "backup,iso,vztmpl"}
 _ID = re.compile(r"^[a-z][a-z0-9\-_.]*[a-z0-9]$", re.IGNORECASE)
 _HEADER = re.compile(r"^(\S+):\s*(\S+)\s*$")
+CHECK_CONNECTION_S = 10  # NFSPlugin.pm check_connection: showmount's timeout (PVE seconds)
+DF_TIMEOUT_S = 2  # PVE/Tools.pm df: the forked statvfs's timeout (PVE seconds)
+MOUNT_TIMEOUT_S = 10.0  # bound on the FUSE client appearing in the mount table
 
 
 class StorageError(Exception):
@@ -238,7 +253,7 @@ class Storages:
                                    "exist")
             path = Path(sections.pop(storeid).get("path") or f"/mnt/pve/{storeid}")
             self.write(sections)
-        if os.path.ismount(path):
+        if mounted(path):
             subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
 
     # -- activation ------------------------------------------------------------------
@@ -247,8 +262,11 @@ class Storages:
         cfg = self.get(storeid)
         path = self.path(storeid)
         if cfg["type"] == "nfs":
-            if not os.path.ismount(path):
-                self._mount_nfs(storeid, path)
+            if not nfs_wire.answers(cfg.get("server", ""),
+                                    timeout_s=self._timing().s(CHECK_CONNECTION_S)):
+                raise StorageError(f"storage '{storeid}' is not online")
+            if not mounted(path):
+                self._mount_nfs(storeid, cfg["server"], path)
         elif storeid == "local" and not os.path.ismount(path):
             raise StorageError(
                 f"storage 'local' ({path}) is not provided on embedded nodes (it would "
@@ -260,7 +278,12 @@ class Storages:
                                f"'{path}' does not exist")
         return path
 
-    def _mount_nfs(self, storeid: str, path: Path) -> None:
+    def _timing(self):
+        if self.info is None:
+            self.info = nodeinfo.load()
+        return self.info.timing
+
+    def _mount_nfs(self, storeid: str, server: str, path: Path) -> None:
         if self.info is None:
             self.info = nodeinfo.load()
         export = self.info.nfs_export
@@ -271,11 +294,21 @@ class Storages:
                                "on the embedded lab (nodes share the host's other "
                                "directories)")
         path.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(["mount", "--bind", str(export), str(path)],
-                              capture_output=True, text=True, timeout=10, check=False)
-        if proc.returncode != 0 and not os.path.ismount(path):
-            raise StorageError(f"mount error: mount.nfs: {proc.stderr.strip()} "
-                               f"(binding {export} on {path})")
+        log = open(f"/var/log/nfs-client-{storeid}.log", "ab")  # noqa: SIM115 - the child's
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "pvemu.nfs_client", server, str(export), str(path)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,  # outlives this command; the node's init reaps it
+                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+        finally:
+            log.close()
+        deadline = time.monotonic() + MOUNT_TIMEOUT_S
+        while not mounted(path):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise StorageError(f"mount error: mount.nfs: {server}:{export} did not mount "
+                                   f"on {path} (read /var/log/nfs-client-{storeid}.log)")
+            time.sleep(0.02)
 
     def status(self) -> list[dict]:
         """`pvesm status` rows: activates what it can, like pvestatd does."""
@@ -285,7 +318,7 @@ class Storages:
                    "used": 0, "avail": 0, "enabled": cfg.get("disable") != "1"}
             try:
                 path = self.activate(storeid)
-                st = os.statvfs(path)
+                st = statvfs_bounded(path, self._timing().s(DF_TIMEOUT_S))
                 row.update(active=True, total=st.f_blocks * st.f_frsize,
                            avail=st.f_bavail * st.f_frsize,
                            used=(st.f_blocks - st.f_bfree) * st.f_frsize)
@@ -336,3 +369,31 @@ def node_private_mnt(info: nodeinfo.NodeInfo) -> None:
     if not os.path.ismount("/mnt"):
         raise StorageError(f"/mnt is not private to node {info.name}: refusing to mount "
                            "storages on the host's /mnt (is this an embedded lab node?)")
+
+
+def mounted(path: Path) -> bool:
+    """Whether something is mounted on ``path``, from the mount table: os.path.ismount
+    would stat the mount's root, which blocks on a stalled NFS mount."""
+    target = os.path.abspath(path)
+    try:
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 4 and fields[4].encode().decode("unicode_escape") == target:
+            return True
+    return False
+
+
+def statvfs_bounded(path: Path, timeout_s: float) -> os.statvfs_result:
+    """statvfs in a thread with a bound, as PVE's `df` runs it in a forked child with a
+    timeout: a stalled mount raises OSError (the thread stays blocked until the server
+    answers, or this short-lived command exits)."""
+    result: list[os.statvfs_result] = []
+    thread = threading.Thread(target=lambda: result.append(os.statvfs(path)), daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    if not result:
+        raise OSError(f"statvfs {path}: no answer within {timeout_s:g} s")
+    return result[0]

@@ -102,6 +102,14 @@ class FakeLab:
     def thaw(self, node: str) -> None:
         self._verb("thaw", node)
 
+    def storage_outage(self) -> None:
+        self._require("storage_outage")
+        self.calls.append(("storage_outage", ""))
+
+    def storage_restore(self) -> None:
+        self._require("storage_restore")
+        self.calls.append(("storage_restore", ""))
+
     def save_ready(self) -> None:
         self._require("save_ready")
         self.calls.append(("save_ready", ""))

@@ -4,12 +4,17 @@ corosync and sshd plus the emulated PVE node stack (see pvemu/).
 Per node: its own pid, mount, uts and network namespaces; one address on the lab bridge;
 its own /etc (an overlay of the host's), /var/lib/corosync, /var/log, /run, /tmp and
 /dev/shm. A power cut SIGKILLs the node's init (the kernel then kills every process in
-its pid namespace) and drops its link; power on boots it again.
+its pid namespace) and drops its link; power on boots it again. A freeze stops every
+process of the node at once, its clocks running on (lab/embedded/freeze.py). The shared
+storage's server is a stand-in process on the host (lab/embedded/nfs_server.py); a
+storage outage stops it, and every node's mount of it stalls like an NFS hard mount.
 """
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 import time
 
 from harness.errors import ConfigError, InterlockError, LabError
@@ -20,10 +25,10 @@ from harness.lab_api import (
     RefusesWhatItLacks,
     SharedStorage,
 )
-from lab.embedded import network, preflight, provision
+from lab.embedded import freeze, network, nfs_server, preflight, provision
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.node import NodePower
-from lab.embedded.state import LabState, kill_recorded, sweep
+from lab.embedded.state import LabState, kill_recorded, remove_cgroups, sweep
 
 __all__ = ["EmbeddedConfig", "EmbeddedLab"]
 
@@ -33,7 +38,8 @@ GUEST_OFFSET = 20  # guest addresses start at .20 (host .1, nodes .11..)
 
 class EmbeddedLab(RefusesWhatItLacks):
     kind = "embedded"
-    capabilities = Capability.POWER | Capability.PARTITION
+    capabilities = (Capability.POWER | Capability.PARTITION | Capability.FREEZE
+                    | Capability.STORAGE)
 
     def __init__(self, config: EmbeddedConfig) -> None:
         self.config = config
@@ -41,6 +47,8 @@ class EmbeddedLab(RefusesWhatItLacks):
         self.state = LabState(config.lab_dir)
         self._power = {n: NodePower(config, n, self.state) for n in config.node_names}
         self._started = False
+        self._nfs: subprocess.Popen | None = None
+        self._storage_out = False
 
     @classmethod
     def from_options(cls, **options: object) -> EmbeddedLab:
@@ -83,6 +91,10 @@ class EmbeddedLab(RefusesWhatItLacks):
     def _remove_stray_kernel_objects(self) -> None:
         """Objects named for this lab but listed in no state file (a run killed early)."""
         network.remove_lab_network(self.config)
+        for node in self.config.node_names:
+            path = freeze.cgroup_path(self.name, node)
+            if path is not None:
+                freeze.remove(path)
 
     def _build(self) -> None:
         config = self.config
@@ -90,6 +102,8 @@ class EmbeddedLab(RefusesWhatItLacks):
         self._check_subnet_free()
         self.state.add("links", config.bridge)
         network.create_bridge(config)
+        self._nfs = nfs_server.start(config.host_address, config.lab_dir, provision.REPO_ROOT)
+        self.state.set_process("nfs-server", self._nfs.pid)
         for node in config.node_names:
             self.state.add("netns", config.netns(node))
             self.state.add("links", config.veth(node))
@@ -143,7 +157,9 @@ class EmbeddedLab(RefusesWhatItLacks):
                 power.cut()
             except LabError as exc:
                 errors.append(exc)
+        self._stop_nfs_server()
         try:
+            remove_cgroups(self.state.data.get("cgroups", []))
             kill_recorded(self.state.data.get("processes", {}))
         except LabError as exc:
             errors.append(exc)
@@ -154,6 +170,14 @@ class EmbeddedLab(RefusesWhatItLacks):
         self._started = False
         if errors:
             raise LabError("lab teardown was incomplete: " + "; ".join(map(str, errors)))
+
+    def _stop_nfs_server(self) -> None:
+        if self._nfs is not None:
+            self._nfs.kill()  # SIGKILL ends a stopped (outage) server too
+            self._nfs.wait(timeout=10)
+            self._nfs = None
+            self.state.set_process("nfs-server", None)
+        self._storage_out = False
 
     def _check_node(self, node: str) -> NodePower:
         if node not in self._power:
@@ -182,12 +206,35 @@ class EmbeddedLab(RefusesWhatItLacks):
         self._check_node(node)
         network.set_link(self.config, node, up=True)
 
+    def freeze(self, node: str) -> None:
+        """Every process of the node stops; its clocks run on (pve-faults.md §9.3)."""
+        self._check_node(node).freeze()
+
+    def thaw(self, node: str) -> None:
+        self._check_node(node).thaw()
+
+    def storage_outage(self) -> None:
+        """The shared storage's server stops answering (SIGSTOP of the stand-in): every
+        node's mount of it stalls, as an NFS hard mount does (pve-faults.md §8.2)."""
+        self._signal_nfs(signal.SIGSTOP, "storage outage")
+        self._storage_out = True
+
+    def storage_restore(self) -> None:
+        self._signal_nfs(signal.SIGCONT, "storage restore")
+        self._storage_out = False
+
+    def _signal_nfs(self, sig: int, verb: str) -> None:
+        if self._nfs is None or self._nfs.poll() is not None:
+            raise LabError(f"cannot {verb}: lab '{self.name}' has no NFS server running",
+                           hint="start the lab first (its start() runs the server)")
+        self._nfs.send_signal(sig)
+
     def is_powered(self, node: str) -> bool:
         return self._check_node(node).powered
 
     def shared_storage(self) -> SharedStorage:
-        # Every node bind-mounts the lab's one export directory (pvemu/storage.py); server
-        # and export are what `pvesm add nfs` records, as on a real cluster.
+        # Every node mounts the lab's one export directory through its own FUSE client
+        # (pvemu/nfs_client.py), which needs the stand-in server at `server` to answer.
         return SharedStorage("shared", self.config.host_address, "/export")
 
     def guest_recipe(self, vmid: int) -> GuestRecipe:

@@ -1,4 +1,5 @@
-"""Power for one embedded node: boot its init in fresh namespaces, or kill them all."""
+"""Power for one embedded node: boot its init in fresh namespaces, or kill them all; and
+freeze / thaw it (lab/embedded/freeze.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import time
 from pathlib import Path
 
 from harness.errors import LabError
+from lab.embedded import freeze
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.provision import REPO_ROOT, node_dir
 from lab.embedded.state import LabState, process_alive, process_start_time
@@ -20,6 +22,8 @@ class NodePower:
         self.config, self.name, self.state = config, name, state
         self._launcher: subprocess.Popen | None = None
         self.init_pid: int | None = None
+        self.cgroup = freeze.cgroup_path(config.name, name)  # None: SIGSTOP fallback
+        self.frozen = False
 
     @property
     def powered(self) -> bool:
@@ -30,16 +34,22 @@ class NodePower:
         if self.powered:
             return
         root = node_dir(self.config, self.name)
+        argv = ["nsenter", f"--net=/run/netns/{self.config.netns(self.name)}", "--",
+                "unshare", "--pid", "--fork", "--mount", "--uts", "--mount-proc",
+                "--kill-child", sys.executable, "-m", "lab.embedded.pid1",
+                str(root / "boot.json")]
+        if self.cgroup is not None:
+            # the launcher joins the node's cgroup before it execs: every process of the
+            # node is born inside (freeze / thaw); listed before it is made (sweep)
+            self.state.add("cgroups", str(self.cgroup))
+            freeze.make(self.cgroup)
+            argv = ["sh", "-c", 'echo $$ > "$0" && exec "$@"',
+                    str(self.cgroup / "cgroup.procs"), *argv]
+        self.frozen = False
         log = open(root / "log" / "init.log", "ab")  # noqa: SIM115 - handed to the child
         try:
             self._launcher = subprocess.Popen(
-                ["nsenter", f"--net=/run/netns/{self.config.netns(self.name)}", "--",
-                 # no CAP_SYS_TIME in the node: the host's clock is every node's, a
-                 # node's clock is pvemu/wallclock.py (its `date -s` steps only that)
-                 "setpriv", "--bounding-set", "-sys_time",
-                 "unshare", "--pid", "--fork", "--mount", "--uts", "--mount-proc",
-                 "--kill-child", sys.executable, "-m", "lab.embedded.pid1",
-                 str(root / "boot.json")],
+                argv,
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 cwd=REPO_ROOT, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
                 start_new_session=True)
@@ -70,6 +80,9 @@ class NodePower:
         """SIGKILL the node's init: the kernel kills every process in its pid namespace."""
         if self.init_pid is not None and self.powered:
             os.kill(self.init_pid, signal.SIGKILL)
+        if self.cgroup is not None:
+            freeze.kill_all(self.cgroup)  # a frozen node dies too (v1: once thawed)
+        self.frozen = False
         if self._launcher is not None:
             try:
                 self._launcher.wait(timeout=timeout_s)
@@ -84,3 +97,26 @@ class NodePower:
         self.init_pid = self._launcher = None
         self.state.set_process(self.name, None)
         self.state.set_process(f"{self.name}-launcher", None)
+
+    # -- freeze / thaw ---------------------------------------------------------------
+    def freeze(self) -> None:
+        """Stop every process of the node at once (its clocks run on: §9.3)."""
+        if not self.powered:
+            raise LabError(f"cannot freeze {self.name}: it is powered off",
+                           hint="power it on first (power_on)")
+        if self.cgroup is not None:
+            freeze.set_frozen(self.cgroup, True)
+        else:
+            freeze.Stopper(self.init_pid).stop()  # type: ignore[arg-type]
+        self.frozen = True
+
+    def thaw(self) -> None:
+        """Let the frozen node run on; a node that is not frozen is left as it is."""
+        if not self.powered:
+            raise LabError(f"cannot thaw {self.name}: it is powered off",
+                           hint="power it on (power_on); a power cut ends a freeze")
+        if self.cgroup is not None:
+            freeze.set_frozen(self.cgroup, False)
+        elif self.frozen:
+            freeze.Stopper(self.init_pid).cont()  # type: ignore[arg-type]
+        self.frozen = False

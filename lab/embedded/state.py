@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from harness.errors import LabError
+from lab.embedded import freeze
 from lab.embedded.network import delete_link, delete_netns
 
 
@@ -36,7 +37,8 @@ class LabState:
     def __init__(self, lab_dir: Path) -> None:
         self.lab_dir = lab_dir
         self.path = lab_dir / "state.json"
-        self.data: dict = {"owner": None, "netns": [], "links": [], "processes": {}}
+        self.data: dict = {"owner": None, "netns": [], "links": [], "processes": {},
+                           "cgroups": []}
 
     def load(self) -> bool:
         try:
@@ -64,8 +66,9 @@ class LabState:
         return None
 
     def add(self, kind: str, name: str) -> None:
-        if name not in self.data[kind]:
-            self.data[kind].append(name)
+        listed = self.data.setdefault(kind, [])
+        if name not in listed:
+            listed.append(name)
             self.save()
 
     def set_process(self, key: str, pid: int | None) -> None:
@@ -93,6 +96,12 @@ def kill_recorded(processes: dict[str, dict], timeout_s: float = 5.0) -> None:
                    hint="look for processes stuck in the kernel (ps -o pid,stat,wchan)")
 
 
+def remove_cgroups(paths: list[str]) -> None:
+    """Thaw, empty and remove the nodes' freezer cgroups (lab/embedded/freeze.py)."""
+    for path in paths:
+        freeze.remove(Path(path))
+
+
 def sweep(lab_dir: Path) -> bool:
     """Remove everything a previous run of this lab left. True when something was found."""
     state = LabState(lab_dir)
@@ -106,7 +115,8 @@ def sweep(lab_dir: Path) -> bool:
         raise LabError(f"lab directory {lab_dir} belongs to a running process (pid {owner})",
                        hint="wait for that run to end, or give this run another --lab-name "
                             "and --lab-subnet")
-    kill_recorded(state.data.get("processes", {}))
+    remove_cgroups(state.data.get("cgroups", []))  # thawed first: a frozen v1 task
+    kill_recorded(state.data.get("processes", {}))  # ignores SIGKILL until thawed
     for link in state.data.get("links", []):
         delete_link(link)
     for ns in state.data.get("netns", []):

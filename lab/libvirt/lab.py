@@ -18,7 +18,7 @@ import time
 from typing import Any, Protocol
 
 from harness.errors import ConfigError, InterlockError, LabError, PvechaosError
-from harness.lab_api import Capability, GuestRecipe, LabNode, SharedStorage
+from harness.lab_api import Capability, GuestRecipe, LabNode, RefusesWhatItLacks, SharedStorage
 from harness.timescale import Timescale
 from lab import real_guest
 from lab.libvirt import config as libvirt_config
@@ -28,7 +28,7 @@ from lab.libvirt.host import EventSink, Host, LibvirtLinks, LinkSwitch, libvirt_
 from lab.libvirt.plan import GATEWAY, Plan
 
 
-class LibvirtLab:
+class LibvirtLab(RefusesWhatItLacks):  # refuses storage_outage/restore (no STORAGE)
     kind = "libvirt"
     capabilities = (Capability.POWER | Capability.PARTITION | Capability.FREEZE
                     | Capability.SHUTDOWN | Capability.RESET | Capability.SNAPSHOT

@@ -32,6 +32,9 @@ def leftovers(config: EmbeddedConfig) -> list[str]:
               if Path("/sys/class/net", config.veth(n)).exists()]
     if config.lab_dir.exists():
         found.append(f"directory {config.lab_dir}")
+    from lab.embedded.freeze import cgroup_path
+    found += [f"cgroup {path}" for n in config.node_names
+              if (path := cgroup_path(config.name, n)) is not None and path.exists()]
     marker = str(config.lab_dir)
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
