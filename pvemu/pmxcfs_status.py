@@ -5,7 +5,8 @@ CPG membership (CL `src/pmxcfs/status.c` `dfsm_confchg` sets `online` from the C
 pve-faults.md §4.3: a stopped pmxcfs makes its node offline to HA); the HA CRM reads it
 through get_members. While this node is not in the group, no node is online. `.vmlist`
 says which node owns each guest, meaning whose directory holds its config. Layouts follow
-pmxcfs's `status.c` as far as pvechaos knows them; the `version` counters are ours (a change counter, not pmxcfs's).
+pmxcfs's `status.c` as far as pvechaos knows them; the `version` counters are ours (a
+change counter, not pmxcfs's).
 """
 
 from __future__ import annotations
