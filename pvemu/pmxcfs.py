@@ -263,8 +263,8 @@ def sync_corosync_conf(db: Database) -> bool:
     return True
 
 
-NODE_DIRS = ("priv/lock", "nodes/{node}", "nodes/{node}/qemu-server", "nodes/{node}/lxc",
-             "nodes/{node}/priv")
+NODE_DIRS = ("priv", "priv/lock", "nodes", "nodes/{node}", "nodes/{node}/qemu-server",
+             "nodes/{node}/lxc", "nodes/{node}/priv")  # parents first
 
 
 def ensure_node_dirs(ops: Pmxcfs, stop: threading.Event) -> None:
