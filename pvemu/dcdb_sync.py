@@ -18,9 +18,10 @@ and `deliver(nodeid, payload)` as CPG calls them; it sends through the ``send`` 
   so writers block), every member multicasts its version and checksum, the highest
   version leads (ties: the lowest node id, as `dcdb_select_leader`; pmxcfs first compares
   last-write mtimes, which we skip: Guess), the leader multicasts its whole tree unless all
-  checksums already agree, every other member replaces its copy wholesale, every member
-  restarts its lock ages (memdb_update_locks) and then applies the queued changes in
-  delivery order. Guess: changes queued when yet another membership change interrupts a
+  checksums already agree, every member whose copy differs from the leader's replaces it
+  wholesale and restarts its lock ages (memdb_update_locks runs in the commit, database.c
+  `bdb_backend_commit_update`; the leader and up-to-date members do not commit), then
+  every member applies the queued changes in delivery order. Guess: changes queued when yet another membership change interrupts a
   sync are dropped on every member alike (their writers get EIO).
 - unlock requests: the lowest-id member deletes an expired lock by multicasting an rmdir.
 """
@@ -107,11 +108,15 @@ class Replica:
                 self._maybe_lead()
             elif kind == "tree" and msg["members"] == list(self.members) \
                     and self.mode == "sync" and msg.get("leader") == self._leader():
-                if nodeid != self.nodeid:
+                mine, leaders = self._states[self.nodeid][1], self._states[nodeid][1]
+                if mine == leaders:
+                    log.info("all data is up to date")
+                    self._finish_sync(commit=False)
+                else:
                     self.db.replace(msg["tree"], msg["version"], msg["owners"])
                     log.info("update complete - trying to commit (got %d inode updates)",
                              len(msg["tree"]))
-                self._finish_sync()
+                    self._finish_sync(commit=True)
             elif kind == "unlock" and self.mode == "synced":
                 self._unlock_request(msg["path"])
             self._cond.notify_all()
@@ -130,15 +135,18 @@ class Replica:
         digests = {d for _, d in self._states.values()}
         if len(digests) == 1:
             log.info("all data is up to date")
-            self._finish_sync()
+            self._finish_sync(commit=False)
         elif leader == self.nodeid:
             self._send({"t": "tree", "members": list(self.members), "leader": leader,
                         "version": self.db.version, "owners": self.db.owners,
                         "tree": self.db.tree()})
 
-    def _finish_sync(self) -> None:
+    def _finish_sync(self, commit: bool) -> None:
+        """``commit``: this copy was replaced by the leader's; only then memdb_update_locks
+        runs (database.c `bdb_backend_commit_update`), restarting every lock's age here."""
         self.mode = "synced"
-        self.locks.restart_all(self._lock_names())  # memdb_update_locks after a commit
+        if commit:
+            self.locks.restart_all(self._lock_names())
         queued, self._queue = self._queue, []
         for nodeid, msg in queued:
             self._apply(nodeid, msg)
