@@ -8,9 +8,14 @@ and `deliver(nodeid, payload)` as CPG calls them; it sends through the ``send`` 
 
 - a change (`submit`) is multicast and applied by EVERY member, the sender included, when
   it is delivered; the writer waits for its own message to come back and returns the
-  result of applying it (`dfsm_send_message_sync`). PVE waits without limit; Guess: we
-  give up after ``wait_s`` (default WAIT_S) with EIO so that no thread hangs forever. A
-  CPG finalize aborts the wait (`dfsm_send_sync_message_abort`): EIO (Guess: errno).
+  result of applying it (`dfsm_send_message_sync`). PVE waits without limit. Guess: we
+  give up after ``wait_s`` with EIO (the change still applies everywhere when it is
+  delivered, in the same order). pmxcfs passes PVE's 5 s (HA's own lock-retry window,
+  pve-faults.md §2.2) at the lab's timescale: corosync's timers are not scaled, so while
+  it re-forms its ring after a node loss (about 8 s, no delivery meanwhile) an unbounded
+  wait would stall the scaled HA daemons past their scaled watchdog, which real PVE's
+  60 s watchdog never sees. A CPG finalize aborts the wait
+  (`dfsm_send_sync_message_abort`): EIO (Guess: the errno).
 - a change delivered while this node is not quorate is not applied: EACCES to the writer
   ("received write while not quorate - trigger resync", `dcdb_deliver`). Guess: we do not
   leave and rejoin the group; the next membership change resyncs.
@@ -21,8 +26,9 @@ and `deliver(nodeid, payload)` as CPG calls them; it sends through the ``send`` 
   checksums already agree, every member whose copy differs from the leader's replaces it
   wholesale and restarts its lock ages (memdb_update_locks runs in the commit, database.c
   `bdb_backend_commit_update`; the leader and up-to-date members do not commit), then
-  every member applies the queued changes in delivery order. Guess: changes queued when yet another membership change interrupts a
-  sync are dropped on every member alike (their writers get EIO).
+  every member applies the queued changes in delivery order. Guess: changes queued when
+  yet another membership change interrupts a sync are dropped on every member alike
+  (their writers get EIO).
 - unlock requests: the lowest-id member deletes an expired lock by multicasting an rmdir.
 """
 
@@ -42,7 +48,8 @@ from collections.abc import Callable
 from pvemu.dcdb import Database, lock_name
 from pvemu.pmxcfs_locks import LockTable
 
-WAIT_S = 600.0  # Guess: PVE waits for its own message without limit
+WAIT_S = 600.0  # Guess: PVE waits for its own message without limit (see above)
+WAIT_PVE_S = 5.0  # what pmxcfs.main passes, at the lab's timescale (see above)
 log = logging.getLogger("pmxcfs.dcdb")
 
 

@@ -26,6 +26,10 @@ class NodeInfo:
     local_db: Path  # the node's own pmxcfs database (pvemu/dcdb.py), kept across boots
     timing: Timing  # every emulated PVE timer, at the lab's timescale
     nfs_export: Path  # the lab's "NFS server" export, shared by every node
+    # "cpg": pmxcfs replicates over corosync CPG (pvemu/pmxcfs.py); "shared": every node
+    # serves cluster_db, one directory (pvemu/pmxcfs_shared.py; lab/embedded/config.py)
+    pmxcfs: str = "cpg"
+    cluster_db: Path | None = None
 
     @property
     def flavour(self) -> int:
@@ -40,4 +44,5 @@ def load(path: Path = NODE_JSON) -> NodeInfo:
     return NodeInfo(raw["name"], raw["address"], raw["prefixlen"], raw["pve_version"],
                     raw["kernel"], Path(raw["local_db"]),
                     Timing(raw["timescale"]),
-                    Path(raw.get("nfs_export", "/nonexistent")))
+                    Path(raw.get("nfs_export", "/nonexistent")), raw.get("pmxcfs", "cpg"),
+                    Path(raw["cluster_db"]) if raw.get("cluster_db") else None)

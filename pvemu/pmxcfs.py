@@ -24,6 +24,8 @@ What it reproduces (pve-faults.md §4, §2.2; CL = proxmox/pve-cluster `src/pmxc
 - corosync.conf in /etc/pve is copied to /etc/corosync/corosync.conf when its
   config_version is newer, and corosync is told to reload (`corosync-cfgtool -R`);
 - lock ages on each node's own wall clock, restarted by every sync (pvemu/pmxcfs_locks.py).
+The lab may instead choose main's shared-directory model (nodeinfo `pmxcfs: shared`,
+pvemu/pmxcfs_shared.py), which it does under a timescale < 1: see that module for why.
 Guess: one CPG group (`pve_dcdb_v1`) serves both the files and `.members`, where pmxcfs
 has a second group (`pve_kvstore_v1`) for status; both hold the same pmxcfs processes.
 """
@@ -43,7 +45,7 @@ import mfusepy as fuse
 
 from pvemu import corosync_conf, cpg, nodeinfo, pmxcfs_status, wallclock
 from pvemu.dcdb import Database, lock_name
-from pvemu.dcdb_sync import Replica
+from pvemu.dcdb_sync import WAIT_PVE_S, Replica
 from pvemu.etc_pve import PVE_ROOT, atomic_write
 from pvemu.pmxcfs_locks import LockTable
 from pvemu.quorum import Membership
@@ -298,6 +300,11 @@ def _sync_loop(db: Database, changed: threading.Event, stop: threading.Event) ->
 def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s pmxcfs[%(process)d]: %(message)s")
     info = nodeinfo.load()
+    if info.pmxcfs == "shared":
+        from pvemu import pmxcfs_shared  # the lab's choice under a timescale < 1
+
+        pmxcfs_shared.main(info)
+        return
     db = Database(info.local_db)
     quorum = Membership()  # libquorum notifications, as quorum.c
     locks = LockTable(info.timing.lock_lifetime)  # memdb.c CFS_LOCK_TIMEOUT, scaled
@@ -312,7 +319,8 @@ def main() -> None:
         group = cpg.Cpg(CPG_GROUP, lambda nodeid, pid, data: replica.deliver(nodeid, data),
                         lambda members: replica.confchg(tuple(m[0] for m in members)))
     replica = Replica(db, info.name, group.mcast_joined if group else None, quorum.quorate,
-                      locks, clock=wallclock.now, on_change=on_change)
+                      locks, clock=wallclock.now, on_change=on_change,
+                      wait_s=info.timing.s(WAIT_PVE_S))
     ops = Pmxcfs(db, info.name, quorum, replica)
     if os.path.ismount(MOUNTPOINT):
         subprocess.run(["umount", "-l", MOUNTPOINT], check=False)

@@ -135,6 +135,9 @@ def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
         "pve_version": version,
         "kernel": KERNEL.get(major, KERNEL[8]),
         "local_db": str(root / "pmxcfs-db"),
+        "pmxcfs": config.pmxcfs_model,
+        # the one directory every node serves in the "shared" model
+        "cluster_db": str(config.lab_dir / "pmxcfs" / "cluster"),
         "nfs_export": str(config.lab_dir / "nfs"),
         "timescale": config.timescale.factor,  # the node's timers: pvemu/timing.py
     }, indent=1) + "\n")

@@ -227,6 +227,10 @@ def finish_join(info: nodeinfo.NodeInfo, authkey: bytes, conf_text: str) -> None
         if path.exists():
             path.replace(backup)
     local.mkdir(parents=True, exist_ok=True)
+    if info.pmxcfs == "shared":
+        from pvemu import pmxcfs_shared
+
+        pmxcfs_shared.use_cluster_database()
     if systemctl.main(["start", "corosync", "pve-cluster"]) != 0:
         raise CommandError("starting corosync and pve-cluster failed")
     print("waiting for quorum...", end="", flush=True)

@@ -31,7 +31,7 @@ TREE = "cd /etc/pve && find . -type f ! -name '.*' | sort | xargs -r md5sum"
 @pytest.fixture(scope="module")
 def cluster():
     lab = EmbeddedLab(EmbeddedConfig(name="cfm", subnet="198.18.39.0/24",
-                                     timescale=Timescale(0.1)))
+                                     timescale=Timescale(0.1), pmxcfs="cpg"))
     with running(lab, formed="pvechaos") as the_cluster:
         yield the_cluster
 

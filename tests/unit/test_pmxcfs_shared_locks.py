@@ -1,0 +1,49 @@
+"""The shared-directory pmxcfs (pvemu/pmxcfs_shared.py): its lock table on one node: its own changes count from when it made them."""
+
+from __future__ import annotations
+
+import time
+
+from pvemu.pmxcfs_shared import Pmxcfs
+from pvemu.timing import Timing
+
+LOCK = "/priv/lock/ha_manager_lock"
+
+
+class Quorum:
+    def __init__(self) -> None:
+        self.value = True
+
+    def quorate(self) -> bool:
+        return self.value
+
+
+def node(tmp_path, quorum):
+    db = tmp_path / "cluster"
+    (db / "priv/lock").mkdir(parents=True)
+    (db / "corosync.conf").write_text("totem {}\n")  # a cluster: quorum matters
+    return Pmxcfs(db, "node3", quorum, timing=Timing(0.01))  # lifetime 1.2 s
+
+
+def test_a_renewal_made_just_before_quorum_is_lost_ages_from_when_it_was_made(tmp_path):
+    quorum = Quorum()
+    fs = node(tmp_path, quorum)
+    fs.mkdir(LOCK, 0o755)
+    time.sleep(0.01)
+    fs.utimens(LOCK, (time.time_ns(), time.time_ns()))  # the master's last renewal
+    version = fs.locks.info("ha_manager_lock")["version"]
+    quorum.value = False  # lost right after; the watch thread now hears nothing
+    fs.watch_locks()
+    assert fs.lock_watch.first_seen["ha_manager_lock"][0] == version
+    time.sleep(1.3)  # a lifetime passes without quorum
+    quorum.value = True  # `pvecm expected 1`
+    fs.watch_locks()
+    assert fs.lock_watch.expired("ha_manager_lock")  # not a fresh lifetime from now
+
+
+def test_creating_a_lock_is_seen_at_once(tmp_path):
+    fs = node(tmp_path, Quorum())
+    fs.mkdir(LOCK, 0o755)
+    version = fs.locks.info("ha_manager_lock")["version"]
+    assert fs.lock_watch.first_seen["ha_manager_lock"][0] == version
+    assert not fs.lock_watch.expired("ha_manager_lock")
