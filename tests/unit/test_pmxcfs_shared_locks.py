@@ -1,4 +1,5 @@
-"""The shared-directory pmxcfs (pvemu/pmxcfs_shared.py): its lock table on one node: its own changes count from when it made them."""
+"""The shared-directory pmxcfs (pvemu/pmxcfs_shared.py): its lock table on one node;
+its own changes count from when it made them."""
 
 from __future__ import annotations
 
