@@ -10,7 +10,6 @@ from pvemu.timing import Timing
 
 LAB_ETC = Path("/etc/pvechaos")  # the lab's files about this node (lab/embedded/provision.py)
 NODE_JSON = LAB_ETC / "node.json"
-DB_POINTER = LAB_ETC / "pmxcfs-db"
 # The node's init (lab/embedded/pid1.py) and the emulated commands meet here:
 CONTROL_SOCKET = "/run/pvechaos/init.sock"  # systemctl, poweroff, the watchdog's reset
 SHUTDOWN_FLAG = Path("/run/pvechaos/shutdown")  # "poweroff" or "reboot" while shutting down
@@ -24,26 +23,18 @@ class NodeInfo:
     prefixlen: int
     pve_version: str
     kernel: str
-    local_db: Path
-    cluster_db: Path
+    local_db: Path  # the node's own pmxcfs database (pvemu/dcdb.py), kept across boots
     timing: Timing  # every emulated PVE timer, at the lab's timescale
     nfs_export: Path  # the lab's "NFS server" export, shared by every node
+    # "cpg": pmxcfs replicates over corosync CPG (pvemu/pmxcfs.py); "shared": every node
+    # serves cluster_db, one directory (pvemu/pmxcfs_shared.py; lab/embedded/config.py)
+    pmxcfs: str = "cpg"
+    cluster_db: Path | None = None
 
     @property
     def flavour(self) -> int:
         """8 or 9: the PVE generation this node emulates (from its version)."""
         return int(self.pve_version.split(".")[0])
-
-    def database(self) -> Path:
-        """The pmxcfs database this node serves: its own, or the cluster's once joined."""
-        try:
-            which = DB_POINTER.read_text().strip()
-        except OSError:
-            which = "local"
-        return self.cluster_db if which == "cluster" else self.local_db
-
-    def use_database(self, which: str) -> None:
-        DB_POINTER.write_text(which + "\n")
 
 
 def load(path: Path = NODE_JSON) -> NodeInfo:
@@ -51,6 +42,7 @@ def load(path: Path = NODE_JSON) -> NodeInfo:
     if "timescale" not in raw:  # no default: a node never guesses its timers
         raise ValueError(f"{path} has no timescale (the lab writes it at provisioning)")
     return NodeInfo(raw["name"], raw["address"], raw["prefixlen"], raw["pve_version"],
-                    raw["kernel"], Path(raw["local_db"]), Path(raw["cluster_db"]),
+                    raw["kernel"], Path(raw["local_db"]),
                     Timing(raw["timescale"]),
-                    Path(raw.get("nfs_export", "/nonexistent")))
+                    Path(raw.get("nfs_export", "/nonexistent")), raw.get("pmxcfs", "cpg"),
+                    Path(raw["cluster_db"]) if raw.get("cluster_db") else None)

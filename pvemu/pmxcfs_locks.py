@@ -1,142 +1,56 @@
-"""pmxcfs locks (pve-model.md §14.4): directories under priv/lock/ in the cluster store.
+"""pmxcfs lock ages (pve-model.md §14.4, pve-faults.md §4.6): one node's own lock table.
 
-- `mkdir priv/lock/<name>` is atomic and fails with EEXIST while the lock exists;
-- `utime(lock, 0, t)` renews it: only the node that created it may, and only with a
-  newer mtime; every renewal is a new version (pmxcfs: a new checksum);
-- `utime(lock, 0, 0)` is an unlock request, broadcast to every member: the member with
-  the lowest node id deletes the lock if it has expired, asynchronously;
-- a lock has expired when more than the lifetime (120 s, scaled) has passed since *this*
-  node first saw its current version, on this node's own clock (the mtime stored in the
-  filesystem is ignored, to tolerate clock drift).
+Locks are directories under `priv/lock/` of the replicated database (pvemu/dcdb.py keeps
+each lock's writer): `mkdir` is atomic and fails with EEXIST while the lock exists;
+`utime(lock, 0, t)` renews it (only its writer may, with a newer mtime); `utime(lock, 0, 0)`
+is an unlock request, multicast to every member, upon which the member with the lowest
+node id deletes the lock if it has expired (CL `src/pmxcfs/dcdb.c` `dcdb_deliver`,
+DCDB_MESSAGE_CFS_UNLOCK_REQUEST).
 
-The shared facts (owner, version, pending unlock requests) live beside the store in
-`<store>-locks/`, standing in for what pmxcfs replicates over CPG; what each node first
-saw, and when, is its own (`LockWatch`).
+What this module keeps is what every node keeps for itself (memdb.c `memdb_lock_expired`,
+`memdb_update_locks`): when it first saw each lock's current version, on its OWN wall
+clock (`time()`; here pvemu/wallclock.now()), never the mtime stored in the tree. A lock
+has expired when more than the lifetime (120 s, scaled) has passed since then.
+`restart_all` is memdb_update_locks after a sync commit and at start-up: it builds a new
+table, so every lock's age restarts on that node (pve-faults.md §4.6).
 """
 
 from __future__ import annotations
 
-import json
-import os
 import threading
-import time
-import uuid
-from collections.abc import Callable
-from pathlib import Path
+from collections.abc import Callable, Iterable
 
-from pvemu.etc_pve import atomic_write
-
-LOCK_DIR = "priv/lock"
+from pvemu import wallclock
 
 
-class LockStore:
-    """The cluster-wide facts about locks, shared by every node's pmxcfs."""
+class LockTable:
+    """name -> the time this node first saw the lock's current version."""
 
-    def __init__(self, db: Path) -> None:
-        self.db = db
-        self.meta = db.parent / f"{db.name}-locks"
+    def __init__(self, lifetime_s: float, clock: Callable[[], float] = wallclock.now) -> None:
+        self.lifetime_s, self.clock = lifetime_s, clock
+        self._seen: dict[str, float] = {}
+        self._mutex = threading.Lock()
 
-    @staticmethod
-    def lock_name(path: str) -> str | None:
-        """`/priv/lock/<name>` -> name; None for any other path."""
-        prefix = f"/{LOCK_DIR}/"
-        if path.startswith(prefix) and "/" not in path[len(prefix):] and path != prefix:
-            return path[len(prefix):]
-        return None
+    def seen(self, name: str) -> None:
+        """A new version of the lock was delivered here (created or renewed)."""
+        with self._mutex:
+            self._seen[name] = self.clock()
 
-    def _file(self, name: str, suffix: str = ".json") -> Path:
-        return self.meta / f"{name}{suffix}"
+    def gone(self, name: str) -> None:
+        with self._mutex:
+            self._seen.pop(name, None)
 
-    def created(self, name: str, owner: str) -> None:
-        self.meta.mkdir(parents=True, exist_ok=True)
-        self._write(name, {"owner": owner, "version": uuid.uuid4().hex})
-
-    def renewed(self, name: str) -> None:
-        info = self.info(name)
-        if info:
-            self._write(name, {**info, "version": uuid.uuid4().hex})
-
-    def removed(self, name: str) -> None:
-        for suffix in (".json", ".unlock"):
-            self._file(name, suffix).unlink(missing_ok=True)
-
-    def info(self, name: str) -> dict | None:
-        try:
-            return json.loads(self._file(name).read_text())
-        except (OSError, ValueError):
-            return None
-
-    def owner(self, name: str) -> str | None:
-        info = self.info(name)
-        return info["owner"] if info else None
-
-    def request_unlock(self, name: str) -> None:
-        self.meta.mkdir(parents=True, exist_ok=True)
-        self._file(name, ".unlock").touch()
-
-    def unlock_requests(self) -> list[str]:
-        try:
-            return sorted(p.stem for p in self.meta.glob("*.unlock"))
-        except OSError:
-            return []
-
-    def versions(self) -> dict[str, str]:
-        """name -> current version of every lock that exists."""
-        out = {}
-        lock_dir = self.db / LOCK_DIR
-        try:
-            names = os.listdir(lock_dir)
-        except OSError:
-            return out
-        for name in names:
-            info = self.info(name)
-            out[name] = info["version"] if info else "unknown"
-        return out
-
-    def _write(self, name: str, data: dict) -> None:
-        atomic_write(self._file(name), json.dumps(data))
-
-
-class LockWatch:
-    """One node's view of lock ages: when it first saw each lock's current version."""
-
-    def __init__(self, store: LockStore, lifetime_s: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.store, self.lifetime_s, self.clock = store, lifetime_s, clock
-        self.first_seen: dict[str, tuple[str, float]] = {}
-        self._mutex = threading.Lock()  # the watch thread and FUSE handlers both observe
-
-    def observe(self) -> None:
-        """Take in the current versions (pmxcfs sees every change as it is replicated)."""
+    def restart_all(self, names: Iterable[str]) -> None:
         with self._mutex:
             now = self.clock()
-            versions = self.store.versions()
-            for name, version in versions.items():
-                seen = self.first_seen.get(name)
-                if seen is None or seen[0] != version:
-                    self.first_seen[name] = (version, now)
-            for name in set(self.first_seen) - set(versions):
-                del self.first_seen[name]
+            self._seen = {name: now for name in names}
 
     def expired(self, name: str) -> bool:
-        seen = self.first_seen.get(name)
-        return seen is not None and self.clock() - seen[1] > self.lifetime_s
+        with self._mutex:
+            at = self._seen.get(name)
+        return at is not None and self.clock() - at > self.lifetime_s
 
-    def process_unlock_requests(self) -> list[str]:
-        """Delete the requested locks that have expired here; drop every request.
-        Only the lowest-id member calls this. Returns the names deleted."""
-        deleted = []
-        for name in self.store.unlock_requests():
-            if self.expired(name):
-                try:
-                    os.rmdir(self.store.db / LOCK_DIR / name)
-                except FileNotFoundError:
-                    pass
-                except OSError:
-                    continue  # not empty: leave it, as pmxcfs cannot delete it either
-                self.store.removed(name)
-                self.first_seen.pop(name, None)
-                deleted.append(name)
-            else:
-                self.store._file(name, ".unlock").unlink(missing_ok=True)
-        return deleted
+    def age(self, name: str) -> float | None:
+        with self._mutex:
+            at = self._seen.get(name)
+        return None if at is None else self.clock() - at

@@ -1,9 +1,12 @@
 """pmxcfs's virtual status files (pve-model.md §14.4): `.members` and `.vmlist`.
 
-`.members` says which nodes are online, meaning in the current corosync membership (the
-HA CRM reads it through get_members); `.vmlist` says which node owns each guest, meaning
-whose directory holds its config. Layouts follow pmxcfs's `status.c` as far as pvechaos
-knows them; the `version` counters are ours (a change counter, not pmxcfs's).
+`.members` says which nodes are online, meaning whose pmxcfs is in this node's current
+CPG membership (CL `src/pmxcfs/status.c` `dfsm_confchg` sets `online` from the CPG members;
+pve-faults.md §4.3: a stopped pmxcfs makes its node offline to HA); the HA CRM reads it
+through get_members. While this node is not in the group, no node is online. `.vmlist`
+says which node owns each guest, meaning whose directory holds its config. Layouts follow
+pmxcfs's `status.c` as far as pvechaos knows them; the `version` counters are ours (a
+change counter, not pmxcfs's).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ def members(node: str, db: Path, quorate: bool, member_ids: tuple[int, ...],
                     "nodes": len(nodes), "quorate": int(quorate)},
         "nodelist": {
             n["name"]: {"id": int(n["nodeid"]),
-                        "online": int(int(n["nodeid"]) in member_ids or n["name"] == node),
+                        "online": int(int(n["nodeid"]) in member_ids),
                         "ip": n.get("ring0_addr", "")}
             for n in sorted(nodes, key=lambda n: n["name"])
         },

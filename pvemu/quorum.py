@@ -1,53 +1,21 @@
-"""The node's quorum, asked of the real corosync through libquorum (as pmxcfs does)."""
+"""The node's quorum and membership, tracked through libquorum's notifications as pmxcfs's
+`quorum.c` does: the flag changes only when a callback arrives, so a paused (SIGSTOPped)
+corosync leaves it as it was (pmxcfs "keeps believing it is quorate", pve-faults.md §4.2),
+and a corosync that is gone makes the dispatch fail: inquorate, reconnect every RETRY_S
+(CL `src/pmxcfs/loop.c`, >5 s; §4.1). Nobody blocks on corosync to read the flag."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import threading
-import time
 
 CS_OK = 1
+RETRY_S = 5.0  # loop.c: a failed service is restarted after >5 s
 
 
 class _Callbacks(ctypes.Structure):
     _fields_ = [("quorum_notify_fn", ctypes.c_void_p)]
-
-
-class CorosyncQuorum:
-    """Cached answer to "is this node quorate?"; not quorate while corosync is down."""
-
-    def __init__(self, max_age_s: float = 0.1) -> None:
-        name = ctypes.util.find_library("quorum") or "libquorum.so.5"
-        self._lib = ctypes.CDLL(name)
-        self._handle: ctypes.c_uint64 | None = None
-        self._max_age_s = max_age_s
-        self._cached: tuple[float, bool] = (0.0, False)
-        self._lock = threading.Lock()
-
-    def _ask(self) -> bool:
-        if self._handle is None:
-            handle, qtype = ctypes.c_uint64(0), ctypes.c_uint32(0)
-            callbacks = _Callbacks(None)
-            if self._lib.quorum_initialize(ctypes.byref(handle), ctypes.byref(callbacks),
-                                           ctypes.byref(qtype)) != CS_OK:
-                return False
-            self._handle = handle
-        quorate = ctypes.c_int(0)
-        if self._lib.quorum_getquorate(self._handle, ctypes.byref(quorate)) != CS_OK:
-            self._lib.quorum_finalize(self._handle)
-            self._handle = None  # corosync restarted or stopped: reconnect next time
-            return False
-        return bool(quorate.value)
-
-    def quorate(self) -> bool:
-        with self._lock:
-            at, value = self._cached
-            now = time.monotonic()
-            if now - at > self._max_age_s:
-                value = self._ask()
-                self._cached = (now, value)
-            return value
 
 
 CS_TRACK_CURRENT, CS_TRACK_CHANGES = 0x01, 0x02
@@ -77,7 +45,11 @@ class Membership:
         with self._lock:
             return self._quorate, self._members
 
-    def run(self, stop: threading.Event, retry_s: float = 1.0) -> None:
+    def quorate(self) -> bool:
+        with self._lock:
+            return self._quorate
+
+    def run(self, stop: threading.Event, retry_s: float = RETRY_S) -> None:
         """Track changes until ``stop`` is set (reconnecting while corosync is down)."""
         import select
 

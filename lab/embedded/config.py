@@ -28,6 +28,10 @@ class EmbeddedConfig:
     node_versions: dict[str, str] = field(default_factory=dict)  # per-node override
     timescale: Timescale = REAL_TIME  # the run's (conftest.py); validated where it is made
     state_root: Path = STATE_ROOT
+    # the nodes' pmxcfs model: "cpg" replicates over corosync CPG (pvemu/pmxcfs.py),
+    # "shared" serves one directory (pvemu/pmxcfs_shared.py says why it exists); "auto":
+    # cpg at real time, shared under a timescale < 1
+    pmxcfs: str = "auto"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -58,9 +62,18 @@ class EmbeddedConfig:
         if unknown:
             raise ConfigError(f"PVE version given for unknown node(s) {sorted(unknown)}",
                               hint=f"nodes are {', '.join(self.node_names)}")
+        if self.pmxcfs not in ("auto", "cpg", "shared"):
+            raise ConfigError(f"pmxcfs model {self.pmxcfs!r} is not known",
+                              hint="use auto, cpg or shared")
         if not isinstance(self.timescale, Timescale):
             raise ConfigError(f"timescale {self.timescale!r} is not a Timescale",
                               hint="make it once with harness.timescale.Timescale(factor)")
+
+    @property
+    def pmxcfs_model(self) -> str:
+        if self.pmxcfs != "auto":
+            return self.pmxcfs
+        return "cpg" if self.timescale.factor >= 1 else "shared"
 
     @property
     def network(self) -> ipaddress.IPv4Network:

@@ -10,7 +10,8 @@ alone, and survives its power cycles. Node layout under ``<lab_dir>/nodes/<node>
     corosync/       the node's /var/lib/corosync
     log/            the node's /var/log
     bin/            the node's /usr/local/sbin: pvecm, pveversion, systemctl, ...
-    pmxcfs-local/   the node's own pmxcfs database before it joins a cluster
+    pmxcfs-db/      the node's own copy of the pmxcfs database (pvemu/dcdb.py; beside it
+                    pmxcfs-db.meta.json), kept across power cycles as config.db is
     boot.json       what the node's init needs to boot
 """
 
@@ -47,10 +48,6 @@ def node_dir(config: EmbeddedConfig, node: str) -> Path:
     return config.lab_dir / "nodes" / node
 
 
-def cluster_db(config: EmbeddedConfig) -> Path:
-    return config.lab_dir / "pmxcfs" / "cluster"
-
-
 def make_lab_key(config: EmbeddedConfig) -> Path:
     key = config.lab_dir / "id_ed25519"
     if not key.exists():
@@ -81,7 +78,7 @@ def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
     etc = root / "etc"
     for sub in ("etc", ".etc-work", "tmp", ".tmp-work", "mnt", ".mnt-work", "root",
                 ".root-work", "corosync",
-                "log/corosync", "bin", "pmxcfs-local"):
+                "log/corosync", "bin", "pmxcfs-db"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     # root's own dotfiles: the host's (a pyenv init that rehashes on every shell, say) must
     # not run for every command the harness sends over SSH
@@ -138,8 +135,10 @@ def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
         "prefixlen": config.network.prefixlen,
         "pve_version": version,
         "kernel": KERNEL.get(major, KERNEL[8]),
-        "local_db": str(root / "pmxcfs-local"),
-        "cluster_db": str(cluster_db(config)),
+        "local_db": str(root / "pmxcfs-db"),
+        "pmxcfs": config.pmxcfs_model,
+        # the one directory every node serves in the "shared" model
+        "cluster_db": str(config.lab_dir / "pmxcfs" / "cluster"),
         "nfs_export": str(config.lab_dir / "nfs"),
         "timescale": config.timescale.factor,  # the node's timers: pvemu/timing.py
     }, indent=1) + "\n")

@@ -217,14 +217,20 @@ def finish_join(info: nodeinfo.NodeInfo, authkey: bytes, conf_text: str) -> None
     if systemctl.main(["stop", "pve-cluster"]) != 0:
         raise CommandError("stopping pve-cluster failed")
     print("backup old database to local directory")
+    # PVE's finish_join backs up and removes config.db: the node starts from an empty
+    # database that the state exchange fills from the cluster (pve-faults.md §4.5)
     local = info.local_db
-    backup = local.with_name(local.name + ".bak")
-    if local.exists():
-        if backup.exists():
+    for path, backup in ((local, local.with_name(local.name + ".bak")),
+                         (Path(f"{local}.meta.json"), Path(f"{local}.bak.meta.json"))):
+        if backup.is_dir():
             subprocess.run(["rm", "-rf", str(backup)], check=True)
-        local.rename(backup)
-        local.mkdir()
-    info.use_database("cluster")
+        if path.exists():
+            path.replace(backup)
+    local.mkdir(parents=True, exist_ok=True)
+    if info.pmxcfs == "shared":
+        from pvemu import pmxcfs_shared
+
+        pmxcfs_shared.use_cluster_database()
     if systemctl.main(["start", "corosync", "pve-cluster"]) != 0:
         raise CommandError("starting corosync and pve-cluster failed")
     print("waiting for quorum...", end="", flush=True)

@@ -38,7 +38,7 @@ def try_utime(node, t: int) -> str:
 @pytest.fixture(scope="module")
 def cluster():
     lab = EmbeddedLab(EmbeddedConfig(name="cfs", subnet="198.18.48.0/24",
-                                     timescale=Timescale(0.05)))
+                                     timescale=Timescale(0.05), pmxcfs="cpg"))
     with running(lab, formed="pvechaos") as the_cluster:
         yield the_cluster
 

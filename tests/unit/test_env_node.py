@@ -26,7 +26,7 @@ def root(tmp_path):
 
 
 def make_env(root: Path, daemon: str = "crm", timescale: float = 1.0) -> NodeEnv:
-    info = NodeInfo("node1", "198.18.0.11", 24, "8.4.1", "6.8.12-9-pve", root, root,
+    info = NodeInfo("node1", "198.18.0.11", 24, "8.4.1", "6.8.12-9-pve", root,
                     Timing(timescale), root)
     return NodeEnv(info, daemon, root=root)
 

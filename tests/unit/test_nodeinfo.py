@@ -13,7 +13,7 @@ from pvemu.nodeinfo import load
 from pvemu.timing import Timing
 
 NODE = {"name": "node1", "address": "198.18.0.11", "prefixlen": 24, "pve_version": "8.4.1",
-        "kernel": "6.8.12-9-pve", "local_db": "/x", "cluster_db": "/y", "nfs_export": "/n"}
+        "kernel": "6.8.12-9-pve", "local_db": "/x", "nfs_export": "/n"}
 
 
 def write(tmp_path: Path, **fields: object) -> Path:

@@ -19,7 +19,7 @@ from pvemu.timing import Timing
 @pytest.fixture
 def info(tmp_path: Path) -> NodeInfo:
     return NodeInfo("node1", "198.18.50.11", 24, "8.4.1", "6.8.12-9-pve",
-                    tmp_path / "lab/nodes/node1/pmxcfs-local", tmp_path / "lab/pmxcfs",
+                    tmp_path / "lab/nodes/node1/pmxcfs-db",
                     Timing(1.0), tmp_path / "lab/nfs")
 
 

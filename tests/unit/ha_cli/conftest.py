@@ -37,7 +37,7 @@ class Lab:
         self.node_json.write_text(json.dumps({
             "name": "node1", "address": "198.18.60.11", "prefixlen": 24,
             "pve_version": f"{major}.4.1" if major == 8 else "9.1.2", "kernel": "6.8",
-            "local_db": "/tmp/x", "cluster_db": "/tmp/y", "timescale": 1.0}))
+            "local_db": "/tmp/x", "timescale": 1.0}))
 
     def write(self, rel: str, text: str) -> None:
         (self.root / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -1,10 +1,11 @@
-"""pmxcfs's lock table on one node: its own changes count from when it made them."""
+"""The shared-directory pmxcfs (pvemu/pmxcfs_shared.py): its lock table on one node;
+its own changes count from when it made them."""
 
 from __future__ import annotations
 
 import time
 
-from pvemu.pmxcfs import Pmxcfs
+from pvemu.pmxcfs_shared import Pmxcfs
 from pvemu.timing import Timing
 
 LOCK = "/priv/lock/ha_manager_lock"
