@@ -40,6 +40,7 @@ VIEW_KINDS = (K.MEMBERSHIP_CHANGED, K.QUORUM_LOST, K.QUORUM_REGAINED, K.VOTES_CH
 NO_QUORUM_INFO = "no quorum information"
 RUNNING_STATES = ("started", "starting")  # the service is placed and (being) run there
 NORMAL_LRM = ("active", "idle")
+FAULT_LANE = "faults"  # the key part of a fault lane
 SHORT_STATUS = {"old timestamp - dead?": "dead?", "unable to read lrm status": "unreadable"}
 
 
@@ -135,7 +136,8 @@ def lanes(events: EventSource, nodes: Sequence[str], *, end: float | None = None
     Per node, in the order given: its power (on from t=0 unless in ``off_at_start``),
     the faults in force on it (harness/report/fault_bands.py; only for a node that had
     one), its own quorum view, its HA view of the master and LRMs (when any was recorded) and
-    of each service; then one lane per probe. Events after ``end`` are ignored."""
+    of each service; then the faults aimed at anything else (``lab/<target>/faults``: the
+    shared storage's server), and one lane per probe. Events after ``end`` are ignored."""
     evs = as_events(events)
     start = min(0.0, evs[0].t) if evs else 0.0
     stop = (evs[-1].t if evs else start) if end is None else end
@@ -157,6 +159,10 @@ def lanes(events: EventSource, nodes: Sequence[str], *, end: float | None = None
         for sid in sids:
             out.append(Lane(f"{node}/ha/{sid}", f"{node} HA {sid}", node,
                             _ha_service(own, sid).finish(stop)))
+    for target in dict.fromkeys(s.node for s in faults if s.node not in nodes):
+        # a lab-level fault aimed at no node of the picture (the storage server's outage)
+        out += [Lane(f"lab/{lane.key}", lane.title, "lab", lane.bands) for lane in
+                _fault_lanes([s for s in faults if s.node == target], target, stop)]
     probes = sorted({e.source for e in evs if e.kind in (K.PROBE_UP, K.PROBE_DOWN)})
     for probe in probes:
         out.append(Lane(f"probe/{probe}", f"probe {probe}", "probes",
@@ -177,12 +183,17 @@ def _power(events: Iterable[Event], node: str, start: float, off: bool) -> _Trac
     return track
 
 
+def is_fault_lane(lane: Lane) -> bool:
+    """``node1/faults``, ``node1/faults/2``, ``lab/<target>/faults``."""
+    return FAULT_LANE in lane.key.split("/")
+
+
 def _fault_lanes(node_spans: Sequence[fault_bands.FaultSpan], node: str,
                  stop: float) -> list[Lane]:
     """The node's faults as bands, one row per fault in force at once."""
     out = []
     for i, row in enumerate(fault_bands.rows(node_spans, stop)):
-        key = f"{node}/faults" + (f"/{i + 1}" if i else "")
+        key = f"{node}/{FAULT_LANE}" + (f"/{i + 1}" if i else "")
         bands = tuple(Band(start, end, label, state, None, detail)
                       for start, end, label, state, detail in
                       (fault_bands.band_fields(span, stop) for span in row))

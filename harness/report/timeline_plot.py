@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 from harness.metrics import Metric
 from harness.report import EventSource, as_events
-from harness.report.lanes import Band, Lane, Marker, lanes, markers
+from harness.report.lanes import Band, Lane, Marker, is_fault_lane, lanes, markers
 from harness.report.plot_style import (
     BUDGET_COLOUR,
     CHAR_EM,
@@ -165,7 +165,7 @@ def _shade_faults(ax, lane_list: Sequence[Lane]) -> None:
     for y, lane in enumerate(lane_list):
         rows.setdefault(lane.group, []).append(y)
     for lane in lane_list:
-        if not lane.key.startswith(f"{lane.group}/faults"):
+        if not is_fault_lane(lane):
             continue
         top, bottom = min(rows[lane.group]) - 0.5, max(rows[lane.group]) + 0.5
         for band in lane.bands:

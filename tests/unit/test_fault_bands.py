@@ -142,3 +142,21 @@ def test_the_undone_note_names_the_effects_faults_records():
     from harness.faults import Effect
 
     assert set(fault_bands.UNDONE_EFFECTS) == {Effect.FREEZE.value, Effect.LINK.value}
+
+
+def test_a_lab_level_fault_aimed_at_no_node_gets_its_own_lane_before_the_probes():
+    tl = Timeline(Clock())
+    begin(tl, 1.0, "storage.outage", "198.18.0.1", "server of storage 'shared' stops")
+    end(tl, 4.0, "storage.outage", "198.18.0.1", "server of storage 'shared' stops")
+    tl.record(K.NOTE, "harness", Note("end"), t=5.0)
+    got = lanes(tl, ALL)
+    lab = [lane for lane in got if lane.group == "lab"]
+    assert [(lane.key, lane.title) for lane in lab] == [
+        ("lab/198.18.0.1/faults", "198.18.0.1 faults")]
+    assert [(b.start, b.end, b.label) for b in lab[0].bands] == [(1.0, 4.0, "storage.outage")]
+    assert band_style(lab[0].bands[0], {})[0] == fault_colour("storage.cut")
+    assert png_ok(render(tl, nodes=ALL))
+
+
+def png_ok(png: bytes) -> bool:
+    return png[:8] == b"\x89PNG\r\n\x1a\n"
