@@ -38,11 +38,13 @@ from harness.expectations.fault_windows import (
     NO_RESET,
     RESET,
     Prediction,
+    clock_step,
     corosync_pause,
     earliest_lock_steal,
     isolation_recovery_window,
     running_freeze,
     self_fence_precedes_recovery,
+    stalled_client_reset_window,
     stopping_freeze,
     watchdog_reset_window,
 )
@@ -63,8 +65,9 @@ from harness.expectations.windows import (
 
 __all__ = [
     "HARMLESS", "MEASURED", "MEMBERSHIP_CHANGE", "NO_RESET", "RESET", "Prediction",
-    "corosync_pause", "earliest_lock_steal", "isolation_recovery_window", "running_freeze",
-    "self_fence_precedes_recovery", "stopping_freeze", "watchdog_reset_window",
+    "clock_step", "corosync_pause", "earliest_lock_steal", "isolation_recovery_window",
+    "running_freeze", "self_fence_precedes_recovery", "stalled_client_reset_window",
+    "stopping_freeze", "watchdog_reset_window",
     "COROSYNC_CONSENSUS_FACTOR", "COROSYNC_TOKEN_COEFFICIENT_MS", "COROSYNC_TOKEN_MS",
     "MEMBERSHIP_FORM_SLACK_S", "Budget", "ClusterConstants", "ConstantsUnavailable",
     "Course", "Slack", "Verdict", "Window", "clean_shutdown_window", "detect_window",

@@ -10,6 +10,9 @@ the outcome is ``measured``: the scenario reports its figure and judges nothing.
 - ``earliest_lock_steal``: before this, nobody may take the isolated node's agent lock;
 - ``watchdog_reset_window``: a node whose watchdog-mux, or active LRM / master CRM, is
   SIGKILLed resets;
+- ``stalled_client_reset_window``: a node whose watchdog client stops feeding without
+  closing (paused LRM/CRM, pmxcfs or corosync gone under an active LRM) resets;
+- ``clock_step``: a node's wall clock stepped by Δ (pve-faults §7.2, §7.3);
 - ``corosync_pause``: what a SIGSTOP of corosync for some seconds does to the membership
   and to the node's watchdog;
 - ``running_freeze`` / ``stopping_freeze``: a whole-node freeze with the node's clocks
@@ -106,6 +109,58 @@ def watchdog_reset_window(c: ClusterConstants) -> Window:
         f"gone without V), or after it (PVE 9 mux exit; mux killed: at the kill)"))
 
 
+def stalled_client_reset_window(c: ClusterConstants) -> Window:
+    """A watchdog client (active LRM, master CRM) stops feeding without closing at t0 ->
+    the node resets (pve-faults §3.2; the stalls of §2.2, §4.2, §4.3: SIGSTOP of the
+    LRM or CRM, pmxcfs stopped or paused, corosync killed, stopped or paused).
+
+    Its last write came at most one LRM loop before t0; mux stops feeding at its first
+    tick where that write is more than the watchdog timeout old (whole-second ages: up to
+    two ticks late; PVE 9's exit one tick more) and the device resets its timeout after
+    the last keepalive: [watchdog - lrm_loop + device, watchdog + 3 ticks + device] from
+    t0. [60, 73] s at timescale 1 (§1: "≈60–73 s").
+    """
+    return Window(c.watchdog - c.lrm_loop + c.watchdog_device,
+                  c.watchdog + 3 * c.watchdog_tick + c.watchdog_device, (
+                      f"timescale {c.timescale:g}; last feed 0..{c.lrm_loop:.1f} s before "
+                      f"the stall, expires past watchdog {c.watchdog:.1f} s (+ up to 3 mux "
+                      f"ticks of {c.watchdog_tick:.2f} s), + device {c.watchdog_device:.1f} s"))
+
+
+def clock_step(c: ClusterConstants, delta_s: float, *, watchdog_open: bool) -> Prediction:
+    """The node's wall clock stepped by ``delta_s`` real seconds (pve-faults §7.2, §7.3,
+    Derived), for a node with or without an open watchdog (active LRM, master CRM).
+
+    - backward (Δ < 0): its HA loops wait in ``sleep_until`` for |Δ|; mux ages go
+      negative: ``no reset``;
+    - forward by at most watchdog - lrm_loop: the client's age plus Δ stays within the
+      watchdog timeout, and the LRM's renewal (own success younger than the lock
+      lifetime) passes: ``no reset``;
+    - forward by the lock lifetime or more: the renewal cannot pass (its own last success
+      looks older than the lifetime, mkdir fails) and mux sees the client past the
+      watchdog timeout at its first tick after the step: ``reset``, the device timeout
+      after the last keepalive (one tick before the step at the earliest; up to two ticks
+      after it with PVE 9's exit): [device - tick, device + 2 ticks] from the step;
+    - between: a race between mux's tick and the daemon's renewal: ``measured``.
+    """
+    if delta_s < 0 or not watchdog_open:
+        why = "backward step: loops stall, ages go negative" if delta_s < 0 \
+            else "no watchdog client on the node"
+        return Prediction(NO_RESET, why)
+    basis = (f"timescale {c.timescale:g}; step +{delta_s:.2f} s; no reset up to watchdog "
+             f"{c.watchdog:.1f} s - LRM loop {c.lrm_loop:.1f} s, reset from the lock "
+             f"lifetime {c.lock_lifetime:.1f} s")
+    if delta_s <= c.watchdog - c.lrm_loop:
+        return Prediction(NO_RESET, basis)
+    if delta_s < c.lock_lifetime:
+        return Prediction(MEASURED, basis)
+    return Prediction(RESET, basis, Window(
+        c.watchdog_device - c.watchdog_tick, c.watchdog_device + 2 * c.watchdog_tick,
+        f"timescale {c.timescale:g}; from the step: mux's next tick stops feeding, the "
+        f"device {c.watchdog_device:.2f} s after the last keepalive (-1 .. +2 ticks of "
+        f"{c.watchdog_tick:.2f} s)"))
+
+
 def corosync_pause(c: ClusterConstants, paused_s: float, *, watchdog_open: bool
                    ) -> tuple[Prediction, Prediction]:
     """SIGSTOP of corosync on a node for ``paused_s`` real seconds (pve-faults §5.5):
@@ -180,11 +235,10 @@ def stopping_freeze(c: ClusterConstants, frozen_s: float, *, watchdog_open: bool
     - thawed before the others' fence round (``fence_window`` low edge): its renewal
       passes on thaw, ``no reset``, no failover;
     - thawed after it: the node finds its services fenced (or its lock taken) and stops
-      renewing: ``reset`` once its watchdog client, last fed up to one LRM loop before
-      the freeze (its mux ages resume where they froze), ages past the watchdog timeout,
-      plus mux's expiry ticks and the device timeout: [watchdog - lrm_loop + device,
-      watchdog + 3 ticks + device] after thaw. If the thaw comes after the lock steal
-      (``isolation_recovery_window``), two copies run until then: a PVE property.
+      renewing: ``reset`` as a stalled watchdog client (``stalled_client_reset_window``)
+      counted from the thaw: its mux ages resume where they froze. If the thaw comes
+      after the lock steal (``isolation_recovery_window``), two copies run until then:
+      a PVE property.
     - thawed within the fence round's own range: ``measured``.
     """
     fence = fence_window(c, master_died=False)
@@ -196,9 +250,7 @@ def stopping_freeze(c: ClusterConstants, frozen_s: float, *, watchdog_open: bool
     if frozen_s <= fence.high_s:
         return Prediction(MEASURED, f"thawed at {frozen_s:.2f} s, within the fence round "
                                     f"{fence.low_s:.2f}..{fence.high_s:.2f} s")
-    low = c.watchdog - c.lrm_loop + c.watchdog_device
-    high = c.watchdog + 3 * c.watchdog_tick + c.watchdog_device
+    stalled = stalled_client_reset_window(c)
     return Prediction(RESET, f"thawed after the fence round ({fence.high_s:.2f} s)", Window(
-        low, high, f"timescale {c.timescale:g}; from thaw: client age at the freeze "
-        f"0..{c.lrm_loop:.1f} s, expires past watchdog {c.watchdog:.1f} s (+ 3 ticks), "
-        f"+ device {c.watchdog_device:.1f} s"))
+        stalled.low_s, stalled.high_s, "from thaw (mux ages resume where they froze): "
+        + stalled.basis))

@@ -107,3 +107,23 @@ def test_a_clock_stopping_freeze_resets_only_when_thawed_after_the_fence_round()
     assert stopping_freeze(STOCK, 30.0, watchdog_open=True).outcome == NO_RESET
     assert stopping_freeze(STOCK, 60.0, watchdog_open=True).outcome == MEASURED  # 58..68
     assert stopping_freeze(STOCK, 100.0, watchdog_open=False).outcome == NO_RESET
+
+
+# -- a watchdog client that stops feeding; clock steps (pve-faults §3.2, §7) -------------
+def test_a_stalled_client_resets_its_node_60_to_73_s_later():
+    from harness.expectations import stalled_client_reset_window
+
+    assert edges(stalled_client_reset_window(STOCK)) == pytest.approx((60.0, 73.0))
+    assert edges(stalled_client_reset_window(TENTH)) == pytest.approx((6.0, 7.3))
+
+
+def test_a_clock_step_resets_an_armed_node_only_forward_past_the_lock_lifetime():
+    from harness.expectations import clock_step
+
+    assert clock_step(STOCK, -300, watchdog_open=True).outcome == NO_RESET
+    assert clock_step(STOCK, 50, watchdog_open=True).outcome == NO_RESET
+    assert clock_step(STOCK, 90, watchdog_open=True).outcome == MEASURED  # a race
+    big = clock_step(STOCK, 240, watchdog_open=True)
+    assert big.outcome == RESET and edges(big.window) == pytest.approx((9.0, 12.0))
+    assert clock_step(TENTH, 24, watchdog_open=True).outcome == RESET
+    assert clock_step(STOCK, 240, watchdog_open=False).outcome == NO_RESET
