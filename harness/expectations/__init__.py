@@ -61,6 +61,7 @@ from harness.expectations.windows import (
     first_start_bound,
     recovery_window,
     self_fence_window,
+    widen,
 )
 
 __all__ = [
@@ -73,4 +74,5 @@ __all__ = [
     "Course", "Slack", "Verdict", "Window", "clean_shutdown_window", "detect_window",
     "expected_one_window", "fence_ack_window", "fence_window", "first_start_bound",
     "parse_cmap_value", "read_constants", "recovery_window", "self_fence_window", "verdict",
+    "widen",
 ]

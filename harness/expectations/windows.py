@@ -115,10 +115,16 @@ def _course(c: ClusterConstants, master_died: bool) -> Course:
 
 
 def _window(low: float, high: float, basis: str, slack: Slack | None) -> Window:
+    return widen(Window(low, high, basis), slack)
+
+
+def widen(window: Window, slack: Slack | None) -> Window:
+    """``window`` as an observer with ``slack`` sees it (both edges moved, and said)."""
     if slack is None:
-        return Window(low, high, basis)
-    return Window(max(0.0, low - slack.early_s), high + slack.late_s,
-                  basis + f"; observed: -{slack.early_s:g} s .. +{slack.late_s:g} s ({slack.why})")
+        return window
+    return Window(max(0.0, window.low_s - slack.early_s), window.high_s + slack.late_s,
+                  window.basis + f"; observed: -{slack.early_s:g} s .. +{slack.late_s:g} s "
+                  f"({slack.why})")
 
 
 @dataclass(frozen=True)
