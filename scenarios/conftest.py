@@ -259,7 +259,8 @@ class Resets:
     def boot(self, node: str) -> str:
         return self.cluster.node(node).boot_id()
 
-    def _changed(self, node: str, boot: str) -> str | None:
+    def changed(self, node: str, boot: str) -> str | None:
+        """None while ``node`` answers on ``boot``; else what a poll saw."""
         try:
             now = self.cluster.node(node).run("cat", "/proc/sys/kernel/random/boot_id",
                                               timeout_s=3)
@@ -274,7 +275,7 @@ class Resets:
         most ``timeout_s``."""
         def reset() -> float | NotYet:
             t = self.timeline.clock.now()
-            seen = self._changed(node, boot)
+            seen = self.changed(node, boot)
             if seen is None:
                 return NotYet(f"{node} still on boot {boot}")
             self.timeline.record(EventKind.NOTE, node, Note(f"{node} reset: {seen}"), t=t)
@@ -283,7 +284,7 @@ class Resets:
 
     def hold(self, node: str, boot: str, until_t: float, what: str) -> str | None:
         """None if ``node`` stays on ``boot`` until ``until_t``; else what was seen."""
-        return hold_for(self.timeline, until_t, lambda: self._changed(node, boot), what)
+        return hold_for(self.timeline, until_t, lambda: self.changed(node, boot), what)
 
 
 @pytest.fixture(scope="module")
