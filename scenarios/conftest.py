@@ -292,14 +292,17 @@ def resets(cluster: Cluster, timeline: Timeline) -> Resets:
     return Resets(cluster, timeline)
 
 
-def require(lab, capability: str) -> None:
-    """Skip the test when the lab lacks ``capability`` (a Capability member's name; a
-    name this checkout does not define is lacking too)."""
+@pytest.fixture(scope="module")
+def require(lab):
+    """``require("FREEZE")`` skips the test when the lab lacks that capability (a
+    Capability member's name; a name this checkout does not define is lacking too)."""
     from harness.lab_api import Capability
 
-    member = getattr(Capability, capability, None)
-    if member is None or member not in lab.capabilities:
-        pytest.skip(f"the {lab.kind} lab has no Capability.{capability}")
+    def need(capability: str) -> None:
+        member = getattr(Capability, capability, None)
+        if member is None or member not in lab.capabilities:
+            pytest.skip(f"the {lab.kind} lab has no Capability.{capability}")
+    return need
 
 
 @pytest.fixture
