@@ -6,12 +6,13 @@
    show its LRM "old timestamp - dead?", but it is a member, nobody fences it, it does
    not reset (mux ages go negative) and the guest keeps running there; stepping forward
    again (the undo) is within watchdog - LRM loop, so no reset either;
-3. (extended) the CRM master steps forward by the lock lifetime plus one LRM loop: its
+3. the CRM master steps forward by the lock lifetime plus one LRM loop: its
    own renewal cannot pass and mux sees its client past the watchdog timeout at the next
    tick: it resets within the device timeout (§7.2, Derived); another node becomes
    master; the guest answers again (where: measured).
 
-corosync and softdog run on the monotonic clock and do not notice (§7.1).
+corosync and softdog run on the monotonic clock and do not notice (§7.1). The whole
+story is ``extended`` (--all-faults).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from harness.recovery import WATCHER_SLACK
 from harness.timeline import EventKind
 from harness.waits import NotYet, hold_for, wait_until
 
-pytestmark = [pytest.mark.story, allure.epic("Faults"), allure.feature("Clock faults"),
+pytestmark = [pytest.mark.story, pytest.mark.extended, allure.epic("Faults"),
+              allure.feature("Clock faults"),
               allure.severity(allure.severity_level.NORMAL),
               pytest.mark.needs_verbs("clock_step"),
               pytest.mark.usefixtures("quorum_watcher", "ha_watcher", "invariants")]
@@ -88,7 +90,6 @@ def test_clock_back_on_the_guest_node(cluster, guest, faults, resets, constants,
                    node=node, step_s=-round(delta, 3))
 
 
-@pytest.mark.extended
 @allure.story("Clock stepped forward on the CRM master")
 def test_clock_forward_on_the_master(cluster, guest, faults, resets, constants, timeline,
                                     metrics, meter, settle):

@@ -72,7 +72,7 @@ CASES = (
     Case("pve-ha-lrm", "kill", "guest", RESET, WATCHDOG, source="§1, §3.3: a client gone "
          "without V", default=True),
     Case("pve-ha-lrm", "stop", "guest", NO_RESET, shows="freeze", source="§1, §2.2: "
-         "services frozen, watchdog closed with V", default=True),
+         "services frozen, watchdog closed with V"),
     Case("pve-ha-lrm", "pause", "guest", RESET, STALLED, source="§4.3, §3.2 (Derived): "
          "the client stops feeding"),
     Case("pve-ha-crm", "kill", "master", RESET, WATCHDOG, source="§1, §2.2: the master's "

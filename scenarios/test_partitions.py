@@ -175,6 +175,9 @@ def test_split_with_the_guest_on_the_majority_side(cluster, guest, story, faults
     with allure.step(f"{minority}: not quorate"):
         wait_until(f"{minority} to lose quorum", lost_quorum(cluster, minority),
                    timeout_s=MEMBERSHIP_TIMEOUT_S)
+        metrics.record_observed("split_time_to_quorum_loss",
+                                lambda: time_to_quorum_loss(timeline, cut, minority),
+                                window=detect_window(constants), node=minority)
     # as long as an isolated node with an active LRM would take to reset, and then some
     until = cut.t + widen(self_fence_window(constants), WATCHER_SLACK).high_s \
         + constants.crm_loop
