@@ -39,17 +39,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
              "only the short ones run, to keep the suite's CI time small")
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "extended: a longer fault story or item, run only "
-                                       "with --all-faults")
-    config.addinivalue_line("markers", "needs_verbs(*verbs): the FaultInjector verbs a "
-                                       "fault story uses; skipped when one is missing")
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip, before any lab starts, the items whose FaultInjector verbs this checkout lacks
-    (each in-node fault family lives in its own harness/faults_*.py mixin) and, without
-    --all-faults, the extended ones."""
+    (marker ``needs_verbs``: each in-node fault family lives in its own
+    harness/faults_*.py mixin) and, without --all-faults, the ``extended`` ones (both
+    markers are registered in harness/plugin.py)."""
     from harness.faults import FaultInjector
 
     for item in items:

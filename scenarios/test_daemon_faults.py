@@ -42,6 +42,7 @@ pytestmark = [allure.severity(allure.severity_level.CRITICAL), allure.epic("Faul
               pytest.mark.usefixtures("quorum_watcher", "ha_watcher", "invariants")]
 
 WATCHDOG, STALLED = "watchdog", "stalled"  # which reset window applies
+BOOT_BOUND_S = 120.0  # a bound for the wait after a reset, not a prediction
 IDLE_LRM = ("idle",)  # no lock, no watchdog, no active service (model §7.1, §12.2)
 
 
@@ -149,6 +150,8 @@ def test_daemon_fault(case: Case, guest_set_up, cluster, guest, faults, meter, r
                                    node=target, target=case.target)
                 assert m.in_window, f"{target} reset {m.value_s:.2f} s after the " \
                     f"{case.fault}, outside {window}: {window.basis}"
+            with allure.step(f"{target} boots again"):
+                cluster.node(target).wait_reachable(timeout_s=BOOT_BOUND_S)
         else:
             with allure.step(f"{target} does not reset for {stalled.high_s:.1f} s (as "
                              "long as a stalled watchdog client takes)"):
