@@ -34,6 +34,7 @@ pytestmark = [pytest.mark.story, pytest.mark.extended, allure.epic("Faults"),
 
 STATUS_FRESHNESS_S = 30.0  # `ha-manager status`: older is "old timestamp - dead?" (§7.1)
 DEAD = "old timestamp - dead?"
+BOOT_BOUND_S = 120.0  # a bound for the wait after a reset, not a prediction
 
 
 @allure.story("Setup")
@@ -112,6 +113,8 @@ def test_clock_forward_on_the_master(cluster, guest, faults, resets, constants, 
                                node=master, step_s=round(delta, 3))
             assert m.in_window, f"{master} reset {m.value_s:.2f} s after the step, " \
                 f"outside {window}: {window.basis}"
+        with allure.step(f"{master} boots again"):
+            cluster.node(master).wait_reachable(timeout_s=BOOT_BOUND_S)
     finally:
         faults.end(fault)  # a node that reset has lost its offset: nothing to undo
     with allure.step("a master again, and the guest answers"):

@@ -48,6 +48,7 @@ pytestmark = [pytest.mark.story, allure.severity(allure.severity_level.CRITICAL)
               pytest.mark.usefixtures("quorum_watcher", "ha_watcher", "invariants")]
 
 MEMBERSHIP_TIMEOUT_S = 60  # corosync's own timers (token + consensus ~ 8 s); not scaled
+BOOT_BOUND_S = 120.0  # a bound for the wait after a reset, not a prediction
 
 
 @dataclass
@@ -94,6 +95,7 @@ def isolate_and_measure(verb, node: str, *, cluster, guest, faults, meter, reset
                               timeout_s=fence_w.high_s + 30)
         fenced = metrics.record(prefix + "time_to_self_fence", reset_t - cut.t,
                                 window=fence_w, node=node)
+        cluster.node(node).wait_reachable(timeout_s=BOOT_BOUND_S)
     with allure.step(f"{guest.sid} recovered on the majority "
                      f"(predicted {isolation_recovery_window(c, isolated_master=False)})"):
         rec = meter.measure(cut, node, master, prefix)
