@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.events import HaServiceState, NodeFault, ProbeUp, QuorumView
+from harness.events import FaultBegin, HaServiceState, NodeFault, ProbeUp, QuorumView
 from harness.ha_watcher import first_service_state, taken_from
 from harness.timeline import Event, EventKind, Timeline
 
@@ -87,9 +87,17 @@ def _all_nodes_by(timeline: Timeline, nodes: Iterable[str], after: Event,
     return max(times) - after.t
 
 
+def cut_node(cut: Event) -> str:
+    """The node a cut aimed at: a lab fault's (power cut, freeze, link) or an in-node
+    fault's (a corosync cut: fault.begin)."""
+    if isinstance(cut.payload, FaultBegin):
+        return cut.payload.node
+    return cut.payload_of(NodeFault).node
+
+
 def time_to_detect(timeline: Timeline, cut: Event, survivors: Iterable[str]) -> float | None:
-    """Power cut -> every survivor's membership no longer lists the node."""
-    node = cut.payload_of(NodeFault).node
+    """Cut -> every survivor's membership no longer lists the node."""
+    node = cut_node(cut)
     return _all_nodes_by(timeline, survivors, cut, lambda v: node not in v.members)
 
 
@@ -125,7 +133,7 @@ def time_to_fence(timeline: Timeline, cut: Event, sid: str) -> tuple[float, bool
 def time_to_fence_ack(timeline: Timeline, cut: Event, sid: str) -> float | None:
     """Cut -> some node's HA view shows ``sid`` taken from the cut node: it left ``fence``
     or ``recovery``, or went straight to another node (the master got the agent lock)."""
-    node = cut.payload_of(NodeFault).node
+    node = cut_node(cut)
     event = timeline.first(EventKind.HA_SERVICE_STATE, after=cut, where=lambda e: (
         e.payload_of(HaServiceState).sid == sid and taken_from(e) == node))
     return None if event is None else event.t - cut.t

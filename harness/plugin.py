@@ -53,6 +53,10 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "not stop the story")
     config.addinivalue_line("markers", "quorum: a failed assertion in this test is a quorum "
                                        "assertion (its own report category)")
+    config.addinivalue_line("markers", "extended: a longer fault story or item, run only "
+                                       "with --all-faults (scenarios/conftest.py)")
+    config.addinivalue_line("markers", "needs_verbs(*verbs): the FaultInjector verbs a "
+                                       "fault story uses; skipped when one is missing")
     config.stash[_FAILED_STEP] = {}
     if threading_main():
         signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -122,9 +122,16 @@ class RecoveryMeter:
 
     def power_cut(self, node: str, prefix: str = "") -> Recovery:
         """Cut ``node`` (which runs the guest) and measure the guest's recovery."""
-        c = self.constants
         master = self.master()
         cut = self.faults.power_cut(node).started
+        return self.measure(cut, node, master, prefix)
+
+    def measure(self, cut: Event, node: str, master: str | None, prefix: str = ""
+                ) -> Recovery:
+        """Measure the guest's recovery away from ``node`` after ``cut`` (a power cut, or
+        a corosync cut of a powered node, whose guest the majority recovers the same way:
+        pve-faults §6.1); ``master``: the CRM master just before the cut."""
+        c = self.constants
         rec = Recovery(cut, node, master)
         master_died = rec.was_master
         window = recovery_window(c, master_died=master_died, slack=probe_slack(self.probe))

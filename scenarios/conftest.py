@@ -12,7 +12,7 @@ import pytest
 
 from harness.cluster import Cluster
 from harness.errors import LabError, PvechaosError
-from harness.events import Action, Event, NodeFault
+from harness.events import Action, Event, NodeFault, Note
 from harness.expectations import Budget, ClusterConstants, read_constants
 from harness.ha_guest import HaGuest
 from harness.ha_watcher import HaWatcher
@@ -24,13 +24,38 @@ from harness.recovery import RecoveryMeter
 from harness.report import event_table, node_logs, timeline_plot
 from harness.report.redact import redact
 from harness.timeline import EventKind, Timeline
+from harness.waits import NotYet, hold_for, wait_until
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.getgroup("pvechaos").addoption(
+    group = parser.getgroup("pvechaos")
+    group.addoption(
         "--story-nodes", default=None, metavar="FIRST,SECOND,SURVIVOR",
         help="which nodes lose power first and second, and which survives "
              "(default: the cluster's nodes in name order)")
+    group.addoption(
+        "--all-faults", action="store_true", default=False,
+        help="also run the longer fault stories and items (marker `extended`); by default "
+             "only the short ones run, to keep the suite's CI time small")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip, before any lab starts, the items whose FaultInjector verbs this checkout lacks
+    (marker ``needs_verbs``: each in-node fault family lives in its own
+    harness/faults_*.py mixin) and, without --all-faults, the ``extended`` ones (both
+    markers are registered in harness/plugin.py)."""
+    from harness.faults import FaultInjector
+
+    for item in items:
+        wanted = [v for m in item.iter_markers("needs_verbs") for v in m.args]
+        missing = [v for v in dict.fromkeys(wanted) if not hasattr(FaultInjector, v)]
+        if missing:
+            item.add_marker(pytest.mark.skip(
+                reason=f"FaultInjector has no {', '.join(missing)}: the fault family's "
+                       "harness/faults_*.py mixin is not in this checkout"))
+        elif item.get_closest_marker("extended") and not config.getoption("all_faults"):
+            item.add_marker(pytest.mark.skip(reason="an extended fault story: run it with "
+                                                    "--all-faults"))
 
 
 @dataclass(frozen=True)
@@ -212,3 +237,77 @@ def recovery_overlays(request: pytest.FixtureRequest, timeline: Timeline) -> lis
                 float(since), float(since) + m.value_s, window=m.window_s,
                 budget_s=m.budget_s, label=m.name))
     return overlays
+
+
+# -- the fault stories (issue 13): resets, settling, capabilities ------------------------
+class Resets:
+    """Whether and when a node resets, from its boot id (Linux's, or the embedded node's
+    per-boot one): a reset is the first poll that finds the node down or on a new boot,
+    stamped with the poll's start on the timeline and noted there."""
+
+    POLL_S = 0.1  # real seconds between polls; a poll is one short SSH command
+
+    def __init__(self, cluster: Cluster, timeline: Timeline) -> None:
+        self.cluster, self.timeline = cluster, timeline
+
+    def boot(self, node: str) -> str:
+        return self.cluster.node(node).boot_id()
+
+    def changed(self, node: str, boot: str) -> str | None:
+        """None while ``node`` answers on ``boot``; else what a poll saw."""
+        try:
+            now = self.cluster.node(node).run("cat", "/proc/sys/kernel/random/boot_id",
+                                              timeout_s=3)
+        except PvechaosError as exc:
+            return f"down ({str(exc).splitlines()[0]})"
+        if now.rc != 0:
+            return f"down (exit {now.rc})"
+        return None if now.stdout.strip() == boot else f"new boot {now.stdout.strip()}"
+
+    def wait(self, node: str, boot: str, *, what: str, timeout_s: float) -> float:
+        """The timeline time of the reset of ``node`` (it was on ``boot``), waited for at
+        most ``timeout_s``."""
+        def reset() -> float | NotYet:
+            t = self.timeline.clock.now()
+            seen = self.changed(node, boot)
+            if seen is None:
+                return NotYet(f"{node} still on boot {boot}")
+            self.timeline.record(EventKind.NOTE, node, Note(f"{node} reset: {seen}"), t=t)
+            return t
+        return wait_until(what, reset, timeout_s=timeout_s, interval_s=self.POLL_S)
+
+    def hold(self, node: str, boot: str, until_t: float, what: str) -> str | None:
+        """None if ``node`` stays on ``boot`` until ``until_t``; else what was seen."""
+        return hold_for(self.timeline, until_t, lambda: self.changed(node, boot), what)
+
+
+@pytest.fixture(scope="module")
+def resets(cluster: Cluster, timeline: Timeline) -> Resets:
+    return Resets(cluster, timeline)
+
+
+@pytest.fixture(scope="module")
+def require(lab):
+    """``require("FREEZE")`` skips the test when the lab lacks that capability (a
+    Capability member's name; a name this checkout does not define is lacking too)."""
+    from harness.lab_api import Capability
+
+    def need(capability: str) -> None:
+        member = getattr(Capability, capability, None)
+        if member is None or member not in lab.capabilities:
+            pytest.skip(f"the {lab.kind} lab has no Capability.{capability}")
+    return need
+
+
+@pytest.fixture
+def settle(cluster: Cluster, guest: HaGuest, meter: RecoveryMeter, constants):
+    """Wait (bounded) for a whole, calm cluster before the next fault: every node sees
+    all members and quorum, every LRM reports, and the guest answers; returns the node
+    it answers from."""
+    def wait(timeout_s: float = 120.0) -> str:
+        for name in cluster.names:
+            cluster.node(name).wait_reachable(timeout_s=timeout_s)
+            cluster.wait_whole_view(name, timeout_s=timeout_s)
+        guest.wait_lrms_reporting(timeout_s=timeout_s)
+        return meter.wait_serving(f"{guest.sid} to answer", timeout_s=timeout_s)
+    return wait

@@ -15,8 +15,10 @@ timescale-1 windows times the timescale.
 All windows are in real seconds from the fault (t0), except ``clean_shutdown_window``,
 which counts from the moment the node leaves the membership.
 
-The package has three parts: ``constants`` (read from a cluster), ``windows`` (the
-predictions) and ``budget`` (a user's limit and the verdict).
+The package has four parts: ``constants`` (read from a cluster), ``windows`` (the
+predictions of a recovery), ``fault_windows`` (the predictions for partitions, daemon
+faults, corosync pauses and freezes; ``measured`` where PVE's design gives no number) and
+``budget`` (a user's limit and the verdict).
 """
 
 from harness.expectations.budget import Budget, Verdict, verdict
@@ -28,6 +30,23 @@ from harness.expectations.constants import (
     ConstantsUnavailable,
     parse_cmap_value,
     read_constants,
+)
+from harness.expectations.fault_windows import (
+    HARMLESS,
+    MEASURED,
+    MEMBERSHIP_CHANGE,
+    NO_RESET,
+    RESET,
+    Prediction,
+    clock_step,
+    corosync_pause,
+    earliest_lock_steal,
+    isolation_recovery_window,
+    running_freeze,
+    self_fence_precedes_recovery,
+    stalled_client_reset_window,
+    stopping_freeze,
+    watchdog_reset_window,
 )
 from harness.expectations.windows import (
     MEMBERSHIP_FORM_SLACK_S,
@@ -42,12 +61,18 @@ from harness.expectations.windows import (
     first_start_bound,
     recovery_window,
     self_fence_window,
+    widen,
 )
 
 __all__ = [
+    "HARMLESS", "MEASURED", "MEMBERSHIP_CHANGE", "NO_RESET", "RESET", "Prediction",
+    "clock_step", "corosync_pause", "earliest_lock_steal", "isolation_recovery_window",
+    "running_freeze", "self_fence_precedes_recovery", "stalled_client_reset_window",
+    "stopping_freeze", "watchdog_reset_window",
     "COROSYNC_CONSENSUS_FACTOR", "COROSYNC_TOKEN_COEFFICIENT_MS", "COROSYNC_TOKEN_MS",
     "MEMBERSHIP_FORM_SLACK_S", "Budget", "ClusterConstants", "ConstantsUnavailable",
     "Course", "Slack", "Verdict", "Window", "clean_shutdown_window", "detect_window",
     "expected_one_window", "fence_ack_window", "fence_window", "first_start_bound",
     "parse_cmap_value", "read_constants", "recovery_window", "self_fence_window", "verdict",
+    "widen",
 ]

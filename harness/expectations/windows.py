@@ -115,10 +115,16 @@ def _course(c: ClusterConstants, master_died: bool) -> Course:
 
 
 def _window(low: float, high: float, basis: str, slack: Slack | None) -> Window:
+    return widen(Window(low, high, basis), slack)
+
+
+def widen(window: Window, slack: Slack | None) -> Window:
+    """``window`` as an observer with ``slack`` sees it (both edges moved, and said)."""
     if slack is None:
-        return Window(low, high, basis)
-    return Window(max(0.0, low - slack.early_s), high + slack.late_s,
-                  basis + f"; observed: -{slack.early_s:g} s .. +{slack.late_s:g} s ({slack.why})")
+        return window
+    return Window(max(0.0, window.low_s - slack.early_s), window.high_s + slack.late_s,
+                  window.basis + f"; observed: -{slack.early_s:g} s .. +{slack.late_s:g} s "
+                  f"({slack.why})")
 
 
 @dataclass(frozen=True)
@@ -235,21 +241,26 @@ def clean_shutdown_window(c: ClusterConstants, *, slack: Slack | None = None) ->
 
 
 def self_fence_window(c: ClusterConstants) -> Window:
-    """The isolated node itself (network cut, still powered, active LRM) resets (§10.4).
+    """The isolated node itself (network cut, still powered, active LRM) resets
+    (pve-model.md §10.4, pve-faults §6.1 and §3.2).
 
-    Its last good agent-lock renewal (which also feeds the watchdog) is in
+    Its last good agent-lock renewal (which also feeds its watchdog-mux client) is in
     [t0 - lrm_loop, t0 + D]: it loses quorum at detection D (unscaled), and its next
-    renewal fails. watchdog-mux stops feeding the device once that client's last write is
-    more than the watchdog timeout old (checked every watchdog tick); the device resets
-    after its own timeout. [60, 79] s at timescale 1 with 3 nodes.
+    renewal fails. mux stops feeding the device at its first tick where that client's
+    last write is more than the watchdog timeout old: ages are whole seconds (time()), so
+    up to two ticks past the timeout; PVE 9's mux then exits within one more tick, its
+    close pinging the device once more (§3.6). The device resets its timeout after the
+    last keepalive, which came at the tick before the expiry at the earliest: from the
+    last write, watchdog + device .. watchdog + 3 ticks + device (§3.2: ≈70–73 s). So
+    [60, 81] s at timescale 1 with 3 nodes (§10.4 derives 61…80, §6.1 ≈61…81).
     """
     d = c.detection
     low = -c.lrm_loop + c.watchdog + c.watchdog_device
-    high = d + c.watchdog + c.watchdog_tick + c.watchdog_device
+    high = d + c.watchdog + 3 * c.watchdog_tick + c.watchdog_device
     return Window(low, high, (
         f"timescale {c.timescale:g}; last renewal {-c.lrm_loop:.1f}..{d:.2f} s (detection "
-        f"unscaled) + watchdog {c.watchdog:.1f} s (+ tick {c.watchdog_tick:.1f} s) + "
-        f"device {c.watchdog_device:.1f} s"))
+        f"unscaled) + watchdog {c.watchdog:.1f} s (+ up to 3 mux ticks of "
+        f"{c.watchdog_tick:.1f} s) + device {c.watchdog_device:.1f} s"))
 
 
 def first_start_bound(c: ClusterConstants, margin_s: float = 30.0) -> float:

@@ -1,10 +1,10 @@
 """The timeline's lanes as data: what each node believed, as bands of state in time.
 
 The first step of harness/report/timeline_plot.py, kept apart so it can be tested
-precisely: ``lanes`` turns the events into bands (per node its power, its own quorum
-view, its HA view of the master and LRMs and of each service; then each probe), and
-``markers`` picks the moments drawn over every lane (faults, actions, broken
-invariants). Lanes show what was *observed*: a node that is off shows whatever its
+precisely: ``lanes`` turns the events into bands (per node its power, the faults in
+force on it, its own quorum view, its HA view of the master and LRMs and of each service;
+then each probe), and ``markers`` picks the moments drawn over every lane (faults,
+actions, broken invariants). Lanes show what was *observed*: a node that is off shows whatever its
 watchers recorded (``no answer``), never a state inferred from the power cut.
 """
 
@@ -18,6 +18,8 @@ from harness.events import (
     Action,
     Event,
     EventKind,
+    FaultBegin,
+    FaultEnd,
     HaMaster,
     HaNodeState,
     HaServiceState,
@@ -29,7 +31,7 @@ from harness.events import (
     QuorumView,
     Unparsed,
 )
-from harness.report import EventSource, as_events
+from harness.report import EventSource, as_events, fault_bands
 
 K = EventKind
 VIEW_KINDS = (K.MEMBERSHIP_CHANGED, K.QUORUM_LOST, K.QUORUM_REGAINED, K.VOTES_CHANGED)
@@ -38,6 +40,7 @@ VIEW_KINDS = (K.MEMBERSHIP_CHANGED, K.QUORUM_LOST, K.QUORUM_REGAINED, K.VOTES_CH
 NO_QUORUM_INFO = "no quorum information"
 RUNNING_STATES = ("started", "starting")  # the service is placed and (being) run there
 NORMAL_LRM = ("active", "idle")
+FAULT_LANE = "faults"  # the key part of a fault lane
 SHORT_STATUS = {"old timestamp - dead?": "dead?", "unable to read lrm status": "unreadable"}
 
 
@@ -59,9 +62,10 @@ class Band:
 
 @dataclass(frozen=True)
 class Lane:
-    """One row of the picture: ``key`` like ``node1/power``, ``node1/quorum``,
-    ``node1/ha-nodes``, ``node1/ha/ct:100`` or ``probe/ct100``; ``group`` the node it
-    belongs to (``probes`` for the probes), for the separators."""
+    """One row of the picture: ``key`` like ``node1/power``, ``node1/faults`` (then
+    ``node1/faults/2`` ... while faults overlap), ``node1/quorum``, ``node1/ha-nodes``,
+    ``node1/ha/ct:100`` or ``probe/ct100``; ``group`` the node it belongs to (``probes``
+    for the probes), for the separators."""
 
     key: str
     title: str
@@ -72,7 +76,8 @@ class Lane:
 @dataclass(frozen=True)
 class Marker:
     """A moment drawn as a vertical line over every lane: ``fault``, ``action`` or
-    ``invariant`` (a broken safety invariant, in red)."""
+    ``invariant`` (a broken safety invariant, in red). ``label`` is empty on the later
+    lines of one fault set on several nodes at once: the first line names them all."""
 
     t: float
     label: str
@@ -129,19 +134,23 @@ def lanes(events: EventSource, nodes: Sequence[str], *, end: float | None = None
     """The picture's rows as data, closed at ``end`` (default: the last event).
 
     Per node, in the order given: its power (on from t=0 unless in ``off_at_start``),
-    its own quorum view, its HA view of the master and LRMs (when any was recorded) and
-    of each service; then one lane per probe. Events after ``end`` are ignored."""
+    the faults in force on it (harness/report/fault_bands.py; only for a node that had
+    one), its own quorum view, its HA view of the master and LRMs (when any was recorded) and
+    of each service; then the faults aimed at anything else (``lab/<target>/faults``: the
+    shared storage's server), and one lane per probe. Events after ``end`` are ignored."""
     evs = as_events(events)
     start = min(0.0, evs[0].t) if evs else 0.0
     stop = (evs[-1].t if evs else start) if end is None else end
     evs = [e for e in evs if e.t <= stop]
     sids = sorted({e.payload.sid for e in evs if isinstance(e.payload, HaServiceState)})
     has_ha_nodes = any(e.kind in (K.HA_MASTER, K.HA_NODE_STATE) for e in evs)
+    faults = fault_bands.spans(evs)
     out: list[Lane] = []
     for node in nodes:
         own = [e for e in evs if e.source == node]
         out.append(Lane(f"{node}/power", f"{node} power", node,
                         _power(evs, node, start, node in off_at_start).finish(stop)))
+        out += _fault_lanes([s for s in faults if s.node == node], node, stop)
         out.append(Lane(f"{node}/quorum", f"{node} quorum view", node,
                         _quorum(own).finish(stop)))
         if has_ha_nodes:
@@ -150,6 +159,10 @@ def lanes(events: EventSource, nodes: Sequence[str], *, end: float | None = None
         for sid in sids:
             out.append(Lane(f"{node}/ha/{sid}", f"{node} HA {sid}", node,
                             _ha_service(own, sid).finish(stop)))
+    for target in dict.fromkeys(s.node for s in faults if s.node not in nodes):
+        # a lab-level fault aimed at no node of the picture (the storage server's outage)
+        out += [Lane(f"lab/{lane.key}", lane.title, "lab", lane.bands) for lane in
+                _fault_lanes([s for s in faults if s.node == target], target, stop)]
     probes = sorted({e.source for e in evs if e.kind in (K.PROBE_UP, K.PROBE_DOWN)})
     for probe in probes:
         out.append(Lane(f"probe/{probe}", f"probe {probe}", "probes",
@@ -168,6 +181,24 @@ def _power(events: Iterable[Event], node: str, start: float, off: bool) -> _Trac
         elif e.kind == K.FAULT_POWER_ON:
             track.set(e.t, _Look("on", "on"))
     return track
+
+
+def is_fault_lane(lane: Lane) -> bool:
+    """``node1/faults``, ``node1/faults/2``, ``lab/<target>/faults``."""
+    return FAULT_LANE in lane.key.split("/")
+
+
+def _fault_lanes(node_spans: Sequence[fault_bands.FaultSpan], node: str,
+                 stop: float) -> list[Lane]:
+    """The node's faults as bands, one row per fault in force at once."""
+    out = []
+    for i, row in enumerate(fault_bands.rows(node_spans, stop)):
+        key = f"{node}/{FAULT_LANE}" + (f"/{i + 1}" if i else "")
+        bands = tuple(Band(start, end, label, state, None, detail)
+                      for start, end, label, state, detail in
+                      (fault_bands.band_fields(span, stop) for span in row))
+        out.append(Lane(key, f"{node} faults", node, bands))
+    return out
 
 
 def _members(view: QuorumView) -> str:
@@ -274,27 +305,45 @@ def _probe(events: Iterable[Event]) -> _Track:
 
 
 def markers(events: EventSource) -> list[Marker]:
-    """Faults (every ``fault.*`` kind), scenario actions and broken invariants."""
-    out = []
+    """Faults (every ``fault.*`` kind), scenario actions and broken invariants.
+
+    One fault set on several nodes in a row (``isolate`` records a begin per node, one
+    SSH command apart) is labelled once, on its first line, with every node: the next
+    fault marker of the same fault and kind, with no other marker between, adds its node
+    there and keeps its own line unlabelled."""
+    out: list[Marker] = []
+    group: tuple[str, int] | None = None  # (the fault's words, index of its first line)
     for e in as_events(events):
         kind, p = str(e.kind), e.payload
         if kind.startswith("fault."):
-            out.append(Marker(e.t, _fault_label(kind, p), "fault"))
+            words, target = _fault_words(kind, p)
+            if group is not None and group[0] == words and target:
+                first = out[group[1]]
+                out[group[1]] = Marker(first.t, f"{first.label} {target}", first.kind)
+                out.append(Marker(e.t, "", "fault"))
+                continue
+            out.append(Marker(e.t, f"{words} {target}".strip(), "fault"))
+            group = (words, len(out) - 1) if target else None
         elif isinstance(p, Action):
             out.append(Marker(e.t, p.what, "action"))
+            group = None
         elif isinstance(p, InvariantBroken):
             out.append(Marker(e.t, f"{p.invariant} broken", "invariant"))
+            group = None
     return out
 
 
-def _fault_label(kind: str, payload: object) -> str:
-    """``power cut node1``, ``link down node3``; a fault kind this version does not know
-    names its ``node`` (or ``target``) if its data has one."""
+def _fault_words(kind: str, payload: object) -> tuple[str, str]:
+    """(what, node): ``power cut`` and ``node1``; ``partition`` / ``end partition`` and
+    the node for an in-node fault; a fault kind this version does not know names its
+    ``node`` (or ``target``) if its data has one."""
+    if isinstance(payload, FaultBegin | FaultEnd):
+        return fault_bands.marker_words(payload), payload.node
     if isinstance(payload, NodeFault):
         target = payload.node
     elif isinstance(payload, Unparsed):
-        target = payload.data.get("node", payload.data.get("target", ""))
+        target = str(payload.data.get("node", payload.data.get("target", "")))
     else:
         target = ""
-    return f"{kind[6:].replace('_', ' ')} {target}".strip()
+    return kind[6:].replace("_", " "), target
 

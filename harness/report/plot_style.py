@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from harness.report.fault_bands import STATE_PREFIX
 from harness.report.lanes import Band, Lane
 
 NODE_COLOURS = ("#4e79a7", "#b07aa1", "#76b7b2", "#9c755f", "#edc948", "#ff9da7", "#59a14f",
@@ -25,6 +26,14 @@ STATE_COLOURS = {
     "ha ok": "#e5f5e0", "ha degraded": "#fdb863",
 }
 UNKNOWN_COLOUR = "#e8e8e8"
+# fault bands (harness/report/fault_bands.py), by the fault's family (before any dot)
+FAULT_COLOURS = {
+    "partition": "#8e0152", "one-way": "#c51b7d", "link down": "#8e0152",
+    "netem": "#de77ae", "daemon": "#7b3294", "clock": "#e08214", "storage": "#8c510a",
+    "freeze": "#2166ac",
+}
+FAULT_COLOUR = "#636363"  # a fault family this version does not know
+FAULT_SHADE_ALPHA = 0.13  # the shade a fault casts over its node's other lanes
 MARKER_STYLES = {  # colour, line style, width
     "fault": ("#333333", "--", 1.3),
     "action": ("#2166ac", ":", 1.6),
@@ -52,8 +61,15 @@ def node_colours(lane_list: Sequence[Lane], nodes: Sequence[str]) -> dict[str, s
     return {n: NODE_COLOURS[i % len(NODE_COLOURS)] for i, n in enumerate([*nodes, *others])}
 
 
+def fault_colour(fault: str) -> str:
+    """``daemon.kill`` and ``daemon.pause`` share the daemon colour."""
+    return FAULT_COLOURS.get(fault, FAULT_COLOURS.get(fault.split(".")[0], FAULT_COLOUR))
+
+
 def band_style(band: Band, colours: Mapping[str, str]) -> tuple[str, str]:
     """(face colour, legend entry); ``colours``: the node colours (``node_colours``)."""
+    if band.state.startswith(STATE_PREFIX):
+        return fault_colour(band.label), band.state
     if band.node is not None and band.state in ("up", "started"):
         return colours.get(band.node, UNKNOWN_COLOUR), f"{band.node}: up / started"
     if band.node is not None and band.state == "starting":

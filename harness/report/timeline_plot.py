@@ -8,8 +8,9 @@ which a table of events does not give.
 
 The picture is drawn in two steps so the first can be tested precisely: ``lanes`` turns
 the events into bands of state (pure data, harness/report/lanes.py), ``render`` only
-draws them (with markers for faults, actions and broken invariants, and the recovery
-overlays the caller measured), in the look of harness/report/plot_style.py.
+draws them (with markers for faults, actions and broken invariants, a shade over a
+node's lanes while a fault is in force on it, and the recovery overlays the caller
+measured), in the look of harness/report/plot_style.py.
 """
 
 from __future__ import annotations
@@ -20,10 +21,11 @@ from dataclasses import dataclass
 
 from harness.metrics import Metric
 from harness.report import EventSource, as_events
-from harness.report.lanes import Band, Lane, Marker, lanes, markers
+from harness.report.lanes import Band, Lane, Marker, is_fault_lane, lanes, markers
 from harness.report.plot_style import (
     BUDGET_COLOUR,
     CHAR_EM,
+    FAULT_SHADE_ALPHA,
     FONT_PT,
     MARKER_LEVELS,
     MARKER_STYLES,
@@ -31,6 +33,7 @@ from harness.report.plot_style import (
     VERDICT_COLOURS,
     WINDOW_COLOUR,
     band_style,
+    fault_colour,
     node_colours,
     text_colour,
 )
@@ -104,6 +107,7 @@ def render(events: EventSource, *, nodes: Sequence[str],
         colours = node_colours(lane_list, nodes)
 
         _draw_lanes(ax, lane_list, colours, char_s, legend)
+        _shade_faults(ax, lane_list)
         _draw_overlays(ax, overlays, len(lane_list), right, legend)
         rows = len(lane_list) + len(overlays)
         ax.set_ylim(max(rows, 1) - 0.5, -0.5)
@@ -150,6 +154,28 @@ def _draw_lanes(ax, lane_list: Sequence[Lane], colours: Mapping[str, str],
             if (len(text) + 1) * char_s <= width:
                 ax.text(band.start + width / 2, y, text, ha="center", va="center",
                         color=text_colour(face), fontsize=FONT_PT, zorder=4, clip_on=True)
+
+
+def _shade_faults(ax, lane_list: Sequence[Lane]) -> None:
+    """Each fault band casts a shade, edged in its colour, over every lane of its node
+    from its start to its end, so what the node saw meanwhile reads against it."""
+    from matplotlib.patches import Rectangle
+
+    rows: dict[str, list[int]] = {}
+    for y, lane in enumerate(lane_list):
+        rows.setdefault(lane.group, []).append(y)
+    for lane in lane_list:
+        if not is_fault_lane(lane):
+            continue
+        top, bottom = min(rows[lane.group]) - 0.5, max(rows[lane.group]) + 0.5
+        for band in lane.bands:
+            colour = fault_colour(band.label)
+            ax.add_patch(Rectangle((band.start, top), band.end - band.start, bottom - top,
+                                   facecolor=colour, alpha=FAULT_SHADE_ALPHA,
+                                   edgecolor="none", zorder=3))
+            ax.add_patch(Rectangle((band.start, top), band.end - band.start, bottom - top,
+                                   facecolor="none", edgecolor=colour, linewidth=1.0,
+                                   linestyle="-", zorder=3))
 
 
 def _draw_overlays(ax, overlays: Sequence[RecoveryOverlay], first_row: int, right: float,
@@ -206,6 +232,8 @@ def _draw_markers(ax, strip, marks: Sequence[Marker], char_s: float,
         for axes in (ax, strip):
             # over the bands, under their labels
             axes.axvline(mark.t, color=colour, linestyle=style, linewidth=width, zorder=3)
+        if not mark.label:  # a later line of a fault labelled at its first
+            continue
         free = [i for i, e in enumerate(ends) if e <= mark.t]
         level = free[0] if free else min(range(MARKER_LEVELS), key=lambda i: ends[i])
         ends[level] = mark.t + (len(mark.label) + 2) * char_s

@@ -1,8 +1,9 @@
 """The report writers' outputs for one timeline with every event kind, byte for byte.
 
-The files under tests/expected/events/ were written by the writers as they were before
-the events became typed (the untyped ``data`` dict); these tests prove the outputs did
-not change: the timeline JSON (``timeline.json``, also attached to Allure), the events
+The files under tests/expected/events/ were first written by the writers as they were
+before the events became typed (the untyped ``data`` dict), and rewritten on purpose when
+the picture gained its fault lanes (issue 13); these tests prove the outputs did not
+change since: the timeline JSON (``timeline.json``, also attached to Allure), the events
 CSV and HTML page (Allure attachments), the plot's lanes and markers, and the PNG (when
 drawn by the matplotlib version that drew the expected one). Each output is also rebuilt
 from the JSON rows, as a report read back from ``timeline.json`` is.
@@ -108,8 +109,14 @@ def representative() -> Timeline:
     for offset, kind in enumerate((K.FAULT_SHUTDOWN, K.FAULT_RESET, K.FAULT_FREEZE,
                                    K.FAULT_THAW, K.FAULT_LINK_DOWN, K.FAULT_LINK_UP)):
         r(kind, "harness", NodeFault("node3"), t=61.0 + offset)
+    # one partition set on two nodes (one marker label), a daemon pause overlapping it on
+    # node2 (a second fault row) and never ended (its band runs to the end of the record)
     r(K.FAULT_BEGIN, "harness", FaultBegin("partition", "node2", "cut from node3"), t=68.0)
+    r(K.FAULT_BEGIN, "harness", FaultBegin("partition", "node3", "cut from node2"), t=68.25)
+    r(K.FAULT_BEGIN, "harness", FaultBegin("daemon.pause", "node2", "corosync (SIGSTOP)"),
+      t=70.0)
     r(K.FAULT_END, "harness", FaultEnd("partition", "node2", "cut from node3"), t=72.5)
+    r(K.FAULT_END, "harness", FaultEnd("partition", "node3", "cut from node2"), t=72.75)
     r(K.NODE_REACHABLE, "node1", Reachable(), t=75.0)
     r(K.NOTE, "harness", Note("<script>alert('x')</script> & \"quotes\", commas\n"
                               "and a second line"), t=76.0)
