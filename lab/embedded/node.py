@@ -35,6 +35,9 @@ class NodePower:
             return
         root = node_dir(self.config, self.name)
         argv = ["nsenter", f"--net=/run/netns/{self.config.netns(self.name)}", "--",
+                # no CAP_SYS_TIME in the node: the host's clock is every node's, a node's
+                # clock is pvemu/wallclock.py (its `date -s` steps only that)
+                "setpriv", "--bounding-set", "-sys_time",
                 "unshare", "--pid", "--fork", "--mount", "--uts", "--mount-proc",
                 "--kill-child", sys.executable, "-m", "lab.embedded.pid1",
                 str(root / "boot.json")]
