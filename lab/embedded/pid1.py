@@ -158,11 +158,29 @@ def kill_everything() -> None:
             continue
 
 
+def storage_mounts() -> list[str]:
+    """The storages this node mounted under /mnt/pve (deepest first), from the mount
+    table: a dead FUSE mount cannot be stat'ed (ENOTCONN)."""
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4].startswith("/mnt/pve/"):
+            points.append(fields[4].encode().decode("unicode_escape"))
+    return sorted(points, key=len, reverse=True)
+
+
 def clean_boot_state(units: dict[str, Service]) -> None:
-    """A reboot forgets /run (a tmpfs) and the mounted /etc/pve."""
+    """A reboot forgets /run (a tmpfs), the mounted /etc/pve and every storage mount.
+
+    The node's mount namespace outlives a reset here, so what a real reboot loses with the
+    kernel is unmounted by hand: left in place, a storage's FUSE mount whose client died
+    with the reset answers ENOTCONN and, listed in the mount table, is never mounted
+    again (its guests then fail to start after the node comes back)."""
     for unit in units.values():
         unit.forget()
     subprocess.run(["umount", "-l", str(PVE_ROOT)], check=False, capture_output=True)
+    for point in storage_mounts():
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
     for entry in Path("/run").iterdir():
         if entry.name == "pvechaos":
             for sub in entry.iterdir():
