@@ -113,7 +113,10 @@ class Database:
             self.owners.pop(name, None)
 
     def _rename(self, msg: dict) -> None:
-        os.rename(self.real(msg["path"]), self.real(msg["new"]))
+        old = self.real(msg["path"])
+        if os.path.isdir(old) and os.listdir(old):  # memdb_rename (pve-model.md §14.4)
+            raise OSError(errno.ENOTEMPTY, "pmxcfs cannot rename a non-empty directory")
+        os.rename(old, self.real(msg["new"]))
 
     def _mtime(self, msg: dict) -> None:
         real, mtime_ns = self.real(msg["path"]), int(msg["mtime_ns"])

@@ -60,6 +60,8 @@ def test_errors_come_from_applying_the_delivered_message(bus):
     assert r1.submit({"op": "mkdir", "path": "/d"}) == 0
     assert r2.submit({"op": "mkdir", "path": "/d"}) == errno.EEXIST
     assert r2.submit({"op": "unlink", "path": "/nothing"}) == errno.ENOENT
+    assert r1.submit({"op": "mkdir", "path": "/d/sub"}) == 0
+    assert r2.submit({"op": "rename", "path": "/d", "new": "/e"}) == errno.ENOTEMPTY
 
 
 def test_the_side_with_more_changes_wins_whole(bus):
