@@ -156,6 +156,9 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
 
         A failed apply is undone at once (it may have half-applied) and raised."""
         self._check(node)
+        refusal = self.lab.fault_refusal()
+        if refusal is not None:
+            raise InterlockError(f"refusing {command.fault} on {node}: {refusal}")
         target = self.cluster.node(node)
         with step(f"{command.fault} on {node}: {command.detail}"):
             result = target.run(command.apply, timeout_s=20)

@@ -169,6 +169,11 @@ class Lab(Protocol):
     def describe(self) -> dict[str, str]:
         """Facts for reports: lab kind, addresses, versions."""
 
+    def fault_refusal(self) -> str | None:
+        """Why no fault may be set on this lab's nodes now (None: faults are allowed).
+        An existing cluster refuses until its interlock is armed; the in-node faults
+        (partitions, daemons, clocks, storage) ask this before touching a node."""
+
 
 def unsupported(kind: str, verb: str, capability: Capability) -> UnsupportedFault:
     """The error of a lab (of this kind) asked for a verb it has no Capability for."""
@@ -193,6 +198,9 @@ class RefusesWhatItLacks:
     checks that it does, and that what it does not declare stays refused)."""
 
     kind: str
+
+    def fault_refusal(self) -> str | None:
+        return None  # a lab the harness built for itself: every fault is allowed
 
     def _refuse(self, verb: str) -> UnsupportedFault:
         return unsupported(self.kind, verb, VERB_CAPABILITY[verb])

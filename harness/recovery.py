@@ -72,7 +72,8 @@ class Recovery:
     node: str  # the node cut (or, after `pvecm expected 1`, the node recovered on)
     master_at_fault: str | None
     restarted_on: str | None = None
-    figures: dict[str, tuple[Metric, Window]] = field(default_factory=dict)
+    figures: dict[str, tuple[Metric, Window | None]] = field(default_factory=dict)
+    judged: bool = True  # False: no window applies, every figure is measured
 
     @property
     def was_master(self) -> bool:
@@ -126,13 +127,14 @@ class RecoveryMeter:
         cut = self.faults.power_cut(node).started
         return self.measure(cut, node, master, prefix)
 
-    def measure(self, cut: Event, node: str, master: str | None, prefix: str = ""
-                ) -> Recovery:
+    def measure(self, cut: Event, node: str, master: str | None, prefix: str = "", *,
+                judged: bool = True) -> Recovery:
         """Measure the guest's recovery away from ``node`` after ``cut`` (a power cut, or
         a corosync cut of a powered node, whose guest the majority recovers the same way:
-        pve-faults §6.1); ``master``: the CRM master just before the cut."""
+        pve-faults §6.1); ``master``: the CRM master just before the cut. ``judged``
+        False: PVE's design gives no window here, every figure is recorded as measured."""
         c = self.constants
-        rec = Recovery(cut, node, master)
+        rec = Recovery(cut, node, master, judged=judged)
         master_died = rec.was_master
         window = recovery_window(c, master_died=master_died, slack=probe_slack(self.probe))
         rec.restarted_on = self.wait_serving(
@@ -186,9 +188,11 @@ class RecoveryMeter:
 
     # -- recording -------------------------------------------------------------------
     def _recorder(self, rec: Recovery, prefix: str, tags: dict):
-        def record(name: str, measure, window: Window, budget: Budget | None = None,
+        def record(name: str, measure, window: Window | None, budget: Budget | None = None,
                    **extra: object) -> None:
             full = prefix + name
+            if not rec.judged:
+                window = budget = None
             metric = self.metrics.record_observed(full, measure, window=window,
                                                   budget=budget, **tags, **extra)
             rec.figures[full] = (metric, window)

@@ -136,6 +136,11 @@ class FakeLab:
     def describe(self) -> dict[str, str]:
         return {"lab": self.kind, "nodes": ", ".join(self.names)}
 
+    refusal: str | None = None  # what fault_refusal answers (an unarmed existing cluster)
+
+    def fault_refusal(self) -> str | None:
+        return self.refusal
+
 
 @dataclass(frozen=True)
 class Call:

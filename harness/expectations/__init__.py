@@ -41,6 +41,7 @@ from harness.expectations.fault_windows import (
     clock_step,
     corosync_pause,
     earliest_lock_steal,
+    isolation_is_predicted,
     isolation_recovery_window,
     running_freeze,
     self_fence_precedes_recovery,
@@ -66,7 +67,8 @@ from harness.expectations.windows import (
 
 __all__ = [
     "HARMLESS", "MEASURED", "MEMBERSHIP_CHANGE", "NO_RESET", "RESET", "Prediction",
-    "clock_step", "corosync_pause", "earliest_lock_steal", "isolation_recovery_window",
+    "clock_step", "corosync_pause", "earliest_lock_steal", "isolation_is_predicted",
+    "isolation_recovery_window",
     "running_freeze", "self_fence_precedes_recovery", "stalled_client_reset_window",
     "stopping_freeze", "watchdog_reset_window",
     "COROSYNC_CONSENSUS_FACTOR", "COROSYNC_TOKEN_COEFFICIENT_MS", "COROSYNC_TOKEN_MS",

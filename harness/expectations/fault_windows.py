@@ -81,6 +81,21 @@ def isolation_recovery_window(c: ClusterConstants, *, isolated_master: bool,
         f"from {earliest_lock_steal(c):.1f} s; " + w.basis))
 
 
+def isolation_is_predicted(c: ClusterConstants) -> bool:
+    """Whether PVE's design predicts the majority's recovery after an isolation at this
+    timescale (``isolation_recovery_window``).
+
+    The prediction rests on corosync re-forming its ring well inside the HA watchdog's
+    budget: while the ring re-forms (token + consensus, never scaled) no /etc/pve write
+    is delivered anywhere (pve-faults §5.4: every write waits for agreed-order delivery),
+    and an active LRM or the master must renew within the watchdog client timeout (60 s,
+    scaled; §3.2). At timescale 1 that is 8 s against 60 s. When the re-formation is
+    longer than the scaled client timeout (timescale 0.1: 8 s against 6 s), the design
+    says the survivors' own renewals stall past their watchdog, so it gives no window for
+    the recovery: the figures are reported as measured."""
+    return c.detection < c.watchdog
+
+
 def self_fence_precedes_recovery(c: ClusterConstants) -> bool:
     """Whether PVE's design guarantees the isolated node reset before anyone may take its
     lock (pve-model.md §10.4: at timescale 1, 81 s < 110 s). At small timescales the

@@ -203,6 +203,11 @@ class InventoryLab(RefusesWhatItLacks):
     def prepared(self) -> bool:
         return True
 
+    def fault_refusal(self) -> str | None:
+        """In-node faults touch an existing cluster as a power cut does: the same
+        interlock (``--destructive`` and the cluster's own name) gates them."""
+        return None if self._armed else self._refusal
+
     def keeps_changes(self) -> bool:
         return True  # an existing cluster: the run cleans up after itself
 

@@ -15,6 +15,7 @@ from harness.expectations import (
     ClusterConstants,
     corosync_pause,
     earliest_lock_steal,
+    isolation_is_predicted,
     isolation_recovery_window,
     recovery_window,
     running_freeze,
@@ -56,6 +57,14 @@ def test_the_self_fence_precedes_any_recovery_at_timescale_1_only():
     assert self_fence_precedes_recovery(STOCK)
     assert not self_fence_precedes_recovery(TENTH)
     assert self_fence_precedes_recovery(ClusterConstants.stock(3, Timescale(0.25)))
+
+
+def test_an_isolation_is_predicted_only_while_the_ring_reforms_inside_the_watchdog():
+    # token + consensus (8.03 s, never scaled) against the watchdog client timeout (60 s,
+    # scaled): 8 < 60 at timescale 1 and 8 < 15 at 0.25, but 8 > 6 at 0.1
+    assert isolation_is_predicted(STOCK)
+    assert isolation_is_predicted(ClusterConstants.stock(3, Timescale(0.25)))
+    assert not isolation_is_predicted(TENTH)
 
 
 # -- daemon kills (pve-faults §1, §3.3, §3.4) -------------------------------------------

@@ -92,3 +92,13 @@ def test_the_sweep_runs_every_registered_cleanup_on_every_powered_node(monkeypat
     script = "nft delete table inet t || true; tc qdisc del dev eth0 root || true"
     assert commands(cluster.node("node1")) == [script] == commands(cluster.node("node2"))
     assert cluster.node("node3").calls == []
+
+
+def test_an_unarmed_existing_cluster_refuses_every_in_node_fault_before_acting():
+    faults, cluster, timeline = setup()
+    faults.lab.refusal = "the run was not started with --destructive"
+    with pytest.raises(InterlockError, match="refusing partition on node1: the run was "
+                                             "not started with --destructive"):
+        faults._node_fault("node1", CUT)
+    assert all(n.calls == [] for n in cluster.nodes())
+    assert timeline.events(EventKind.FAULT_BEGIN) == []

@@ -130,6 +130,16 @@ def test_armed_when_names_match_every_node_is_a_member_and_destructive(capsys):
     assert drivers["pve2"].on is True
 
 
+def test_in_node_faults_follow_the_same_interlock():
+    lab, _, _ = make(destructive=False)
+    assert "not been checked" in lab.fault_refusal()  # before start: nothing is known
+    lab.start()
+    assert "--destructive" in lab.fault_refusal()
+    armed, _, _ = make()
+    armed.start()
+    assert armed.fault_refusal() is None
+
+
 def test_extra_members_of_the_cluster_do_not_disarm():
     read = FakeRead({n: ("staging", (*NAMES, "pve4")) for n in NAMES})
     lab, _, log = make(read=read)
