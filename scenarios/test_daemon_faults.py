@@ -37,7 +37,7 @@ from harness.recovery import WATCHER_SLACK
 from harness.waits import NotYet, wait_until
 
 pytestmark = [allure.severity(allure.severity_level.CRITICAL), allure.epic("Faults"),
-              allure.feature("Daemon faults"),
+              allure.feature("Daemon faults"), pytest.mark.extended,  # .ci/faults runs it
               pytest.mark.needs_verbs("kill_daemon", "stop_daemon", "pause_daemon"),
               pytest.mark.usefixtures("quorum_watcher", "ha_watcher", "invariants")]
 

@@ -30,6 +30,7 @@ from harness.waits import NotYet, hold_for, wait_until
 
 pytestmark = [pytest.mark.story, allure.epic("Faults"), allure.feature("Storage outage"),
               allure.severity(allure.severity_level.NORMAL),
+              pytest.mark.extended,  # the main job keeps to ~5 min: .ci/faults runs it
               pytest.mark.needs_verbs("storage_cut"),
               pytest.mark.usefixtures("quorum_watcher", "ha_watcher", "invariants")]
 
