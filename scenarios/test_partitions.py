@@ -83,7 +83,9 @@ def isolate_and_measure(verb, node: str, *, cluster, guest, faults, meter, reset
     reset and the guest's recovery on the majority; judge each against PVE's window."""
     c = constants
     boot, master = resets.boot(node), meter.master()
-    cut = verb()[0].started
+    # the isolated node's own fault.begin: the figures are about that node (a split's
+    # faults come in node order, so the first may be another node's)
+    cut = next(f for f in verb() if f.target == node).started
     with allure.step(f"{node}: not quorate"):
         wait_until(f"{node} to lose quorum", lost_quorum(cluster, node),
                    timeout_s=MEMBERSHIP_TIMEOUT_S)
