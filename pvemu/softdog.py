@@ -52,7 +52,12 @@ class Softdog:
         self.keepalive(now)
 
     def keepalive(self, now: float) -> None:
-        """A ping (re)starts the timer while the device is open or left running."""
+        """A ping (re)starts the timer while the device is open or left running. A ping
+        that comes after the deadline is too late: the kernel's hrtimer fired at the
+        deadline, before any process could run again (a node thawed after its timeout:
+        the init may read the mux's first ping after the thaw before it checks)."""
+        if self.expired(now):
+            return
         if self.opened or self._deadline is not None:
             self._deadline = now + self.timeout_s
 

@@ -35,6 +35,15 @@ def test_keepalives_feed_it_and_it_expires_one_timeout_after_the_last():
     assert dog.expired(13.0)
 
 
+def test_a_ping_after_the_deadline_is_too_late_the_timer_has_fired():
+    # a node frozen past its timeout: on thaw the mux's first ping may reach the init
+    # before it checks the timer, but the kernel's hrtimer fired at the deadline
+    dog = opened()
+    handle_line(dog, "keepalive", 1.0)
+    handle_line(dog, "keepalive", 30.0)  # thawed 19 s after the deadline (11.0)
+    assert dog.expired(30.0)
+
+
 def test_the_magic_close_stops_the_timer():
     dog = opened()
     handle_line(dog, "write V", 4.0)
