@@ -120,6 +120,8 @@ def test_thawed_after_the_guest_was_recovered(guest, faults, resets, constants, 
         rec.check_behaviour(budget)
     thaw_and_judge(node, boot, start.t, faults=faults, resets=resets, constants=c,
                    metrics=metrics, name="after_recovery")
-    with allure.step(f"{guest.sid} still answers from {rec.restarted_on}"):
-        assert meter.probe.current is not None, "the guest does not answer"
-        assert meter.probe.current.node == rec.restarted_on, meter.probe.current
+    # the thawed node's old copy ran on for a moment with the same address (§9.3), so
+    # the probe's path may point at the dead node until the neighbour entry moves back
+    with allure.step(f"{guest.sid} answers again from {rec.restarted_on}"):
+        meter.wait_serving(f"{guest.sid} to answer from {rec.restarted_on} after the thaw",
+                           node=rec.restarted_on, timeout_s=60)
