@@ -35,8 +35,8 @@ def test_a_non_master_node_lost_recovers_its_guest_on_the_least_loaded_node(ha_l
     target = "node3"  # no HA service there: fewest counted services wins
     survivors = tuple(n for n in ("node1", "node2", "node3") if n != victim)
 
+    cut = time.monotonic()  # the kill comes first in power_cut
     h.lab.power_cut(victim)
-    cut = time.monotonic()
     h.wait_service(moved, "fence", timeout_s=DETECT_S + h.s(90), on=master)
     fenced = time.monotonic()
     back = h.wait_answer(vmid, target, timeout_s=DETECT_S + h.s(200))
@@ -68,8 +68,8 @@ def test_the_master_lost_a_new_master_takes_over_and_fences_after_a_fresh_delay(
     load = {n: sum(1 for node, _ in placed.values() if node == n) for n in survivors}
     target = min(survivors, key=lambda n: (load[n], n))  # fewest services, then by name
 
+    cut = time.monotonic()  # the kill comes first in power_cut
     h.lab.power_cut(master)
-    cut = time.monotonic()
 
     def new_master() -> str | NotYet:
         try:

@@ -104,8 +104,8 @@ def cut_until_recovery(h, sid: str, victim: str) -> tuple[float, float, bool]:
     """Power victim off; wait until its service is in `recovery`. Returns (cut time,
     recovery seen, whether the victim was the master)."""
     was_master = h.master() == victim
+    cut = time.monotonic()  # the kill comes first in power_cut
     h.lab.power_cut(victim)
-    cut = time.monotonic()
     seen = h.wait_service(sid, "recovery", victim, timeout_s=DETECT_S + h.s(260),
                           on=h.live(exclude=(victim,)).name)
     took = seen - cut
@@ -267,8 +267,8 @@ def test_a_preferred_node_back_online_gets_its_service_back_unless_nofailback(ha
     wait_running(h, sid, "node1", timeout_s=h.s(60) + 10)
 
     # node1 lost: recovered to node2, the best online member (priority 1 over node3's -1)
+    cut = time.monotonic()  # the kill comes first in power_cut
     h.lab.power_cut("node1")
-    cut = time.monotonic()
     moved = wait_moved(h, sid, "node2", timeout_s=DETECT_S + h.s(260))
     wait_running(h, sid, "node2", timeout_s=h.s(40) + 5)
     assert count(h, "node2", "lrm", f"starting service {sid}") == 1
@@ -291,8 +291,8 @@ def test_a_preferred_node_back_online_gets_its_service_back_unless_nofailback(ha
 
     # nofailback 1: lost again, recovered to node2, and it stays there when node1 returns
     h.ha("groupset", "pref1", "--nofailback", "1")
+    cut2 = time.monotonic()  # the kill comes first in power_cut
     h.lab.power_cut("node1")
-    cut2 = time.monotonic()
     moved2 = wait_moved(h, sid, "node2", timeout_s=DETECT_S + h.s(260))
     wait_running(h, sid, "node2", timeout_s=h.s(40) + 5)
     relocations = crm_logs(h).count(relocate_back)
@@ -329,8 +329,8 @@ def test_a_node_holding_only_an_error_service_is_not_fenced(ha_lab):
     assert set(h.services()) == {sid}  # no other HA service, on node2 or anywhere
 
     was_master = h.master() == "node2"
+    cut = time.monotonic()  # the kill comes first in power_cut
     h.lab.power_cut("node2")
-    cut = time.monotonic()
     survivor = h.live(exclude=("node2",)).name
     wait_node_state(h, "node2", "unknown",
                     timeout_s=DETECT_S + h.s(150 if was_master else 30))

@@ -312,8 +312,8 @@ def test_manual_maintenance_node_powered_off_is_not_fenced(ha_lab):
     moved = h.wait_answer(VMID, target, timeout_s=h.s(30) + 5)
     assert h.node_state(victim) == "maintenance"
     note("enable -> answering on target", moved - t0)
+    cut = time.monotonic()  # the kill comes first in power_cut
     h.lab.power_cut(victim)
-    cut = time.monotonic()
     # no fencing: the node stays in maintenance, its last LRM mode being maintenance
     def fenced_or_moved() -> str | None:
         node_state = h.node_state(victim)
