@@ -9,13 +9,15 @@ from pathlib import Path
 
 from harness.errors import LabError
 
-SETUP = ("bash .ci/setup (installs corosync, openssh-server, iproute2, nftables, fuse3 and "
-         "the Python packages)")
+SETUP = ("bash .ci/setup (installs corosync, openssh-server, iproute2, nftables, iptables, "
+         "fuse3 and the Python packages)")
 TOOLS = {
     "corosync": "corosync", "corosync-quorumtool": "corosync", "corosync-keygen": "corosync",
     "corosync-cfgtool": "corosync", "sshd": "openssh-server", "ssh": "openssh-client",
     "ssh-keygen": "openssh-client", "ip": "iproute2", "nsenter": "util-linux",
     "tc": "iproute2", "nft": "nftables",  # network faults inside the nodes (faults_net)
+    # the NFQUEUE delayer's rule (harness/netdelay.py) on kernels without netem, as here
+    "iptables": "iptables",
     "unshare": "util-linux", "setpriv": "util-linux", "mount": "mount",
 }
 
