@@ -63,8 +63,10 @@ def test_a_lock_is_taken_renewed_while_fresh_and_released(root):
     assert other.get_ha_manager_lock()
 
 
-def test_a_failed_take_sends_an_unlock_request(root, monkeypatch):
-    requests = []
+@pytest.fixture
+def unlock_requests(monkeypatch) -> list[str]:
+    """The names of the locks the node sent an unlock request for (utime 0, 0)."""
+    requests: list[str] = []
     real_utime = os.utime
 
     def utime(path, times=None, **kwargs):
@@ -73,6 +75,11 @@ def test_a_failed_take_sends_an_unlock_request(root, monkeypatch):
         return real_utime(path, times, **kwargs)
 
     monkeypatch.setattr(env_node.os, "utime", utime)
+    return requests
+
+
+def test_a_failed_take_sends_an_unlock_request(root, unlock_requests):
+    requests = unlock_requests
     (root / "priv/lock/ha_agent_node2_lock").mkdir()
     assert not make_env(root).get_ha_agent_lock("node2")
     assert requests == ["ha_agent_node2_lock"]
@@ -145,16 +152,8 @@ def test_a_renewal_carries_the_nodes_time(root, clock):
 
 
 def test_a_forward_step_past_the_lifetime_makes_the_owner_lose_its_own_lock(root, clock,
-                                                                            monkeypatch):
-    requests = []
-    real_utime = os.utime
-
-    def utime(path, times=None, **kwargs):
-        if times == (0, 0):
-            requests.append(Path(path).name)
-        return real_utime(path, times, **kwargs)
-
-    monkeypatch.setattr(env_node.os, "utime", utime)
+                                                                            unlock_requests):
+    requests = unlock_requests
     env = make_env(root)
     assert env.get_ha_agent_lock()
     clock.set_offset(121)  # PVE2.pm: ctime - lock_time >= 120 -> mkdir, EEXIST, unlock request
