@@ -45,9 +45,10 @@ from harness.metrics import (
     time_to_restart,
 )
 from harness.probes import Probe
+from harness.steps import step
 from harness.timeline import Event, Timeline
 from harness.verdicts import BudgetExceeded, OutsideWindow
-from harness.waits import NotYet, wait_until
+from harness.waits import NotYet, hold_for, wait_until
 
 # What an observation lags behind what it observes (unscaled, real-world latencies).
 # A watcher poll is stamped at its start: up to one command early; late by one poll
@@ -218,3 +219,23 @@ class RecoveryMeter:
 
 def _first(found: tuple | None) -> float | None:
     return None if found is None else found[0]
+
+
+def check_no_failback(guest: HaGuest, timeline: Timeline, constants: ClusterConstants,
+                      probe: Probe, where: str) -> None:
+    """After the cluster healed: every LRM reports again, then the guest stays on
+    ``where`` for three CRM rounds and an LRM round and answers from there (no failback
+    without group priorities, pve-model.md §9)."""
+    with step("every LRM reports again"):
+        guest.wait_lrms_reporting(on=where,
+                                  timeout_s=constants.lrm_loop + constants.crm_loop + 60)
+    hold = 3 * constants.crm_loop + constants.lrm_loop
+    with step(f"{guest.sid} stays on {where} for {hold:.0f} s (no failback)"):
+        def moved() -> str | None:
+            placement = guest.placement(on=where)
+            return None if placement == (where, "started") else f"HA shows {placement}"
+        outcome = hold_for(timeline, timeline.clock.now() + hold, moved,
+                           f"{hold:.0f} s of {guest.sid} staying on {where}")
+        assert outcome is None, f"{guest.sid} moved after the heal: {outcome}"
+        assert probe.current is not None and probe.current.node == where, \
+            f"the guest answers from {probe.current}"

@@ -24,7 +24,7 @@ import pytest
 from harness.events import HaServiceState
 from harness.expectations import detect_window, first_start_bound
 from harness.metrics import time_to_heal, time_to_quorum, time_to_quorum_loss
-from harness.recovery import Recovery
+from harness.recovery import Recovery, check_no_failback
 from harness.timeline import EventKind
 from harness.waits import NotYet, hold_for, wait_until
 
@@ -171,16 +171,4 @@ def test_power_on_heals_without_failback(cluster, guest, story, faults, timeline
             cluster.wait_whole_view(name, timeout_s=MEMBERSHIP_TIMEOUT_S)
     metrics.record_observed("time_to_heal", lambda: time_to_heal(timeline, last_on, names),
                             timeout_s=15)
-    with allure.step("every LRM reports again"):
-        guest.wait_lrms_reporting(on=survivor,
-                                  timeout_s=constants.lrm_loop + constants.crm_loop + 60)
-    hold = 3 * constants.crm_loop + constants.lrm_loop
-    with allure.step(f"{guest.sid} stays on {survivor} for {hold:.0f} s (no failback)"):
-        def moved() -> str | None:
-            placement = guest.placement(on=survivor)
-            return None if placement == (survivor, "started") else f"HA shows {placement}"
-        outcome = hold_for(timeline, timeline.clock.now() + hold, moved,
-                           f"{hold:.0f} s of {guest.sid} staying on {survivor}")
-        assert outcome is None, f"{guest.sid} moved after the heal: {outcome}"
-        assert probe.current is not None and probe.current.node == survivor, \
-            f"the guest answers from {probe.current}"
+    check_no_failback(guest, timeline, constants, probe, survivor)

@@ -39,7 +39,7 @@ from harness.expectations import (
     widen,
 )
 from harness.metrics import time_to_quorum_loss
-from harness.recovery import WATCHER_SLACK, Recovery
+from harness.recovery import WATCHER_SLACK, Recovery, check_no_failback
 from harness.timeline import EventKind
 from harness.waits import NotYet, hold_for, wait_until
 
@@ -144,19 +144,7 @@ def heal_and_hold(cluster, guest, faults, timeline, constants, probe, where: str
     for name in cluster.names:
         with allure.step(f"{name}: three members, quorate"):
             cluster.wait_whole_view(name, timeout_s=MEMBERSHIP_TIMEOUT_S)
-    with allure.step("every LRM reports again"):
-        guest.wait_lrms_reporting(on=where, timeout_s=constants.lrm_loop + constants.crm_loop
-                                  + 60)
-    hold = 3 * constants.crm_loop + constants.lrm_loop
-    with allure.step(f"{guest.sid} stays on {where} for {hold:.0f} s (no failback)"):
-        def moved() -> str | None:
-            placement = guest.placement(on=where)
-            return None if placement == (where, "started") else f"HA shows {placement}"
-        outcome = hold_for(timeline, timeline.clock.now() + hold, moved,
-                           f"{hold:.0f} s of {guest.sid} staying on {where}")
-        assert outcome is None, f"{guest.sid} moved after the heal: {outcome}"
-        assert probe.current is not None and probe.current.node == where, \
-            f"the guest answers from {probe.current}"
+    check_no_failback(guest, timeline, constants, probe, where)
 
 
 @allure.story("Heal after the isolation")
