@@ -32,6 +32,7 @@ class CommandResult:
 
 
 CONNECT_TIMEOUT_S = 5.0  # connect, banner and authentication, each
+ABORT_GRACE_S = 1.0  # past a command's deadline, its session is closed under it
 
 
 class _PinnedHostKey(paramiko.MissingHostKeyPolicy):
@@ -116,6 +117,19 @@ class SshSession:
         started = time.monotonic()
         deadline = started + timeout_s
         client = self._client_or_connect()
+        # paramiko waits without a bound for the answer to a channel request (exec_command)
+        # and for window space: a node that dies between two packets of a session would
+        # hold this call until TCP gives up (minutes). Past the deadline the transport is
+        # closed under it, which ends every such wait.
+        aborted = threading.Event()
+
+        def abort() -> None:
+            aborted.set()
+            client.close()
+
+        guard = threading.Timer(timeout_s + ABORT_GRACE_S, abort)
+        guard.daemon = True
+        guard.start()
         try:
             transport = client.get_transport()
             if transport is None:
@@ -149,7 +163,11 @@ class SshSession:
             channel.close()
         except (TimeoutError, OSError, paramiko.SSHException, EOFError) as exc:
             self.close()
+            if aborted.is_set():
+                raise CommandTimeout(self.node.name, command, timeout_s) from exc
             raise NodeUnreachable(self.node.name, self.node.address,
                                   f"session broke during `{command}`: {exc}") from exc
+        finally:
+            guard.cancel()
         return CommandResult(self.node.name, command, rc, out.decode(errors="replace"),
                              err.decode(errors="replace"), time.monotonic() - started)
