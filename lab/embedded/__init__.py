@@ -217,6 +217,7 @@ class EmbeddedLab(RefusesWhatItLacks):
         """The shared storage's server stops answering (SIGSTOP of the stand-in): every
         node's mount of it stalls, as an NFS hard mount does (pve-faults.md §8.2)."""
         self._signal_nfs(signal.SIGSTOP, "storage outage")
+        freeze.stop_all(lambda: [self._nfs.pid])  # in effect once this returns
         self._storage_out = True
 
     def storage_restore(self) -> None:

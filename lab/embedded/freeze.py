@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import LabError
@@ -158,25 +159,30 @@ class Stopper:
         return pids
 
     def stop(self, timeout_s: float = SETTLE_S) -> None:
-        """SIGSTOP every process; returns once each is stopped (bounded): a signal takes
-        effect only when its target next runs, and a process forked meanwhile is caught
-        by the next round."""
-        deadline = time.monotonic() + timeout_s
-        while True:
-            running = [p for p in self.members() if _state(p) not in ("T", "t", "Z", "X", None)]
-            if not running:
-                return
-            if time.monotonic() > deadline:
-                raise LabError(f"processes {running} of the node did not stop within "
-                               f"{timeout_s:g} s", hint="ps -o pid,stat,wchan -p "
-                                                        + ",".join(map(str, running)))
-            for pid in running:
-                _signal(pid, signal.SIGSTOP)
-            time.sleep(0.01)
+        """SIGSTOP every process; returns once each is stopped (bounded); a process forked
+        meanwhile is caught by the next round."""
+        stop_all(self.members, timeout_s)
 
     def cont(self) -> None:
         for pid in self.members():
             _signal(pid, signal.SIGCONT)
+
+
+def stop_all(members: Callable[[], list[int]], timeout_s: float = SETTLE_S) -> None:
+    """SIGSTOP every pid ``members()`` lists and return once each is stopped (state T),
+    bounded: a signal takes effect only when its target next runs, so a caller that looks
+    right after ``kill`` may still see it running."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        running = [p for p in members() if _state(p) not in ("T", "t", "Z", "X", None)]
+        if not running:
+            return
+        if time.monotonic() > deadline:
+            raise LabError(f"processes {running} did not stop within {timeout_s:g} s",
+                           hint="ps -o pid,stat,wchan -p " + ",".join(map(str, running)))
+        for pid in running:
+            _signal(pid, signal.SIGSTOP)
+        time.sleep(0.01)
 
 
 def _state(pid: int) -> str | None:
