@@ -1,7 +1,7 @@
 """Whole-node freeze on the embedded lab (pve-faults.md §9.3, the clock-running kind):
 every process of the node stops, the others drop it from the membership after corosync's
-token + consensus, its guest stops answering; on thaw it runs on. A power cut ends a
-freeze; a frozen node of a killed run is thawed and removed by the next run.
+token + consensus, its guest stops answering; on thaw softdog is overdue and resets it
+(or, with soft_noboot, logs and lets it run on). A power cut ends a freeze; a frozen node of a killed run is thawed and removed by the next run.
 
 Measured here and printed (pytest -s): how long the others took to drop the frozen node,
 how long it took to be a member again after thaw, and whether it was reset on thaw (its
@@ -67,7 +67,7 @@ def ssh_banner(address: str, timeout_s: float = 2.0) -> bool:
         return False
 
 
-def test_a_frozen_node_stops_is_dropped_and_runs_on_after_thaw(h):
+def test_a_frozen_node_stops_is_dropped_and_with_soft_noboot_runs_on_after_thaw(h):
     lab = h.lab
     h.create_ct(FROZEN, VMID)
     h.node(FROZEN).check("pct", "start", str(VMID), timeout_s=30)
@@ -79,6 +79,11 @@ def test_a_frozen_node_stops_is_dropped_and_runs_on_after_thaw(h):
     assert cgroup is not None, "this host has no freezer cgroup: the SIGSTOP fallback ran"
     init = lab._power[FROZEN].init_pid
     assert init in freeze.procs(cgroup)
+    # softdog soft_noboot=1 (pve-faults.md §3.7): the overdue watchdog on thaw (§9.3; the
+    # reset itself is the armed-watchdog test below) becomes a log line, so the node runs on
+    h.node(FROZEN).check("touch", "/run/pvechaos/softdog_noboot")
+    init_log = lab.config.lab_dir / "nodes" / FROZEN / "log" / "init.log"
+    ignored = init_log.read_text(errors="replace").count("softdog: Triggered - Reboot ignored")
 
     timeline = Timeline(Clock())
     faults = FaultInjector(lab, timeline, h.cluster)
@@ -104,7 +109,10 @@ def test_a_frozen_node_stops_is_dropped_and_runs_on_after_thaw(h):
     after = h.boot_id(FROZEN)
     print(f"\nfreeze: dropped after {dropped:.1f} s; member again {rejoined:.1f} s after "
           f"thaw; boot id {'unchanged' if after == boot else 'CHANGED (reset)'}")
-    assert after == boot, "the node was reset on thaw although no watchdog was armed"
+    assert after == boot, "the node was reset on thaw although softdog had soft_noboot"
+    assert init_log.read_text(errors="replace").count(
+        "softdog: Triggered - Reboot ignored") > ignored, "softdog was not overdue on thaw"
+    h.node(FROZEN).check("rm", "-f", "/run/pvechaos/softdog_noboot")
     assert 4.0 < dropped < DROP_S
     kinds = [e.kind for e in timeline.events()]
     assert EventKind.FAULT_FREEZE in kinds and EventKind.FAULT_THAW in kinds
