@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from lab.embedded.units import Service
@@ -192,9 +193,11 @@ def clean_boot_state(units: dict[str, Service]) -> None:
         os.makedirs(path, exist_ok=True)
 
 
-def power_action(verb: str, name: str, units: dict[str, Service]) -> bool:
+def power_action(verb: str, name: str, units: dict[str, Service],
+                 kernel_restart: Callable[[], None] = lambda: None) -> bool:
     """poweroff, reboot (services stop in order first) or reset (at once, as softdog
-    does). Returns whether the node stays up (False: init exits, the node is off)."""
+    does). Returns whether the node stays up (False: init exits, the node is off).
+    ``kernel_restart`` runs once userspace is gone, before the next boot."""
     print(f"--- {time.strftime('%F %T')} {name}: {verb}", flush=True)
     if verb == "reset":
         kill_everything()
@@ -205,6 +208,7 @@ def power_action(verb: str, name: str, units: dict[str, Service]) -> bool:
         if verb == "poweroff":
             return False
         kill_everything()
+    kernel_restart()
     clean_boot_state(units)
     boot_node(name, units)
     return True
@@ -298,8 +302,14 @@ class Init:
         return max(0.0, wait)
 
     def power(self, verb: str) -> bool:
-        self.reset_device()
-        return power_action(verb, self.name, self.units)
+        # The kernel and its watchdog device live until the restart itself: during an
+        # orderly poweroff or reboot watchdog-mux keeps its device open and pinging while
+        # the HA daemons stop before it (systemd's order; PVE's LRM can take minutes to
+        # move its services away). Closing the device first broke the mux's next ping,
+        # and with it the LRM mid-shutdown. Simplification: the init does not read the
+        # device while units stop (its pings queue in the socket), so softdog cannot fire
+        # during an orderly shutdown here.
+        return power_action(verb, self.name, self.units, kernel_restart=self.reset_device)
 
 
 def answer(server: socket.socket, units: dict[str, Service]) -> str:
