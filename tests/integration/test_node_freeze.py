@@ -1,7 +1,8 @@
 """Whole-node freeze on the embedded lab (pve-faults.md §9.3, the clock-running kind):
 every process of the node stops, the others drop it from the membership after corosync's
 token + consensus, its guest stops answering; on thaw softdog is overdue and resets it
-(or, with soft_noboot, logs and lets it run on). A power cut ends a freeze; a frozen node of a killed run is thawed and removed by the next run.
+(or, with soft_noboot, logs and lets it run on). A power cut ends a freeze; a frozen
+node of a killed run is thawed and removed by the next run.
 
 Measured here and printed (pytest -s): how long the others took to drop the frozen node,
 how long it took to be a member again after thaw, and whether it was reset on thaw (its
