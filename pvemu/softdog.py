@@ -26,6 +26,11 @@ DEVICE = "/run/pvechaos/watchdog"  # stands for /dev/watchdog (served by the nod
 # `options softdog soft_noboot=1` (pve-faults.md §3.7: a lab switch turning every fence into
 # a log line); under /run, so a reset forgets it
 NOBOOT_FILE = "/run/pvechaos/softdog_noboot"
+# The timer's deadline on the host's monotonic clock, as the init last set it (empty: the
+# timer is stopped). The kernel's timer runs while userspace is frozen; the init that
+# stands in for it does not, so the lab reads this to fire it before a thawed node's
+# processes run again (lab/embedded/node.py, pve-faults.md §9.3).
+DEADLINE_FILE = "/run/pvechaos/softdog_deadline"
 SOFT_MARGIN = 60.0  # softdog's default soft_margin, PVE seconds (Linux softdog.c)
 
 
@@ -79,6 +84,11 @@ class Softdog:
     @property
     def running(self) -> bool:
         return self._deadline is not None
+
+    @property
+    def deadline(self) -> float | None:
+        """When the timer fires (monotonic), None while it is stopped."""
+        return self._deadline
 
     def remaining(self, now: float) -> float | None:
         """Seconds until the reset, None while the timer is stopped."""
@@ -147,3 +157,16 @@ def handle_line(dog: Softdog, line: str, now: float) -> None:
         dog.keepalive(now)
     elif verb == "write":
         dog.write(arg.encode(), now)
+
+
+def deadline_text(dog: Softdog) -> str:
+    """What DEADLINE_FILE holds for this timer."""
+    return "" if dog.deadline is None else repr(dog.deadline)
+
+
+def overdue(text: str, now: float) -> bool:
+    """Whether a timer whose DEADLINE_FILE reads ``text`` has passed its deadline."""
+    try:
+        return bool(text.strip()) and now >= float(text)
+    except ValueError:
+        return False

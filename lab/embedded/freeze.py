@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import LabError
+from pvemu import softdog
 
 V2_ROOTS = (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified"))
 V1_ROOT = Path("/sys/fs/cgroup/freezer")
@@ -174,7 +175,7 @@ def stop_all(members: Callable[[], list[int]], timeout_s: float = SETTLE_S) -> N
     right after ``kill`` may still see it running."""
     deadline = time.monotonic() + timeout_s
     while True:
-        running = [p for p in members() if _state(p) not in ("T", "t", "Z", "X", None)]
+        running = [p for p in members() if not _stopped(p)]
         if not running:
             return
         if time.monotonic() > deadline:
@@ -185,11 +186,50 @@ def stop_all(members: Callable[[], list[int]], timeout_s: float = SETTLE_S) -> N
         time.sleep(0.01)
 
 
+def _stopped(pid: int) -> bool:
+    """Stopped, gone, or asleep in the kernel with SIGSTOP pending: such a task stops
+    before it runs any of its own code again (a read of /etc/pve waits, killable but not
+    stoppable, for a FUSE daemon that is itself stopped)."""
+    state = _state(pid)
+    if state in ("T", "t", "Z", "X", None):
+        return True
+    return state == "D" and _sigstop_pending(pid)
+
+
+def _sigstop_pending(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return True  # gone
+    bit = 1 << (signal.SIGSTOP - 1)
+    return any(int(line.split()[1], 16) & bit for line in status.splitlines()
+               if line.startswith(("SigPnd:", "ShdPnd:")))
+
+
 def _state(pid: int) -> str | None:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except (OSError, IndexError):
         return None
+
+
+def softdog_overdue(init_pid: int) -> bool:
+    """Whether the softdog of the node whose init is ``init_pid`` is past its deadline
+    and would reset it (not with soft_noboot), as the init last published it: read
+    through the init's root, so a frozen node can be asked."""
+    root = Path(f"/proc/{init_pid}/root")
+    try:
+        text = (root / softdog.DEADLINE_FILE.lstrip("/")).read_text()
+    except OSError:
+        return False
+    return softdog.overdue(text, time.monotonic()) and \
+        not (root / softdog.NOBOOT_FILE.lstrip("/")).exists()
+
+
+def kill(pid: int) -> None:
+    """SIGKILL; a frozen task dies at once (cgroup v2, a stopped one) or on thaw (v1),
+    without running any of its own code again."""
+    _signal(pid, signal.SIGKILL)
 
 
 def _signal(pid: int, sig: int) -> None:

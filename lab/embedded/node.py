@@ -118,8 +118,24 @@ class NodePower:
         if not self.powered:
             raise LabError(f"cannot thaw {self.name}: it is powered off",
                            hint="power it on (power_on); a power cut ends a freeze")
+        if self.frozen and freeze.softdog_overdue(self.init_pid):  # type: ignore[arg-type]
+            # The kernel's timer ran on while userspace was frozen and fires from the
+            # first timer interrupt after the thaw, before any process of the node runs
+            # (pve-faults.md §9.3, a Guess there). The init stands in for that kernel:
+            # everything else dies first, and the init, thawed, finds its timer expired.
+            self._kill_userspace()
         if self.cgroup is not None:
             freeze.set_frozen(self.cgroup, False)
         elif self.frozen:
             freeze.Stopper(self.init_pid).cont()  # type: ignore[arg-type]
         self.frozen = False
+
+    def _kill_userspace(self) -> None:
+        members = freeze.procs(self.cgroup) if self.cgroup is not None else \
+            freeze.Stopper(self.init_pid).members()  # type: ignore[arg-type]
+        # the launcher (unshare --kill-child, in the cgroup too) is the node's "hardware":
+        # its death would take the init with it
+        keep = {self.init_pid, self._launcher.pid if self._launcher is not None else None}
+        for pid in members:
+            if pid not in keep:
+                freeze.kill(pid)

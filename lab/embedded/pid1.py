@@ -230,6 +230,7 @@ class Init:
         self.dog = softdog.Softdog(timing.s(softdog.SOFT_MARGIN))
         self.device: socket.socket | None = None  # the one open file of /dev/watchdog
         self._buffer = b""
+        self._published: str | None = None
 
     def reset_device(self) -> None:
         """A reset or reboot: the kernel (and its watchdog timer) starts afresh."""
@@ -237,6 +238,30 @@ class Init:
             self.device.close()
         self.device, self._buffer = None, b""
         self.dog = softdog.Softdog(self.timing.s(softdog.SOFT_MARGIN))
+        self.publish()
+
+    def publish(self) -> None:
+        """The timer's deadline where the lab reads it on thaw (softdog.DEADLINE_FILE)."""
+        text = softdog.deadline_text(self.dog)
+        if text == self._published:
+            return
+        tmp = softdog.DEADLINE_FILE + ".tmp"
+        with contextlib.suppress(OSError):
+            Path(tmp).write_text(text)
+            os.replace(tmp, softdog.DEADLINE_FILE)
+            self._published = text
+
+    def fire_if_expired(self) -> bool:
+        """The timer's expiry (softdog_fire): True when the node was reset."""
+        if not self.dog.expired(time.monotonic()):
+            return False
+        noboot = os.path.exists(softdog.NOBOOT_FILE)
+        kernel(self.dog.fire(noboot))
+        self.publish()
+        if noboot:
+            return False
+        self.power("reset")
+        return True
 
     def device_open(self, server: socket.socket) -> None:
         conn, _ = server.accept()
@@ -246,6 +271,7 @@ class Init:
             return
         conn.sendall(b"ok\n")
         self.device = conn
+        self.publish()
 
     def device_io(self) -> None:
         assert self.device is not None
@@ -259,10 +285,12 @@ class Init:
             *lines, self._buffer = self._buffer.split(b"\n")
             for line in lines:
                 softdog.handle_line(self.dog, line.decode(errors="replace"), now)
+            self.publish()
             return
         self.device.close()
         self.device, self._buffer = None, b""
         warning = self.dog.release(now)
+        self.publish()
         if warning:
             kernel(warning)
 
@@ -327,6 +355,7 @@ def answer(server: socket.socket, units: dict[str, Service]) -> str:
 
 def serve(name: str, units: dict[str, Service], timing: Timing) -> None:
     init = Init(name, units, timing)
+    init.publish()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(CONTROL_SOCKET)
     server.listen(8)
@@ -349,17 +378,17 @@ def serve(name: str, units: dict[str, Service], timing: Timing) -> None:
         if wake_r in readable:
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_r, 4096)
+        # the timer first: after a thaw it fires before anything of the node is looked at
+        # (a unit's death, a ping sent after the deadline)
+        if init.fire_if_expired():
+            continue
         init.reap()
         if device in readable:
             init.device_open(device)
         if init.device is not None and init.device in readable:
             init.device_io()
-        if init.dog.expired(time.monotonic()):
-            noboot = os.path.exists(softdog.NOBOOT_FILE)
-            kernel(init.dog.fire(noboot))
-            if not noboot:
-                init.power("reset")
-                continue
+        if init.fire_if_expired():
+            continue
         if server in readable:
             verb = answer(server, units)
             if verb in ("poweroff", "reboot", "reset") and not init.power(verb):

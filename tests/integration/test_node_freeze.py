@@ -159,10 +159,11 @@ def test_the_next_run_thaws_and_removes_a_killed_runs_frozen_node(make_lab):
 
 
 def test_a_node_frozen_with_its_watchdog_armed_is_reset_on_thaw(h):
-    """§9.3 predicts (Guess there): softdog is overdue on thaw and resets the node at once.
-    Here the node's softdog (held by its init, on the monotonic clock: pvemu/softdog.py)
-    finds its deadline passed when the init runs again, whatever watchdog-mux sends first
-    (its client ages are on the wall clock and 3 s is below its 60 s, scaled 6 s). The
+    """§9.3 predicts (Guess there): softdog is overdue on thaw and resets the node before
+    any of its processes runs again. Here the node's softdog (held by its init, on the
+    monotonic clock: pvemu/softdog.py) publishes its deadline; the lab finds it passed
+    and kills the node's processes before the thaw, and the init, thawed, fires it
+    (watchdog-mux's client ages are on the wall clock: 3 s is below its scaled 6 s). The
     freeze is shorter than corosync's drop (the membership stays) but longer than the
     watchdog's 10 s (1 s at this timescale)."""
     lab, victim, vmid = h.lab, "node1", 104
@@ -176,9 +177,18 @@ def test_a_node_frozen_with_its_watchdog_armed_is_reset_on_thaw(h):
     def fires() -> int:
         return init_log.read_text(errors="replace").count(fired)
 
+    # a process of the node that stamps the (shared) monotonic clock every 5 ms
+    marker = lab.config.lab_dir / "nodes" / victim / "log" / "marker"
+    h.node(victim).check(
+        "nohup python3 -c 'import time\nwhile True:\n    open(\"/var/log/marker\", \"a\")"
+        ".write(f\"{time.monotonic()}\\n\"); time.sleep(0.005)' >/dev/null 2>&1 &")
+    wait_until("the marker stamping", lambda: marker.exists() and marker.stat().st_size > 0
+               or NotYet("no stamp yet"), timeout_s=10)
+
     before = fires()
     lab.freeze(victim)
     time.sleep(3.0)
+    thawing = time.monotonic()
     lab.thaw(victim)
     thawed = time.monotonic()
 
@@ -193,6 +203,10 @@ def test_a_node_frozen_with_its_watchdog_armed_is_reset_on_thaw(h):
           f"(watchdog {h.s(10):g} s)")
     assert h.boot_id(victim) != boot
     assert reset_after < 2 * h.s(1) + 1.0  # the init's first look at the timer after thaw
+    # the kernel's timer fired before userspace ran: no process of the node ran again
+    stamps = [float(x) for x in marker.read_text().split()]
+    assert stamps and max(stamps) < thawing, \
+        f"the node's processes ran {max(stamps) - thawing:.3f} s after the thaw began"
 
 
 def test_without_a_freezer_every_process_of_the_node_is_stopped_and_continued(make_lab,

@@ -3,6 +3,7 @@ on the monotonic clock (pve-faults.md §3.4, §3.7)."""
 
 from __future__ import annotations
 
+from pvemu import softdog
 from pvemu.softdog import Softdog, handle_line
 
 
@@ -81,3 +82,16 @@ def test_fire_with_noboot_stops_the_timer_until_the_next_ping():
     handle_line(dog, "keepalive", 20.0)
     assert dog.remaining(20.0) == 10.0
     assert dog.fire(noboot=False) == "softdog: Initiating system reboot"
+
+
+def test_the_published_deadline_reads_back_overdue_only_once_passed():
+    dog = Softdog(10.0)
+    assert softdog.deadline_text(dog) == ""  # stopped: never overdue
+    assert not softdog.overdue(softdog.deadline_text(dog), 1e9)
+    dog.open(100.0)
+    text = softdog.deadline_text(dog)
+    assert not softdog.overdue(text, 109.9)
+    assert softdog.overdue(text, 110.0)
+    dog.keepalive(105.0)
+    assert not softdog.overdue(softdog.deadline_text(dog), 110.0)
+    assert not softdog.overdue("garbage", 1e9)  # a torn read is not a reset
