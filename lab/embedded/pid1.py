@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from lab.embedded.softdog_device import SoftdogDevice
 from lab.embedded.units import Service
 from pvemu import nodeinfo, softdog
 from pvemu.etc_pve import PVE_ROOT
@@ -223,76 +224,22 @@ def kernel(line: str) -> None:
 
 class Init:
     """The node's init at work: systemctl requests, reaping (a unit learns that its main
-    process died), the restarts that follow, and the softdog device (pvemu/softdog.py)."""
+    process died), the restarts that follow, and acting on the softdog timer's expiry (the
+    device itself is served on its own thread: lab/embedded/softdog_device.py)."""
 
-    def __init__(self, name: str, units: dict[str, Service], timing: Timing) -> None:
+    def __init__(self, name: str, units: dict[str, Service], timing: Timing,
+                 device: socket.socket) -> None:
         self.name, self.units, self.timing = name, units, timing
-        self.dog = softdog.Softdog(timing.s(softdog.SOFT_MARGIN))
-        self.device: socket.socket | None = None  # the one open file of /dev/watchdog
-        self._buffer = b""
-        self._published: str | None = None
-
-    def reset_device(self) -> None:
-        """A reset or reboot: the kernel (and its watchdog timer) starts afresh."""
-        if self.device is not None:
-            self.device.close()
-        self.device, self._buffer = None, b""
-        self.dog = softdog.Softdog(self.timing.s(softdog.SOFT_MARGIN))
-        self.publish()
-
-    def publish(self) -> None:
-        """The timer's deadline where the lab reads it on thaw (softdog.DEADLINE_FILE)."""
-        text = softdog.deadline_text(self.dog)
-        if text == self._published:
-            return
-        tmp = softdog.DEADLINE_FILE + ".tmp"
-        with contextlib.suppress(OSError):
-            Path(tmp).write_text(text)
-            os.replace(tmp, softdog.DEADLINE_FILE)
-            self._published = text
+        self.device = SoftdogDevice(timing.s(softdog.SOFT_MARGIN), device, kernel)
 
     def fire_if_expired(self) -> bool:
         """The timer's expiry (softdog_fire): True when the node was reset."""
-        if not self.dog.expired(time.monotonic()):
-            return False
-        noboot = os.path.exists(softdog.NOBOOT_FILE)
-        kernel(self.dog.fire(noboot))
-        self.publish()
-        if noboot:
+        reset = self.device.fire_if_expired(time.monotonic(),
+                                            os.path.exists(softdog.NOBOOT_FILE))
+        if not reset:
             return False
         self.power("reset")
         return True
-
-    def device_open(self, server: socket.socket) -> None:
-        conn, _ = server.accept()
-        if self.device is not None or not self.dog.open(time.monotonic()):
-            with conn:
-                conn.sendall(b"Device or resource busy\n")
-            return
-        conn.sendall(b"ok\n")
-        self.device = conn
-        self.publish()
-
-    def device_io(self) -> None:
-        assert self.device is not None
-        try:
-            data = self.device.recv(4096)
-        except OSError:
-            data = b""
-        now = time.monotonic()
-        if data:
-            self._buffer += data
-            *lines, self._buffer = self._buffer.split(b"\n")
-            for line in lines:
-                softdog.handle_line(self.dog, line.decode(errors="replace"), now)
-            self.publish()
-            return
-        self.device.close()
-        self.device, self._buffer = None, b""
-        warning = self.dog.release(now)
-        self.publish()
-        if warning:
-            kernel(warning)
 
     def reap(self) -> None:
         """Collect every dead child; a unit whose main process it was is told."""
@@ -324,7 +271,7 @@ class Init:
         """How long select may sleep: fine enough for the softdog at any timescale."""
         now = time.monotonic()
         wait = self.restarts(now)
-        left = self.dog.remaining(now)
+        left = self.device.remaining(now)
         if left is not None:
             wait = min(wait, left)
         return max(0.0, wait)
@@ -333,11 +280,8 @@ class Init:
         # The kernel and its watchdog device live until the restart itself: during an
         # orderly poweroff or reboot watchdog-mux keeps its device open and pinging while
         # the HA daemons stop before it (systemd's order; PVE's LRM can take minutes to
-        # move its services away). Closing the device first broke the mux's next ping,
-        # and with it the LRM mid-shutdown. Simplification: the init does not read the
-        # device while units stop (its pings queue in the socket), so softdog cannot fire
-        # during an orderly shutdown here.
-        return power_action(verb, self.name, self.units, kernel_restart=self.reset_device)
+        # move its services away).
+        return power_action(verb, self.name, self.units, kernel_restart=self.device.reset)
 
 
 def answer(server: socket.socket, units: dict[str, Service]) -> str:
@@ -354,14 +298,14 @@ def answer(server: socket.socket, units: dict[str, Service]) -> str:
 
 
 def serve(name: str, units: dict[str, Service], timing: Timing) -> None:
-    init = Init(name, units, timing)
-    init.publish()
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(CONTROL_SOCKET)
     server.listen(8)
     device = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     device.bind(softdog.DEVICE)
     device.listen(4)
+    init = Init(name, units, timing, device)
+    init.device.start()
     wake_r, wake_w = os.pipe()  # SIGCHLD wakes select at once: a death is seen when it happens
     os.set_blocking(wake_r, False)
     os.set_blocking(wake_w, False)
@@ -370,7 +314,7 @@ def serve(name: str, units: dict[str, Service], timing: Timing) -> None:
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     while not stopping:
-        watched = [server, device, wake_r] + ([init.device] if init.device else [])
+        watched = [server, wake_r]
         try:
             readable, _, _ = select.select(watched, [], [], init.timeout())
         except InterruptedError:
@@ -379,16 +323,10 @@ def serve(name: str, units: dict[str, Service], timing: Timing) -> None:
             with contextlib.suppress(BlockingIOError):
                 os.read(wake_r, 4096)
         # the timer first: after a thaw it fires before anything of the node is looked at
-        # (a unit's death, a ping sent after the deadline)
+        # (a unit's death)
         if init.fire_if_expired():
             continue
         init.reap()
-        if device in readable:
-            init.device_open(device)
-        if init.device is not None and init.device in readable:
-            init.device_io()
-        if init.fire_if_expired():
-            continue
         if server in readable:
             verb = answer(server, units)
             if verb in ("poweroff", "reboot", "reset") and not init.power(verb):
