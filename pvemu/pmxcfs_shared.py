@@ -5,11 +5,14 @@ Used where the lab runs under a timescale < 1 (nodeinfo `pmxcfs: shared`, chosen
 lab/embedded/config.py): pvemu/pmxcfs.py's CPG replication is faithful, but corosync's
 timers are not scaled, so its ring re-formation after a node loss (about 8 s without any
 delivery, during which every /etc/pve write waits) stalls the scaled HA daemons past their
-scaled watchdog. Known differences of this mode (guesses we accept): a node without
-quorum reads the latest state of the shared database, where real pmxcfs serves the state
-it had when it lost quorum; a cut node's writes made before its corosync notices reach
-the others. Otherwise as before: EACCES without quorum, 0444/0555, `local` links, locks
-(pvemu/pmxcfs_shared_locks.py), `.members`/`.vmlist`, corosync.conf copied when newer.
+scaled watchdog. Every write first waits for the local corosync to answer a request
+(``Membership.answering``, with the CPG model's 5 PVE s bound and EIO), so a paused
+corosync holds writes as CPG does. Known differences of this mode (guesses we accept): a
+node without quorum reads the latest state of the shared database, where real pmxcfs
+serves the state it had when it lost quorum; a cut node's writes made before its
+corosync notices reach the others. Otherwise as before: EACCES without quorum,
+0444/0555, `local` links, locks (pvemu/pmxcfs_shared_locks.py), `.members`/`.vmlist`,
+corosync.conf copied when newer.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 import mfusepy as fuse
 
 from pvemu import corosync_conf, nodeinfo, pmxcfs_status
+from pvemu.dcdb_sync import WAIT_PVE_S
 from pvemu.etc_pve import PVE_ROOT, atomic_write
 from pvemu.nodeinfo import LAB_ETC
 from pvemu.pmxcfs_shared_locks import LockStore, LockWatch
@@ -53,6 +57,7 @@ class Pmxcfs(fuse.Operations):
         self.locks = LockStore(db)
         # memdb.c CFS_LOCK_TIMEOUT (120 s), at the lab's timescale
         self.lock_watch = LockWatch(self.locks, timing.lock_lifetime)
+        self.write_wait_s = timing.s(WAIT_PVE_S)
         self._virtual: dict[int, bytes] = {}
         self._next_fh = 1 << 30
         self._version = 0
@@ -75,6 +80,12 @@ class Pmxcfs(fuse.Operations):
     def _writable(self) -> None:
         if not self.quorate():
             raise fuse.FuseOSError(errno.EACCES)
+        # every write of real pmxcfs waits for corosync to deliver it (CPG), so a paused
+        # corosync holds it; here it waits for the local corosync to answer, with the CPG
+        # model's bound and errno (pvemu/dcdb_sync.py: EIO after 5 PVE s, a Guess there).
+        # A cut node's corosync still answers: its writes reach the others (module doc).
+        if not self.standalone() and not self.quorum.answering(self.write_wait_s):
+            raise fuse.FuseOSError(errno.EIO)
 
     def _real(self, path: str) -> str:
         return str(self.db) + path

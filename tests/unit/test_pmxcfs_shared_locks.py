@@ -3,7 +3,11 @@ its own changes count from when it made them."""
 
 from __future__ import annotations
 
+import errno
 import time
+
+import mfusepy as fuse
+import pytest
 
 from pvemu.pmxcfs_shared import Pmxcfs
 from pvemu.timing import Timing
@@ -14,9 +18,15 @@ LOCK = "/priv/lock/ha_manager_lock"
 class Quorum:
     def __init__(self) -> None:
         self.value = True
+        self.answers = True  # False: a paused corosync
+        self.waited: list[float] = []
 
     def quorate(self) -> bool:
         return self.value
+
+    def answering(self, timeout_s: float) -> bool:
+        self.waited.append(timeout_s)
+        return self.answers
 
 
 def node(tmp_path, quorum):
@@ -48,3 +58,20 @@ def test_creating_a_lock_is_seen_at_once(tmp_path):
     version = fs.locks.info("ha_manager_lock")["version"]
     assert fs.lock_watch.first_seen["ha_manager_lock"][0] == version
     assert not fs.lock_watch.expired("ha_manager_lock")
+
+
+def test_a_write_waits_for_the_local_corosync_and_fails_with_eio_when_it_does_not_answer(
+        tmp_path):
+    """Real pmxcfs's writes wait for corosync to deliver them (CPG): a paused corosync holds
+    them (pve-faults.md §4.2); the CPG model gives up after 5 PVE s with EIO."""
+    quorum = Quorum()
+    fs = node(tmp_path, quorum)
+    fs.mkdir(LOCK, 0o755)
+    assert quorum.waited == [pytest.approx(0.05)]  # 5 PVE s at timescale 0.01
+    quorum.answers = False
+    with pytest.raises(fuse.FuseOSError) as caught:
+        fs.utimens(LOCK, (time.time_ns(), time.time_ns()))
+    assert caught.value.errno == errno.EIO
+    with pytest.raises(fuse.FuseOSError):
+        fs.mkdir("/priv/lock/other", 0o755)
+    assert fs.readdir("/priv/lock", None)  # reads do not wait
