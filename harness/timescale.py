@@ -5,31 +5,43 @@ real length; 1 means PVE's real timings, the only one real PVE (libvirt, invento
 Corosync's timers are never scaled. The value is made once per run from ``--timescale``
 (conftest.py ``pytest_configure``, kept under harness.plugin.TIMESCALE) and validated
 here, once; the clock, the predicted constants, the budget and the lab take it from there.
+
+A timescale lies from ``Timescale.MIN`` (0.01) to ``Timescale.MAX`` (10). Below 0.01 PVE's
+1 s watchdog tick and 10 s LRM round become 10 ms and 0.1 s, shorter than what the
+emulated daemons' Python threads and SSH round trips can keep, and corosync's unscaled
+~8 s membership change would outlast the 1.2 s HA lock lifetime several times over; the
+suite runs at 0.1 (CI) to 1 (PVE's timings), the HA self-tests down to 0.05. Above 10 a
+story that takes 25 minutes at timescale 1 takes hours, and nothing gains from it.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 from harness.errors import ConfigError
 
 
 class TimescaleError(ConfigError, ValueError):
-    """A timescale that is not a finite number > 0."""
+    """A timescale that is not a number from Timescale.MIN to Timescale.MAX."""
 
 
 @dataclass(frozen=True)
 class Timescale:
     factor: float
+    MIN: ClassVar[float] = 0.01
+    MAX: ClassVar[float] = 10.0
 
     def __post_init__(self) -> None:
         factor = self.factor
         number = isinstance(factor, (int, float)) and not isinstance(factor, bool)
-        if not number or not math.isfinite(factor) or not factor > 0:
+        if not number or not math.isfinite(factor) or not self.MIN <= factor <= self.MAX:
             shown = f"{factor:g}" if number else repr(factor)
-            raise TimescaleError(f"timescale {shown} must be a finite number > 0",
-                                 hint="use 1 for PVE's real timings, 0.1 for ten times faster")
+            raise TimescaleError(
+                f"timescale {shown} must be a finite number from {self.MIN:g} to "
+                f"{self.MAX:g}", hint=f"use a number from {self.MIN:g} to {self.MAX:g}: 1 for "
+                "PVE's real timings, 0.1 for ten times faster")
         object.__setattr__(self, "factor", float(factor))
 
     def scaled(self, seconds_at_1: float) -> float:

@@ -11,9 +11,11 @@ from harness.errors import ConfigError
 from harness.timescale import REAL_TIME, Timescale
 
 
-@pytest.mark.parametrize("factor", [0, -1, 0.0, float("nan"), math.inf, -math.inf])
-def test_a_timescale_is_a_finite_number_above_zero(factor):
-    with pytest.raises(ConfigError, match="timescale .* must be a finite number > 0") as info:
+@pytest.mark.parametrize("factor", [0, -1, 0.0, float("nan"), math.inf, -math.inf, 0.009,
+                                    10.5, 1e300])
+def test_a_timescale_is_a_finite_number_from_a_hundredth_to_ten(factor):
+    with pytest.raises(ConfigError,
+                       match="timescale .* must be a finite number from 0.01 to 10") as info:
         Timescale(factor)
     assert isinstance(info.value, ValueError)  # also what a bad number is to Python
     assert "0.1" in (info.value.hint or "")
@@ -23,6 +25,11 @@ def test_a_timescale_is_a_finite_number_above_zero(factor):
 def test_a_timescale_is_a_number(factor):
     with pytest.raises(ConfigError, match="timescale"):
         Timescale(factor)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("factor", [0.01, 0.05, 1, 10])
+def test_the_ends_of_the_range_are_timescales(factor):
+    assert Timescale(factor).factor == factor
 
 
 def test_scaled_multiplies_a_pve_duration_by_the_factor():
