@@ -13,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness import options
 from harness.clock import Clock
 from harness.cluster import Cluster
 from harness.errors import LabError, PvechaosError
@@ -40,8 +41,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="inventory lab: allow power cuts of the existing cluster's nodes "
                          "(also requires the cluster name read from the nodes to match)")
     group.addoption("--lab-name", default=None,
-                    help="embedded lab name, 1-8 lowercase letters/digits "
-                         "(default: main, or the xdist worker id)")
+                    help="embedded lab name: 1-8 lowercase letters/digits, starting with a "
+                         "letter (default: main, or the xdist worker id)")
     group.addoption("--lab-subnet", default="198.18.0.0/24",
                     help="embedded lab subnet; xdist worker N uses the N+1-th next one "
                          "(default: %(default)s)")
@@ -56,10 +57,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--node-version", action="append", default=[], metavar="NODE=VERSION",
                     help="PVE version of one embedded node (a mixed-version cluster)")
     group.addoption("--timescale", type=float, default=1.0,
-                    help="multiplier for PVE's HA timers on labs that scale them "
-                         "(1 = PVE's real timings; default: %(default)s)")
+                    help="multiplier for PVE's HA timers on labs that scale them, from "
+                         "0.01 to 10 (1 = PVE's real timings; default: %(default)s)")
     group.addoption("--recovery-budget", type=float, default=120.0,
-                    help="recovery budget in seconds at timescale 1 (default: %(default)s)")
+                    help="recovery budget in seconds at timescale 1, > 0 "
+                         "(default: %(default)s)")
     group.addoption("--cluster-name", default="pvechaos",
                     help="name given to `pvecm create` (default: %(default)s)")
 
@@ -84,7 +86,7 @@ def lab_options(config: pytest.Config) -> dict[str, object]:
         return {"inventory": config.getoption("inventory"),
                 "destructive": config.getoption("destructive"),
                 "timescale": run_timescale(config)}
-    base = ipaddress.ip_network(config.getoption("lab_subnet"), strict=False)
+    base, _ = options.lab_network(config.getoption("lab_subnet"), config.getoption("lab_range"))
     subnet = ipaddress.ip_network(
         (int(base.network_address) + index * base.num_addresses, base.prefixlen))
     versions = {}
@@ -95,7 +97,7 @@ def lab_options(config: pytest.Config) -> dict[str, object]:
                                     "e.g. --node-version node3=9.0.3")
         versions[node] = version
     return {
-        "name": config.getoption("lab_name") or (worker or "main"),
+        "name": options.lab_name(config.getoption("lab_name")) or (worker or "main"),
         "subnet": str(subnet),
         "allowed_range": config.getoption("lab_range"),
         "pve_version": pve_version(config),
@@ -104,17 +106,9 @@ def lab_options(config: pytest.Config) -> dict[str, object]:
     }
 
 
-FLAVOUR_VERSIONS = {"8": "8.4.1", "9": "9.1.1"}
-
-
 def pve_version(config: pytest.Config) -> str:
-    flavour = config.getoption("pve_flavour")
-    version = config.getoption("pve_version") or FLAVOUR_VERSIONS[flavour]
-    if version.split(".")[0] != flavour:
-        raise pytest.UsageError(f"--pve-version {version} is not a PVE {flavour} version: "
-                                f"give --pve-flavour {version.split('.')[0]} as well, or a "
-                                f"{flavour}.x version")
-    return version
+    return options.pve_version(config.getoption("pve_version"),
+                               config.getoption("pve_flavour"))
 
 
 def make_lab(config: pytest.Config) -> Lab:
@@ -126,8 +120,10 @@ def make_lab(config: pytest.Config) -> Lab:
 def pytest_configure(config: pytest.Config) -> None:
     from harness.plugin import TIMESCALE
 
+    # every option's value is checked here, before any lab starts (harness/options.py)
+    options.recovery_budget(config.getoption("recovery_budget"))
+    config.stash[TIMESCALE] = options.timescale(config.getoption("timescale"))  # the one place
     try:
-        config.stash[TIMESCALE] = Timescale(config.getoption("timescale"))  # the one place
         make_lab(config)  # validates every lab option before any test runs
     except PvechaosError as exc:
         raise pytest.UsageError(str(exc)) from None

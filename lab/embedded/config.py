@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import ConfigError
+from harness.options import LAB_NAME, LAB_NAME_RULE, MIN_SUBNET_ADDRESSES, PVE_VERSION
 from harness.timescale import REAL_TIME, Timescale
 
 DEFAULT_RANGE = "198.18.0.0/15"
 DEFAULT_PVE_VERSION = "8.4.1"
 STATE_ROOT = Path(os.environ.get("PVECHAOS_STATE_DIR", "/var/lib/pvechaos/labs"))
-_NAME = re.compile(r"^[a-z][a-z0-9]{0,7}$")
-_VERSION = re.compile(r"^[0-9]+\.[0-9]+(\.[0-9]+)?$")
 
 
 @dataclass(frozen=True)
@@ -34,10 +32,9 @@ class EmbeddedConfig:
     pmxcfs: str = "auto"
 
     def __post_init__(self) -> None:
-        if not _NAME.match(self.name):
+        if not LAB_NAME.fullmatch(self.name):  # the rules are harness/options.py's
             raise ConfigError(f"lab name {self.name!r} is not valid",
-                              hint="use 1-8 characters, lowercase letters and digits, "
-                                   "starting with a letter (it names bridges and namespaces)")
+                              hint=f"use {LAB_NAME_RULE}")
         try:
             net = ipaddress.ip_network(self.subnet)
             allowed = ipaddress.ip_network(self.allowed_range)
@@ -48,14 +45,14 @@ class EmbeddedConfig:
             raise ConfigError(
                 f"lab subnet {net} lies outside the lab range {allowed}",
                 hint=f"choose a subnet inside {allowed} (or widen --lab-range on purpose)")
-        if net.num_addresses < 32:
+        if net.num_addresses < MIN_SUBNET_ADDRESSES:
             raise ConfigError(f"lab subnet {net} is too small",
                               hint="use a /27 or larger (a /24 is the default)")
         if not 1 <= self.node_count <= 9:
             raise ConfigError(f"node count {self.node_count} is not supported",
                               hint="use 1 to 9 nodes (3 is the HA minimum)")
         for node, version in {"": self.pve_version, **self.node_versions}.items():
-            if not _VERSION.match(version):
+            if not PVE_VERSION.fullmatch(version):
                 raise ConfigError(f"PVE version {version!r}{' for ' + node if node else ''} "
                                   "is not valid", hint="write it as 8.4.1 or 9.0.3")
         unknown = set(self.node_versions) - set(self.node_names)
