@@ -17,6 +17,7 @@ import ipaddress
 import math
 import os
 import re
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NoReturn
@@ -108,8 +109,8 @@ def story_nodes(raw: str | None, known: Iterable[str] | None = None) -> tuple[st
     names = tuple(name.strip() for name in raw.split(","))
     example = "e.g. --story-nodes node2,node3,node1"
     if len(names) != STORY_NODES or not all(names):
-        refuse("--story-nodes", raw, f"needs {STORY_NODES} node names, got {len(names)}"
-               f"{' (one empty)' if len(names) == STORY_NODES else ''}",
+        got = f"{len(names)}" if all(names) else "an empty one"
+        refuse("--story-nodes", raw, f"needs {STORY_NODES} node names, got {got}",
                f"give FIRST,SECOND,SURVIVOR: which nodes lose power first and second and "
                f"which survives, {example}")
     doubled = sorted({name for name in names if names.count(name) > 1})
@@ -133,17 +134,26 @@ def metrics_file(raw: Path | str) -> Path:
     if path.is_dir():
         refuse("--metrics-file", str(raw), "is a directory", fix)
     if path.exists():
-        if not os.access(path, os.W_OK):
-            refuse("--metrics-file", str(raw), "cannot be written (no permission)", fix)
+        try:  # appending nothing changes nothing, and fails where a write would
+            if not os.access(path, os.W_OK):
+                raise PermissionError("no permission")
+            open(path, "a").close()  # noqa: SIM115
+        except OSError as exc:
+            refuse("--metrics-file", str(raw), f"cannot be written ({exc.strerror or exc})",
+                   fix)
         return path
     parent = path.absolute().parent
     while not parent.exists():  # the nearest existing ancestor must let us make the rest
         parent = parent.parent
     if not parent.is_dir():
         refuse("--metrics-file", str(raw), f"{parent} is a file, not a directory", fix)
-    if not os.access(parent, os.W_OK | os.X_OK):
-        refuse("--metrics-file", str(raw), f"{parent} cannot be written (no permission "
-               "or a read-only filesystem)", fix)
+    try:  # root passes os.access everywhere: try it (an unnamed file, gone on close)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise PermissionError("no permission")
+        tempfile.TemporaryFile(dir=parent).close()
+    except OSError as exc:
+        refuse("--metrics-file", str(raw), f"nothing can be written in {parent} "
+               f"({exc.strerror or exc})", fix)
     return path
 
 

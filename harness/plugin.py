@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from harness import options
 from harness.errors import LabError
 from harness.expectations import Budget, Window
 from harness.invariants import InvariantChecker
@@ -58,6 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "needs_verbs(*verbs): the FaultInjector verbs a "
                                        "fault story uses; skipped when one is missing")
     config.stash[_FAILED_STEP] = {}
+    options.metrics_file(config.getoption("metrics_file"))  # writable, before any lab starts
     if threading_main():
         signal.signal(signal.SIGTERM, _raise_interrupt)
         # `kill -USR1 <pid>` writes every thread's stack to stacks_file(pid): what a hung

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import allure
 import pytest
 
+from harness import options
 from harness.cluster import Cluster
 from harness.errors import LabError, PvechaosError
 from harness.events import Action, Event, NodeFault, Note
@@ -37,6 +38,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--all-faults", action="store_true", default=False,
         help="also run the longer fault stories and items (marker `extended`); by default "
              "only the short ones run, to keep the suite's CI time small")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """--story-nodes' count and duplicates are refused before any lab starts; a name the
+    cluster lacks can only be found once it is up (the ``story_nodes`` fixture)."""
+    options.story_nodes(config.getoption("story_nodes"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -67,13 +74,16 @@ class StoryNodes:
 
 @pytest.fixture(scope="module")
 def story_nodes(cluster: Cluster, request: pytest.FixtureRequest) -> StoryNodes:
-    option = request.config.getoption("story_nodes")
-    names = option.split(",") if option else list(cluster.names)
-    if len(names) != 3 or len(set(names)) != 3:
-        raise pytest.UsageError(f"--story-nodes needs three distinct nodes, got {names}")
-    for name in names:
-        cluster.node(name)  # unknown names fail here, naming the valid ones
-    return StoryNodes(*names)
+    try:
+        names = options.story_nodes(request.config.getoption("story_nodes"),
+                                    known=cluster.names)
+    except pytest.UsageError as exc:  # a name this cluster lacks: the message names its nodes
+        pytest.fail(str(exc), pytrace=False)
+    if names is None and len(cluster.names) != options.STORY_NODES:
+        pytest.fail(f"the cluster has {len(cluster.names)} nodes ({', '.join(cluster.names)}); "
+                    "the stories need three\n  fix: choose them with --story-nodes "
+                    "FIRST,SECOND,SURVIVOR", pytrace=False)
+    return StoryNodes(*(names or cluster.names))
 
 
 # -- the HA scenarios: one guest under HA, watched from outside and from every node -------
@@ -147,7 +157,8 @@ def constants(cluster: Cluster, clock, request: pytest.FixtureRequest) -> Cluste
 
 @pytest.fixture(scope="module")
 def budget(request: pytest.FixtureRequest, clock) -> Budget:
-    return Budget(request.config.getoption("recovery_budget"), clock.timescale)
+    return Budget(options.recovery_budget(request.config.getoption("recovery_budget")),
+                  clock.timescale)
 
 
 @pytest.fixture
