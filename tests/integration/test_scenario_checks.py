@@ -39,7 +39,7 @@ def test_preflight_fails_on_a_mixed_version_cluster(tmp_path):
 def test_a_subnet_outside_the_lab_range_is_refused_before_anything_runs():
     result = run_pytest("scenarios/", "--lab-subnet", "192.168.1.0/24", timeout_s=60)
     assert result.returncode == 4  # pytest's usage error
-    assert "outside the lab range 198.18.0.0/15" in result.stderr
+    assert "lies outside --lab-range 198.18.0.0/15" in result.stderr
     assert "fix:" in result.stderr
     assert "Traceback" not in result.stderr
 
