@@ -1,17 +1,33 @@
-"""`python -m lab.embedded cleanup [NAME...]`: remove what killed runs left behind."""
+"""`python -m lab.embedded cleanup [NAME...]`: remove what killed runs left behind.
+
+Removing a lab's namespaces, links, cgroups and processes needs root: run as another user
+it stops at once (exit 2) and says so, and an operation refused on the way (root without
+the capabilities, e.g. in a container) ends in the same kind of message, not a traceback.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
 
 from harness.errors import PvechaosError
 from lab.embedded.config import STATE_ROOT, EmbeddedConfig
 from lab.embedded.state import sweep
 
+NEEDS = "removing a lab's namespaces, links, cgroups and processes needs root"
+
+
+def _command(names: list[str]) -> str:
+    return " ".join(["sudo python3 -m lab.embedded cleanup", *names])
+
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0] != "cleanup":
         print("usage: python -m lab.embedded cleanup [LAB-NAME...]", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print(f"pvechaos: cleanup run as uid {os.geteuid()}: {NEEDS}\n"
+              f"  fix: run it as root: {_command(argv[1:])}", file=sys.stderr)
         return 2
     names = argv[1:] or sorted(p.name for p in STATE_ROOT.glob("*") if p.is_dir())
     try:
@@ -23,6 +39,12 @@ def main(argv: list[str]) -> int:
             print(f"{name}: {'cleaned' if found else 'nothing to clean'}")
     except PvechaosError as exc:
         print(f"pvechaos: {exc}", file=sys.stderr)
+        return 1
+    except PermissionError as exc:  # root, but without the capabilities (a container)
+        what = f" on {exc.filename}" if exc.filename else ""
+        print(f"pvechaos: cleanup was refused{what} ({exc.strerror or exc}): {NEEDS} with "
+              f"CAP_NET_ADMIN and CAP_SYS_ADMIN\n  fix: run it as root on the host (not in "
+              f"an unprivileged container): {_command(argv[1:])}", file=sys.stderr)
         return 1
     return 0
 
