@@ -46,6 +46,18 @@ def main(argv: list[str] | None = None) -> int:
     check.add_argument("--inventory", required=True, metavar="FILE")
     check.add_argument("--destructive", action="store_true")
     args = parser.parse_args(argv)
+    if args.kind == "guest-template":  # every value checked before anything is written
+        from pathlib import Path
+
+        from lab.guest_template import check_out_dir, check_port, check_storage_id
+
+        try:
+            check_storage_id(args.storage)
+            check_port(args.port)
+            check_out_dir(Path(args.out))
+        except PvechaosError as exc:
+            print(f"pvechaos-lab guest-template: {exc}", file=sys.stderr)
+            return 2
     try:
         return run(args)
     except PvechaosError as exc:

@@ -27,11 +27,13 @@ through chrony, to its accuracy.
 from __future__ import annotations
 
 import io
+import os
+import re
 import shutil
 import tarfile
 from pathlib import Path
 
-from harness.errors import LabError
+from harness.errors import ConfigError, LabError
 
 TEMPLATE = "pvechaos-guest_1.0_amd64.tar.xz"
 HOOKSCRIPT = "pvechaos-guest.sh"
@@ -39,6 +41,50 @@ GUEST_DIR = "/pvechaos"  # inside the container
 APPLETS = ("sh", "ip", "nc", "cat", "echo", "mkdir", "mv", "awk", "tail", "od", "tr", "cut",
            "adjtimex", "sync", "usleep", "hostname", "sed", "sleep", "mount", "mknod", "test",
            "[")
+
+# PVE's storage id (pve-common, PVE/JSONSchema.pm, parse_storage_id: the format
+# 'pve-storage-id', matched case-insensitively); it becomes /mnt/pve/<id> in the hookscript,
+# so it is checked before anything is written: no space, quote, slash or leading dot.
+STORAGE_ID = re.compile(r"[a-z][a-z0-9\-_.]*[a-z0-9]", re.IGNORECASE)
+PORTS = range(1, 65536)
+
+
+def check_storage_id(storage_id: str) -> str:
+    if not STORAGE_ID.fullmatch(storage_id):
+        raise ConfigError(
+            f"--storage {storage_id!r}: not a PVE storage id",
+            hint="give the id of the shared storage as `pvesm status` lists it: a letter, "
+                 "then letters, digits, '-', '_' or '.', ending in a letter or digit, "
+                 "e.g. --storage shared")
+    return storage_id
+
+
+def check_port(port: int) -> int:
+    if port not in PORTS:
+        raise ConfigError(f"--port {port}: not a TCP port (1-65535)",
+                          hint="give the port the guest service listens on, e.g. --port "
+                               "7000 (the default)")
+    return port
+
+
+def check_out_dir(out_dir: Path) -> Path:
+    """A directory that is or can be made writable: refused before anything is written."""
+    fix = "give a directory you can write, e.g. --out ./pvechaos-storage"
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"--out {str(out_dir)!r}: is a file, not a directory", hint=fix)
+    existing = out_dir.absolute()
+    while not existing.exists():  # the nearest existing ancestor must let us make the rest
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {str(out_dir)!r}: lies under {existing}, which is a file",
+                          hint=fix)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "is not writable" if existing == out_dir.absolute() else (
+            f"cannot be made: {existing} is not writable")
+        raise ConfigError(f"--out {str(out_dir)!r}: {what}",
+                          hint=f"{fix} (or run as a user who may write {existing})")
+    return out_dir
+
 
 INIT = r"""#!/bin/sh
 # pvechaos guest service: PID 1 of the container (see lab/guest_template.py)
@@ -154,11 +200,20 @@ def build_template(out: Path, *, port: int, busybox: Path | None = None) -> Path
 
 def write_storage_files(out_dir: Path, *, storage_id: str, port: int,
                         busybox: Path | None = None) -> list[Path]:
-    """Template and hookscript in a storage's layout under ``out_dir``."""
-    template = build_template(out_dir / "template" / "cache" / TEMPLATE, port=port,
-                              busybox=busybox)
-    hook = out_dir / "snippets" / HOOKSCRIPT
-    hook.parent.mkdir(parents=True, exist_ok=True)
-    hook.write_text(hookscript(f"/mnt/pve/{storage_id}"))
-    hook.chmod(0o755)
+    """Template and hookscript in a storage's layout under ``out_dir``; the storage id, the
+    port and the directory are checked first (ConfigError naming the fix)."""
+    check_storage_id(storage_id)
+    check_port(port)
+    check_out_dir(out_dir)
+    try:
+        template = build_template(out_dir / "template" / "cache" / TEMPLATE, port=port,
+                                  busybox=busybox)
+        hook = out_dir / "snippets" / HOOKSCRIPT
+        hook.parent.mkdir(parents=True, exist_ok=True)
+        hook.write_text(hookscript(f"/mnt/pve/{storage_id}"))
+        hook.chmod(0o755)
+    except OSError as exc:  # what the checks cannot foresee: a full disk, a read-only mount
+        raise LabError(f"writing the guest template under {out_dir} failed: "
+                       f"{exc.strerror or exc}" + (f" ({exc.filename})" if exc.filename else ""),
+                       hint="free space or choose another --out directory") from exc
     return [template, hook]

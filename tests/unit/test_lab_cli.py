@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lab import cli
@@ -33,3 +35,69 @@ def test_guest_template_writes_the_storage_layout(tmp_path, capsys):
     assert printed == [str(tmp_path / "template/cache/pvechaos-guest_1.0_amd64.tar.xz"),
                        str(tmp_path / "snippets/pvechaos-guest.sh")]
     assert all((tmp_path / p).is_file() for p in printed)
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["--port", "0"], "--port 0: not a TCP port (1-65535)\n  fix: give the port"),
+    (["--port", "70000"], "--port 70000: not a TCP port (1-65535)"),
+    (["--storage", "my storage"], "--storage 'my storage': not a PVE storage id\n  fix: give "
+                                  "the id of the shared storage as `pvesm status` lists it"),
+    (["--storage", ".."], "--storage '..': not a PVE storage id"),
+    (["--storage", "../etc"], "--storage '../etc': not a PVE storage id"),
+    (["--storage", "x'; rm -rf /"], "not a PVE storage id"),
+])
+def test_guest_template_refuses_a_bad_value_before_writing(tmp_path, capsys, args, said):
+    out = tmp_path / "out"
+    assert cli.main(["guest-template", "--out", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pvechaos-lab guest-template: ") and said in err
+    assert "Traceback" not in err
+    assert not out.exists()  # nothing written
+
+
+@pytest.mark.parametrize("storage", ["shared", "NFS-1", "ceph.pool_2", "a..b"])
+def test_guest_template_takes_every_pve_storage_id(storage):
+    from lab.guest_template import check_storage_id
+
+    assert check_storage_id(storage) == storage
+
+
+def test_guest_template_refuses_an_out_under_a_file(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert cli.main(["guest-template", "--out", str(tmp_path / "file" / "dir")]) == 2
+    err = capsys.readouterr().err
+    assert f"lies under {tmp_path / 'file'}, which is a file" in err
+    assert "fix: give a directory you can write, e.g. --out ./pvechaos-storage" in err
+
+
+def test_guest_template_refuses_an_out_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert cli.main(["guest-template", "--out", str(tmp_path / "file")]) == 2
+    assert "is a file, not a directory" in capsys.readouterr().err
+
+
+def test_guest_template_refuses_an_unwritable_out(tmp_path, capsys, monkeypatch):
+    from lab import guest_template
+
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    monkeypatch.setattr(guest_template.os, "access", lambda path, mode: Path(path) != locked)
+    assert cli.main(["guest-template", "--out", str(locked)]) == 2
+    assert f"--out {str(locked)!r}: is not writable" in capsys.readouterr().err
+    assert cli.main(["guest-template", "--out", str(locked / "a" / "b")]) == 2
+    err = capsys.readouterr().err
+    assert f"cannot be made: {locked} is not writable" in err
+    assert "fix: give a directory you can write" in err
+
+
+def test_a_write_failing_after_the_checks_is_named_not_a_traceback(tmp_path, capsys,
+                                                                  monkeypatch):
+    from lab import guest_template
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "t.tar.xz"))
+
+    monkeypatch.setattr(guest_template, "build_template", full)
+    assert cli.main(["guest-template", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "fix: free space" in err
