@@ -21,6 +21,9 @@ regression too, however small the change: the run that judged it had the window 
 budget at hand. A figure measured on one side only is listed, never a regression (a
 scenario added, renamed or not run).
 
+A figure that is not a finite number (``NaN``, ``Infinity``, which JSON as Python
+reads it lets through) is bad input naming the metric, never compared.
+
 Exit status: 0 no regression, 1 a regression, 2 bad input.
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
 from collections import Counter
@@ -164,6 +168,12 @@ def _metric(path: Path, index: int, row: object) -> Metric:
             metric.value_s, int | float):
         raise ConfigError(f"{path}: metrics[{index}] is not a metric: {row!r:.120}",
                           hint='each entry needs "scenario", "name" and a number "value_s"')
+    if not math.isfinite(metric.value_s):  # JSON as Python reads it takes NaN and Infinity
+        raise ConfigError(
+            f"{path}: metrics[{index}] {metric.scenario} / {metric.name} has an invalid "
+            f"figure: value_s is {metric.value_s!r}, not a duration; it cannot be compared",
+            hint="remove that entry or take the figure from a run that measured it (a "
+                 "NaN or Infinity is no measurement, and no threshold judges it)")
     return metric
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -159,3 +160,18 @@ def test_the_command_runs_as_a_module(tmp_path, before):
     assert "REGRESSION" in worse.stdout and "REGRESSION" not in same.stdout
     assert "missing.json: no such file" in missing.stderr
     assert "Traceback" not in missing.stderr + worse.stderr
+
+
+@pytest.mark.parametrize("figure", [math.nan, math.inf, -math.inf])
+def test_a_figure_that_is_not_finite_is_invalid_not_noise(capsys, tmp_path, before, figure):
+    bad = write(tmp_path / "after.json", metric("time_to_detect", 8.6),
+                metric("time_to_recovery", figure))  # json writes NaN, Infinity
+    assert "NaN" in bad.read_text() or "Infinity" in bad.read_text()
+    code, out, err = run(capsys, before, bad)
+    assert code == 2 and out == ""  # nothing compared, no "noise" row
+    assert err.startswith(f"error: {bad}: metrics[1] test_ha_story / time_to_recovery has an "
+                          f"invalid figure: value_s is ")
+    assert "not a duration" in err and "fix: remove that entry" in err
+    assert "Traceback" not in err
+    code, _, err = run(capsys, bad, before)  # on the before side too
+    assert code == 2 and "time_to_recovery has an invalid figure" in err
