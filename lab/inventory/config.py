@@ -91,6 +91,10 @@ def load(path: Path | str, *, environ: dict[str, str] | None = None) -> Inventor
         for name in sorted({n for n in names if names.count(n) > 1}):
             top.check("nodes", None, False, f"node {name} is listed twice",
                       "list each node once")
+        for address, sharing in _shared_addresses(nodes):
+            top.check("nodes", None, False, f"nodes {' and '.join(sharing)} have the same "
+                      f"address {address}", "give each node its own address (address and "
+                      "link0 as `pvecm status` lists them): one address reaches one node")
         # count the entries listed: a node with a mistake of its own is no missing node
         if listed and listed < 3:
             top.check("nodes", None, False, f"only {listed} node(s)",
@@ -103,6 +107,25 @@ def load(path: Path | str, *, environ: dict[str, str] | None = None) -> Inventor
         guest = _guest(top.section("guest", required=True))
         top.done()
     return Inventory(str(path), cluster, tuple(nodes), storage_id, server, export, guest)
+
+
+def _shared_addresses(nodes: list[InventoryNode]) -> list[tuple[str, list[str]]]:
+    """Each address (``address`` or ``link0``) given to more than one node, with those
+    nodes' names: faults aimed at one would hit the other. A node listed twice is
+    reported as such, not here."""
+    owners: dict[str, list[str]] = {}
+    for node in nodes:
+        for text in (node.address, node.link0):
+            if text is None:
+                continue
+            try:
+                address = str(ipaddress.IPv4Address(text))
+            except ValueError:  # a host name: PVE1.lab and pve1.lab are one
+                address = text.lower()
+            names = owners.setdefault(address, [])
+            if node.name not in names:
+                names.append(node.name)
+    return [(address, names) for address, names in owners.items() if len(names) > 1]
 
 
 def _node(s: y.Section, user: str, key: Path | None, password: str | None,
