@@ -4,7 +4,8 @@ Mirrors the create calls of PVE::API2::LXC (`pct create`) and PVE::API2::Qemu
 (`qm create`): quorum first, a VMID unused cluster-wide, new volumes allocated on the
 named storage (`<storage>:<size in GiB>`, PVE::Storage::vdisk_alloc), defaults as PVE
 fills them, and the volumes freed again when writing the config fails.
-Simplification: only new disks; no import of existing volumes, no templates unpacked.
+Simplification: only new disks; no import of existing volumes; a container's template
+must exist but is not unpacked.
 """
 
 from __future__ import annotations
@@ -69,6 +70,15 @@ class GuestCreate:
         self.store.check_vmid_unused(vmid)
         if "rootfs" not in opts:
             raise GuestError("missing 'rootfs' (give --rootfs <storage>:<size in GiB>)")
+        # pve-container src/PVE/API2/LXC.pm: the archive is unpacked after the disks are
+        # allocated, and a failure frees them and the config again and dies with
+        # "unable to create CT <vmid> - <error>"; the error for a missing template is
+        # PVE::Storage::abs_filesystem_path's (pve-storage src/PVE/Storage.pm). Checked
+        # here first, which leaves the same nothing behind.
+        try:
+            self.storages.template_path(ostemplate)
+        except StorageError as exc:
+            raise GuestError(f"unable to create CT {vmid} - {exc}") from None
         values = {"arch": str(opts.get("arch", "amd64")),
                   "hostname": str(opts.get("hostname", f"CT{vmid}")),
                   "memory": str(opts.get("memory", 512)),

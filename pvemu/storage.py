@@ -127,6 +127,7 @@ class Volume:
 
 
 _VOLID = re.compile(r"^([^:\s]+):(\d+)/(vm-(\d+)-disk-(\d+)\.raw)$")
+_VZTMPL = re.compile(r"^([^:\s]+):vztmpl/([^/\s]+)$")
 
 
 def parse_volid(volid: str) -> Volume:
@@ -347,6 +348,19 @@ class Storages:
             return volume
         raise StorageError(f"unable to allocate an image name for VM {vmid} in storage "
                            f"'{storeid}'")
+
+    def template_path(self, volid: str) -> Path:
+        """The file of a container template `<storage>:vztmpl/<name>`
+        (`<path>/template/cache/<name>`, PVE::Storage::Plugin's path for vztmpl); dies as
+        pve-storage src/PVE/Storage.pm `abs_filesystem_path` does when it is no file:
+        `can't find file '<volid>'`. A volid that is no volume is taken as a path, as
+        there."""
+        match = _VZTMPL.match(volid)
+        path = (self.activate(match.group(1)) / "template" / "cache" / match.group(2)
+                if match else Path(volid))
+        if not path.is_file():
+            raise StorageError(f"can't find file '{volid}'")
+        return path
 
     def volume_path(self, volid: str) -> Path:
         volume = parse_volid(volid)

@@ -28,11 +28,11 @@ from harness.lab_api import (
 from lab.embedded import freeze, network, nfs_server, preflight, provision
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.node import NodePower
+from lab.embedded.provision import CT_TEMPLATE
 from lab.embedded.state import LabState, kill_recorded, remove_cgroups, sweep
 
 __all__ = ["EmbeddedConfig", "EmbeddedLab"]
 
-CT_TEMPLATE = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
 GUEST_OFFSET = 20  # guest addresses start at .20 (host .1, nodes .11..)
 
 

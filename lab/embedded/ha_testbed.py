@@ -23,8 +23,9 @@ from harness.timescale import Timescale
 from harness.waits import NotYet, wait_until
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
+from lab.embedded.provision import CT_TEMPLATE
 
-TEMPLATE = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+TEMPLATE = CT_TEMPLATE  # on the shared storage (lab/embedded/provision.py)
 SERVICE = re.compile(r"^service (\S+) \((\S+), (.+)\)$")
 
 

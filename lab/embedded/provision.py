@@ -44,6 +44,12 @@ COMMANDS = {  # name in the node's PATH -> module implementing it
 KERNEL = {8: "6.8.12-9-pve", 9: "6.14.8-2-pve"}
 
 
+# the embedded test guest's template: an empty file on the lab's shared storage (the
+# emulated `pct create` checks that it exists and unpacks nothing)
+CT_TEMPLATE_FILE = "debian-12-standard_12.7-1_amd64.tar.zst"
+CT_TEMPLATE = f"shared:vztmpl/{CT_TEMPLATE_FILE}"
+
+
 def node_dir(config: EmbeddedConfig, node: str) -> Path:
     return config.lab_dir / "nodes" / node
 
@@ -129,6 +135,8 @@ def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
         "",
     ]))
 
+    # the test guest's template, on the shared storage (pct create needs it to exist)
+    _write(config.lab_dir / "nfs" / "template" / "cache" / CT_TEMPLATE_FILE, "")
     _write(etc / "pvechaos/node.json", json.dumps({
         "name": node,
         "address": address,

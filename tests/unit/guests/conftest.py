@@ -32,6 +32,9 @@ def pve(tmp_path: Path) -> Path:
     (root / "local").symlink_to("nodes/node1")
     # a "dir" storage under tmp stands in for the shared storage (no mount needed)
     (tmp_path / "shared").mkdir()
+    cache = tmp_path / "shared/template/cache"  # the containers' template (pct create)
+    cache.mkdir(parents=True)
+    (cache / "debian-12-standard_12.7-1_amd64.tar.zst").write_bytes(b"")
     (root / "storage.cfg").write_text(
         f"dir: shared\n\tpath {tmp_path / 'shared'}\n\tcontent rootdir,images\n")
     return root

@@ -8,7 +8,7 @@ import os
 from pvemu.cli.pct import GuestCli
 
 NET0 = "name=eth0,bridge=vmbr0,ip=198.18.50.100/24"
-TEMPLATE = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+TEMPLATE = "shared:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"  # in conftest
 
 
 def test_start_of_an_ha_guest_asks_ha_manager(guests, pve, tmp_path, monkeypatch, capsys):
@@ -65,3 +65,18 @@ def test_qm_list_layout(guests, capsys):
                       "PID       ")
     assert row == ("       110 db                   stopped    1024               2.00 "
                    "0         ")
+
+
+def test_pct_create_from_a_missing_template_fails_and_creates_nothing(guests, pve, tmp_path,
+                                                                      capsys):
+    """PVE dies with "unable to create CT <vmid> - can't find file '<volid>'" (pve-container
+    src/PVE/API2/LXC.pm, pve-storage src/PVE/Storage.pm abs_filesystem_path)."""
+    cli = GuestCli("ct", guests)
+    missing = "shared:vztmpl/missing.tar.zst"
+    assert cli.main(["create", "101", missing, "--rootfs", "shared:1"]) == 255
+    assert capsys.readouterr().err == (
+        "unable to create CT 101 - can't find file 'shared:vztmpl/missing.tar.zst'\n")
+    assert not (pve / "nodes/node1/lxc/101.conf").exists()
+    assert not (tmp_path / "shared/images/101").exists()
+    assert cli.main(["create", "101", "/no/such/file.tar.zst", "--rootfs", "shared:1"]) == 255
+    assert "can't find file '/no/such/file.tar.zst'" in capsys.readouterr().err

@@ -8,7 +8,7 @@ from pvemu import guest_lifecycle as g
 from pvemu.guest_config import GuestError
 
 NET0 = "name=eth0,bridge=vmbr0,ip=198.18.50.100/24"
-TEMPLATE = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+TEMPLATE = "shared:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"  # in conftest
 
 
 def test_fail_start_counts_n_failures_then_lets_starts_through(tmp_path):

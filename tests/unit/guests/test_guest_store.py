@@ -10,7 +10,7 @@ import pytest
 
 from pvemu.guest_config import GuestConfig, GuestError
 
-TEMPLATE = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+TEMPLATE = "shared:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"  # in conftest
 
 
 def test_vmids_are_unique_cluster_wide_and_worded_as_pve_words_it(guests, pve):
