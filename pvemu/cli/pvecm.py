@@ -278,11 +278,23 @@ def cmd_nodes(argv: list[str]) -> int:
 
 
 def cmd_expected(argv: list[str]) -> int:
-    args, _ = options.parse(argv, ["expected"], {}, "pvecm expected <expected>")
-    if not args["expected"].isdigit() or int(args["expected"]) < 1:
+    """pve-cluster src/PVE/CLI/pvecm.pm `expected`: the parameter is checked by
+    PVE::JSONSchema (pve-common src/PVE/JSONSchema.pm: `check_type`'s is_integer,
+    /^[+-]?\\d+$/, before `minimum => 1`), then check_conf_exists, then it execs
+    `corosync-quorumtool -e N`, whose refusal (e.g. N above the total votes on a quorate
+    cluster: "Unable to set expected votes: CS_ERR_INVALID_PARAM") and exit code 1 are
+    corosync's own (exec/votequorum.c, tools/corosync-quorumtool.c)."""
+    usage = "pvecm expected <expected>"
+    args, _ = options.parse(argv, ["expected"], {}, usage)
+    value = args["expected"]
+    if not re.fullmatch(r"[+-]?\d+", value):
+        raise options.UsageError(f"400 Parameter verification failed.\nexpected: type check "
+                                 f"('integer') failed - got '{value}'\n{usage}")
+    if int(value) < 1:
         raise options.UsageError("400 Parameter verification failed.\nexpected: value must "
-                                 "have a minimum value of 1\npvecm expected <expected>")
-    return quorumtool("-e", args["expected"])
+                                 f"have a minimum value of 1\n{usage}")
+    read_pve_conf(EtcPve())  # PVE::Corosync::check_conf_exists: dies when in no cluster
+    return quorumtool("-e", value)
 
 
 def cmd_apiver(argv: list[str]) -> int:
