@@ -13,12 +13,13 @@ from harness.formation import form_cluster
 from harness.waits import NotYet, hold_for_s, wait_until
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
+from lab.embedded.provision import CT_TEMPLATE
 from pvemu.guest_process import read_log
 from tests.integration.conftest import leftovers
 
 SUBNET = "198.18.50"
 NET0 = "name=eth0,bridge=vmbr0,ip={}/24"
-TEMPLATE = "local:vztmpl/debian-12-standard_12.7-1_amd64.tar.zst"
+TEMPLATE = CT_TEMPLATE  # the lab puts it on the shared storage
 
 
 @pytest.fixture(scope="module")
@@ -187,6 +188,12 @@ def test_errors_are_worded_as_pve_words_them(cluster):
     assert node3.run("test", "-e", "/etc/pve/nodes/node3/lxc/104.conf").rc != 0
     storage = node3.run("pct", "create", "105", TEMPLATE, "--rootfs", "nosuch:1")
     assert storage.rc == 255 and "storage 'nosuch' does not exist" in storage.stderr
+    missing = node3.run("pct", "create", "106", "shared:vztmpl/missing.tar.zst", "--rootfs",
+                        "shared:1")
+    assert missing.rc == 255
+    assert "unable to create CT 106 - can't find file 'shared:vztmpl/missing.tar.zst'" in (
+        missing.stderr)
+    assert node3.run("test", "-e", "/etc/pve/nodes/node3/lxc/106.conf").rc != 0
 
 
 def test_a_vm_runs_lists_and_is_destroyed(lab, cluster):

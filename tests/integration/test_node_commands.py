@@ -82,6 +82,9 @@ def test_pvecm_errors_are_worded_as_pve_words_them(cluster):
     status = node.run("pvecm", "status")
     assert status.rc == 255
     assert "does not exist - is this node part of a cluster?" in status.stderr
+    expected = node.run("pvecm", "expected", "abc")
+    assert expected.rc == 255
+    assert "expected: type check ('integer') failed - got 'abc'" in expected.stderr
     unknown = node.run("pvecm", "create", "c1", "--bogus", "1")
     assert unknown.rc == 255 and "Unknown option: bogus" in unknown.stderr
     api = node.run("pvecm", "add", "198.18.47.12")
