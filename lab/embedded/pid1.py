@@ -195,7 +195,7 @@ def clean_boot_state(units: dict[str, Service]) -> None:
 
 
 def power_action(verb: str, name: str, units: dict[str, Service],
-                 kernel_restart: Callable[[], None] = lambda: None) -> bool:
+                 kernel_restart: Callable[[], None]) -> bool:
     """poweroff, reboot (services stop in order first) or reset (at once, as softdog
     does). Returns whether the node stays up (False: init exits, the node is off).
     ``kernel_restart`` runs once userspace is gone, before the next boot."""
