@@ -161,7 +161,7 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
             raise InterlockError(f"refusing {command.fault} on {node}: {refusal}")
         target = self.cluster.node(node)
         with step(f"{command.fault} on {node}: {command.detail}"):
-            result = target.run(command.apply, timeout_s=20)
+            result = target.run(command.apply, timeout_s=command.apply_timeout_s)
             if result.rc != 0:
                 target.run(command.undo, timeout_s=20)
                 raise CommandError(node, result.command, result.rc, result.stdout,

@@ -53,10 +53,18 @@ def kill_command(unit: str) -> NodeCommand:
                        start_if_inactive(name))
 
 
+# `systemctl stop` returns when the daemon left: the LRM's restart takes up to two rounds
+# of 10 s (its TERM handler asks, the CRM freezes its services in its next round, the
+# LRM exits in its next one: pve-faults.md §1) and the CRM's up to one; a bound, not a
+# prediction, below systemd's own (pve-ha-crm TimeoutStopSec=65)
+STOP_TIMEOUT_S = 60.0
+
+
 def stop_command(unit: str) -> NodeCommand:
     name = unit_name(unit)
     return NodeCommand("daemon.stop", f"systemctl stop {name}",
-                       f"systemctl stop {shlex.quote(name)}", start_if_inactive(name))
+                       f"systemctl stop {shlex.quote(name)}", start_if_inactive(name),
+                       apply_timeout_s=STOP_TIMEOUT_S)
 
 
 def pause_command(unit: str) -> NodeCommand:

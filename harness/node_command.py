@@ -21,6 +21,9 @@ class NodeCommand:
     detail: str  # what exactly, for the timeline ("cut from node3")
     apply: str
     undo: str
+    # how long the apply may take (real seconds): `systemctl stop` waits for the daemon,
+    # and PVE's LRM leaves only a round after the CRM froze its services (faults_daemon)
+    apply_timeout_s: float = 20.0
 
 
 # module name -> a shell command that must succeed when there is nothing to remove

@@ -54,34 +54,51 @@ def run(kind: str) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    shutdown_requested = False
-    tick = daemon.env.timing.s(1)
-    for delay in daemon.run():
-        if not asked:
-            if not pause(delay, wake, tick):
-                daemon.env.log("warn", f"sleep_until({delay.end:.0f}) gave up after "
-                               f"{MAX_UNTIL_PVE_SECONDS} s: the clock is far behind")
-            wake.clear()
-        if asked and not shutdown_requested:
-            shutdown_requested = True
+    handled: list[bool] = []
+
+    def on_signal() -> None:
+        """PVE's TERM handler: ``shutdown_request`` at once, once; the loop runs on."""
+        if asked and not handled:
+            handled.append(True)
             daemon.env.log("info", "received signal TERM")
             request_shutdown(daemon)
+
+    tick = daemon.env.timing.s(1)
+    for delay in daemon.run():
+        on_signal()  # a TERM during a step: Perl runs the handler between its ops
+        if not pause(delay, wake, tick, on_signal=on_signal):
+            daemon.env.log("warn", f"sleep_until({delay.end:.0f}) gave up after "
+                           f"{MAX_UNTIL_PVE_SECONDS} s: the clock is far behind")
     daemon.env.log("info", "server stopped")
     return 0
 
 
-def pause(delay: float, wake: threading.Event, tick: float,
+def pause(delay: float, wake: threading.Event, tick: float, *,
+          on_signal: Callable[[], None] = lambda: None,
           clock: Callable[[], float] = wallclock.now) -> bool:
-    """Sleep as the daemon asked: ``delay`` seconds, or for a ``SleepUntil`` until
-    ``clock()`` reaches its end, checked every ``tick`` (one PVE second). A set ``wake``
-    (SIGTERM) ends either at once. False when a sleep_until hit its bound."""
+    """Sleep as the daemon asked, as PVE2.pm does after a shutdown request too (its
+    rounds keep their pace: the LRM's restart waits a round for the CRM's freeze,
+    pve-faults.md §1):
+
+    - a plain ``delay`` is Perl's ``sleep``: a signal (``wake``) ends it early, after its
+      handler (``on_signal``) ran;
+    - a ``SleepUntil`` is ``sleep_until``'s loop of ``sleep(1)`` until ``clock()`` reaches
+      its end, checked every ``tick`` (one PVE second): a signal runs its handler and the
+      loop sleeps on.
+
+    False when a sleep_until hit its bound."""
     if not isinstance(delay, SleepUntil):
-        wake.wait(max(0.0, delay))
+        if wake.wait(max(0.0, delay)):
+            wake.clear()
+            on_signal()
         return True
     for _ in range(MAX_UNTIL_PVE_SECONDS + 2):  # one tick is one PVE second
         left = delay.end - clock()
-        if left <= 0 or wake.wait(min(tick, left)):
+        if left <= 0:
             return True
+        if wake.wait(min(tick, left)):
+            wake.clear()  # the next wait sleeps again
+            on_signal()
     return False
 
 

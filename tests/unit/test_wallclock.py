@@ -128,7 +128,7 @@ class Clock:
 def test_a_plain_sleep_is_not_moved_by_the_clock():
     clock, wake = Clock(), threading.Event()
     started = time.monotonic()
-    assert daemon.pause(0.05, wake, 0.01, clock)
+    assert daemon.pause(0.05, wake, 0.01, clock=clock)
     assert 0.04 < time.monotonic() - started < 3
 
 
@@ -136,25 +136,28 @@ def test_sleep_until_ends_within_a_tick_of_a_forward_step():
     clock, wake = Clock(), threading.Event()
     threading.Timer(0.05, lambda: setattr(clock, "t", 2000.0)).start()
     started = time.monotonic()
-    assert daemon.pause(SleepUntil(1010.0, clock.t), wake, 0.02, clock)
+    assert daemon.pause(SleepUntil(1010.0, clock.t), wake, 0.02, clock=clock)
     assert time.monotonic() - started < 3  # not the 10 s it asked for (its clock stood still)
 
 
-def test_sleep_until_stalls_by_a_backward_step_and_a_term_ends_it():
-    clock, wake = Clock(), threading.Event()
+def test_sleep_until_stalls_by_a_backward_step_and_a_term_does_not_end_it():
+    """PVE2.pm's sleep_until sleeps on after a signal (its loop of sleep(1)); the
+    handler (shutdown_request) runs at once."""
+    clock, wake, handled = Clock(), threading.Event(), []
     clock.t = 900.0  # stepped back 100 s right after it asked for 1010
     threading.Timer(0.1, wake.set).start()
+    threading.Timer(0.4, lambda: setattr(clock, "t", 1010.0)).start()
     started = time.monotonic()
-    assert daemon.pause(SleepUntil(1010.0, 1000.0), wake, 0.02, clock)
-    assert 0.08 < time.monotonic() - started < 3  # still waiting when SIGTERM came
+    assert daemon.pause(SleepUntil(1010.0, 1000.0), wake, 0.02, clock=clock,
+                        on_signal=lambda: handled.append(time.monotonic() - started))
+    assert 0.35 < time.monotonic() - started < 3  # slept on until the clock got there
+    assert len(handled) == 1 and 0.08 < handled[0] < 0.35  # the handler ran at the TERM
 
 
-def test_sleep_until_is_bounded(monkeypatch):
-    monkeypatch.setattr(daemon, "MAX_UNTIL_PVE_SECONDS", 3)
-    assert not daemon.pause(SleepUntil(1e12, 0.0), threading.Event(), 0.001, Clock())
-
-
-def test_sleep_until_is_a_plain_delay_to_the_simulator():
-    delay = SleepUntil(1010.0, 1003.5)
-    assert float(delay) == 6.5 and delay.end == 1010.0
-    assert float(SleepUntil(1000.0, 1003.5)) == 0.0
+def test_a_term_ends_a_plain_sleep_after_its_handler():
+    clock, wake, handled = Clock(), threading.Event(), []
+    threading.Timer(0.05, wake.set).start()
+    started = time.monotonic()
+    assert daemon.pause(5.0, wake, 0.01, on_signal=lambda: handled.append(True), clock=clock)
+    assert time.monotonic() - started < 3 and handled == [True]
+    assert not wake.is_set()  # the next sleep sleeps
