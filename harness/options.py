@@ -3,9 +3,8 @@
 Each function takes an option's raw value (as pytest's parser gives it) and returns the
 parsed value, or raises pytest.UsageError naming the option, what is wrong with the value
 and the fix: pytest ends the run with exit code 4 and that message, no traceback. They are
-called where the options are read (conftest.py and harness/plugin.py in
-``pytest_configure``, scenarios/conftest.py) and depend on nothing but the harness, so the
-plugin can move without them.
+called where the options are read (``pytest_configure`` of harness/plugin.py,
+harness/fixtures.py and lab/pytest_plugin.py) and depend on nothing but the harness.
 
 The rules the labs share live here once: the embedded lab's name (``LAB_NAME``) and a PVE
 version's shape (``PVE_VERSION``); lab/embedded/config.py imports them.
@@ -27,7 +26,8 @@ import pytest
 from harness.timescale import Timescale, TimescaleError
 
 # the embedded lab's name: it names bridges, veths and namespaces (at most 15 characters)
-LAB_NAME = re.compile(r"[a-z][a-z0-9]{0,7}")
+LAB_NAME_MAX = 8  # it names bridges and veths (15 characters with their prefixes)
+LAB_NAME = re.compile(rf"[a-z][a-z0-9]{{0,{LAB_NAME_MAX - 1}}}")
 LAB_NAME_RULE = ("1-8 characters, lowercase letters and digits, starting with a letter "
                  "(it names the lab's bridges and namespaces)")
 # what `pveversion` reports: major.minor[.patch]

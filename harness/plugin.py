@@ -37,7 +37,7 @@ from harness.waits import NotYet, set_progress, wait_until
 
 _FAILED_STEP = pytest.StashKey[dict]()
 RUN_ID = pytest.StashKey[str]()
-# The run's one timescale, made from --timescale once (conftest.py pytest_configure)
+# The run's one timescale, made from --timescale once (pytest_configure)
 TIMESCALE = pytest.StashKey[Timescale]()
 
 
@@ -45,6 +45,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pvechaos")
     group.addoption("--metrics-file", default="reports/metrics.json", type=Path,
                     help="where measured figures are written (default: %(default)s)")
+    group.addoption("--timescale", type=float, default=1.0,
+                    help="multiplier for PVE's HA timers on labs that scale them, from "
+                         "0.01 to 10 (1 = PVE's real timings; default: %(default)s)")
+    group.addoption("--recovery-budget", type=float, default=120.0,
+                    help="recovery budget in seconds at timescale 1, > 0 "
+                         "(default: %(default)s)")
+
+
+def run_timescale(config: pytest.Config) -> Timescale:
+    """The run's one timescale, made and validated once in pytest_configure."""
+    return config.stash[TIMESCALE]
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,11 +66,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "quorum: a failed assertion in this test is a quorum "
                                        "assertion (its own report category)")
     config.addinivalue_line("markers", "extended: a longer fault story or item, run only "
-                                       "with --all-faults (scenarios/conftest.py)")
+                                       "with --all-faults (harness/fixtures.py)")
     config.addinivalue_line("markers", "needs_verbs(*verbs): the FaultInjector verbs a "
                                        "fault story uses; skipped when one is missing")
     config.stash[_FAILED_STEP] = {}
-    options.metrics_file(config.getoption("metrics_file"))  # writable, before any lab starts
+    # every option's value is checked here, before any lab starts (harness/options.py)
+    options.metrics_file(config.getoption("metrics_file"))  # writable
+    options.recovery_budget(config.getoption("recovery_budget"))
+    config.stash[TIMESCALE] = options.timescale(config.getoption("timescale"))  # the one place
     if threading_main():
         signal.signal(signal.SIGTERM, _raise_interrupt)
         # `kill -USR1 <pid>` writes every thread's stack to stacks_file(pid): what a hung
@@ -279,7 +293,7 @@ def _static_environment(config: pytest.Config) -> dict[str, str]:
                         ("timescale", "timescale"), ("recovery_budget", "recovery_budget_s")):
         try:
             value = config.getoption(option)
-        except ValueError:  # an option of the root conftest, absent in a bare run
+        except ValueError:  # an option of the lab plugin, absent without it
             continue
         facts[key] = f"{value:g}" if isinstance(value, float) else str(value)
     return facts
@@ -327,9 +341,7 @@ def keep_trend(config: pytest.Config, alluredir: Path | None) -> None:
     measured = MetricsFile(metrics_file, config.stash[RUN_ID]).read(this_run_only=True)
     if not measured:
         return
-    setting = f"{config.getoption('lab', 'embedded')} lab"
-    if TIMESCALE in config.stash:  # absent where the plugin runs without the root conftest
-        setting += f", timescale {config.stash[TIMESCALE]}"
+    setting = f"{config.getoption('lab', 'embedded')} lab, timescale {run_timescale(config)}"
     runs = trends.append_run(metrics_file.with_name("metrics-history.jsonl"),
                              config.stash[RUN_ID], _git_revision(config.rootpath), measured,
                              setting=setting)

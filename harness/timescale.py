@@ -3,7 +3,7 @@
 Labs that can scale PVE's HA timers (the embedded lab) run them at ``factor`` times their
 real length; 1 means PVE's real timings, the only one real PVE (libvirt, inventory) has.
 Corosync's timers are never scaled. The value is made once per run from ``--timescale``
-(conftest.py ``pytest_configure``, kept under harness.plugin.TIMESCALE) and validated
+(harness/plugin.py ``pytest_configure``, kept under its TIMESCALE) and validated
 here, once; the clock, the predicted constants, the budget and the lab take it from there.
 
 A timescale lies from ``Timescale.MIN`` (0.01) to ``Timescale.MAX`` (10). Below 0.01 PVE's

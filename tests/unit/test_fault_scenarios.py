@@ -8,8 +8,8 @@ import itertools
 
 import pytest
 
+from harness import fixtures
 from harness.expectations import NO_RESET, RESET
-from scenarios import conftest as scenario_conftest
 from scenarios.test_daemon_faults import CASES, STALLED, WATCHDOG
 
 UNITS = ("corosync", "pve-cluster", "pve-ha-crm", "pve-ha-lrm", "watchdog-mux")
@@ -63,8 +63,8 @@ def test_a_missing_verb_skips_always_and_extended_items_only_without_all_faults(
     missing = FakeItem(FakeMark("needs_verbs", "power_cut", "no_such_verb"))
     present = FakeItem(FakeMark("needs_verbs", "power_cut"))
     extended = FakeItem(FakeMark("needs_verbs", "power_cut"), FakeMark("extended"))
-    scenario_conftest.pytest_collection_modifyitems(FakeConfig(all_faults),
-                                                    [missing, present, extended])
+    fixtures.pytest_collection_modifyitems(FakeConfig(all_faults),
+                                           [missing, present, extended])
     assert skips(missing) == ["FaultInjector has no no_such_verb: the fault family's "
                               "harness/faults_*.py mixin is not in this checkout"]
     assert skips(present) == []

@@ -1,35 +1,57 @@
-"""Fixtures for the chaos scenarios (lab-agnostic: everything goes through the harness)."""
+"""The public fixtures of the pvechaos pytest plugin (lab-agnostic: everything goes
+through the harness; the ``lab`` fixture comes from the composition root,
+lab/pytest_plugin.py).
+
+A scenario asks for what it needs by name; every fixture here is module-scoped unless it
+says otherwise, so one test module is one story on one fresh lab:
+
+- ``lab``: the started lab (lab/pytest_plugin.py); ``cluster``: its nodes, formed;
+- ``clock``, ``timeline``: the run's timescale and the record of everything seen;
+- ``faults``: the fault verbs (power cuts, partitions, daemon, clock, storage faults),
+  each undone at teardown;
+- ``guest``: the HA test guest; ``probe``: its service, polled from outside; ``meter``:
+  cuts a node and measures the recovery; ``constants``: PVE's timing constants as the
+  cluster runs them; ``budget``: the recovery budget;
+- ``quorum_watcher``, ``ha_watcher``: every node's `pvecm status` / `ha-manager status`
+  in the background; ``invariants``: the safety invariants, checked every second;
+- ``story_nodes``: which nodes lose power first and second and which survives;
+- ``settle``, ``resets``, ``require``: helpers of the fault stories;
+- ``metrics`` (harness/plugin.py): records figures into the report.
+"""
 
 from __future__ import annotations
 
-import time
+import json
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-import allure
 import pytest
 
 from harness import options
+from harness.clock import Clock
 from harness.cluster import Cluster
 from harness.errors import LabError, PvechaosError
-from harness.events import Action, Event, NodeFault, Note
+from harness.events import LabEvent, Note
 from harness.expectations import Budget, ClusterConstants, read_constants
+from harness.faults import FaultInjector
+from harness.formation import bring_up
 from harness.ha_guest import HaGuest
 from harness.ha_watcher import HaWatcher
 from harness.invariants import InvariantChecker
-from harness.metrics import MetricsFile
-from harness.plugin import RUN_ID, record_environment
+from harness.lab_api import Capability, Lab
+from harness.plugin import record_environment, run_timescale
 from harness.probes import Probe
 from harness.recovery import RecoveryMeter
-from harness.report import event_table, node_logs, timeline_plot
-from harness.report.redact import redact
 from harness.timeline import EventKind, Timeline
 from harness.waits import NotYet, hold_for, wait_until
+from harness.watchers import QuorumWatcher
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("pvechaos")
+    group.addoption("--cluster-name", default="pvechaos",
+                    help="name given to `pvecm create` (default: %(default)s)")
     group.addoption(
         "--story-nodes", default=None, metavar="FIRST,SECOND,SURVIVOR",
         help="which nodes lose power first and second, and which survives "
@@ -51,8 +73,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     (marker ``needs_verbs``: each in-node fault family lives in its own
     harness/faults_*.py mixin) and, without --all-faults, the ``extended`` ones (both
     markers are registered in harness/plugin.py)."""
-    from harness.faults import FaultInjector
-
     for item in items:
         wanted = [v for m in item.iter_markers("needs_verbs") for v in m.args]
         missing = [v for v in dict.fromkeys(wanted) if not hasattr(FaultInjector, v)]
@@ -65,6 +85,65 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                                                     "--all-faults"))
 
 
+# -- the cluster and its record -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def clock(request: pytest.FixtureRequest) -> Clock:
+    """The run's clock: seconds since the module started, and the --timescale that PVE's
+    timers run at on labs that scale them (``clock.timescale``)."""
+    return Clock(run_timescale(request.config))
+
+
+@pytest.fixture(scope="module")
+def timeline(clock: Clock) -> Timeline:
+    """Everything the module saw (faults, quorum and HA changes, probe answers, notes),
+    stamped on ``clock``; the report's pictures and tables are drawn from it."""
+    return Timeline(clock)
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """The lab's nodes as one cluster (formed with `pvecm create` / `pvecm add` unless the
+    lab has it already; harness/formation.py `bring_up`). ``cluster.node(name).run(...)``
+    runs a command over SSH; ``cluster.names`` are the node names."""
+    the_cluster = Cluster(lab)
+    try:
+        bring_up(the_cluster, request.config.getoption("cluster_name"))
+    except PvechaosError as exc:
+        the_cluster.close()
+        raise LabError(f"forming the cluster failed: {exc}") from exc
+    yield the_cluster
+    the_cluster.close()
+
+
+@pytest.fixture(scope="module")
+def faults(lab: Lab, timeline: Timeline) -> Iterator[FaultInjector]:
+    """The fault verbs (harness/faults.py: ``power_cut``, ``power_on``, ``isolate``,
+    ``kill_daemon``, ``clock_step``, ``storage_cut`` ...), each recorded on the timeline
+    and undone at teardown (``faults.end(fault)`` ends one earlier)."""
+    injector = FaultInjector(lab, timeline)
+    if Capability.EVENTS in lab.capabilities:  # power events the lab sees by itself
+        lab.subscribe(lambda node, event, detail: timeline.record(
+            EventKind.LAB_EVENT, node, LabEvent(node, event, detail)))
+    yield injector
+    errors = injector.undo_all()
+    if errors:
+        raise PvechaosError("undoing faults failed: " + "; ".join(map(str, errors)))
+
+
+@pytest.fixture(scope="module")
+def quorum_watcher(cluster: Cluster, timeline: Timeline) -> Iterator[QuorumWatcher]:
+    """Every node's `pvecm status`, polled in the background onto the timeline."""
+    with QuorumWatcher(cluster, timeline) as watcher:
+        yield watcher
+    try:
+        import allure
+
+        allure.attach(json.dumps(timeline.to_json(), indent=1), name="timeline.json",
+                      attachment_type=allure.attachment_type.JSON)
+    except ImportError:
+        pass
+
+
 @dataclass(frozen=True)
 class StoryNodes:
     first: str  # loses power first
@@ -74,6 +153,8 @@ class StoryNodes:
 
 @pytest.fixture(scope="module")
 def story_nodes(cluster: Cluster, request: pytest.FixtureRequest) -> StoryNodes:
+    """Which nodes lose power first and second and which survives (--story-nodes, else
+    the cluster's three nodes in name order)."""
     try:
         names = options.story_nodes(request.config.getoption("story_nodes"),
                                     known=cluster.names)
@@ -86,14 +167,15 @@ def story_nodes(cluster: Cluster, request: pytest.FixtureRequest) -> StoryNodes:
     return StoryNodes(*(names or cluster.names))
 
 
-# -- the HA scenarios: one guest under HA, watched from outside and from every node -------
+# -- the HA guest, watched from outside and from every node -------------------------------
 GUEST_VMID = 100
 
 
 @pytest.fixture(scope="module")
 def guest(lab, cluster: Cluster) -> Iterator[HaGuest]:
-    """The test guest (not created yet: the scenario's setup step does that); removed
-    afterwards where the cluster outlives the run."""
+    """The HA test guest (not created yet: ``guest.set_up(node, timeout_s=...)`` creates
+    it on shared storage and puts it under HA); removed afterwards where the cluster
+    outlives the run. ``guest.placement()`` is its (node, state) in `ha-manager status`."""
     try:
         recipe, storage = lab.guest_recipe(GUEST_VMID), lab.shared_storage()
     except PvechaosError as exc:
@@ -108,7 +190,8 @@ def guest(lab, cluster: Cluster) -> Iterator[HaGuest]:
 
 @pytest.fixture(scope="module")
 def probe(guest: HaGuest, timeline: Timeline) -> Iterator[Probe]:
-    """Connects to the guest's service every 100 ms (scaled) from outside the cluster."""
+    """Connects to the guest's service every 100 ms (scaled) from outside the cluster;
+    ``probe.downtime(t0, t1)`` is how long it did not answer."""
     r = guest.recipe
     with Probe(guest.sid, r.address, r.port, timeline, sid=guest.sid) as the_probe:
         yield the_probe
@@ -121,10 +204,15 @@ def ha_watcher(cluster: Cluster, timeline: Timeline) -> Iterator[HaWatcher]:
         yield watcher
 
 
+# Observation lags the invariants allow for: a watcher's poll (0.5 s) plus a slow command.
+INVARIANT_SLACK_S = 3.0
+
+
 @pytest.fixture(scope="module")
 def invariants(timeline: Timeline, guest: HaGuest, probe: Probe, quorum_watcher,
                ha_watcher) -> Iterator[InvariantChecker]:
-    """The safety invariants, checked every second while the module runs; a test that
+    """The safety invariants (never two copies of the guest running, no write lost that
+    the guest acknowledged, ...), checked every second while the module runs; a test that
     uses this fixture fails when one breaks during it (harness.plugin)."""
     checker = InvariantChecker(timeline, guest.sid, read_log=guest.read_log,
                                acknowledged=probe.acknowledged,
@@ -137,13 +225,11 @@ def invariants(timeline: Timeline, guest: HaGuest, probe: Probe, quorum_watcher,
                     "\n".join(f"  {v}" for v in late), pytrace=False)
 
 
-# Observation lags the invariants allow for: a watcher's poll (0.5 s) plus a slow command.
-INVARIANT_SLACK_S = 3.0
-
-
 @pytest.fixture(scope="module")
 def constants(cluster: Cluster, clock, request: pytest.FixtureRequest) -> ClusterConstants:
-    """The timing constants, read from the running cluster's corosync."""
+    """PVE's timing constants as this cluster runs them (corosync's token and consensus
+    read from the nodes, the HA timers at the run's timescale): what the predicted
+    windows of harness/expectations are computed from."""
     try:
         constants = read_constants(cluster.nodes()[0], clock.timescale, len(cluster.names))
     except PvechaosError as exc:
@@ -157,100 +243,46 @@ def constants(cluster: Cluster, clock, request: pytest.FixtureRequest) -> Cluste
 
 @pytest.fixture(scope="module")
 def budget(request: pytest.FixtureRequest, clock) -> Budget:
+    """The recovery budget (--recovery-budget, seconds at timescale 1, scaled)."""
     return Budget(options.recovery_budget(request.config.getoption("recovery_budget")),
                   clock.timescale)
 
 
 @pytest.fixture
 def meter(guest, probe, faults, timeline, constants, budget, metrics) -> RecoveryMeter:
-    """Cuts a node and measures the guest's recovery (harness/recovery.py)."""
+    """Cuts a node and measures the guest's recovery against the predicted window and the
+    budget (harness/recovery.py); ``meter.wait_serving(what, timeout_s=...)`` waits until
+    the guest answers and returns the node it answers from."""
     return RecoveryMeter(guest=guest, probe=probe, faults=faults, timeline=timeline,
                          constants=constants, budget=budget, metrics=metrics)
 
 
-# -- evidence for the report, after every step --------------------------------------------
-LOG_LEAD_S = 10.0  # node logs from this long before a fault
+# -- helpers of the fault stories -----------------------------------------------------------
+@pytest.fixture(scope="module")
+def require(lab) -> Callable[[str], None]:
+    """``require("FREEZE")`` skips the test when the lab lacks that capability (a
+    Capability member's name; a name this checkout does not define is lacking too)."""
+    def need(capability: str) -> None:
+        member = getattr(Capability, capability, None)
+        if member is None or member not in lab.capabilities:
+            pytest.skip(f"the {lab.kind} lab has no Capability.{capability}")
+    return need
 
 
-@pytest.fixture(autouse=True)
-def evidence(request: pytest.FixtureRequest) -> Iterator[None]:
-    """After every step of a scenario on a cluster: each reachable node's `pvecm status`
-    and `ha-manager status`, the node logs around the step's faults (redacted), and the
-    timeline so far as a picture (with the recoveries, their windows and budgets) and as
-    a table. A failed step thus carries its evidence."""
-    if "cluster" not in request.fixturenames:
-        yield
-        return
-    timeline: Timeline = request.getfixturevalue("timeline")
-    cluster: Cluster = request.getfixturevalue("cluster")
-    facts = cluster.lab.describe()
-    allure.dynamic.label("lab", facts.get("lab", cluster.lab.kind))
-    allure.dynamic.tag(f"lab: {cluster.lab.kind}")
-    allure.dynamic.tag(f"PVE {request.config.getoption('pve_flavour')}")
-    allure.dynamic.parameter("timescale", f"{timeline.clock.timescale:g}")
-    started = timeline.clock.now()
-    yield
-    step = request.node.name
-    with allure.step("evidence"):
-        for node in cluster.nodes():
-            if not cluster.lab.is_powered(node.name):
-                continue
-            for argv in (("pvecm", "status"), ("ha-manager", "status")):
-                try:
-                    result = node.run(*argv, timeout_s=15)
-                    text = result.stdout + result.stderr
-                except PvechaosError as exc:
-                    text = f"(no answer: {exc})"
-                allure.attach(redact(text), name=f"{' '.join(argv)} on {node.name}",
-                              attachment_type=allure.attachment_type.TEXT)
-        faults = timeline.events(FAULT_KINDS, after=started)
-        if faults:
-            vmid = GUEST_VMID if "guest" in request.fixturenames else None
-            since = timeline.clock.wall(faults[0].t - LOG_LEAD_S)
-            for name, text in node_logs.collect(cluster, since, time.time(),
-                                                guest_vmid=vmid).items():
-                allure.attach(text, name=f"logs on {name} around "
-                              f"{', '.join(describe(f) for f in faults)}",
-                              attachment_type=allure.attachment_type.TEXT)
-        title = f"{request.module.__name__.rsplit('.', 1)[-1]}: up to {step}"
-        overlays = recovery_overlays(request, timeline)
-        allure.attach(timeline_plot.render(timeline, nodes=cluster.names, overlays=overlays,
-                                           title=title),
-                      name="timeline", attachment_type=allure.attachment_type.PNG)
-        allure.attach(event_table.to_html(timeline, title=title), name="events",
-                      attachment_type=allure.attachment_type.HTML)
-        allure.attach(event_table.to_csv(timeline), name="events.csv",
-                      attachment_type=allure.attachment_type.CSV)
+@pytest.fixture
+def settle(cluster: Cluster, guest: HaGuest, meter: RecoveryMeter) -> Callable[..., str]:
+    """Wait (bounded) for a whole, calm cluster before the next fault: every node sees
+    all members and quorum, every LRM reports, and the guest answers; returns the node
+    it answers from."""
+    def wait(timeout_s: float = 120.0) -> str:
+        for name in cluster.names:
+            cluster.node(name).wait_reachable(timeout_s=timeout_s)
+            cluster.wait_whole_view(name, timeout_s=timeout_s)
+        guest.wait_lrms_reporting(timeout_s=timeout_s)
+        return meter.wait_serving(f"{guest.sid} to answer", timeout_s=timeout_s)
+    return wait
 
 
-# every fault verb (power, shutdown, reset, freeze, link) and the scenario's own actions
-FAULT_KINDS = (*(k for k in EventKind if k.value.startswith("fault.")), EventKind.ACTION)
-
-
-def describe(event: Event) -> str:
-    """``power cut node1``, ``pvecm expected 1 node2``: a fault or an action, briefly."""
-    p = event.payload
-    what = (p.what if isinstance(p, Action) else "") or \
-        str(event.kind).split(".")[-1].replace("_", " ")
-    node = p.node if isinstance(p, Action | NodeFault) else None
-    return f"{what} {node}" if node else str(what)
-
-
-def recovery_overlays(request: pytest.FixtureRequest, timeline: Timeline) -> list:
-    """The recoveries this scenario measured so far (from the metrics of this run)."""
-    module = request.module.__name__.rsplit(".", 1)[-1]
-    overlays = []
-    for m in MetricsFile(request.config.getoption("metrics_file"),
-                         request.config.stash[RUN_ID]).read(this_run_only=True):
-        since = m.data.get("since_t")
-        if m.scenario == module and m.name.endswith("time_to_recovery") and since is not None:
-            overlays.append(timeline_plot.RecoveryOverlay(
-                float(since), float(since) + m.value_s, window=m.window_s,
-                budget_s=m.budget_s, label=m.name))
-    return overlays
-
-
-# -- the fault stories (issue 13): resets, settling, capabilities ------------------------
 class Resets:
     """Whether and when a node resets, from its boot id (Linux's, or the embedded node's
     per-boot one): a reset is the first poll that finds the node down or on a new boot,
@@ -294,31 +326,5 @@ class Resets:
 
 @pytest.fixture(scope="module")
 def resets(cluster: Cluster, timeline: Timeline) -> Resets:
+    """Whether and when a node resets (``resets.boot``, ``resets.wait``, ``resets.hold``)."""
     return Resets(cluster, timeline)
-
-
-@pytest.fixture(scope="module")
-def require(lab):
-    """``require("FREEZE")`` skips the test when the lab lacks that capability (a
-    Capability member's name; a name this checkout does not define is lacking too)."""
-    from harness.lab_api import Capability
-
-    def need(capability: str) -> None:
-        member = getattr(Capability, capability, None)
-        if member is None or member not in lab.capabilities:
-            pytest.skip(f"the {lab.kind} lab has no Capability.{capability}")
-    return need
-
-
-@pytest.fixture
-def settle(cluster: Cluster, guest: HaGuest, meter: RecoveryMeter, constants):
-    """Wait (bounded) for a whole, calm cluster before the next fault: every node sees
-    all members and quorum, every LRM reports, and the guest answers; returns the node
-    it answers from."""
-    def wait(timeout_s: float = 120.0) -> str:
-        for name in cluster.names:
-            cluster.node(name).wait_reachable(timeout_s=timeout_s)
-            cluster.wait_whole_view(name, timeout_s=timeout_s)
-        guest.wait_lrms_reporting(timeout_s=timeout_s)
-        return meter.wait_serving(f"{guest.sid} to answer", timeout_s=timeout_s)
-    return wait

@@ -1,0 +1,145 @@
+"""The pvechaos pytest plugin's composition root: the only place where harness/ and lab/
+meet in a test run.
+
+`pip install pvechaos` registers this module (the ``pytest11`` entry point named
+``lab.pytest_plugin``; this repository's conftest.py names it too), and with it the
+lab-agnostic plugin (harness/plugin.py: stories, metrics, report), the public fixtures
+(harness/fixtures.py) and the report's evidence (harness/evidence.py). Here: the options
+that choose and configure the lab, and the ``lab`` fixture, a freshly booted lab for each
+test module, so every story starts from a pristine cluster. Turn the plugin off with
+``-p no:lab.pytest_plugin``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+
+import pytest
+
+from harness import options
+from harness.errors import LabError, PvechaosError
+from harness.lab_api import Lab
+
+# imported by pytest from this list, not above: a module imported before pytest registers
+# it as a plugin is not assertion-rewritten (PytestAssertRewriteWarning)
+pytest_plugins = ["harness.plugin", "harness.fixtures", "harness.evidence"]
+
+
+def run_timescale(config: pytest.Config):
+    from harness.plugin import run_timescale as the_run_timescale
+
+    return the_run_timescale(config)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pvechaos")
+    group.addoption("--lab", default="embedded", choices=("embedded", "libvirt", "inventory"),
+                    help="lab kind (default: %(default)s)")
+    group.addoption("--lab-config", default=None, metavar="FILE",
+                    help="libvirt lab: its YAML file (README: 'Nested PVE on a KVM runner')")
+    group.addoption("--inventory", default=None, metavar="FILE",
+                    help="inventory lab: the existing cluster's YAML file (README: 'An "
+                         "existing cluster')")
+    group.addoption("--destructive", action="store_true", default=False,
+                    help="inventory lab: allow power cuts of the existing cluster's nodes "
+                         "(also requires the cluster name read from the nodes to match)")
+    group.addoption("--lab-name", default=None,
+                    help="embedded lab name: 1-8 lowercase letters/digits, starting with a "
+                         "letter (default: main; under xdist worker gwN's lab is gwN, or "
+                         "the name ending in N)")
+    group.addoption("--lab-subnet", default="198.18.0.0/24",
+                    help="embedded lab subnet; xdist worker N uses the N+1-th next one "
+                         "(default: %(default)s)")
+    group.addoption("--lab-range", default="198.18.0.0/15",
+                    help="addresses the embedded lab may use at all (default: %(default)s)")
+    group.addoption("--pve-flavour", choices=("8", "9"), default="8",
+                    help="PVE generation of embedded nodes: 8 (groups.cfg, 8.4.1) or 9 "
+                         "(rules.cfg, status with fencing lines, 9.1.1) (default: %(default)s)")
+    group.addoption("--pve-version", default=None,
+                    help="exact PVE version embedded nodes report; its major version must "
+                         "match --pve-flavour (default: 8.4.1 or 9.1.1)")
+    group.addoption("--node-version", action="append", default=[], metavar="NODE=VERSION",
+                    help="PVE version of one embedded node (a mixed-version cluster)")
+
+
+def worker_index(config: pytest.Config) -> int | None:
+    """xdist worker gwN's N, None in a run without -n."""
+    worker = getattr(config, "workerinput", {}).get("workerid")  # "gw0", "gw1", ...
+    return int(worker[2:]) if worker else None
+
+
+def lab_options(config: pytest.Config) -> dict[str, object]:
+    index = worker_index(config)
+    kind = config.getoption("lab")
+    if kind == "libvirt":  # worker gwN's lab is lab N (a plain run uses lab 0)
+        return {"lab_config": config.getoption("lab_config"), "worker": index or 0,
+                "timescale": run_timescale(config)}
+    if kind == "inventory":
+        return {"inventory": config.getoption("inventory"),
+                "destructive": config.getoption("destructive"),
+                "timescale": run_timescale(config)}
+    base, _ = options.lab_network(config.getoption("lab_subnet"), config.getoption("lab_range"))
+    offset = 0 if index is None else index + 1
+    subnet = ipaddress.ip_network(
+        (int(base.network_address) + offset * base.num_addresses, base.prefixlen))
+    versions = {}
+    for item in config.getoption("node_version"):
+        node, sep, version = item.partition("=")
+        if not sep:
+            raise pytest.UsageError(f"--node-version {item!r}: write it as NODE=VERSION, "
+                                    "e.g. --node-version node3=9.0.3")
+        versions[node] = version
+    return {
+        "name": worker_lab_name(options.lab_name(config.getoption("lab_name")), index),
+        "subnet": str(subnet),
+        "allowed_range": config.getoption("lab_range"),
+        "pve_version": options.pve_version(config.getoption("pve_version"),
+                                           config.getoption("pve_flavour")),
+        "node_versions": versions,
+        "timescale": run_timescale(config),
+    }
+
+
+def worker_lab_name(name: str | None, index: int | None) -> str:
+    """The embedded lab's name: --lab-name or ``main``; under xdist worker gwN's is
+    ``gwN``, or the given name ending in N (cut to the characters a name may have), so
+    workers never share a lab, named or not."""
+    if index is None:
+        return name or "main"
+    suffix = str(index)
+    if name is None:
+        return f"gw{suffix}"
+    return name[:options.LAB_NAME_MAX - len(suffix)] + suffix
+
+
+def make_lab(config: pytest.Config) -> Lab:
+    from lab import open_lab
+
+    return open_lab(config.getoption("lab"), **lab_options(config))
+
+
+@pytest.hookimpl(trylast=True)  # after harness.plugin made the run's timescale
+def pytest_configure(config: pytest.Config) -> None:
+    try:
+        make_lab(config)  # validates every lab option before any test runs
+    except PvechaosError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+@pytest.fixture(scope="module")
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """A freshly booted lab for this module (cluster not formed: the ``cluster`` fixture
+    does that); removed afterwards. The embedded lab by default; --lab chooses."""
+    the_lab = make_lab(request.config)
+    try:
+        the_lab.start()
+    except PvechaosError as exc:
+        raise LabError(f"the lab did not start: {exc}") from exc
+    from harness.plugin import record_environment
+
+    record_environment(request.config, the_lab.describe())
+    try:
+        yield the_lab
+    finally:
+        the_lab.close()
