@@ -5,7 +5,8 @@ without a bound: connecting, authenticating and each command have their own limi
 
 Every connect and every command is logged at DEBUG on ``pvechaos.ssh``, one line each:
 the node and its address, the command (secrets redacted), its exit status and duration,
-or why it failed (``pytest --log-cli-level=DEBUG`` shows them as they happen).
+or why it failed (``pytest --log-cli-level=DEBUG`` shows them as they happen; paramiko's
+own DEBUG chatter is held back: ``quiet_paramiko``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,16 @@ from harness.lab_api import LabNode
 from harness.report.redact import redact
 
 log = logging.getLogger("pvechaos.ssh")
+
+
+def quiet_paramiko() -> None:
+    """Hold paramiko's own loggers at INFO unless someone set their level: at DEBUG it
+    writes some 35 lines per connect and 8 per command (key exchange, channel windows),
+    which bury the one line per command above. Called by the pytest plugin; a conftest
+    that wants the wire detail sets ``logging.getLogger("paramiko").setLevel(DEBUG)``."""
+    paramiko_log = logging.getLogger("paramiko")
+    if paramiko_log.level == logging.NOTSET:
+        paramiko_log.setLevel(logging.INFO)
 
 
 @dataclass(frozen=True)
