@@ -10,12 +10,14 @@ Two kinds of fault:
   removes whatever any run of it could leave on a node (``sweep_nodes``).
 
 This module guarantees the interlock (nothing outside the lab is touched), the record on
-the timeline, and the undo stack.
+the timeline, and the undo stack. Each fault done or undone is also one INFO line on the
+``pvechaos.faults`` logger.
 """
 
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -31,6 +33,8 @@ from harness.lab_api import Capability, Lab, unsupported
 from harness.node_command import NodeCommand
 from harness.steps import step
 from harness.timeline import Event, EventKind, Timeline
+
+log = logging.getLogger("pvechaos.faults")
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,10 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
         """The scenario itself ended an effect: nothing left to undo for it."""
         self._undo = [u for u in self._undo if (u.effect, u.node) != (effect, node)]
 
+    def _said(self, what: str) -> None:
+        """One INFO line for a fault done or undone, naming the lab it was done on."""
+        log.info("%s (%s lab %s)", what, self.lab.kind, self.lab.name)
+
     def _check(self, node: str) -> None:
         names = [n.name for n in self.lab.nodes()]
         if node not in names:
@@ -97,6 +105,7 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
         with step(f"power cut {node}"):
             event = self.timeline.record(EventKind.FAULT_POWER_CUT, "harness", NodeFault(node))
             self.lab.power_cut(node)
+        self._said(f"power cut {node}")
         self._undo.append(Undo(Effect.POWER, node))
         return Fault("power_cut", node, event)
 
@@ -105,6 +114,7 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
         with step(f"power on {node}"):
             event = self.timeline.record(EventKind.FAULT_POWER_ON, "harness", NodeFault(node))
             self.lab.power_on(node)
+        self._said(f"power on {node}")
         self._ended(Effect.POWER, node)
         return Fault("power_on", node, event)
 
@@ -118,6 +128,7 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
         with step(f"{verb.replace('_', ' ')} {node}"):
             event = self.timeline.record(kind, "harness", NodeFault(node))
             act(node)
+        self._said(f"{verb.replace('_', ' ')} {node}")
         if leaves is not None:
             self._undo.append(Undo(leaves, node))
         if ends is not None:
@@ -168,6 +179,7 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
                                    result.stderr)
             event = self.timeline.record(EventKind.FAULT_BEGIN, "harness",
                                          FaultBegin(command.fault, node, command.detail))
+        self._said(f"fault begin: {command.fault} on {node}: {command.detail}")
         self._undo.append(Undo(Effect.IN_NODE, node, command))
         return Fault(command.fault, node, event, {"detail": command.detail})
 
@@ -194,6 +206,7 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
             self.cluster.node(undo.node).check(undo.command.undo, timeout_s=20)
             self.timeline.record(EventKind.FAULT_END, "harness",
                                  FaultEnd(undo.command.fault, undo.node, undo.command.detail))
+        self._said(f"fault end: {undo.command.fault} on {undo.node}: {undo.command.detail}")
 
     def sweep_nodes(self) -> dict[str, str]:
         """Remove what any in-node fault may have left on any powered node (a killed
@@ -222,6 +235,9 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
                     continue
                 self._heal(undo.effect)(target)
                 self.timeline.record(EventKind.NOTE, "harness", Note(f"undone: {kind} {target}"))
+                self._said(f"undone at teardown: {kind} {target}")
             except (PvechaosError, OSError) as exc:
+                log.warning("could not undo %s %s at teardown: %s", kind, target,
+                            str(exc).replace("\n", " "))
                 errors.append(exc)
         return errors

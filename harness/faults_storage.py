@@ -76,6 +76,7 @@ class StorageFaults:
             event = self.timeline.record(  # type: ignore[attr-defined]
                 EventKind.FAULT_BEGIN, "harness",
                 FaultBegin("storage.outage", storage.server, _detail(storage.storage_id)))
+        self._said(f"fault begin: storage.outage of {storage.server}")  # type: ignore[attr-defined]
         self._undo.append(Undo(Effect.STORAGE, storage.server))  # type: ignore[attr-defined]
         return Fault("storage.outage", storage.server, event)
 
@@ -95,9 +96,11 @@ class StorageFaults:
         lab = self.lab  # type: ignore[attr-defined]
         with step(f"storage restore: {server}"):
             lab.storage_restore()
-            return self.timeline.record(  # type: ignore[attr-defined]
+            event = self.timeline.record(  # type: ignore[attr-defined]
                 EventKind.FAULT_END, "harness",
                 FaultEnd("storage.outage", server, _detail(lab.shared_storage().storage_id)))
+        self._said(f"fault end: storage.outage of {server}")  # type: ignore[attr-defined]
+        return event
 
 
 def _detail(storage_id: str) -> str:

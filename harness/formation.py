@@ -5,9 +5,14 @@ two join paths: with the first node's root password (read from stdin when it is 
 terminal) and its API certificate's fingerprint, when the lab gives a password (real PVE
 installed with a password, the libvirt lab); or `--use_ssh` (root SSH between nodes, the
 embedded lab).
+
+Each step of the formation is one INFO line on the ``pvechaos.lab`` logger.
 """
 
 from __future__ import annotations
+
+import logging
+import time
 
 from harness.cluster import Cluster, Node
 from harness.errors import CommandError, PvechaosError
@@ -17,14 +22,22 @@ from harness.pve.cluster_fs import ETC_PVE
 from harness.shared_storage import add_shared_storage
 from harness.waits import NotYet, wait_until
 
+log = logging.getLogger("pvechaos.lab")
+
 
 def form_cluster(cluster: Cluster, name: str = "pvechaos", *, timeout_s: float = 60.0,
                  root_password: str | None = None) -> None:
+    started = time.monotonic()
     first, *others = cluster.nodes()
     first.check("pvecm", "create", name, "--link0", first.cluster_address, timeout_s=60)
+    log.info("cluster %s created on %s (link0 %s)", name, first.name, first.cluster_address)
     for node in others:
         join(first, node, timeout_s, root_password=root_password)
+        log.info("%s joined cluster %s (link0 %s, %s)", node.name, name, node.cluster_address,
+                 "with the root password" if root_password is not None else "--use_ssh")
     wait_for_whole_cluster(cluster, timeout_s=timeout_s)
+    log.info("cluster %s formed: %d nodes quorate in %.1f s", name, len(cluster.names),
+             time.monotonic() - started)
 
 
 def bring_up(cluster: Cluster, name: str, *, wait_s: float = 120.0) -> None:
@@ -38,12 +51,19 @@ def bring_up(cluster: Cluster, name: str, *, wait_s: float = 120.0) -> None:
     node, on a non-master, made to fail, or none at all)."""
     lab = cluster.lab
     if lab.prepared():
+        started = time.monotonic()
         wait_for_whole_cluster(cluster, timeout_s=wait_s)
+        log.info("%s lab %s: its cluster is there already; all %d nodes quorate in %.1f s",
+                 lab.kind, lab.name, len(cluster.names), time.monotonic() - started)
         return
     form_cluster(cluster, name, root_password=lab.join_password())
     if Capability.SNAPSHOT in lab.capabilities:
-        add_shared_storage(cluster, lab.shared_storage(), on=cluster.names[0])
+        storage = lab.shared_storage()
+        add_shared_storage(cluster, storage, on=cluster.names[0])
+        log.info("shared storage %s (%s:%s) active on every node", storage.storage_id,
+                 storage.server, storage.export)
         lab.save_ready()
+        log.info("%s lab %s: `ready` snapshot saved", lab.kind, lab.name)
 
 
 def join_options(first: Node, root_password: str | None) -> tuple[tuple[str, ...], str | None]:

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from harness.errors import PvechaosError
 from harness.events import FaultBegin, HaServiceState, NodeFault, ProbeUp, QuorumView
 from harness.ha_watcher import first_service_state, taken_from
 from harness.timeline import Event, EventKind, Timeline
@@ -57,6 +59,37 @@ class Metric:
         out["budget_s"] = None if self.budget_s is None else round(self.budget_s, 3)
         out["verdict"] = self.verdict
         return out
+
+    def junit_properties(self) -> list[tuple[str, float | str]]:
+        """The figure as JUnit properties (``--junitxml`` writes each as <property name=
+        value=>): the value in seconds under the metric's name, then what is present of
+        its window and budget (seconds) and its verdict, each under ``<name>.<what>``."""
+        doc = self.to_json()
+        props: list[tuple[str, float | str]] = [(self.name, doc["value_s"])]
+        if self.window_s is not None:
+            low, high = doc["window_s"]
+            props += [(f"{self.name}.window_low_s", low), (f"{self.name}.window_high_s", high)]
+        if self.budget_s is not None:
+            props.append((f"{self.name}.budget_s", doc["budget_s"]))
+        return [*props, (f"{self.name}.verdict", self.verdict)]
+
+    def check_finite(self) -> None:
+        """Refuse a figure that is not a finite number (NaN, inf): no measurement gives
+        one, so it is a bug in the code that computed it, and it must not reach the
+        file, the report or a comparison as if it were a time."""
+        fields: list[tuple[str, object]] = [("value_s", self.value_s)]
+        if self.window_s is not None:
+            fields += [("window_s", bound) for bound in self.window_s]
+        fields += [("budget_s", self.budget_s)] + [
+            (f"data[{key!r}]", value) for key, value in self.data.items()]
+        for field_name, value in fields:
+            if isinstance(value, float) and not math.isfinite(value):
+                raise PvechaosError(
+                    f"metric {self.name!r} of {self.scenario}: {field_name} is {value!r}, "
+                    "not a finite number of seconds",
+                    hint="this is a harness bug: the function that measured it must return "
+                         "None when it observed nothing (the step then fails as "
+                         "unmeasured), never NaN or inf")
 
     @classmethod
     def from_json(cls, row: dict) -> Metric:
@@ -181,6 +214,9 @@ class MetricsFile:
         self.path, self.run = path, run
 
     def append(self, metric: Metric) -> None:
+        """Add one figure; a figure that is not finite is refused (Metric.check_finite)
+        before the file is touched."""
+        metric.check_finite()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -190,9 +226,10 @@ class MetricsFile:
             if not isinstance(doc, dict) or doc.get("run") != self.run:
                 doc = {"run": self.run, "metrics": []}
             doc["metrics"].append(metric.to_json())
+            text = json.dumps(doc, indent=1, allow_nan=False)  # before the file is emptied
             handle.seek(0)
             handle.truncate()
-            handle.write(json.dumps(doc, indent=1) + "\n")
+            handle.write(text + "\n")
 
     def read(self, *, this_run_only: bool = False) -> list[Metric]:
         try:

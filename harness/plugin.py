@@ -7,8 +7,9 @@
   the story (a missed budget is not a broken cluster).
 - ``invariants`` fixture (a started InvariantChecker): a test that uses it fails when a
   safety invariant breaks while it runs.
-- ``metrics`` fixture: records figures into ``--metrics-file`` (reports/metrics.json) and
-  the Allure results; a compact table ends the terminal report.
+- ``metrics`` fixture: records figures into ``--metrics-file`` (reports/metrics.json), the
+  Allure results and the test's JUnit properties (``--junitxml``); a compact table ends
+  the terminal report.
 - SIGTERM is turned into KeyboardInterrupt so fixtures tear labs down.
 """
 
@@ -31,6 +32,7 @@ from harness.errors import LabError
 from harness.expectations import Budget, Window
 from harness.invariants import InvariantChecker
 from harness.metrics import Metric, MetricsFile
+from harness.ssh import quiet_paramiko
 from harness.timescale import Timescale
 from harness.verdicts import CATEGORIES, LAB_ERROR, Finding, InvariantBroken, QuorumAssertion
 from harness.waits import NotYet, set_progress, wait_until
@@ -74,6 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
     options.metrics_file(config.getoption("metrics_file"))  # writable
     options.recovery_budget(config.getoption("recovery_budget"))
     config.stash[TIMESCALE] = options.timescale(config.getoption("timescale"))  # the one place
+    quiet_paramiko()  # --log-cli-level=DEBUG shows pvechaos.ssh's lines, not the kex
     if threading_main():
         signal.signal(signal.SIGTERM, _raise_interrupt)
         # `kill -USR1 <pid>` writes every thread's stack to stacks_file(pid): what a hung
@@ -193,8 +196,11 @@ def pytest_runtest_call(item: pytest.Item):
 
 
 class MetricsRecorder:
-    def __init__(self, scenario: str, file: MetricsFile) -> None:
+    def __init__(self, scenario: str, file: MetricsFile,
+                 properties: list[tuple[str, object]] | None = None) -> None:
+        """``properties``: the test's ``user_properties``, which ``--junitxml`` writes."""
         self.scenario, self.file = scenario, file
+        self.properties = properties if properties is not None else []
 
     def record(self, name: str, value_s: float | None, *, window: Window | None = None,
                budget: Budget | None = None, **data: object) -> Metric:
@@ -208,7 +214,8 @@ class MetricsRecorder:
         metric = Metric(self.scenario, name, value_s, data,
                         (window.low_s, window.high_s) if window else None,
                         budget.seconds if budget else None)
-        self.file.append(metric)
+        self.file.append(metric)  # refuses a figure that is not finite
+        self.properties.extend(metric.junit_properties())
         try:
             import allure
 
@@ -237,7 +244,8 @@ class MetricsRecorder:
 def metrics(request: pytest.FixtureRequest) -> MetricsRecorder:
     config = request.config
     return MetricsRecorder(request.module.__name__.rsplit(".", 1)[-1],
-                           MetricsFile(config.getoption("metrics_file"), config.stash[RUN_ID]))
+                           MetricsFile(config.getoption("metrics_file"), config.stash[RUN_ID]),
+                           request.node.user_properties)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:

@@ -2,10 +2,16 @@
 
 A node under test may be powered off or frozen on purpose, so nothing here may block
 without a bound: connecting, authenticating and each command have their own limits.
+
+Every connect and every command is logged at DEBUG on ``pvechaos.ssh``, one line each:
+the node and its address, the command (secrets redacted), its exit status and duration,
+or why it failed (``pytest --log-cli-level=DEBUG`` shows them as they happen; paramiko's
+own DEBUG chatter is held back: ``quiet_paramiko``).
 """
 
 from __future__ import annotations
 
+import logging
 import shlex
 import threading
 import time
@@ -15,6 +21,19 @@ import paramiko
 
 from harness.errors import CommandTimeout, NodeUnreachable
 from harness.lab_api import LabNode
+from harness.report.redact import redact
+
+log = logging.getLogger("pvechaos.ssh")
+
+
+def quiet_paramiko() -> None:
+    """Hold paramiko's own loggers at INFO unless someone set their level: at DEBUG it
+    writes some 35 lines per connect and 8 per command (key exchange, channel windows),
+    which bury the one line per command above. Called by the pytest plugin; a conftest
+    that wants the wire detail sets ``logging.getLogger("paramiko").setLevel(DEBUG)``."""
+    paramiko_log = logging.getLogger("paramiko")
+    if paramiko_log.level == logging.NOTSET:
+        paramiko_log.setLevel(logging.INFO)
 
 
 @dataclass(frozen=True)
@@ -58,7 +77,30 @@ class SshSession:
         self._client: paramiko.SSHClient | None = None
         self._lock = threading.Lock()
 
+    @property
+    def host(self) -> str:
+        """How log lines name the node: ``node1 (198.18.0.1)``."""
+        return f"{self.node.name} ({self.node.address})"
+
+    def _log(self, message: str, started: float, **fields: object) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            duration = time.monotonic() - started
+            log.debug("%s: %s in %.3f s", self.host, message, duration,
+                      extra={"node": self.node.name, "address": self.node.address,
+                             "duration_s": duration, **fields})
+
     def _connect(self) -> paramiko.SSHClient:
+        started = time.monotonic()
+        try:
+            client = self._open()
+        except NodeUnreachable as exc:
+            self._log(f"connect to port {self.node.ssh_port} as {self.node.ssh_user} "
+                      f"failed: {exc.reason}", started)
+            raise
+        self._log(f"connected to port {self.node.ssh_port} as {self.node.ssh_user}", started)
+        return client
+
+    def _open(self) -> paramiko.SSHClient:
         client = paramiko.SSHClient()
         client.set_missing_host_key_policy(_PinnedHostKey(self.node.host_key))
         t = self.connect_timeout_s
@@ -161,13 +203,27 @@ class SshSession:
                     channel.status_event.wait(0.05)
             rc = channel.recv_exit_status()
             channel.close()
+        except CommandTimeout:
+            self._log_command(command, started, f"no answer within {timeout_s:g} s")
+            raise
         except (TimeoutError, OSError, paramiko.SSHException, EOFError) as exc:
             self.close()
             if aborted.is_set():
+                self._log_command(command, started, f"no answer within {timeout_s:g} s")
                 raise CommandTimeout(self.node.name, command, timeout_s) from exc
+            self._log_command(command, started, f"session broke: {exc}")
             raise NodeUnreachable(self.node.name, self.node.address,
                                   f"session broke during `{command}`: {exc}") from exc
         finally:
             guard.cancel()
+        self._log_command(command, started, f"exit status {rc}", rc=rc)
         return CommandResult(self.node.name, command, rc, out.decode(errors="replace"),
                              err.decode(errors="replace"), time.monotonic() - started)
+
+    def _log_command(self, command: str, started: float, outcome: str, *,
+                     rc: int | None = None) -> None:
+        """One line per command: its text redacted and on one line (a script's newlines
+        shown as \\n), what came of it (``rc`` None: no exit status)."""
+        if log.isEnabledFor(logging.DEBUG):
+            shown = redact(command).replace("\n", "\\n")
+            self._log(f"`{shown}` -> {outcome}", started, command=shown, rc=rc)

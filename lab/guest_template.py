@@ -45,7 +45,12 @@ APPLETS = ("sh", "ip", "nc", "cat", "echo", "mkdir", "mv", "awk", "tail", "od", 
 # PVE's storage id (pve-common, PVE/JSONSchema.pm, parse_storage_id: the format
 # 'pve-storage-id', matched case-insensitively); it becomes /mnt/pve/<id> in the hookscript,
 # so it is checked before anything is written: no space, quote, slash or leading dot.
+# The one rule for a storage id: the CLI here and the inventory and libvirt lab files.
 STORAGE_ID = re.compile(r"[a-z][a-z0-9\-_.]*[a-z0-9]", re.IGNORECASE)
+STORAGE_ID_RULE = ("a letter, then letters, digits, '-', '_' or '.', ending in a letter or "
+                   "digit")
+# A container template's volume id: <storage id>:vztmpl/<file>
+TEMPLATE_VOLUME = re.compile(rf"(?i:{STORAGE_ID.pattern}):vztmpl/[^ /]+")
 PORTS = range(1, 65536)
 
 
@@ -53,9 +58,8 @@ def check_storage_id(storage_id: str) -> str:
     if not STORAGE_ID.fullmatch(storage_id):
         raise ConfigError(
             f"--storage {storage_id!r}: not a PVE storage id",
-            hint="give the id of the shared storage as `pvesm status` lists it: a letter, "
-                 "then letters, digits, '-', '_' or '.', ending in a letter or digit, "
-                 "e.g. --storage shared")
+            hint="give the id of the shared storage as `pvesm status` lists it: "
+                 f"{STORAGE_ID_RULE}, e.g. --storage shared")
     return storage_id
 
 

@@ -13,6 +13,8 @@ test module, so every story starts from a pristine cluster. Turn the plugin off 
 from __future__ import annotations
 
 import ipaddress
+import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -24,6 +26,8 @@ from harness.lab_api import Lab
 # imported by pytest from this list, not above: a module imported before pytest registers
 # it as a plugin is not assertion-rewritten (PytestAssertRewriteWarning)
 pytest_plugins = ["harness.plugin", "harness.fixtures", "harness.evidence"]
+
+log = logging.getLogger("pvechaos.lab")
 
 
 def run_timescale(config: pytest.Config):
@@ -132,14 +136,19 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """A freshly booted lab for this module (cluster not formed: the ``cluster`` fixture
     does that); removed afterwards. The embedded lab by default; --lab chooses."""
     the_lab = make_lab(request.config)
+    started = time.monotonic()
+    log.info("starting the %s lab for %s", the_lab.kind, request.module.__name__)
     try:
         the_lab.start()
     except PvechaosError as exc:
         raise LabError(f"the lab did not start: {exc}") from exc
+    log.info("the %s lab is up (%.1f s): %s", the_lab.kind, time.monotonic() - started,
+             ", ".join(n.name for n in the_lab.nodes()))
     from harness.plugin import record_environment
 
     record_environment(request.config, the_lab.describe())
     try:
         yield the_lab
     finally:
+        log.info("removing the %s lab", the_lab.kind)
         the_lab.close()

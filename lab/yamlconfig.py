@@ -253,8 +253,8 @@ def one_of(section: Section, key: str, choices: Sequence[str], default: str | No
     return value
 
 
-def matching(section: Section, key: str, pattern: str, example: str, default: Any = _MISSING
-             ) -> str | None:
+def matching(section: Section, key: str, pattern: str | re.Pattern[str], example: str,
+             default: Any = _MISSING) -> str | None:
     value = section.get(key, str, default, fix=f"write `{key}:` like {example}")
     if value is not None and not re.fullmatch(pattern, value):
         section.problems.add(section.at(key), f"{value!r} is not valid",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lab import yamlconfig as y
+from lab.guest_template import STORAGE_ID, STORAGE_ID_RULE, TEMPLATE_VOLUME
 from lab.libvirt.config import uri_problem
 
 DRIVERS = ("ipmi", "redfish", "libvirt")
@@ -100,7 +101,8 @@ def load(path: Path | str, *, environ: dict[str, str] | None = None) -> Inventor
             top.check("nodes", None, False, f"only {listed} node(s)",
                       "HA scenarios need three nodes: list all of the cluster's nodes")
         storage = top.section("storage", required=True)
-        storage_id = y.matching(storage, "id", r"[a-z][a-z0-9_-]*", "shared", "shared")
+        storage_id = y.matching(storage, "id", STORAGE_ID,
+                                f"shared (a PVE storage id: {STORAGE_ID_RULE})", "shared")
         server = y.address(storage, "server")
         export = y.matching(storage, "export", r"/[A-Za-z0-9_./-]*", "/srv/pve-shared")
         storage.done()
@@ -187,7 +189,7 @@ def _power(s: y.Section, environ: dict[str, str] | None) -> PowerSpec | None:
 
 
 def _guest(s: y.Section) -> InventoryGuest:
-    template = y.matching(s, "template", r"[a-zA-Z0-9_-]+:vztmpl/[^ ]+",
+    template = y.matching(s, "template", TEMPLATE_VOLUME,
                           "shared:vztmpl/pvechaos-guest_1.0_amd64.tar.xz") or ""
     text = s.get("first_address", str, fix="write `first_address:` like 10.20.0.200/24")
     first = None

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from harness.errors import ConfigError
 from lab import yamlconfig as y
+from lab.guest_template import STORAGE_ID, STORAGE_ID_RULE, TEMPLATE_VOLUME
 
 DEFAULT_RANGE = "198.18.0.0/15"
 _NAME = r"[a-z][a-z0-9]{0,11}"
@@ -216,11 +217,12 @@ def _gateway(s: y.Section) -> Gateway:
 
 def _guest(s: y.Section) -> GuestSpec:
     guest = GuestSpec(
-        template=y.matching(s, "template", r"[a-zA-Z0-9_-]+:vztmpl/[^ ]+",
+        template=y.matching(s, "template", TEMPLATE_VOLUME,
                             "local:vztmpl/pvechaos-guest_1.0_amd64.tar.xz") or "",
         port=y.positive(s, "port", GuestSpec.port),
         bridge=y.matching(s, "bridge", r"vmbr[0-9]+", "vmbr0", GuestSpec.bridge),
-        storage_id=y.matching(s, "storage", r"[a-z][a-z0-9_-]*", "shared",
+        storage_id=y.matching(s, "storage", STORAGE_ID,
+                              f"shared (a PVE storage id: {STORAGE_ID_RULE})",
                               GuestSpec.storage_id))
     if guest.port > 65535:
         s.check("port", None, False, f"{guest.port} is not a TCP port", "use 1-65535")

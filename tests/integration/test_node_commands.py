@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 
 import pytest
@@ -48,6 +49,20 @@ def test_every_byte_of_a_large_output_arrives(cluster):
     for _ in range(20):
         result = node.run("head -c 300000 /dev/zero | tr '\\0' x; echo; echo done >&2")
         assert (len(result.stdout), result.stderr, result.rc) == (300001, "done\n", 0)
+
+
+def test_each_connect_and_command_is_a_debug_line_with_host_status_and_duration(lab, caplog):
+    caplog.set_level(logging.DEBUG, logger="pvechaos.ssh")
+    spec = lab.nodes()[2]
+    result = SshSession(spec).run(("sh", "-c", "sleep 0.2; exit 7"))
+    connect, command = [r for r in caplog.records if r.name == "pvechaos.ssh"]
+    assert connect.getMessage().startswith(
+        f"node3 ({spec.address}): connected to port {spec.ssh_port} as root in ")
+    assert command.levelno == logging.DEBUG
+    assert command.getMessage().startswith(
+        f"node3 ({spec.address}): `sh -c 'sleep 0.2; exit 7'` -> exit status 7 in ")
+    assert (command.node, command.address, command.rc) == ("node3", spec.address, 7)
+    assert 0.2 <= command.duration_s <= result.duration_s
 
 
 def test_a_wrong_key_is_reported_as_authentication_failure(lab, tmp_path):

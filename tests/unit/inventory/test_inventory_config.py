@@ -328,3 +328,41 @@ def test_not_a_mapping(tmp_path):
     path.write_text("- pve1\n- pve2\n")
     with pytest.raises(ConfigError, match="must hold a mapping of keys, not a list"):
         inventory_config.load(path, environ=ENV)
+
+
+# -- storage ids: PVE's rule, the same as `pvechaos-lab guest-template --storage` ---------
+PVE_STORAGE_IDS = ["shared", "NFS-1", "ceph.pool_2", "a..b", "ab"]
+NOT_STORAGE_IDS = ["my storage", "..", "s", "1abc", "shared-", "x'y", "_x", "a/b", "../etc"]
+
+
+@pytest.mark.parametrize("storage_id", PVE_STORAGE_IDS)
+def test_every_pve_storage_id_is_taken_for_the_storage_and_the_template(tmp_path, key,
+                                                                        storage_id):
+    from lab.guest_template import check_storage_id
+
+    data = valid(key)
+    data["storage"]["id"] = storage_id
+    data["guest"]["template"] = f"{storage_id}:vztmpl/pvechaos-guest_1.0_amd64.tar.xz"
+    inventory = inventory_config.load(write(tmp_path, data), environ=ENV)
+    assert inventory.storage_id == storage_id
+    assert inventory.guest.template.startswith(f"{storage_id}:vztmpl/")
+    assert check_storage_id(storage_id) == storage_id  # one rule: the CLI's
+
+
+@pytest.mark.parametrize("storage_id", NOT_STORAGE_IDS)
+def test_what_pve_refuses_as_a_storage_id_is_refused_with_the_rule(tmp_path, key,
+                                                                   storage_id):
+    from lab.guest_template import check_storage_id
+
+    data = valid(key)
+    data["storage"]["id"] = storage_id
+    template = data["guest"]["template"] = f"{storage_id}:vztmpl/pvechaos-guest_1.0_amd64.tar.xz"
+    text = refusal(tmp_path, data)
+    for message in (f"storage.id: {storage_id!r} is not valid",
+                    f"guest.template: {template!r} is not valid"):
+        assert message in text
+    assert fix_for(text, "storage.id:") == (
+        "write it like shared (a PVE storage id: a letter, then letters, digits, '-', '_' "
+        "or '.', ending in a letter or digit)")
+    with pytest.raises(ConfigError):
+        check_storage_id(storage_id)  # one rule: the CLI's

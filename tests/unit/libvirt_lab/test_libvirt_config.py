@@ -362,3 +362,37 @@ def test_labs_in_either_half_of_the_range_get_their_own_bridges(tmp_path, key):
     bridges = {Plan(c).management_bridge for c in (low, high)} | {
         Plan(c).corosync_bridge for c in (low, high)}
     assert len(bridges) == 4 and all(len(b) <= 15 for b in bridges)
+
+
+# -- storage ids: PVE's rule, the same as `pvechaos-lab guest-template --storage` ---------
+@pytest.mark.parametrize("storage_id", ["shared", "NFS-1", "ceph.pool_2", "a..b", "ab"])
+def test_every_pve_storage_id_is_taken_for_the_guest(tmp_path, key, storage_id):
+    from lab.guest_template import check_storage_id
+
+    config = load(tmp_path, {**minimal(key), "guest": {
+        "template": f"{storage_id}:vztmpl/g.tar.xz", "storage": storage_id}})
+    assert config.guest.storage_id == storage_id
+    assert config.guest.template == f"{storage_id}:vztmpl/g.tar.xz"
+    assert check_storage_id(storage_id) == storage_id  # one rule: the CLI's
+
+
+@pytest.mark.parametrize("storage_id", ["my storage", "..", "s", "1abc", "shared-", "x'y",
+                                        "_x", "a/b"])
+def test_what_pve_refuses_as_a_storage_id_is_refused_with_the_rule(tmp_path, key,
+                                                                   storage_id):
+    from lab.guest_template import check_storage_id
+
+    template = f"{storage_id}:vztmpl/g.tar.xz"
+    text = refusal(tmp_path, {**minimal(key), "guest": {"template": template,
+                                                        "storage": storage_id}})
+    assert f"guest.template: {template!r} is not valid" in text
+    assert fix_for(text, f"guest.storage: {storage_id!r} is not valid") == (
+        "write it like shared (a PVE storage id: a letter, then letters, digits, '-', '_' "
+        "or '.', ending in a letter or digit)")
+    with pytest.raises(ConfigError):
+        check_storage_id(storage_id)  # one rule: the CLI's
+
+
+def test_a_template_in_a_subdirectory_is_no_volume_id(tmp_path, key):
+    text = refusal(tmp_path, {**minimal(key), "guest": {"template": "local:vztmpl/a/g.tar"}})
+    assert "guest.template: 'local:vztmpl/a/g.tar' is not valid" in text
