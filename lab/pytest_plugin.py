@@ -19,9 +19,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness import options
 from harness.errors import LabError, PvechaosError
 from harness.lab_api import Lab
+from lab import options
 
 # imported by pytest from this list, not above: a module imported before pytest registers
 # it as a plugin is not assertion-rewritten (PytestAssertRewriteWarning)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.options import LAB_NAME, LAB_NAME_RULE, MIN_SUBNET_ADDRESSES, PVE_VERSION
 from harness.timescale import REAL_TIME, Timescale
+from lab.options import LAB_NAME, LAB_NAME_RULE, MIN_SUBNET_ADDRESSES, PVE_VERSION
 
 DEFAULT_RANGE = "198.18.0.0/15"
 DEFAULT_PVE_VERSION = "8.4.1"
@@ -32,7 +32,7 @@ class EmbeddedConfig:
     pmxcfs: str = "auto"
 
     def __post_init__(self) -> None:
-        if not LAB_NAME.fullmatch(self.name):  # the rules are harness/options.py's
+        if not LAB_NAME.fullmatch(self.name):  # the rules are lab/options.py's
             raise ConfigError(f"lab name {self.name!r} is not valid",
                               hint=f"use {LAB_NAME_RULE}")
         try:

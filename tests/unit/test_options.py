@@ -1,6 +1,6 @@
-"""harness/options.py: each bad pytest-option value ends in a UsageError naming the option,
-what is wrong and the fix; and `pytest scenarios/` stops with it (exit code 4, no
-traceback) before any lab starts (collection only: nothing is booted)."""
+"""harness/options.py and lab/options.py: each bad pytest-option value ends in a
+UsageError naming the option, what is wrong and the fix; and `pytest scenarios/` stops
+with it (exit code 4, no traceback) before any lab starts (collection only: nothing is booted)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 from harness import options
 from harness.timescale import Timescale
+from lab import options as lab_options
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,32 +28,32 @@ def refused(check, *args, **kwargs) -> str:
 
 # -- --lab-subnet, --lab-range --------------------------------------------------------------
 def test_a_subnet_that_is_no_network_is_refused():
-    assert refused(options.lab_network, "garbage", "198.18.0.0/15") == (
+    assert refused(lab_options.lab_network, "garbage", "198.18.0.0/15") == (
         "--lab-subnet 'garbage': not an IPv4 network\n"
         "  fix: write it as address/prefix, e.g. --lab-subnet 198.18.0.0/24")
 
 
 def test_a_subnet_outside_the_range_is_refused():
-    assert refused(options.lab_network, "10.0.0.0/24", "198.18.0.0/15") == (
+    assert refused(lab_options.lab_network, "10.0.0.0/24", "198.18.0.0/15") == (
         "--lab-subnet '10.0.0.0/24': 10.0.0.0/24 lies outside --lab-range 198.18.0.0/15\n"
         "  fix: choose a subnet inside 198.18.0.0/15, or widen --lab-range on purpose")
 
 
 def test_a_range_that_is_no_network_is_refused():
-    assert refused(options.lab_network, "198.18.0.0/24", "garbage") == (
+    assert refused(lab_options.lab_network, "198.18.0.0/24", "garbage") == (
         "--lab-range 'garbage': not an IPv4 network\n"
         "  fix: write it as address/prefix, e.g. --lab-range 198.18.0.0/15")
 
 
 def test_an_ipv6_subnet_and_a_tiny_one_are_refused():
-    assert "an IPv6 network" in refused(options.lab_network, "fd00::/64", "198.18.0.0/15")
-    message = refused(options.lab_network, "198.18.0.0/28", "198.18.0.0/15")
+    assert "an IPv6 network" in refused(lab_options.lab_network, "fd00::/64", "198.18.0.0/15")
+    message = refused(lab_options.lab_network, "198.18.0.0/28", "198.18.0.0/15")
     assert message.startswith("--lab-subnet '198.18.0.0/28': 198.18.0.0/28 is too small")
     assert "fix: give a /27 or larger" in message
 
 
 def test_a_good_subnet_is_parsed():
-    assert options.lab_network("198.18.4.0/24", "198.18.0.0/15") == (
+    assert lab_options.lab_network("198.18.4.0/24", "198.18.0.0/15") == (
         ipaddress.ip_network("198.18.4.0/24"), ipaddress.ip_network("198.18.0.0/15"))
 
 
@@ -97,20 +98,20 @@ FIX_NAME = ("  fix: give 1-8 characters, lowercase letters and digits, starting 
 
 @pytest.mark.parametrize("raw", ["", "Main", "1abc", "toolongname", "a-b", "ab\n"])
 def test_a_lab_name_breaking_the_rule_is_refused(raw):
-    assert refused(options.lab_name, raw) == (
+    assert refused(lab_options.lab_name, raw) == (
         f"--lab-name {raw!r}: not a valid lab name\n{FIX_NAME}")
 
 
 def test_a_good_lab_name_is_kept_and_none_means_the_default():
-    assert options.lab_name("abcdefgh") == "abcdefgh"
-    assert options.lab_name(None) is None
+    assert lab_options.lab_name("abcdefgh") == "abcdefgh"
+    assert lab_options.lab_name(None) is None
 
 
 def test_the_embedded_lab_uses_the_same_name_rule():
     from harness.errors import ConfigError
     from lab.embedded.config import EmbeddedConfig
 
-    with pytest.raises(ConfigError, match=options.LAB_NAME_RULE.replace("(", r"\(")
+    with pytest.raises(ConfigError, match=lab_options.LAB_NAME_RULE.replace("(", r"\(")
                        .replace(")", r"\)")):
         EmbeddedConfig(name="1abc")
 
@@ -189,27 +190,27 @@ FLAVOURS = "8 (8.4.1), 9 (9.1.1)"
 
 
 def test_a_pve_version_that_is_no_version_says_what_one_looks_like():
-    assert refused(options.pve_version, "banana", "8") == (
+    assert refused(lab_options.pve_version, "banana", "8") == (
         "--pve-version 'banana': not a PVE version\n"
         f"  fix: write it as major.minor[.patch], e.g. --pve-version 8.4.1; the flavours "
         f"(--pve-flavour) are {FLAVOURS}")
 
 
 def test_a_pve_version_of_the_other_flavour_names_the_flavour_to_add():
-    assert refused(options.pve_version, "9.1.1", "8") == (
+    assert refused(lab_options.pve_version, "9.1.1", "8") == (
         "--pve-version '9.1.1': not a version of --pve-flavour 8\n"
         "  fix: add --pve-flavour 9, or give a 8.x version")
 
 
 def test_a_pve_version_of_no_flavour_names_the_flavours():
-    assert refused(options.pve_version, "7.4", "8") == (
+    assert refused(lab_options.pve_version, "7.4", "8") == (
         "--pve-version '7.4': not a version of --pve-flavour 8\n"
         f"  fix: give a 8.x version; the flavours (--pve-flavour) are {FLAVOURS}")
 
 
 def test_a_good_pve_version_and_the_flavour_default():
-    assert options.pve_version("8.3", "8") == "8.3"
-    assert options.pve_version(None, "9") == "9.1.1"
+    assert lab_options.pve_version("8.3", "8") == "8.3"
+    assert lab_options.pve_version(None, "9") == "9.1.1"
 
 
 # -- end to end: `pytest scenarios/` stops before any lab starts ----------------------------

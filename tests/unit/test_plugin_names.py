@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import options
+from lab import options
 from lab.pytest_plugin import worker_lab_name
 
 

@@ -1,0 +1,77 @@
+"""The lab options' values (lab/pytest_plugin.py), checked before any lab starts, and the
+embedded lab's rules they share with lab/embedded/config.py: its name (``LAB_NAME``), its
+subnet's size and a PVE version's shape (``PVE_VERSION``). A bad value ends the run with
+harness.options.refuse's message: the option, what is wrong, the fix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from harness.options import refuse
+
+# the embedded lab's name: it names bridges, veths and namespaces (at most 15 characters)
+LAB_NAME_MAX = 8  # it names bridges and veths (15 characters with their prefixes)
+LAB_NAME = re.compile(rf"[a-z][a-z0-9]{{0,{LAB_NAME_MAX - 1}}}")
+LAB_NAME_RULE = ("1-8 characters, lowercase letters and digits, starting with a letter "
+                 "(it names the lab's bridges and namespaces)")
+# what `pveversion` reports: major.minor[.patch]
+PVE_VERSION = re.compile(r"[0-9]+\.[0-9]+(\.[0-9]+)?")
+FLAVOUR_VERSIONS = {"8": "8.4.1", "9": "9.1.1"}  # --pve-flavour -> its default version
+MIN_SUBNET_ADDRESSES = 32  # a /27: the host, the storage server and up to 9 nodes
+
+
+def lab_name(raw: str | None) -> str | None:
+    """--lab-name: None when not given (the lab then takes main or the xdist worker id)."""
+    if raw is None:
+        return None
+    if not LAB_NAME.fullmatch(raw):
+        refuse("--lab-name", raw, "not a valid lab name",
+               f"give {LAB_NAME_RULE}, e.g. --lab-name lab1")
+    return raw
+
+
+def lab_network(subnet: str, allowed_range: str) -> tuple[ipaddress.IPv4Network,
+                                                           ipaddress.IPv4Network]:
+    """--lab-subnet inside --lab-range: both IPv4 networks; the subnet at least a /27."""
+    allowed = _network("--lab-range", allowed_range, "e.g. --lab-range 198.18.0.0/15")
+    net = _network("--lab-subnet", subnet, "e.g. --lab-subnet 198.18.0.0/24")
+    if net.num_addresses < MIN_SUBNET_ADDRESSES:
+        refuse("--lab-subnet", subnet, f"{net} is too small for a lab",
+               "give a /27 or larger (the default is a /24)")
+    if not net.subnet_of(allowed):
+        refuse("--lab-subnet", subnet, f"{net} lies outside --lab-range {allowed}",
+               f"choose a subnet inside {allowed}, or widen --lab-range on purpose")
+    return net, allowed
+
+
+def _network(option: str, raw: str, example: str) -> ipaddress.IPv4Network:
+    try:
+        net = ipaddress.ip_network(raw, strict=False)
+    except ValueError:
+        refuse(option, raw, "not an IPv4 network", f"write it as address/prefix, {example}")
+    if not isinstance(net, ipaddress.IPv4Network):
+        refuse(option, raw, "an IPv6 network; the embedded lab uses IPv4",
+               f"give an IPv4 network, {example}")
+    return net
+
+
+def pve_version(raw: str | None, flavour: str) -> str:
+    """--pve-version for --pve-flavour: the flavour's default when not given; else a
+    version such as 8.4.1 whose major is the flavour."""
+    flavours = ", ".join(f"{f} ({v})" for f, v in FLAVOUR_VERSIONS.items())
+    if raw is None:
+        return FLAVOUR_VERSIONS[flavour]
+    if not PVE_VERSION.fullmatch(raw):
+        refuse("--pve-version", raw, "not a PVE version",
+               f"write it as major.minor[.patch], e.g. --pve-version 8.4.1; the flavours "
+               f"(--pve-flavour) are {flavours}")
+    major = raw.split(".")[0]
+    if major != flavour:
+        if major in FLAVOUR_VERSIONS:
+            fix = f"add --pve-flavour {major}, or give a {flavour}.x version"
+        else:
+            fix = f"give a {flavour}.x version; the flavours (--pve-flavour) are {flavours}"
+        refuse("--pve-version", raw, f"not a version of --pve-flavour {flavour}", fix)
+    return raw
