@@ -10,6 +10,8 @@
 - ``metrics`` fixture: records figures into ``--metrics-file`` (reports/metrics.json) and
   the Allure results; a compact table ends the terminal report.
 - SIGTERM is turned into KeyboardInterrupt so fixtures tear labs down.
+- harness/story_order.py (registered with this plugin) keeps a story whole and in order
+  under xdist, -k and node ids, and refuses random-ordering plugins.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from harness.metrics import Metric, MetricsFile
 from harness.timescale import Timescale
 from harness.verdicts import CATEGORIES, LAB_ERROR, Finding, InvariantBroken, QuorumAssertion
 from harness.waits import NotYet, set_progress, wait_until
+
+pytest_plugins = ["harness.story_order"]
 
 _FAILED_STEP = pytest.StashKey[dict]()
 RUN_ID = pytest.StashKey[str]()
