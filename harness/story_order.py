@@ -9,7 +9,8 @@ whatever the command line asks:
   under ``loadgroup`` all steps of a story share its groups. Modes that split a module or
   repeat it on every worker (``each``, ``worksteal``) are refused.
 - selection: a step selected without its earlier steps (``-k``, a node id, ``--lf``) gets
-  them back, in order: they are its setup. Budget steps are checks, not setup, so they are
+  them back, in order: they are its setup; a story's steps run in their order also under
+  ``--ff``. Budget steps are checks, not setup, so they are
   not added back for a later step. An earlier step left out on purpose (``-m``,
   ``--deselect``) cannot be added back: the later steps are skipped naming it.
 - random-ordering plugins (pytest-randomly, pytest-random-order, pytest-reverse) would
@@ -28,6 +29,7 @@ KEEPS_A_MODULE = frozenset({"loadfile", "loadgroup"})
 # as classes would be split, so it runs as loadfile (which keeps all loadscope keeps)
 AS_LOADFILE = frozenset({"load", "loadscope"})
 _ADDED = pytest.StashKey[list]()  # node ids of the steps added back, for the terminal
+_CHILDREN = pytest.StashKey[dict]()  # each module's and class's collected children
 _DIST_NOTE = pytest.StashKey[str]()  # how the --dist mode was changed, for the header
 _WORKER_ADDED = pytest.StashKey[list]()  # what the xdist workers added back (controller)
 
@@ -68,11 +70,14 @@ def reordering_plugin(config: pytest.Config) -> tuple[str, str] | None:
     return None
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Refuses reordering plugins, and makes the xdist mode keep a story on one worker
-    (the controller's config.option.dist, after xdist's pytest_cmdline_main turned -n into
-    "load" and before its scheduler and workers read it at session start)."""
+    """Registers the selection wrapper (last: after cacheprovider's), refuses reordering
+    plugins, and makes the xdist mode keep a story on one worker (the controller's
+    config.option.dist, after xdist's pytest_cmdline_main turned -n into "load" and before
+    its scheduler and workers read it at session start)."""
     config.stash[_ADDED] = []
+    config.pluginmanager.register(Selection(), "pvechaos-story-selection")
     found = reordering_plugin(config)
     if found:
         plugin, fix = found
@@ -117,17 +122,24 @@ def story_of(item: pytest.Item) -> pytest.Module | None:
     return item.getparent(pytest.Module) if is_step(item) else None
 
 
-def all_steps(session: pytest.Session, module: pytest.Module) -> list[pytest.Item] | None:
-    """Every item of a story module in collection order, from the collection pytest made
-    of it (also when a node id picked one step), or None when that is not at hand."""
-    cache = getattr(session, "_collection_cache", {})
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector):
+    """Keeps what each module and class collected, before a selection narrows it (a node
+    id picks from it, --lf's wrapper, outside this one, filters it in place)."""
+    report = yield
+    if isinstance(collector, pytest.Module | pytest.Class) and report.passed:
+        collector.config.stash.setdefault(_CHILDREN, {})[collector] = list(report.result)
+    return report
+
+
+def all_steps(config: pytest.Config, module: pytest.Module) -> list[pytest.Item] | None:
+    """Every item of a story module in collection order, also when a node id or --lf
+    picked some, or None when its collection was not seen."""
+    children = config.stash.get(_CHILDREN, {})
 
     def walk(node: pytest.Collector) -> list[pytest.Item] | None:
-        report = cache.get(node)
-        if report is None or not report.passed:
-            return None
         found: list[pytest.Item] = []
-        for child in report.result:
+        for child in children.get(node, None) or ():
             if isinstance(child, pytest.Item):
                 found.append(child)
                 continue
@@ -135,18 +147,26 @@ def all_steps(session: pytest.Session, module: pytest.Module) -> list[pytest.Ite
             if inner is None:
                 return None
             found.extend(inner)
-        return found
+        return found if node in children else None
 
     return walk(module)
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
-                                  items: list[pytest.Item]):
-    """Before the selection (-k, -m, --deselect, xdist's loadgroup), each story module is
-    made whole; after it, the steps the chosen steps need come back and the rest goes."""
+class Selection:
+    """The selection wrapper, registered at configure time after cacheprovider's --lf and
+    --ff wrappers so that it wraps theirs too (wrappers registered later run outside)."""
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]):
+        return (yield from select(config, items))
+
+
+def select(config: pytest.Config, items: list[pytest.Item]):
+    """Before the selection (-k, -m, --deselect, --lf, xdist's loadgroup), each story
+    module is made whole; after it, the steps the chosen steps need come back and the
+    rest goes."""
     chosen = list(items)
-    whole = complete_stories(session, chosen)
+    whole = complete_stories(config, chosen)
     if dist_mode(config) == "loadgroup":
         one_group_per_story(whole)
     items[:] = whole
@@ -156,9 +176,13 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     final, added = restore(whole, kept, config)
     items[:] = final
     config.stash[_ADDED].extend(shown_id(item) for item in added)
+    if _CHILDREN in config.stash:  # collection is over
+        del config.stash[_CHILDREN]
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     deselected = getattr(reporter, "stats", {}).get("deselected", [])
-    deselected[:] = [item for item in deselected if item not in added]  # they run after all
+    # the added steps run after all; the ones this made whole were never collected
+    back = set(added)
+    deselected[:] = [item for item in deselected if item in original and item not in back]
     return result
 
 
@@ -189,7 +213,7 @@ def group_names(item: pytest.Item) -> set[str]:
             for m in item.iter_markers("xdist_group")}
 
 
-def complete_stories(session: pytest.Session, items: list[pytest.Item]) -> list[pytest.Item]:
+def complete_stories(config: pytest.Config, items: list[pytest.Item]) -> list[pytest.Item]:
     """The items, with the steps a node id left out put back in their place."""
     whole: list[pytest.Item] = []
     done: set[pytest.Module] = set()
@@ -202,7 +226,7 @@ def complete_stories(session: pytest.Session, items: list[pytest.Item]) -> list[
         if module in done:
             continue
         done.add(module)
-        steps = all_steps(session, module) or []
+        steps = all_steps(config, module) or []
         if item not in steps:  # not collected the usual way: keep what was selected
             whole.extend(i for i in items if story_of(i) is module)
             continue

@@ -65,16 +65,17 @@ def run(pytester: pytest.Pytester, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
         p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
 
-    def run_it(*args: str, subprocess: bool = False) -> pytest.RunResult:
+    def run_it(*args: str, subprocess: bool = False, cache: bool = False) -> pytest.RunResult:
         how = pytester.runpytest_subprocess if subprocess else pytester.runpytest
         return how("-p", "harness.plugin", f"--metrics-file={tmp_path / 'metrics.json'}",
-                   "-rs", "-p", "no:cacheprovider", *args)
+                   "-rs", *([] if cache else ["-p", "no:cacheprovider"]), *args)
 
     def steps() -> list[tuple[str, str, str]]:
         if not steps_log.exists():
             return []
         return [tuple(json.loads(line)) for line in steps_log.read_text().splitlines()]
     run_it.steps = steps
+    run_it.steps_log = steps_log
     return run_it
 
 
@@ -152,6 +153,24 @@ def test_an_added_back_step_that_fails_stops_the_story(pytester, run):
     result.assert_outcomes(passed=1, failed=1, skipped=2)
     result.stdout.fnmatch_lines(["SKIPPED * an earlier step of this story failed "
                                  "(test_quorum_lost)*"])
+
+
+@pytest.mark.parametrize(("option", "expected"), [
+    ("--lf", ["power_cut", "quorum_lost", "expected_one"]),
+    # (failed first would put expected_one first; it fails again, so heal is skipped)
+    ("--ff", ["power_cut", "recovery_budget", "quorum_lost", "expected_one"]),
+])
+def test_last_failed_and_failed_first_keep_the_story_in_order(pytester, run, monkeypatch,
+                                                              option, expected):
+    pytester.makepyfile(test_story=STORY.replace(
+        'log("expected_one")', 'log("expected_one")\n    assert os.environ.get("FAIL") is None'))
+    monkeypatch.setenv("FAIL", "1")
+    run(cache=True).assert_outcomes(passed=3, failed=1, skipped=1)
+    run.steps_log.unlink()
+    result = run(option, cache=True)
+    assert names(run.steps()) == expected
+    if option == "--lf":
+        result.stdout.fnmatch_lines(["collected 1 item", "pvechaos: earlier story steps *"])
 
 
 def test_collect_only_lists_the_added_steps(pytester, run):
