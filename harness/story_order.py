@@ -83,8 +83,8 @@ def pytest_configure(config: pytest.Config) -> None:
         plugin, fix = found
         raise pytest.UsageError(f"{plugin} reorders tests, but a story's steps build on "
                                 f"each other and must run in their order\n  fix: {fix}")
-    if hasattr(config, "workerinput") or not hasattr(config.option, "dist"):
-        return
+    if hasattr(config, "workerinput") or not getattr(config.option, "tx", None):
+        return  # a worker, or no xdist workers (-n 0, no -n, xdist not loaded)
     given = config.option.dist
     config.option.dist = story_dist(given)
     if given != config.option.dist:

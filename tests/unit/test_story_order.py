@@ -252,6 +252,13 @@ def test_a_dist_mode_that_splits_a_story_is_refused(pytester, run, mode):
     assert run.steps() == []
 
 
+def test_a_dist_mode_without_workers_changes_nothing(pytester, run):
+    pytester.makepyfile(test_story=STORY)
+    result = run("-p", "xdist", "--dist", "each")  # no -n: xdist distributes nothing
+    result.assert_outcomes(passed=5)
+    assert "became" not in result.stdout.str()
+
+
 def test_the_dist_mode_for_stories():
     assert [story_dist(d) for d in (None, "no", "load", "loadscope", "loadfile",
                                     "loadgroup")] == [None, "no", "loadfile", "loadfile",
