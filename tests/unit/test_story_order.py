@@ -231,15 +231,23 @@ def test_loadgroup_keeps_a_story_whose_steps_have_their_own_groups(pytester, run
         "test_story_a": 1, "test_story_b": 1}
 
 
-def test_under_xdist_a_k_selection_adds_back_and_says_so(pytester, run):
+@pytest.mark.parametrize(("dist", "header"), [
+    ([], "*--dist load became --dist loadfile*"),
+    (["--dist", "loadgroup"], "*"),  # the workers' node ids carry the group: not shown
+])
+def test_under_xdist_a_k_selection_adds_back_and_says_so(pytester, run, dist, header):
     two_stories(pytester)
-    result = run("-p", "xdist", "-n", "2", "-k", "story_a and heal", subprocess=True)
+    result = run("-p", "xdist", "-n", "2", *dist, "-k", "story_a and heal",
+                 subprocess=True)
     assert names(run.steps()) == ["power_cut", "quorum_lost", "expected_one", "heal"]
     assert len(workers_by_story(run.steps())["test_story_a"]) == 1
     result.stdout.fnmatch_lines([
-        "*--dist load became --dist loadfile*",
+        header,
         "pvechaos: earlier story steps added back (a selected step needs them):",
-        "  test_story_a.py::test_power_cut"])
+        "  test_story_a.py::test_power_cut",
+        "  test_story_a.py::test_quorum_lost",
+        "  test_story_a.py::test_expected_one",
+        "=* 4 passed *"])
 
 
 @pytest.mark.parametrize("mode", ["each", "worksteal"])
