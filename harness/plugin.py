@@ -11,6 +11,8 @@
   Allure results and the test's JUnit properties (``--junitxml``); a compact table ends
   the terminal report.
 - SIGTERM is turned into KeyboardInterrupt so fixtures tear labs down.
+- harness/story_order.py (registered with this plugin) keeps a story whole and in order
+  under xdist, -k and node ids, and refuses random-ordering plugins.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from harness.ssh import quiet_paramiko
 from harness.timescale import Timescale
 from harness.verdicts import CATEGORIES, LAB_ERROR, Finding, InvariantBroken, QuorumAssertion
 from harness.waits import NotYet, set_progress, wait_until
+
+pytest_plugins = ["harness.story_order"]
 
 _FAILED_STEP = pytest.StashKey[dict]()
 RUN_ID = pytest.StashKey[str]()
