@@ -185,3 +185,17 @@ def test_both_commands_are_installed_from_one_module():
     text = (Path(__file__).resolve().parents[2] / "pyproject.toml").read_text()
     assert 'pvechaos = "lab.cli:main"' in text
     assert 'pvechaos-lab = "lab.cli:lab_main"' in text
+
+
+def test_cleanup_takes_a_running_lab_down_then_sweeps_the_rest(monkeypatch, tmp_path, request,
+                                                              capsys):
+    from tests.unit.detached_support import running_lab
+
+    running = running_lab(tmp_path, request, name="unitx")
+    monkeypatch.setattr(embedded_config, "STATE_ROOT", tmp_path)
+    swept = []
+    monkeypatch.setattr("lab.embedded.__main__.main", lambda argv: swept.append(argv) or 0)
+    assert cli.main(["lab", "cleanup"]) == 0
+    assert "unitx: was running; taken down" in capsys.readouterr().out
+    assert not running.config.lab_dir.exists()
+    assert swept == [["cleanup"]]  # then every lab's leftovers, as before
