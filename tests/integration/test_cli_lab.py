@@ -1,6 +1,7 @@
 """`pvechaos lab up` as a person runs it: the command ends, the lab runs on (its cluster
 quorate, reached over `lab ssh` and `lab status`); a second `up` of the name is refused;
-`lab down` leaves no namespace, link, cgroup, process or directory of the lab."""
+an `up` failing half way removes what it made; `lab down` leaves no namespace, link,
+cgroup, process or directory of the lab."""
 
 from __future__ import annotations
 
@@ -82,6 +83,15 @@ def test_a_second_up_of_the_name_is_refused_and_the_lab_stays(up):
     assert f"pvechaos lab down --name {NAME}" in again.stderr
     still = pvechaos("lab", "ssh", "--name", NAME, "node1", "pvecm", "status")
     assert "Quorate:          Yes" in still.stdout
+
+
+def test_an_up_failing_half_way_removes_what_it_made(up):
+    other = EmbeddedConfig(name="clib", subnet=SUBNET)  # the subnet is the running lab's
+    failed = pvechaos("lab", "up", "--name", other.name, "--subnet", SUBNET)
+    assert failed.returncode == 1
+    assert f"lab subnet {SUBNET} is already used on {CONFIG.bridge}" in failed.stderr
+    assert leftovers(other) == []
+    assert pvechaos("lab", "status", "--name", NAME).returncode == 0  # the first lab runs on
 
 
 def test_down_leaves_nothing_behind(up):
