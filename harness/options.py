@@ -33,6 +33,8 @@ LAB_NAME_RULE = ("1-8 characters, lowercase letters and digits, starting with a 
 # what `pveversion` reports: major.minor[.patch]
 PVE_VERSION = re.compile(r"[0-9]+\.[0-9]+(\.[0-9]+)?")
 FLAVOUR_VERSIONS = {"8": "8.4.1", "9": "9.1.1"}  # --pve-flavour -> its default version
+# a PVE cluster name as `pvecm create` takes it: PVE's pve-node format, at most 15 characters
+CLUSTER_NAME = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,13}[a-zA-Z0-9])?")
 MIN_SUBNET_ADDRESSES = 32  # a /27: the host, the storage server and up to 9 nodes
 STORY_NODES = 3  # first cut, second cut, survivor
 
@@ -50,6 +52,15 @@ def lab_name(raw: str | None) -> str | None:
     if not LAB_NAME.fullmatch(raw):
         refuse("--lab-name", raw, "not a valid lab name",
                f"give {LAB_NAME_RULE}, e.g. --lab-name lab1")
+    return raw
+
+
+def cluster_name(raw: str) -> str:
+    """--cluster-name: a name `pvecm create` takes, refused before any lab starts."""
+    if not CLUSTER_NAME.fullmatch(raw):
+        refuse("--cluster-name", raw, "not a PVE cluster name",
+               "give 1-15 letters, digits and hyphens, not starting or ending with a "
+               "hyphen, e.g. --cluster-name pvechaos")
     return raw
 
 

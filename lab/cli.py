@@ -135,6 +135,8 @@ def _validate(args: argparse.Namespace) -> None:
     if args.kind == "lab" and args.verb != "cleanup":
         options.lab_name(args.name)
         args.config = _config(args) if args.verb == "up" else _named(args.name)
+    if args.kind == "lab" and args.verb == "up":
+        options.cluster_name(args.cluster_name)
     names = getattr(args, "names", None) or []
     for name in names:
         options.lab_name(name)

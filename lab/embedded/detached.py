@@ -23,6 +23,7 @@ interrupted half way closes the lab it began (``EmbeddedLab.close``).
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import signal
 import subprocess
@@ -69,16 +70,19 @@ class Running:
                               hint=f"its nodes are {', '.join(self.config.node_names)}")
         return self.config.node_address(node)
 
-    def ssh_argv(self, node: str, command: list[str]) -> list[str]:
-        """The system ssh client's argv for root on ``node`` (from the host, which is on
-        the lab bridge): the lab's key, its nodes' host keys, nothing of the user's."""
-        argv = ["ssh", "-i", str(self.key), "-o", "IdentitiesOnly=yes",
+    def ssh_login(self, node: str) -> list[str]:
+        """The plain ssh line for root on ``node`` (from the host, which is on the lab
+        bridge): the lab's key and its nodes' host keys, nothing of the user's."""
+        return ["ssh", "-i", str(self.key), "-o", "IdentitiesOnly=yes",
                 "-o", f"UserKnownHostsFile={self.known_hosts}",
                 "-o", "GlobalKnownHostsFile=/dev/null", "-o", "StrictHostKeyChecking=yes",
-                "-o", "ConnectTimeout=5"]
-        if command:
-            argv += ["-o", "BatchMode=yes"]
-        return [*argv, f"root@{self.address(node)}", *command]
+                f"root@{self.address(node)}"]
+
+    def ssh_argv(self, node: str, command: list[str]) -> list[str]:
+        """``ssh_login`` bounded in connecting; with a command also never prompting."""
+        *options, target = self.ssh_login(node)
+        options += ["-o", "ConnectTimeout=5"] + (["-o", "BatchMode=yes"] if command else [])
+        return [*options, target, *command]
 
     def powered(self) -> dict[str, bool]:
         state = LabState(self.config.lab_dir)
@@ -176,7 +180,7 @@ def _add_guest(lab: EmbeddedLab, cluster: Cluster, say: Callable[[str], None]) -
 def how_to_reach(running: Running) -> list[str]:
     name, first = running.config.name, running.config.node_names[0]
     flag = f" --name {name}"
-    raw = " ".join(running.ssh_argv(first, [])).replace(" -o ConnectTimeout=5", "")
+    raw = shlex.join(running.ssh_login(first))
     lines = [f"lab '{name}' is up: nodes "
              + ", ".join(f"{n} {running.config.node_address(n)}"
                          for n in running.config.node_names)]

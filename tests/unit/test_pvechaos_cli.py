@@ -38,6 +38,10 @@ def nothing_starts(monkeypatch):
     (["lab", "up", "--timescale", "0"], "fix: use a number from 0.01 to 10"),
     (["lab", "up", "--nodes", "0"], "node count 0 is not supported\n  fix: use 1 to 9 nodes"),
     (["lab", "up", "--nodes", "12"], "node count 12 is not supported"),
+    (["lab", "up", "--cluster-name", "my cluster"],
+     "--cluster-name 'my cluster': not a PVE cluster name\n  fix: give 1-15 letters"),
+    (["lab", "up", "--cluster-name=x-"], "not a PVE cluster name"),
+    (["lab", "up", "--cluster-name", "a" * 16], "not a PVE cluster name"),
     (["lab", "status", "--name", "a b"], "--lab-name 'a b': not a valid lab name"),
     (["lab", "down", "--name", "UP"], "--lab-name 'UP': not a valid lab name"),
     (["lab", "ssh", "--name=-x", "node1"], "not a valid lab name"),
@@ -75,6 +79,12 @@ def test_up_takes_the_values_it_was_given(monkeypatch):
     assert (made.pve_version, made.timescale.factor) == ("9.1.1", 0.1)
     assert seen["guest"] is True and seen["cluster_name"] == "pvechaos"
     assert seen["argv"] == argv and seen["prog"] == "pvechaos"
+
+
+@pytest.mark.parametrize("name", ["pvechaos", "a", "Lab-2", "x" * 15, "9lives"])
+def test_up_takes_every_name_pvecm_create_takes(monkeypatch, name):
+    monkeypatch.setattr(lab_cli, "run", lambda args: 0)
+    assert cli.main(["lab", "up", "--cluster-name", name]) == 0
 
 
 def test_the_defaults_stay_clear_of_the_test_runs_lab(monkeypatch):
