@@ -223,9 +223,9 @@ def _non_negative(text: str) -> float:
     raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python3 -m harness.compare") -> int:
     parser = argparse.ArgumentParser(
-        prog="python3 -m harness.compare",
+        prog=prog,
         description="Compare two metrics.json files; exit 1 on a regression, 2 on bad input.")
     parser.add_argument("before", type=Path, help="metrics.json of the reference run")
     parser.add_argument("after", type=Path, help="metrics.json of the run to judge")

@@ -63,8 +63,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """--story-nodes' count and duplicates are refused before any lab starts; a name the
-    cluster lacks can only be found once it is up (the ``story_nodes`` fixture)."""
+    """--cluster-name and --story-nodes' count and duplicates are refused before any lab
+    starts; a name the cluster lacks can only be found once it is up (``story_nodes``)."""
+    options.cluster_name(config.getoption("cluster_name"))
     options.story_nodes(config.getoption("story_nodes"))
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -21,6 +22,8 @@ import pytest
 
 from harness.timescale import Timescale, TimescaleError
 
+# a PVE cluster name as `pvecm create` takes it: PVE's pve-node format, at most 15 characters
+CLUSTER_NAME = re.compile(r"[a-zA-Z0-9]([a-zA-Z0-9-]{0,13}[a-zA-Z0-9])?")
 STORY_NODES = 3  # first cut, second cut, survivor
 
 
@@ -28,6 +31,15 @@ def refuse(option: str, value: object, problem: str, fix: str) -> NoReturn:
     """Stop the run: ``--option 'value': problem`` and the fix on the next line."""
     shown = f"{value:g}" if isinstance(value, float) else repr(value)
     raise pytest.UsageError(f"{option} {shown}: {problem}\n  fix: {fix}")
+
+
+def cluster_name(raw: str) -> str:
+    """--cluster-name: a name `pvecm create` takes, refused before any lab starts."""
+    if not CLUSTER_NAME.fullmatch(raw):
+        refuse("--cluster-name", raw, "not a PVE cluster name",
+               "give 1-15 letters, digits and hyphens, not starting or ending with a "
+               "hyphen, e.g. --cluster-name pvechaos")
+    return raw
 
 
 def timescale(raw: float | str) -> Timescale:

@@ -1,33 +1,49 @@
-"""`pvechaos-lab`: what a lab needs outside a test run.
+"""`pvechaos`: labs and reports outside a test run (`pvechaos-lab` is the same command).
 
-    pvechaos-lab embedded cleanup [NAME...]          remove what killed runs left behind
-    pvechaos-lab libvirt build   --lab-config FILE   golden images for the configured ISO
-    pvechaos-lab libvirt build-gateway --lab-config FILE --cloud-image QCOW2
-                                                     the NFS gateway's disk from a Debian
-                                                     cloud image (virt-customize)
-    pvechaos-lab libvirt status  --lab-config FILE   domains, states, `ready` snapshots
-    pvechaos-lab libvirt destroy --lab-config FILE   remove the lab's VMs, overlays, networks
-    pvechaos-lab guest-template --out DIR [--storage ID] [--port N]
-                                                     the real-PVE test guest's template and
-                                                     hookscript, laid out as on a storage
-    pvechaos-lab inventory check --inventory FILE [--destructive]
-                                                     reach every node and power switch, and
-                                                     say whether the interlock would arm
+    pvechaos lab up [--name N] [--subnet CIDR] [--nodes N] [--pve-flavour 8|9]
+                    [--timescale X] [--guest]      boot an embedded lab, form its cluster
+                                                   (and the HA test guest), leave it running
+    pvechaos lab status [--name N]                 nodes, quorum, `ha-manager status`
+    pvechaos lab ssh [--name N] NODE [CMD...]      a shell on a node, or CMD's exit status
+    pvechaos lab down [--name N]                   remove the lab, leaving nothing behind
+    pvechaos lab cleanup [NAME...]                 remove what labs and killed runs left
+    pvechaos compare BEFORE AFTER [...]            two metrics.json files (harness/compare.py)
+    pvechaos report [RESULTS] [-o DIR]             the offline HTML report from Allure results
+    pvechaos libvirt build|build-gateway|status|destroy --lab-config FILE
+    pvechaos guest-template --out DIR [--storage ID] [--port N]
+    pvechaos inventory check --inventory FILE [--destructive]
+    pvechaos embedded cleanup [NAME...]            (the same as `lab cleanup`)
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+import pytest
 
 from harness.errors import PvechaosError
 
+DEFAULT_NAME = "explore"  # not the test runs' `main`, so the two never meet
+DEFAULT_SUBNET = "198.19.250.0/24"  # far from the test runs' 198.18.N.0/24
+REPORT_RESULTS, REPORT_OUT = "reports/allure-results", "reports/html"
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="pvechaos-lab", description=__doc__.split("\n")[0])
+
+def build_parser(prog: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[2:]))
     kinds = parser.add_subparsers(dest="kind", required=True)
+    _lab_verbs(kinds.add_parser("lab", help="an embedded lab to explore by hand"))
     embedded = kinds.add_parser("embedded").add_subparsers(dest="verb", required=True)
     embedded.add_parser("cleanup").add_argument("names", nargs="*")
+    kinds.add_parser("compare", help="compare two metrics.json files (see `compare -h`)")
+    report = kinds.add_parser("report", help="the offline HTML report from Allure results")
+    report.add_argument("results", nargs="?", default=REPORT_RESULTS,
+                        help="pytest's --alluredir (default: %(default)s)")
+    report.add_argument("-o", "--out", default=REPORT_OUT, metavar="DIR",
+                        help="where index.html goes; replaced (default: %(default)s)")
     libvirt = kinds.add_parser("libvirt").add_subparsers(dest="verb", required=True)
     for verb in ("build", "build-gateway", "status", "destroy"):
         sub = libvirt.add_parser(verb)
@@ -45,34 +61,123 @@ def main(argv: list[str] | None = None) -> int:
     check = inventory.add_parser("check")
     check.add_argument("--inventory", required=True, metavar="FILE")
     check.add_argument("--destructive", action="store_true")
-    args = parser.parse_args(argv)
-    if args.kind == "guest-template":  # every value checked before anything is written
-        from pathlib import Path
+    return parser
 
-        from lab.guest_template import check_out_dir, check_port, check_storage_id
 
-        try:
-            check_storage_id(args.storage)
-            check_port(args.port)
-            check_out_dir(Path(args.out))
-        except PvechaosError as exc:
-            print(f"pvechaos-lab guest-template: {exc}", file=sys.stderr)
-            return 2
+def _lab_verbs(lab: argparse.ArgumentParser) -> None:
+    verbs = lab.add_subparsers(dest="verb", required=True)
+
+    def named(verb: str, help_text: str) -> argparse.ArgumentParser:
+        sub = verbs.add_parser(verb, help=help_text)
+        # --lab-name is pytest's spelling: lab/options.py's messages name it
+        sub.add_argument("--name", "--lab-name", dest="name", default=DEFAULT_NAME,
+                         help="the lab's name, 1-8 lowercase letters and digits, starting "
+                              "with a letter (default: %(default)s)")
+        return sub
+
+    up = named("up", "boot a lab, form its cluster, leave it running")
+    up.add_argument("--subnet", "--lab-subnet", dest="subnet", default=DEFAULT_SUBNET,
+                    metavar="CIDR", help="inside 198.18.0.0/15, a /27 or larger "
+                                         "(default: %(default)s)")
+    up.add_argument("--nodes", type=int, default=3, help="1 to 9 (default: %(default)s)")
+    up.add_argument("--pve-flavour", choices=("8", "9"), default="8",
+                    help="PVE generation of the nodes (default: %(default)s)")
+    up.add_argument("--timescale", default="1",
+                    help="HA timers' multiplier, 0.01 to 10 (default: 1, PVE's own)")
+    up.add_argument("--cluster-name", default="pvechaos",
+                    help="name given to `pvecm create` (default: %(default)s)")
+    up.add_argument("--guest", action="store_true",
+                    help="also create the HA test guest (CT 100) on the first node")
+    named("status", "the lab's nodes, quorum and HA status")
+    ssh = named("ssh", "ssh to a node: a shell, or CMD with its exit status")
+    ssh.add_argument("node")
+    ssh.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
+    named("down", "remove the lab and everything it made")
+    verbs.add_parser("cleanup", help="remove labs and what killed runs left behind"
+                     ).add_argument("names", nargs="*", metavar="NAME")
+
+
+def main(argv: list[str] | None = None, prog: str = "pvechaos") -> int:
+    args_in = sys.argv[1:] if argv is None else argv
+    if args_in[:1] == ["compare"]:  # its own parser, its own exit codes (1 regression)
+        from harness.compare import main as compare_main
+
+        return compare_main(args_in[1:], prog=f"{prog} compare")
+    args = build_parser(prog).parse_args(args_in)
+    args.prog, args.argv = prog, args_in
+    try:
+        _validate(args)
+    except (pytest.UsageError, PvechaosError) as exc:  # before anything is made
+        print(f"{prog} {args.kind}: {exc}", file=sys.stderr)
+        return 2
     try:
         return run(args)
     except PvechaosError as exc:
-        print(f"pvechaos-lab: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 1
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.kind == "embedded":
-        from lab.embedded.__main__ import main as embedded_main
+def lab_main() -> int:
+    """`pvechaos-lab`: the same verbs under its old name."""
+    return main(prog="pvechaos-lab")
 
-        return embedded_main(["cleanup", *args.names])
+
+def _validate(args: argparse.Namespace) -> None:
+    """Every value checked before anything starts; each rule in its one place."""
+    from harness import options
+    from lab import options as lab_options
+
     if args.kind == "guest-template":
-        from pathlib import Path
+        from lab.guest_template import check_out_dir, check_port, check_storage_id
 
+        check_storage_id(args.storage)
+        check_port(args.port)
+        check_out_dir(Path(args.out))
+    if args.kind == "lab" and args.verb != "cleanup":
+        lab_options.lab_name(args.name)
+        args.config = _config(args) if args.verb == "up" else _named(args.name)
+    if args.kind == "lab" and args.verb == "up":
+        options.cluster_name(args.cluster_name)
+    names = getattr(args, "names", None) or []
+    for name in names:
+        lab_options.lab_name(name)
+
+
+def _named(name: str):
+    from lab.embedded import config
+
+    return config.EmbeddedConfig(name=name, state_root=config.STATE_ROOT)
+
+
+def _config(args: argparse.Namespace):
+    from harness import options
+    from lab import options as lab_options
+    from lab.embedded import config
+
+    subnet, _ = lab_options.lab_network(args.subnet, config.DEFAULT_RANGE)
+    return config.EmbeddedConfig(
+        name=args.name, subnet=str(subnet), node_count=args.nodes,
+        state_root=config.STATE_ROOT,
+        pve_version=lab_options.pve_version(None, args.pve_flavour),
+        timescale=options.timescale(args.timescale))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.kind == "lab":
+        from lab import lab_cli
+
+        return lab_cli.run(args)
+    if args.kind == "embedded":
+        from lab import lab_cli
+
+        return lab_cli.cleanup(args.names)
+    if args.kind == "report":
+        from harness.report.generate import HISTORY, generate
+
+        page = generate(Path(args.results), Path(args.out))
+        print(f"pvechaos: HTML report in {page} (history: {page.parent.parent / HISTORY})")
+        return 0
+    if args.kind == "guest-template":
         from lab.guest_template import write_storage_files
 
         for path in write_storage_files(Path(args.out), storage_id=args.storage,

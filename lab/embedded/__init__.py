@@ -179,6 +179,17 @@ class EmbeddedLab(RefusesWhatItLacks):
             self.state.set_process("nfs-server", None)
         self._storage_out = False
 
+    def detach(self) -> None:
+        """Leave the started lab running after this process ends (``pvechaos lab up``).
+        Every lab process already runs in its own session, so the end of this one kills
+        none of them; the lab's NFS stand-in, which lives as long as the lab, becomes the
+        state file's owner, so no later start sweeps the lab while it runs and only
+        ``pvechaos lab down`` (a sweep taking detached labs) removes it."""
+        if not self._started or self._nfs is None or self._nfs.poll() is not None:
+            raise LabError(f"lab '{self.name}' is not running: nothing to leave up",
+                           hint="start it first (start())")
+        self.state.detach(self._nfs.pid)
+
     def _check_node(self, node: str) -> NodePower:
         if node not in self._power:
             raise InterlockError(f"refusing to touch {node!r}: it is not a node of lab "

@@ -22,13 +22,19 @@ TOOLS = {
 }
 
 
-def check_host() -> None:
+BUILDS = "it creates network namespaces, a bridge, and mounts inside each node's namespaces"
+
+
+def require_root(what: str, rerun: str, why: str = BUILDS) -> None:
+    """Refuse a non-root user before anything is made: ``what`` needs root (``why``);
+    ``rerun`` is the command to run instead."""
     if os.geteuid() != 0:
-        raise LabError(
-            "the embedded lab needs root: it creates network namespaces, a bridge, and "
-            "mounts inside each node's namespaces",
-            hint="run as root, e.g. `sudo -E pytest scenarios/` (or use --lab with a lab "
-                 "that needs no root)")
+        raise LabError(f"{what} needs root: {why}", hint=f"run as root, {rerun}")
+
+
+def check_host(rerun: str = "e.g. `sudo -E pytest scenarios/` (or use --lab with a lab "
+                            "that needs no root)") -> None:
+    require_root("the embedded lab", rerun)
     missing = sorted({pkg for tool, pkg in TOOLS.items()
                       if shutil.which(tool, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:"
                                       "/usr/bin:/sbin:/bin") is None})

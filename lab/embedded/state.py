@@ -58,6 +58,17 @@ class LabState:
         self.data["owner"] = {"pid": pid, "start": process_start_time(pid)}
         self.save()
 
+    def detach(self, pid: int) -> None:
+        """Hand the lab to one of its own long-lived processes (``pvechaos lab up``): the
+        lab then belongs to a live owner for as long as it runs, so no other run sweeps
+        it, and only a sweep that takes detached labs (``lab down``) removes it."""
+        self.data["owner"] = {"pid": pid, "start": process_start_time(pid), "detached": True}
+        self.save()
+
+    @property
+    def detached(self) -> bool:
+        return bool((self.data.get("owner") or {}).get("detached"))
+
     def owner_alive(self) -> int | None:
         owner = self.data.get("owner") or {}
         pid = owner.get("pid")
@@ -102,8 +113,10 @@ def remove_cgroups(paths: list[str]) -> None:
         freeze.remove(Path(path))
 
 
-def sweep(lab_dir: Path) -> bool:
-    """Remove everything a previous run of this lab left. True when something was found."""
+def sweep(lab_dir: Path, *, take_detached: bool = False) -> bool:
+    """Remove everything a previous run of this lab left. True when something was found.
+    A lab left running on purpose (``LabState.detach``) is removed only with
+    ``take_detached`` (``pvechaos lab down``); any other live owner always refuses."""
     state = LabState(lab_dir)
     if not state.load():
         if lab_dir.exists():
@@ -111,7 +124,12 @@ def sweep(lab_dir: Path) -> bool:
             return True
         return False
     owner = state.owner_alive()
-    if owner:
+    if owner and state.detached and not take_detached:
+        raise LabError(f"lab '{lab_dir.name}' is running: `pvechaos lab up` left it up "
+                       f"(its process {owner})",
+                       hint=f"take it down first (pvechaos lab down --name {lab_dir.name}), "
+                            "or give this run another --lab-name and --lab-subnet")
+    if owner and not state.detached:
         raise LabError(f"lab directory {lab_dir} belongs to a running process (pid {owner})",
                        hint="wait for that run to end, or give this run another --lab-name "
                             "and --lab-subnet")

@@ -52,15 +52,12 @@ def generate(workdir: Path) -> Path:
                          text=True, timeout=120, env={"PYTHONPATH": str(REPO),
                                                       "PATH": "/usr/bin:/bin"})
     assert run.returncode == 0, run.stdout[-2000:]
-    gen = subprocess.run([str(ALLURE), "generate", "results", "--config",
-                          str(REPO / ".ci/allurerc.json"), "-o", "html"], cwd=workdir,
-                         capture_output=True, text=True, timeout=180)
+    gen = subprocess.run([sys.executable, "-m", "lab.cli", "report", "results", "-o",
+                          "reports/html"], cwd=workdir, env={"PYTHONPATH": str(REPO),
+                                                             "PATH": "/usr/bin:/bin"},
+                         capture_output=True, text=True, timeout=240)
     assert gen.returncode == 0, gen.stdout[-2000:] + gen.stderr[-2000:]
-    offline = subprocess.run([sys.executable, "-m", "harness.report.offline",
-                              "html/index.html"], cwd=workdir, env={"PYTHONPATH": str(REPO)},
-                             capture_output=True, text=True, timeout=60)
-    assert offline.returncode == 0, offline.stderr
-    return workdir / "html/index.html"
+    return workdir / "reports/html/index.html"
 
 
 @pytest.mark.skipif(not ALLURE.exists() or CHROMIUM is None,

@@ -1,4 +1,5 @@
-"""`pvechaos-lab`: its verbs reach the right code, and a mistake is one line with its fix."""
+"""`pvechaos-lab` (the old name of `pvechaos`, same verbs): its verbs reach the right code,
+and a mistake is one line with its fix."""
 
 from __future__ import annotations
 
@@ -9,9 +10,13 @@ import pytest
 from lab import cli
 
 
+def pvechaos_lab(argv: list[str]) -> int:
+    return cli.main(argv, prog="pvechaos-lab")
+
+
 def test_a_missing_option_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
-        cli.main(["libvirt", "build-gateway", "--lab-config", "lab.yaml"])
+        pvechaos_lab(["libvirt", "build-gateway", "--lab-config", "lab.yaml"])
     assert info.value.code == 2
     assert "--cloud-image" in capsys.readouterr().err
 
@@ -22,7 +27,7 @@ def test_a_missing_option_is_a_usage_error(capsys):
     ["inventory", "check", "--inventory", "{tmp}/none.yaml"],
 ])
 def test_a_missing_file_is_named_with_its_fix_and_no_traceback(tmp_path, capsys, argv):
-    assert cli.main([a.format(tmp=tmp_path) for a in argv]) == 1
+    assert pvechaos_lab([a.format(tmp=tmp_path) for a in argv]) == 1
     err = capsys.readouterr().err
     assert err.startswith("pvechaos-lab: ") and f"{tmp_path}/none.yaml does not exist" in err
     assert "fix: give the path of an existing YAML file" in err
@@ -30,7 +35,7 @@ def test_a_missing_file_is_named_with_its_fix_and_no_traceback(tmp_path, capsys,
 
 
 def test_guest_template_writes_the_storage_layout(tmp_path, capsys):
-    assert cli.main(["guest-template", "--out", str(tmp_path), "--port", "7100"]) == 0
+    assert pvechaos_lab(["guest-template", "--out", str(tmp_path), "--port", "7100"]) == 0
     printed = capsys.readouterr().out.split()
     assert printed == [str(tmp_path / "template/cache/pvechaos-guest_1.0_amd64.tar.xz"),
                        str(tmp_path / "snippets/pvechaos-guest.sh")]
@@ -48,7 +53,7 @@ def test_guest_template_writes_the_storage_layout(tmp_path, capsys):
 ])
 def test_guest_template_refuses_a_bad_value_before_writing(tmp_path, capsys, args, said):
     out = tmp_path / "out"
-    assert cli.main(["guest-template", "--out", str(out), *args]) == 2
+    assert pvechaos_lab(["guest-template", "--out", str(out), *args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("pvechaos-lab guest-template: ") and said in err
     assert "Traceback" not in err
@@ -64,7 +69,7 @@ def test_guest_template_takes_every_pve_storage_id(storage):
 
 def test_guest_template_refuses_an_out_under_a_file(tmp_path, capsys):
     (tmp_path / "file").write_text("")
-    assert cli.main(["guest-template", "--out", str(tmp_path / "file" / "dir")]) == 2
+    assert pvechaos_lab(["guest-template", "--out", str(tmp_path / "file" / "dir")]) == 2
     err = capsys.readouterr().err
     assert f"lies under {tmp_path / 'file'}, which is a file" in err
     assert "fix: give a directory you can write, e.g. --out ./pvechaos-storage" in err
@@ -72,7 +77,7 @@ def test_guest_template_refuses_an_out_under_a_file(tmp_path, capsys):
 
 def test_guest_template_refuses_an_out_that_is_a_file(tmp_path, capsys):
     (tmp_path / "file").write_text("")
-    assert cli.main(["guest-template", "--out", str(tmp_path / "file")]) == 2
+    assert pvechaos_lab(["guest-template", "--out", str(tmp_path / "file")]) == 2
     assert "is a file, not a directory" in capsys.readouterr().err
 
 
@@ -82,9 +87,9 @@ def test_guest_template_refuses_an_unwritable_out(tmp_path, capsys, monkeypatch)
     locked = tmp_path / "locked"
     locked.mkdir()
     monkeypatch.setattr(guest_template.os, "access", lambda path, mode: Path(path) != locked)
-    assert cli.main(["guest-template", "--out", str(locked)]) == 2
+    assert pvechaos_lab(["guest-template", "--out", str(locked)]) == 2
     assert f"--out {str(locked)!r}: is not writable" in capsys.readouterr().err
-    assert cli.main(["guest-template", "--out", str(locked / "a" / "b")]) == 2
+    assert pvechaos_lab(["guest-template", "--out", str(locked / "a" / "b")]) == 2
     err = capsys.readouterr().err
     assert f"cannot be made: {locked} is not writable" in err
     assert "fix: give a directory you can write" in err
@@ -98,6 +103,6 @@ def test_a_write_failing_after_the_checks_is_named_not_a_traceback(tmp_path, cap
         raise OSError(28, "No space left on device", str(tmp_path / "t.tar.xz"))
 
     monkeypatch.setattr(guest_template, "build_template", full)
-    assert cli.main(["guest-template", "--out", str(tmp_path)]) == 1
+    assert pvechaos_lab(["guest-template", "--out", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "fix: free space" in err

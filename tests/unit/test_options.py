@@ -234,6 +234,8 @@ def collect(*argv: str) -> subprocess.CompletedProcess:
     (("--pve-version", "banana"), "ERROR: --pve-version 'banana': not a PVE version\n"),
     (("--metrics-file", "README.md/metrics.json"),
      "ERROR: --metrics-file 'README.md/metrics.json': "),
+    (("--cluster-name", "my cluster"), "ERROR: --cluster-name 'my cluster': not a PVE "
+                                       "cluster name\n"),
 ])
 def test_pytest_scenarios_stops_with_a_usage_error_and_no_traceback(argv, message):
     done = collect(*argv)

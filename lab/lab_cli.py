@@ -1,0 +1,59 @@
+"""`pvechaos lab up|status|ssh|down|cleanup`: the verbs of lab/cli.py for an embedded lab
+left running (lab/embedded/detached.py says how it lives and ends). Every value is
+checked by lab/cli.py before these run."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+from lab.embedded import config, detached, preflight
+
+ROOT_STATE = "the lab's state, SSH key and kernel objects are root's"
+
+
+def _rerun(args: argparse.Namespace) -> str:
+    return f"e.g. `sudo {shlex.join([args.prog, *args.argv])}`"
+
+
+def run(args: argparse.Namespace) -> int:
+    what = f"`{args.prog} lab {args.verb}`"
+    if args.verb == "up":
+        preflight.check_host(_rerun(args))  # root, tools, kernel: before anything is made
+        running = detached.up(args.config, cluster_name=args.cluster_name, guest=args.guest)
+        print("\n".join(detached.how_to_reach(running)))
+        return 0
+    preflight.require_root(what, _rerun(args), ROOT_STATE)
+    if args.verb == "cleanup":
+        return cleanup(args.names)
+    if args.verb == "down":
+        if not detached.down(args.config):
+            raise detached.not_running(args.name)
+        print(f"lab '{args.name}' is down: its processes, namespaces, links, cgroups and "
+              "directory are removed")
+        return 0
+    running = detached.require(args.config)
+    if args.verb == "status":
+        lines, quorate = detached.status(running)
+        print("\n".join(lines))
+        return 0 if quorate else 1
+    argv = running.ssh_argv(args.node, args.command)  # an unknown node lists the nodes
+    sys.stdout.flush()
+    os.execvp(argv[0], argv)  # ssh's exit status is the command's
+    return 255  # not reached
+
+
+def cleanup(names: list[str]) -> int:
+    """Labs left running are taken down; then what killed runs left behind is swept
+    (lab/embedded/__main__.py), for the labs named or, with none, every lab."""
+    from lab.embedded.__main__ import main as embedded_cleanup
+
+    root = config.STATE_ROOT
+    for name in names or sorted(p.name for p in root.glob("*") if p.is_dir()):
+        lab = config.EmbeddedConfig(name=name, state_root=root)
+        if detached.find(lab) is not None:
+            detached.down(lab)
+            print(f"{name}: was running; taken down")
+    return embedded_cleanup(["cleanup", *names])
