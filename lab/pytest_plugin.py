@@ -65,6 +65,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "match --pve-flavour (default: 8.4.1 or 9.1.1)")
     group.addoption("--node-version", action="append", default=[], metavar="NODE=VERSION",
                     help="PVE version of one embedded node (a mixed-version cluster)")
+    group.addoption("--keep-lab", action="store_true", default=False,
+                    help="embedded lab: when a test of a module fails, leave its lab "
+                         "running (faults undone) and print how to reach it; `pvechaos "
+                         "lab down --name NAME` removes it")
+
+
+_FAILED_MODULES = pytest.StashKey[set]()  # modules with a failed test (--keep-lab)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    report = yield
+    if report.failed:
+        item.config.stash.setdefault(_FAILED_MODULES, set()).add(item.module.__name__)
+    return report
 
 
 def worker_index(config: pytest.Config) -> int | None:
@@ -150,5 +165,35 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     try:
         yield the_lab
     finally:
-        log.info("removing the %s lab", the_lab.kind)
-        the_lab.close()
+        failed = request.module.__name__ in request.config.stash.get(_FAILED_MODULES, set())
+        if not (failed and request.config.getoption("keep_lab") and keep(request, the_lab)):
+            log.info("removing the %s lab", the_lab.kind)
+            the_lab.close()
+
+
+def keep(request: pytest.FixtureRequest, the_lab: Lab) -> bool:
+    """--keep-lab after a failed test: leave an embedded lab running and say how to reach
+    it (lab/embedded/detached.py, as `pvechaos lab up` does); False for other labs (a
+    libvirt lab is removed as usual; an inventory cluster is never removed)."""
+    from lab.embedded import EmbeddedLab
+
+    if not isinstance(the_lab, EmbeddedLab):
+        return False
+    from lab.embedded import detached
+
+    try:
+        running = detached.leave_running(the_lab, request.config.getoption("cluster_name"),
+                                         None)
+    except (PvechaosError, OSError) as exc:
+        log.warning("--keep-lab: the lab could not be left running (%s); removing it", exc)
+        return False
+    lines = [f"pvechaos: --keep-lab: {request.module.__name__} failed; its {line}"
+             if i == 0 else line for i, line in enumerate(detached.how_to_reach(running))]
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    for line in lines:
+        log.warning("%s", line)
+        if reporter is not None and capture is not None:
+            with capture.global_and_fixture_disabled():
+                reporter.write_line(line)
+    return True

@@ -35,6 +35,7 @@ from pathlib import Path
 from harness.cluster import Cluster
 from harness.errors import ConfigError, LabError
 from harness.expectations import first_start_bound, read_constants
+from harness.fixtures import GUEST_VMID  # the scenarios' test guest
 from harness.formation import bring_up
 from harness.ha_guest import HaGuest
 from harness.timescale import Timescale
@@ -44,7 +45,6 @@ from lab.embedded.provision import node_dir
 from lab.embedded.state import LabState, process_alive, sweep
 
 RECORD = "lab.json"
-GUEST_VMID = 100  # the scenarios' test guest (scenarios/conftest.py)
 COMMAND_TIMEOUT_S = 20.0  # one `pvecm status` / `ha-manager status` for `status`
 
 
@@ -153,19 +153,28 @@ def up(config: EmbeddedConfig, *, cluster_name: str, guest: bool,
                 sid = _add_guest(lab, cluster, say) if guest else None
             finally:
                 cluster.close()
-            shutil.copyfile(node_dir(config, config.node_names[0]) /
-                            "etc/ssh/pvechaos_known_hosts", config.lab_dir / "known_hosts")
-            (config.lab_dir / RECORD).write_text(json.dumps({
-                "subnet": config.subnet, "allowed_range": config.allowed_range,
-                "nodes": config.node_count, "pve_version": config.pve_version,
-                "timescale": config.timescale.factor, "cluster_name": cluster_name,
-                "guest": sid}, indent=1) + "\n")
-            lab.detach()
+            running = leave_running(lab, cluster_name, sid)
         except BaseException:
             say(f"pvechaos: lab '{config.name}' did not come up: removing what was made")
             lab.close()
             raise
-    return Running(config, cluster_name, sid)
+    return running
+
+
+def leave_running(lab: EmbeddedLab, cluster_name: str, guest: str | None) -> Running:
+    """Record how the started ``lab`` was made (lab.json, the nodes' known_hosts) and
+    detach it: `pvechaos lab ssh/status/down` find it by its name (`up`, and pytest's
+    --keep-lab for a failed scenario's lab)."""
+    config = lab.config
+    shutil.copyfile(node_dir(config, config.node_names[0]) /
+                    "etc/ssh/pvechaos_known_hosts", config.lab_dir / "known_hosts")
+    (config.lab_dir / RECORD).write_text(json.dumps({
+        "subnet": config.subnet, "allowed_range": config.allowed_range,
+        "nodes": config.node_count, "pve_version": config.pve_version,
+        "timescale": config.timescale.factor, "cluster_name": cluster_name,
+        "guest": guest}, indent=1) + "\n")
+    lab.detach()
+    return Running(config, cluster_name, guest)
 
 
 def _add_guest(lab: EmbeddedLab, cluster: Cluster, say: Callable[[str], None]) -> str:
