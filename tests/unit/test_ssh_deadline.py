@@ -8,67 +8,39 @@ network), accepts the session and never answers the exec request.
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 
-import paramiko
 import pytest
 
 from harness.errors import CommandTimeout
 from harness.lab_api import LabNode
 from harness.ssh import ABORT_GRACE_S, SshSession
+from tests.unit.ssh_pair import OpenServer, TransportClient, connected
 
 
-class _SilentExec(paramiko.ServerInterface):
+class _SilentExec(OpenServer):
     """Lets anyone in, opens sessions, and holds every exec request unanswered."""
 
     def __init__(self, release: threading.Event) -> None:
         self.release = release
-
-    def get_allowed_auths(self, username):
-        return "none"
-
-    def check_auth_none(self, username):
-        return paramiko.AUTH_SUCCESSFUL
-
-    def check_channel_request(self, kind, chanid):
-        return paramiko.OPEN_SUCCEEDED
 
     def check_channel_exec_request(self, channel, command):
         self.release.wait(30)  # the node "died" before it could answer
         return False
 
 
-class _Client:
-    """What SshSession needs of a paramiko.SSHClient: its transport, and close()."""
-
-    def __init__(self, transport: paramiko.Transport) -> None:
-        self.transport = transport
-
-    def get_transport(self) -> paramiko.Transport:
-        return self.transport
-
-    def close(self) -> None:
-        self.transport.close()
-
-
 @pytest.fixture
 def silent_node(monkeypatch):
-    near, far = socket.socketpair()
     release = threading.Event()
-    server = paramiko.Transport(far)
-    server.add_server_key(paramiko.RSAKey.generate(1024))
-    server.start_server(event=threading.Event(), server=_SilentExec(release))  # no wait
-    client = paramiko.Transport(near)
-    client.start_client(timeout=10)
-    client.auth_none("root")
-    session = SshSession(LabNode("node1", "198.18.0.1"))
-    monkeypatch.setattr(session, "_connect", lambda: _Client(client))
-    yield session
-    release.set()
-    client.close()
-    server.close()
+    try:
+        with connected(_SilentExec(release)) as client:
+            session = SshSession(LabNode("node1", "198.18.0.1"))
+            monkeypatch.setattr(session, "_connect", lambda: TransportClient(client))
+            yield session
+            release.set()
+    finally:
+        release.set()
 
 
 def test_a_command_whose_exec_request_is_never_answered_times_out(silent_node):

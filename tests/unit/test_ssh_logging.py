@@ -9,7 +9,6 @@ answers each exec request with a scripted exit status; only a refused connect is
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 
 import paramiko
@@ -18,22 +17,14 @@ import pytest
 from harness.errors import CommandTimeout, NodeUnreachable
 from harness.lab_api import LabNode
 from harness.ssh import SshSession
+from tests.unit.ssh_pair import OpenServer, TransportClient, connected
 
 LOGGER = "pvechaos.ssh"
 
 
-class _ScriptedExec(paramiko.ServerInterface):
+class _ScriptedExec(OpenServer):
     """Lets anyone in; `exit N` ends with status N after a line of output, `hang` never
     answers, anything else exits 0."""
-
-    def get_allowed_auths(self, username):
-        return "none"
-
-    def check_auth_none(self, username):
-        return paramiko.AUTH_SUCCESSFUL
-
-    def check_channel_request(self, kind, chanid):
-        return paramiko.OPEN_SUCCEEDED
 
     def check_channel_exec_request(self, channel, command):
         text = command.decode()
@@ -55,33 +46,12 @@ class _ScriptedExec(paramiko.ServerInterface):
         channel.close()
 
 
-class _Client:
-    """What SshSession needs of a paramiko.SSHClient: its transport, and close()."""
-
-    def __init__(self, transport: paramiko.Transport) -> None:
-        self.transport = transport
-
-    def get_transport(self) -> paramiko.Transport:
-        return self.transport
-
-    def close(self) -> None:
-        self.transport.close()
-
-
 @pytest.fixture
 def session(monkeypatch):
-    near, far = socket.socketpair()
-    server = paramiko.Transport(far)
-    server.add_server_key(paramiko.RSAKey.generate(1024))
-    server.start_server(event=threading.Event(), server=_ScriptedExec())
-    client = paramiko.Transport(near)
-    client.start_client(timeout=10)
-    client.auth_none("root")
-    session = SshSession(LabNode("node2", "198.18.0.12"))
-    monkeypatch.setattr(session, "_open", lambda: _Client(client))
-    yield session
-    client.close()
-    server.close()
+    with connected(_ScriptedExec()) as client:
+        session = SshSession(LabNode("node2", "198.18.0.12"))
+        monkeypatch.setattr(session, "_open", lambda: TransportClient(client))
+        yield session
 
 
 def ssh_records(caplog) -> list[logging.LogRecord]:
