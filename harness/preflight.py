@@ -1,0 +1,190 @@
+"""A read-only preflight of any cluster: does it meet what PVE requires of one?
+
+Only SSH and PVE's own commands, nothing written anywhere, so it runs on the embedded
+lab, the libvirt lab and an existing (inventory) cluster without --destructive:
+
+    results = preflight.run(cluster)   # one Check per requirement
+    print(preflight.render(results))   # the terminal table
+    preflight.attach(results)          # the same table (and JSON) in the Allure report
+
+The checks and the sources of their thresholds are in harness/preflight_checks.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+
+from harness import preflight_checks as checks
+from harness.cluster import Cluster, Node
+from harness.errors import PvechaosError
+from harness.preflight_checks import Check, ClockReading, Verdict
+from harness.pve.cmap import parse_knet_links, parse_nodelist
+from harness.pve.storage import parse_ha_resources, parse_pvesm_status, parse_storage_cfg
+
+COMMAND_TIMEOUT_S = 20.0
+GATHER_TIMEOUT_S = 120.0  # all nodes in parallel, each a dozen bounded commands
+CLOCK_SAMPLES = 3  # the reading with the shortest round trip is kept
+WATCHDOG = ("systemctl is-active watchdog-mux; "
+            "sed -n 's/^WATCHDOG_MODULE=//p' /etc/default/pve-ha-manager 2>/dev/null; true")
+GUEST_DIRS = {"vm": "qemu-server", "ct": "lxc"}
+
+__all__ = ["Check", "Verdict", "attach", "render", "run", "to_json"]
+
+
+@dataclass
+class NodeFacts:
+    """What one node answered; each value a parsed answer or the exception it raised."""
+
+    name: str
+    answers: dict[str, object] = field(default_factory=dict)
+
+    def ask(self, what: str, fn) -> None:
+        try:
+            self.answers[what] = fn()
+        except PvechaosError as exc:
+            self.answers[what] = exc
+
+
+def _clock(node: Node) -> ClockReading:
+    best: ClockReading | None = None
+    for _ in range(CLOCK_SAMPLES):
+        before = time.time()
+        shown = node.check("date", "+%s.%N", timeout_s=COMMAND_TIMEOUT_S)
+        after = time.time()
+        try:
+            value = float(shown.strip())
+        except ValueError:
+            raise PvechaosError(f"{node.name}: `date +%s.%N` printed {shown.strip()!r}",
+                                hint="the node needs GNU date") from None
+        reading = ClockReading(value - (before + after) / 2, (after - before) / 2)
+        if best is None or reading.error_s < best.error_s:
+            best = reading
+    assert best is not None
+    return best
+
+
+def _watchdog(node: Node) -> tuple[str, str]:
+    lines = node.run(WATCHDOG, timeout_s=COMMAND_TIMEOUT_S).stdout.splitlines()
+    return (lines[0].strip() if lines else "unknown",
+            lines[1].strip().strip("\"'") if len(lines) > 1 else "")
+
+
+def gather(node: Node) -> NodeFacts:
+    """Ask one node everything the checks need; an unreachable node fails every ask."""
+    facts = NodeFacts(node.name)
+    t = COMMAND_TIMEOUT_S
+    facts.ask("reach", lambda: node.check("true", timeout_s=t))
+    if isinstance(facts.answers["reach"], Exception):
+        for what in ("version", "quorum", "links", "knet", "clock", "watchdog", "pvesm"):
+            facts.answers[what] = facts.answers["reach"]
+        return facts
+    facts.ask("version", node.pve_version)
+    facts.ask("quorum", lambda: node.quorum(timeout_s=t))
+    facts.ask("links", node.links)
+    facts.ask("knet", lambda: parse_knet_links(
+        node.check("corosync-cmapctl", "-m", "stats", "stats.knet", timeout_s=t)))
+    facts.ask("clock", lambda: _clock(node))
+    facts.ask("watchdog", lambda: _watchdog(node))
+    facts.ask("pvesm", lambda: parse_pvesm_status(node.check("pvesm", "status",
+                                                             timeout_s=t)))
+    return facts
+
+
+def _guest_config(node: Node, kind: str, vmid: int) -> str | None:
+    pattern = f"/etc/pve/nodes/*/{GUEST_DIRS[kind]}/{vmid}.conf"
+    out = node.check(f'for f in {pattern}; do [ -f "$f" ] && cat "$f" && exit 0; done; '
+                     "exit 3", timeout_s=COMMAND_TIMEOUT_S, ok_codes=(0, 3))
+    return out or None
+
+
+def _cluster_facts(node: Node) -> NodeFacts:
+    """What any one node answers for the whole cluster (corosync's nodelist, the
+    cluster-wide files in /etc/pve)."""
+    t = COMMAND_TIMEOUT_S
+    facts = NodeFacts(node.name)
+    facts.ask("nodelist", lambda: parse_nodelist(
+        node.check("corosync-cmapctl", "nodelist.node", timeout_s=t)))
+    facts.ask("storage.cfg", lambda: parse_storage_cfg(
+        node.check("cat", "/etc/pve/storage.cfg", timeout_s=t)))
+    facts.ask("ha", lambda: parse_ha_resources(node.check("ha-manager", "config",
+                                                           timeout_s=t)))
+    resources = facts.answers["ha"]
+    if not isinstance(resources, Exception):
+        for kind, vmid in resources:  # type: ignore[attr-defined]
+            facts.ask(f"{kind}:{vmid}", lambda k=kind, v=vmid: _guest_config(node, k, v))
+    return facts
+
+
+def _pick(facts: dict[str, NodeFacts], what: str) -> dict[str, object]:
+    return {name: f.answers[what] for name, f in facts.items()}
+
+
+def run(cluster: Cluster, *, timeout_s: float = GATHER_TIMEOUT_S) -> list[Check]:
+    """Every check on ``cluster``; read-only. Never raises for what a node answers: a node
+    that does not answer fails the checks that needed it."""
+    gathered = cluster.each(gather, timeout_s=timeout_s)
+    facts = {name: (f if isinstance(f, NodeFacts) else NodeFacts(
+        name, dict.fromkeys(("version", "quorum", "links", "knet", "clock", "watchdog",
+                             "pvesm"), f))) for name, f in gathered.items()}
+    reachable = [n for n in cluster.nodes()
+                 if not isinstance(facts[n.name].answers.get("reach"), Exception)]
+    if reachable:
+        whole = _cluster_facts(reachable[0])
+    else:
+        none = PvechaosError("no node answers over SSH")
+        whole = NodeFacts("", {"nodelist": none, "storage.cfg": none, "ha": none})
+    nodelist = whole.answers["nodelist"]
+    ids: dict[str, int] = {}
+    members: object = nodelist
+    if not isinstance(nodelist, Exception):
+        ids = {cluster.name_of(n.ring0_addr) if n.ring0_addr else n.name: n.nodeid
+               for n in nodelist}  # type: ignore[attr-defined]
+        members = list(ids)
+    ha = whole.answers["ha"]
+    configs = {} if isinstance(ha, Exception) else {
+        f"{k}:{v}": whole.answers[f"{k}:{v}"] for k, v in ha}  # type: ignore[attr-defined]
+    return [
+        checks.node_count(cluster.names, members),
+        checks.versions(_pick(facts, "version")),
+        checks.quorum(_pick(facts, "quorum"), len(cluster.names)),
+        checks.links(_pick(facts, "links"), ids),
+        checks.udp_pairs(_pick(facts, "links"), ids),
+        checks.latency(_pick(facts, "knet"), ids),
+        checks.clocks(_pick(facts, "clock")),
+        checks.watchdog(_pick(facts, "watchdog")),
+        checks.shared_storage(whole.answers["storage.cfg"], _pick(facts, "pvesm")),
+        checks.ha_storage(ha, configs, whole.answers["storage.cfg"]),
+    ]
+
+
+def render(results: list[Check]) -> str:
+    """The terminal table: one line per check (name, verdict, found, fix), and a total."""
+    width = max((len(r.name) for r in results), default=5)
+    lines = [f"{'check':<{width}}  verdict  found / fix"]
+    for r in results:
+        line = f"{r.name:<{width}}  {r.verdict.value.upper():<7}  {r.found}"
+        lines.append(line + (f"  -> fix: {r.fix}" if r.fix and r.verdict != Verdict.OK
+                             else ""))
+    counts = {v: sum(r.verdict == v for r in results) for v in Verdict}
+    lines.append(f"preflight: {counts[Verdict.OK]} ok, {counts[Verdict.WARN]} warn, "
+                 f"{counts[Verdict.FAIL]} fail")
+    return "\n".join(lines)
+
+
+def to_json(results: list[Check]) -> str:
+    return json.dumps([r.to_json() for r in results], indent=1)
+
+
+def failed(results: list[Check]) -> list[Check]:
+    return [r for r in results if r.verdict == Verdict.FAIL]
+
+
+def attach(results: list[Check], *, name: str = "preflight") -> None:
+    """The table and the JSON as attachments of the running Allure test (or step)."""
+    import allure
+
+    allure.attach(render(results), name=name, attachment_type=allure.attachment_type.TEXT)
+    allure.attach(to_json(results), name=f"{name}.json",
+                  attachment_type=allure.attachment_type.JSON)
