@@ -14,14 +14,21 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from harness import preflight_checks as checks
 from harness.cluster import Cluster, Node
 from harness.errors import PvechaosError
 from harness.preflight_checks import Check, ClockReading, Verdict
-from harness.pve.cmap import parse_knet_links, parse_nodelist
-from harness.pve.storage import parse_ha_resources, parse_pvesm_status, parse_storage_cfg
+from harness.pve.cmap import CorosyncNode, parse_knet_links, parse_nodelist
+from harness.pve.storage import (
+    StorageDef,
+    parse_ha_resources,
+    parse_pvesm_status,
+    parse_storage_cfg,
+)
 
 COMMAND_TIMEOUT_S = 20.0
 GATHER_TIMEOUT_S = 120.0  # all nodes in parallel, each a dozen bounded commands
@@ -29,6 +36,8 @@ CLOCK_SAMPLES = 3  # the reading with the shortest round trip is kept
 WATCHDOG = ("systemctl is-active watchdog-mux; "
             "sed -n 's/^WATCHDOG_MODULE=//p' /etc/default/pve-ha-manager 2>/dev/null; true")
 GUEST_DIRS = {"vm": "qemu-server", "ct": "lxc"}
+ASKED = ("version", "quorum", "links", "knet", "clock", "watchdog", "pvesm")
+T = TypeVar("T")
 
 __all__ = ["Check", "Verdict", "attach", "render", "run", "to_json"]
 
@@ -39,12 +48,10 @@ class NodeFacts:
 
     name: str
     answers: dict[str, object] = field(default_factory=dict)
+    reached: bool = False  # it answered over SSH: ask it the cluster-wide questions
 
-    def ask(self, what: str, fn) -> None:
-        try:
-            self.answers[what] = fn()
-        except PvechaosError as exc:
-            self.answers[what] = exc
+    def ask(self, what: str, fn: Callable[[], object]) -> None:
+        self.answers[what] = _answer(fn)
 
 
 def _clock(node: Node) -> ClockReading:
@@ -73,13 +80,11 @@ def _watchdog(node: Node) -> tuple[str, str]:
 
 def gather(node: Node) -> NodeFacts:
     """Ask one node everything the checks need; an unreachable node fails every ask."""
-    facts = NodeFacts(node.name)
     t = COMMAND_TIMEOUT_S
-    facts.ask("reach", lambda: node.check("true", timeout_s=t))
-    if isinstance(facts.answers["reach"], Exception):
-        for what in ("version", "quorum", "links", "knet", "clock", "watchdog", "pvesm"):
-            facts.answers[what] = facts.answers["reach"]
-        return facts
+    reach = _answer(lambda: node.check("true", timeout_s=t))
+    if isinstance(reach, Exception):
+        return NodeFacts(node.name, dict.fromkeys(ASKED, reach))
+    facts = NodeFacts(node.name, reached=True)
     facts.ask("version", node.pve_version)
     facts.ask("quorum", lambda: node.quorum(timeout_s=t))
     facts.ask("links", node.links)
@@ -99,25 +104,41 @@ def _guest_config(node: Node, kind: str, vmid: int) -> str | None:
     return out or None
 
 
-def _cluster_facts(node: Node) -> NodeFacts:
-    """What any one node answers for the whole cluster (corosync's nodelist, the
-    cluster-wide files in /etc/pve)."""
-    t = COMMAND_TIMEOUT_S
-    facts = NodeFacts(node.name)
-    facts.ask("nodelist", lambda: parse_nodelist(
-        node.check("corosync-cmapctl", "nodelist.node", timeout_s=t)))
-    facts.ask("storage.cfg", lambda: parse_storage_cfg(
-        node.check("cat", "/etc/pve/storage.cfg", timeout_s=t)))
-    facts.ask("ha", lambda: parse_ha_resources(node.check("ha-manager", "config",
-                                                           timeout_s=t)))
-    resources = facts.answers["ha"]
-    if not isinstance(resources, Exception):
-        for kind, vmid in resources:  # type: ignore[attr-defined]
-            facts.ask(f"{kind}:{vmid}", lambda k=kind, v=vmid: _guest_config(node, k, v))
-    return facts
+def _answer(fn: Callable[[], T]) -> T | Exception:
+    try:
+        return fn()
+    except PvechaosError as exc:
+        return exc
 
 
-def _pick(facts: dict[str, NodeFacts], what: str) -> dict[str, object]:
+@dataclass
+class ClusterFacts:
+    """What any one node answers for the whole cluster: corosync's nodelist and the
+    cluster-wide files in /etc/pve; each a parsed answer or the exception it raised."""
+
+    nodelist: tuple[CorosyncNode, ...] | Exception
+    storages: dict[str, StorageDef] | Exception
+    resources: tuple[tuple[str, int], ...] | Exception
+    configs: dict[str, str | None | Exception] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, node: Node) -> ClusterFacts:
+        t = COMMAND_TIMEOUT_S
+        facts = cls(
+            _answer(lambda: parse_nodelist(
+                node.check("corosync-cmapctl", "nodelist.node", timeout_s=t))),
+            _answer(lambda: parse_storage_cfg(
+                node.check("cat", "/etc/pve/storage.cfg", timeout_s=t))),
+            _answer(lambda: parse_ha_resources(
+                node.check("ha-manager", "config", timeout_s=t))))
+        if not isinstance(facts.resources, Exception):
+            for kind, vmid in facts.resources:
+                facts.configs[f"{kind}:{vmid}"] = _answer(
+                    lambda k=kind, v=vmid: _guest_config(node, k, v))
+        return facts
+
+
+def _pick(facts: dict[str, NodeFacts], what: str) -> dict[str, Any]:
     return {name: f.answers[what] for name, f in facts.items()}
 
 
@@ -125,26 +146,21 @@ def run(cluster: Cluster, *, timeout_s: float = GATHER_TIMEOUT_S) -> list[Check]
     """Every check on ``cluster``; read-only. Never raises for what a node answers: a node
     that does not answer fails the checks that needed it."""
     gathered = cluster.each(gather, timeout_s=timeout_s)
-    facts = {name: (f if isinstance(f, NodeFacts) else NodeFacts(
-        name, dict.fromkeys(("version", "quorum", "links", "knet", "clock", "watchdog",
-                             "pvesm"), f))) for name, f in gathered.items()}
-    reachable = [n for n in cluster.nodes()
-                 if not isinstance(facts[n.name].answers.get("reach"), Exception)]
+    facts = {name: f if isinstance(f, NodeFacts) else NodeFacts(name, dict.fromkeys(ASKED, f))
+             for name, f in gathered.items()}
+    reachable = [n for n in cluster.nodes() if facts[n.name].reached]
     if reachable:
-        whole = _cluster_facts(reachable[0])
+        whole = ClusterFacts.of(reachable[0])
     else:
-        none = PvechaosError("no node answers over SSH")
-        whole = NodeFacts("", {"nodelist": none, "storage.cfg": none, "ha": none})
-    nodelist = whole.answers["nodelist"]
+        nobody = PvechaosError("no node answers over SSH")
+        whole = ClusterFacts(nobody, nobody, nobody)
     ids: dict[str, int] = {}
-    members: object = nodelist
-    if not isinstance(nodelist, Exception):
+    members: list[str] | Exception = whole.nodelist if isinstance(
+        whole.nodelist, Exception) else []
+    if not isinstance(whole.nodelist, Exception):
         ids = {cluster.name_of(n.ring0_addr) if n.ring0_addr else n.name: n.nodeid
-               for n in nodelist}  # type: ignore[attr-defined]
+               for n in whole.nodelist}
         members = list(ids)
-    ha = whole.answers["ha"]
-    configs = {} if isinstance(ha, Exception) else {
-        f"{k}:{v}": whole.answers[f"{k}:{v}"] for k, v in ha}  # type: ignore[attr-defined]
     return [
         checks.node_count(cluster.names, members),
         checks.versions(_pick(facts, "version")),
@@ -154,8 +170,8 @@ def run(cluster: Cluster, *, timeout_s: float = GATHER_TIMEOUT_S) -> list[Check]
         checks.latency(_pick(facts, "knet"), ids),
         checks.clocks(_pick(facts, "clock")),
         checks.watchdog(_pick(facts, "watchdog")),
-        checks.shared_storage(whole.answers["storage.cfg"], _pick(facts, "pvesm")),
-        checks.ha_storage(ha, configs, whole.answers["storage.cfg"]),
+        checks.shared_storage(whole.storages, _pick(facts, "pvesm")),
+        checks.ha_storage(whole.resources, whole.configs, whole.storages),
     ]
 
 

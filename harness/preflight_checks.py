@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from harness.pve import PveVersion, QuorumStatus
 from harness.pve.cmap import KnetLink
@@ -66,25 +67,26 @@ class ClockReading:
     error_s: float  # half the SSH round trip: the offset is known to within this
 
 
-Answer = object  # a parsed answer, or the Exception its command raised
+T = TypeVar("T")
 
 
-def _errors(name: str, answers: Mapping[str, Answer]) -> Check | None:
-    """A failing Check naming the nodes whose command raised; None when all answered."""
+def _answered(name: str, answers: Mapping[str, T | Exception]) -> dict[str, T] | Check:
+    """The answers, or a failing Check naming the nodes whose command raised."""
     bad = {n: a for n, a in answers.items() if isinstance(a, Exception)}
     if not bad:
-        return None
+        return {n: a for n, a in answers.items() if not isinstance(a, Exception)}
     found = "; ".join(f"{n}: {str(e).splitlines()[0]}" for n, e in sorted(bad.items()))
     return Check(name, Verdict.FAIL, f"no answer: {found}",
                  "make every node answer over SSH with corosync and pve-cluster running "
                  "(systemctl status corosync pve-cluster)")
 
 
-def node_count(lab_names: Sequence[str], members: Answer) -> Check:
+def node_count(lab_names: Sequence[str], members: Sequence[str] | Exception) -> Check:
     """``members``: the lab's names of the nodes in corosync's nodelist."""
-    if isinstance(members, Exception):
-        return _errors("node count", {"nodelist": members})  # type: ignore[return-value]
-    names = sorted(members)  # type: ignore[call-overload]
+    got = _answered("node count", {"nodelist": members})
+    if isinstance(got, Check):
+        return got
+    names = sorted(got["nodelist"])
     found = f"{len(names)} nodes in corosync's nodelist ({', '.join(names)})"
     unknown = sorted(set(lab_names) - set(names))
     if unknown:
@@ -100,28 +102,28 @@ def node_count(lab_names: Sequence[str], members: Answer) -> Check:
     return Check("node count", Verdict.OK, f"{found}, within PVE's {MAX_NODES}")
 
 
-def versions(answers: Mapping[str, Answer]) -> Check:
-    if (failed := _errors("pve version", answers)) is not None:
-        return failed
-    seen: dict[str, PveVersion] = dict(answers)  # type: ignore[arg-type]
+def versions(answers: Mapping[str, PveVersion | Exception]) -> Check:
+    got = _answered("pve version", answers)
+    if isinstance(got, Check):
+        return got
     by_version: dict[str, list[str]] = {}
-    for node, version in sorted(seen.items()):
+    for node, version in sorted(got.items()):
         by_version.setdefault(version.manager, []).append(node)
     if len(by_version) == 1:
         return Check("pve version", Verdict.OK, f"pve-manager {next(iter(by_version))} on "
-                     f"all {len(seen)} nodes")
+                     f"all {len(got)} nodes")
     found = "; ".join(f"{v} on {', '.join(ns)}" for v, ns in sorted(by_version.items()))
     return Check("pve version", Verdict.FAIL, f"mixed: {found}",
                  "upgrade every node to the same version (apt update && apt full-upgrade, "
                  "one node at a time)")
 
 
-def quorum(answers: Mapping[str, Answer], lab_size: int) -> Check:
-    if (failed := _errors("quorum", answers)) is not None:
-        return failed
+def quorum(answers: Mapping[str, QuorumStatus | Exception], lab_size: int) -> Check:
+    got = _answered("quorum", answers)
+    if isinstance(got, Check):
+        return got
     problems = []
-    for node, status in sorted(answers.items()):
-        assert isinstance(status, QuorumStatus)
+    for node, status in sorted(got.items()):
         if not status.quorate:
             problems.append(f"{node} not quorate")
         if len(status.members) != lab_size:
@@ -129,15 +131,17 @@ def quorum(answers: Mapping[str, Answer], lab_size: int) -> Check:
         if status.total_votes != status.expected_votes:
             problems.append(f"{node} has {status.total_votes} of {status.expected_votes} "
                             "expected votes")
-    any_status = next(iter(answers.values()))
-    assert isinstance(any_status, QuorumStatus)
     if problems:
         return Check("quorum", Verdict.FAIL, "; ".join(problems),
                      "bring every node's corosync into the membership (corosync-cfgtool -n, "
                      "journalctl -u corosync); check quorum_votes in corosync.conf")
-    return Check("quorum", Verdict.OK, f"quorate on all {len(answers)} nodes, votes "
+    any_status = next(iter(got.values()))
+    return Check("quorum", Verdict.OK, f"quorate on all {len(got)} nodes, votes "
                  f"{any_status.total_votes}/{any_status.expected_votes}, quorum "
                  f"{any_status.quorum}")
+
+
+Links = Mapping[str, "Sequence[LinkPeer] | Exception"]
 
 
 def _connected(views: Mapping[str, Sequence[LinkPeer]], node: str, peer_id: int
@@ -145,11 +149,12 @@ def _connected(views: Mapping[str, Sequence[LinkPeer]], node: str, peer_id: int
     return [p.link for p in views[node] if p.nodeid == peer_id and p.state == "connected"]
 
 
-def links(answers: Mapping[str, Answer], ids: Mapping[str, int]) -> Check:
-    """Every configured knet link of every node, to every peer, connected."""
-    if (failed := _errors("corosync links", answers)) is not None:
-        return failed
-    views: dict[str, Sequence[LinkPeer]] = dict(answers)  # type: ignore[arg-type]
+def links(answers: Links, ids: Mapping[str, int]) -> Check:
+    """Every configured knet link of every node, to every peer, connected: a link down
+    while the pair talks over another one is a warning, a pair left without any a failure."""
+    views = _answered("corosync links", answers)
+    if isinstance(views, Check):
+        return views
     name_of = {i: n for n, i in ids.items()}
     down, cut = [], False
     for node, peers in sorted(views.items()):
@@ -173,11 +178,11 @@ def links(answers: Mapping[str, Answer], ids: Mapping[str, int]) -> Check:
                  "to every peer")
 
 
-def udp_pairs(answers: Mapping[str, Answer], ids: Mapping[str, int]) -> Check:
+def udp_pairs(answers: Links, ids: Mapping[str, int]) -> Check:
     """Each pair of nodes talks over knet (UDP 5405 + link) in both directions."""
-    if (failed := _errors("udp 5405", answers)) is not None:
-        return failed
-    views: dict[str, Sequence[LinkPeer]] = dict(answers)  # type: ignore[arg-type]
+    views = _answered("udp 5405", answers)
+    if isinstance(views, Check):
+        return views
     names = sorted(n for n in ids if n in views)
     silent, pairs = [], 0
     for i, a in enumerate(names):
@@ -194,23 +199,25 @@ def udp_pairs(answers: Mapping[str, Answer], ids: Mapping[str, int]) -> Check:
     return Check("udp 5405", Verdict.OK, f"all {pairs} pairs exchange knet pings and pongs")
 
 
-def latency(answers: Mapping[str, Answer], ids: Mapping[str, int]) -> Check:
-    if (failed := _errors("latency", answers)) is not None:
-        return failed
+def latency(answers: Mapping[str, Sequence[KnetLink] | Exception],
+            ids: Mapping[str, int]) -> Check:
+    """The worst pair's knet average round trip, over both ends and every live link."""
+    got = _answered("latency", answers)
+    if isinstance(got, Check):
+        return got
     name_of = {i: n for n, i in ids.items()}
     worst: dict[tuple[str, str], int] = {}
-    for node, knet in sorted(answers.items()):
-        for link in knet:  # type: ignore[attr-defined]
-            assert isinstance(link, KnetLink)
+    for node, knet in sorted(got.items()):
+        for link in knet:
             if link.nodeid == ids.get(node) or not link.connected or not link.latency_samples:
                 continue
-            pair = tuple(sorted((node, name_of.get(link.nodeid, str(link.nodeid)))))
-            worst[pair] = max(worst.get(pair, 0), link.latency_ave_us)  # type: ignore[index]
+            a, b = sorted((node, name_of.get(link.nodeid, str(link.nodeid))))
+            worst[a, b] = max(worst.get((a, b), 0), link.latency_ave_us)
     if not worst:
         return Check("latency", Verdict.WARN, "knet has no round-trip samples yet",
                      "run the preflight again once corosync has run a few seconds")
-    pair, us = max(worst.items(), key=lambda kv: kv[1])
-    found = f"worst knet round trip {us / 1000:.2f} ms ({pair[0]}<->{pair[1]}) over " \
+    (a, b), us = max(worst.items(), key=lambda kv: kv[1])
+    found = f"worst knet average round trip {us / 1000:.2f} ms ({a}<->{b}) over " \
             f"{len(worst)} pairs"
     fix = "give corosync its own low-latency network (a dedicated NIC or VLAN, pvecm.adoc " \
           "'Cluster Network'); a second link (ring1_addr) adds redundancy"
@@ -223,11 +230,11 @@ def latency(answers: Mapping[str, Answer], ids: Mapping[str, int]) -> Check:
     return Check("latency", Verdict.OK, f"{found}, under {LATENCY_WARN_US / 1000:g} ms")
 
 
-def clocks(answers: Mapping[str, Answer]) -> Check:
+def clocks(answers: Mapping[str, ClockReading | Exception]) -> Check:
     """The nodes' clocks against each other; the harness clock is only the yardstick."""
-    if (failed := _errors("clock sync", answers)) is not None:
-        return failed
-    readings: dict[str, ClockReading] = dict(answers)  # type: ignore[arg-type]
+    readings = _answered("clock sync", answers)
+    if isinstance(readings, Check):
+        return readings
     # the least spread the readings allow: each offset is known only to within its error
     high = max(r.offset_s - r.error_s for r in readings.values())
     low = min(r.offset_s + r.error_s for r in readings.values())
@@ -244,36 +251,44 @@ def clocks(answers: Mapping[str, Answer]) -> Check:
     return Check("clock sync", Verdict.OK, found)
 
 
-def watchdog(answers: Mapping[str, Answer]) -> Check:
+def watchdog(answers: Mapping[str, tuple[str, str] | Exception]) -> Check:
     """``answers``: node -> (watchdog-mux's `systemctl is-active` word, WATCHDOG_MODULE or
     "")."""
-    if (failed := _errors("watchdog", answers)) is not None:
-        return failed
-    inactive = [f"{n} {state}" for n, (state, _) in sorted(answers.items())  # type: ignore[misc]
-                if state != "active"]
-    modules = sorted({module or "softdog" for _, module in answers.values()})  # type: ignore[misc]
+    got = _answered("watchdog", answers)
+    if isinstance(got, Check):
+        return got
+    inactive = [f"{n} {state}" for n, (state, _) in sorted(got.items()) if state != "active"]
+    modules = sorted({module or "softdog" for _, module in got.values()})
     if inactive:
         return Check("watchdog", Verdict.FAIL, f"watchdog-mux {', '.join(inactive)}",
                      "systemctl start watchdog-mux (pve-ha-lrm and pve-ha-crm want it); for "
                      "a hardware watchdog set WATCHDOG_MODULE in /etc/default/pve-ha-manager")
-    return Check("watchdog", Verdict.OK, f"watchdog-mux active on all {len(answers)} nodes, "
+    return Check("watchdog", Verdict.OK, f"watchdog-mux active on all {len(got)} nodes, "
                  f"device {', '.join(modules)}")
 
 
-def shared_storage(storages: Answer, status: Mapping[str, Answer]) -> Check:
+Storages = Mapping[str, StorageDef]
+
+
+def shared_storage(storages: Storages | Exception,
+                   status: Mapping[str, Mapping[str, str] | Exception]) -> Check:
     """Every shared, enabled storage active on every node it is meant for."""
-    if (failed := _errors("shared storage", {"storage.cfg": storages, **status})) is not None:
-        return failed
-    shared = [s for s in storages.values() if s.shared and not s.disabled]  # type: ignore[attr-defined]
+    cfg = _answered("shared storage", {"storage.cfg": storages})
+    states = _answered("shared storage", status)
+    if isinstance(cfg, Check):
+        return cfg
+    if isinstance(states, Check):
+        return states
+    shared = [s for s in cfg["storage.cfg"].values() if s.shared and not s.disabled]
     if not shared:
         return Check("shared storage", Verdict.WARN, "no shared storage configured",
                      "add one every node reaches (pvesm add nfs|cephfs|rbd ...): HA can only "
                      "recover a guest whose disks another node sees")
     problems = []
     for storage in shared:
-        for node, states in sorted(status.items()):
-            if storage.on(node) and states.get(storage.storage_id) != "active":  # type: ignore[attr-defined]
-                state = states.get(storage.storage_id, "not listed")  # type: ignore[attr-defined]
+        for node, listed in sorted(states.items()):
+            if storage.on(node) and listed.get(storage.storage_id) != "active":
+                state = listed.get(storage.storage_id, "not listed")
                 problems.append(f"{storage.storage_id} {state} on {node}")
     if problems:
         return Check("shared storage", Verdict.FAIL, "; ".join(problems),
@@ -283,20 +298,28 @@ def shared_storage(storages: Answer, status: Mapping[str, Answer]) -> Check:
     return Check("shared storage", Verdict.OK, f"{names} active on every node")
 
 
-def ha_storage(resources: Answer, configs: Mapping[str, Answer], storages: Answer) -> Check:
+def ha_storage(resources: Sequence[tuple[str, int]] | Exception,
+               configs: Mapping[str, str | None | Exception],
+               storages: Storages | Exception) -> Check:
     """``configs``: sid -> the guest's config text (None: not found anywhere)."""
-    if (failed := _errors("ha on shared", {"ha-manager config": resources,
-                                           "storage.cfg": storages, **configs})) is not None:
-        return failed
-    cfg: Mapping[str, StorageDef] = storages  # type: ignore[assignment]
-    if not resources:
+    listed = _answered("ha on shared", {"ha-manager config": resources})
+    if isinstance(listed, Check):
+        return listed
+    known = _answered("ha on shared", {"storage.cfg": storages})
+    if isinstance(known, Check):
+        return known
+    texts = _answered("ha on shared", configs)
+    if isinstance(texts, Check):
+        return texts
+    if not listed["ha-manager config"]:
         return Check("ha on shared", Verdict.OK, "no HA resources configured")
+    cfg = known["storage.cfg"]
     problems = []
-    for sid, text in sorted(configs.items()):
+    for sid, text in sorted(texts.items()):
         if text is None:
             problems.append(f"{sid}: no guest config in /etc/pve/nodes/*")
             continue
-        for key, volume in guest_volumes(text):  # type: ignore[arg-type]
+        for key, volume in guest_volumes(text):
             storage = volume_storage(volume)
             if storage is None:
                 problems.append(f"{sid} {key} is the path {volume}")
@@ -309,5 +332,5 @@ def ha_storage(resources: Answer, configs: Mapping[str, Answer], storages: Answe
         return Check("ha on shared", Verdict.FAIL, "; ".join(problems),
                      "move those volumes to shared storage (qm disk move / pct move-volume), "
                      "or set `shared 1` on a storage every node really sees")
-    return Check("ha on shared", Verdict.OK, f"all volumes of {len(configs)} HA resource(s) "
+    return Check("ha on shared", Verdict.OK, f"all volumes of {len(texts)} HA resource(s) "
                  "on shared storage")
