@@ -36,6 +36,9 @@ CLOCK_SAMPLES = 3  # the reading with the shortest round trip is kept
 WATCHDOG = ("systemctl is-active watchdog-mux; "
             "sed -n 's/^WATCHDOG_MODULE=//p' /etc/default/pve-ha-manager 2>/dev/null; true")
 GUEST_DIRS = {"vm": "qemu-server", "ct": "lxc"}
+# no storage.cfg yet (a cluster nobody added storage to) is read by PVE as no storage but
+# its default `local` (pve-storage Plugin.pm parse_config)
+STORAGE_CFG = "[ ! -e /etc/pve/storage.cfg ] || cat /etc/pve/storage.cfg"
 ASKED = ("version", "quorum", "links", "knet", "clock", "watchdog", "pvesm")
 T = TypeVar("T")
 
@@ -127,8 +130,7 @@ class ClusterFacts:
         facts = cls(
             _answer(lambda: parse_nodelist(
                 node.check("corosync-cmapctl", "nodelist.node", timeout_s=t))),
-            _answer(lambda: parse_storage_cfg(
-                node.check("cat", "/etc/pve/storage.cfg", timeout_s=t))),
+            _answer(lambda: parse_storage_cfg(node.check(STORAGE_CFG, timeout_s=t))),
             _answer(lambda: parse_ha_resources(
                 node.check("ha-manager", "config", timeout_s=t))))
         if not isinstance(facts.resources, Exception):

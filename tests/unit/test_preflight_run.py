@@ -59,7 +59,7 @@ def answers(load, node: str) -> dict[str, tuple[int, str]]:
         "date +%s.%N": (0, "0\n"),  # replaced below by the harness's own clock
         "systemctl is-active watchdog-mux": (0, "active\n"),
         "pvesm status": (0, load("pve8/pvesm_status_nfs.txt")),
-        "cat /etc/pve/storage.cfg": (0, load("pve8/storage_cfg_nfs.txt")),
+        preflight.STORAGE_CFG: (0, load("pve8/storage_cfg_nfs.txt")),
         "ha-manager config": (0, load("pve8/ha_manager_config_ct.txt")),
         "for f in /etc/pve/nodes/*/lxc/100.conf": (0, load("pve8/lxc_conf_shared.txt")),
     }
@@ -100,6 +100,14 @@ def test_an_unreachable_node_fails_its_checks_without_raising(cluster, load):
     # the cluster-wide facts come from a node that answers
     assert results["node count"].verdict == Verdict.OK
     assert results["ha on shared"].verdict == Verdict.OK
+
+
+def test_no_storage_cfg_is_no_shared_storage(cluster):
+    for node in cluster.nodes():
+        node.answers[preflight.STORAGE_CFG] = (0, "")  # the file is absent
+    results = {r.name: r for r in preflight.run(cluster)}
+    assert results["shared storage"].verdict == Verdict.WARN
+    assert results["ha on shared"].found == "ct:100 rootfs on unknown storage shared"
 
 
 def test_no_node_answering_fails_everything(cluster):
