@@ -20,7 +20,7 @@ from harness.preflight_checks import Check, Verdict
 from harness.timeline import Timeline
 from harness.timescale import Timescale
 from harness.waits import NotYet, wait_until
-from lab.embedded.ha_testbed import HaLab, boot_ha_lab
+from lab.embedded.ha_testbed import TEMPLATE, HaLab, boot_ha_lab
 from tests.integration.conftest import leftovers, running
 
 K = 0.1
@@ -151,3 +151,32 @@ def test_mixed_versions_fail_the_version_check(make_lab):
     assert {n: r.verdict for n, r in results.items()} == {
         **dict.fromkeys(CHECKS, Verdict.OK), "pve version": Verdict.FAIL,
         "shared storage": Verdict.WARN}
+
+
+def test_an_isolated_node_fails_the_quorum_check(h, faults):
+    # a node with no open watchdog (no HA service, not the master) survives quorum loss
+    idle = next(n for n in ("node2", "node3") if n != h.master())
+    faults.isolate(idle)
+    try:
+        check = wait_verdict(h, "quorum", Verdict.FAIL, timeout_s=60)["quorum"]
+    finally:
+        faults.heal_network()
+    assert f"{idle} not quorate" in check.found
+    assert "node1 sees 2 of 3 members" in check.found
+    h.cluster.wait_whole_view("node1", timeout_s=60)
+
+
+def test_an_ha_guest_on_local_storage_fails_the_ha_storage_check(h):
+    node1 = h.node("node1")
+    node1.check("mkdir", "-p", "/mnt/lvol")
+    node1.check("pvesm", "add", "dir", "lvol", "--path", "/mnt/lvol", "--content", "rootdir",
+                "--nodes", "node1", timeout_s=30)
+    try:
+        node1.check("pct", "create", "101", TEMPLATE, "--rootfs", "lvol:1", timeout_s=30)
+        h.ha("add", "ct:101", "--state", "stopped")
+        check = by_name(preflight.run(h.cluster))["ha on shared"]
+    finally:
+        node1.run("ha-manager remove ct:101; pct destroy 101; pvesm remove lvol", timeout_s=60)
+    assert check.verdict == Verdict.FAIL, check
+    assert check.found == "ct:101 rootfs on local storage lvol (dir)"
+    assert "pct move-volume" in check.fix
