@@ -159,7 +159,10 @@ def run(cluster: Cluster, *, timeout_s: float = GATHER_TIMEOUT_S) -> list[Check]
     ids: dict[str, int] = {}
     members: list[str] | Exception = whole.nodelist if isinstance(
         whole.nodelist, Exception) else []
-    if not isinstance(whole.nodelist, Exception):
+    links, knet = _pick(facts, "links"), _pick(facts, "knet")
+    if isinstance(whole.nodelist, Exception):  # no node ids: the link checks cannot judge
+        links = knet = dict.fromkeys(cluster.names, whole.nodelist)
+    else:
         ids = {cluster.name_of(n.ring0_addr) if n.ring0_addr else n.name: n.nodeid
                for n in whole.nodelist}
         members = list(ids)
@@ -167,9 +170,9 @@ def run(cluster: Cluster, *, timeout_s: float = GATHER_TIMEOUT_S) -> list[Check]
         checks.node_count(cluster.names, members),
         checks.versions(_pick(facts, "version")),
         checks.quorum(_pick(facts, "quorum"), len(cluster.names)),
-        checks.links(_pick(facts, "links"), ids),
-        checks.udp_pairs(_pick(facts, "links"), ids),
-        checks.latency(_pick(facts, "knet"), ids),
+        checks.links(links, ids),
+        checks.udp_pairs(links, ids),
+        checks.latency(knet, ids),
         checks.clocks(_pick(facts, "clock")),
         checks.watchdog(_pick(facts, "watchdog")),
         checks.shared_storage(whole.storages, _pick(facts, "pvesm")),

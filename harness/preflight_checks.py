@@ -96,6 +96,11 @@ def node_count(lab_names: Sequence[str], members: Sequence[str] | Exception) -> 
     if len(names) > MAX_NODES:
         return Check("node count", Verdict.FAIL, f"{found}, above PVE's {MAX_NODES}",
                      f"split the cluster: PVE documents clusters of up to {MAX_NODES} nodes")
+    unlisted = sorted(set(names) - set(lab_names))
+    if unlisted:
+        return Check("node count", Verdict.WARN, f"{found}; the lab does not list "
+                     f"{', '.join(unlisted)}, so no check reaches it",
+                     "list every cluster node in the lab (inventory)")
     if len(names) < HA_MIN_NODES:
         return Check("node count", Verdict.WARN, f"{found}, below {HA_MIN_NODES}",
                      "HA needs three votes for reliable quorum: add a node or a QDevice")

@@ -28,6 +28,9 @@ def test_node_count_ok_warn_and_fail():
     assert big.verdict == Verdict.FAIL and "above PVE's 32" in big.found
     stray = checks.node_count(("node1", "node2", "node3", "node4"), list(NODES))
     assert stray.verdict == Verdict.FAIL and "the lab also lists node4" in stray.found
+    partial = checks.node_count(("node1", "node2"), list(NODES))
+    assert partial.verdict == Verdict.WARN
+    assert "the lab does not list node3, so no check reaches it" in partial.found
 
 
 def test_versions_name_each_version_and_its_nodes(load):

@@ -110,6 +110,16 @@ def test_no_storage_cfg_is_no_shared_storage(cluster):
     assert results["ha on shared"].found == "ct:100 rootfs on unknown storage shared"
 
 
+def test_without_corosync_nodelist_the_link_checks_fail_not_pass(cluster):
+    for node in cluster.nodes():
+        node.answers["corosync-cmapctl nodelist.node"] = (
+            1, "Failed to initialize the cmap API. Error CS_ERR_LIBRARY\n")
+    results = {r.name: r for r in preflight.run(cluster)}
+    for name in ("node count", "corosync links", "udp 5405", "latency"):
+        assert results[name].verdict == Verdict.FAIL, results[name]
+        assert "corosync-cmapctl nodelist.node` exited with 1" in results[name].found
+
+
 def test_no_node_answering_fails_everything(cluster):
     for node in cluster.nodes():
         node.down = True
