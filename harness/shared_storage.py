@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from harness.cluster import Cluster, Node
 from harness.lab_api import SharedStorage
+from harness.pve.storage import parse_pvesm_status
 from harness.waits import NotYet, wait_until
 
 COMMAND_TIMEOUT_S = 30.0
@@ -19,11 +20,7 @@ def storage_state(node: Node, storage_id: str) -> str | None:
     """The storage's status column in `pvesm status` on ``node`` (`active`, ...); None
     when the node does not list it. Listing activates it, as pvestatd would."""
     out = node.check("pvesm", "status", timeout_s=COMMAND_TIMEOUT_S)
-    for line in out.splitlines()[1:]:
-        fields = line.split()
-        if len(fields) >= 3 and fields[0] == storage_id:
-            return fields[2]
-    return None
+    return parse_pvesm_status(out).get(storage_id)
 
 
 def add_shared_storage(cluster: Cluster, storage: SharedStorage, *, on: str,

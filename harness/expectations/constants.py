@@ -8,10 +8,10 @@ scaled: real time at any timescale); PVE's HA timers are its own numbers (pve-mo
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 from harness.errors import PvechaosError
+from harness.pve.cmap import CMAP_LINE
 from harness.timescale import Timescale
 
 COROSYNC_TOKEN_MS = 3000  # corosync exec/totemconfig.c default token (pve-model.md §2)
@@ -143,14 +143,13 @@ class ClusterConstants:
 # corosync-cmapctl -g KEY prints one line "KEY (TYPE) = VALUE" (tools/corosync-cmapctl.c,
 # print_key: printf("%s (", key) then "u32) = %u"); a missing key prints "Can't get key
 # KEY. Error CS_ERR_NOT_EXIST" on stderr (exit code 1 on corosync 3, 0 on old versions).
-_CMAP_LINE = re.compile(r"^(?P<key>\S+) \((?P<type>[a-z0-9]+)\) = (?P<value>.*)$")
 _INTEGER_TYPES = {"u8", "u16", "u32", "u64", "i8", "i16", "i32", "i64", "str"}
 
 
 def parse_cmap_value(text: str, key: str) -> int | None:
     """The integer value of ``key`` in corosync-cmapctl output; None when it is absent."""
     for line in text.splitlines():
-        m = _CMAP_LINE.match(line.strip())
+        m = CMAP_LINE.match(line.strip())
         if not m or m["key"] != key:
             continue
         value = m["value"].strip()
