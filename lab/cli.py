@@ -7,6 +7,9 @@
     pvechaos lab ssh [--name N] NODE [CMD...]      a shell on a node, or CMD's exit status
     pvechaos lab down [--name N]                   remove the lab, leaving nothing behind
     pvechaos lab cleanup [NAME...]                 remove what labs and killed runs left
+    pvechaos preflight [--name N | --inventory FILE]
+                                                   read-only checks of a running lab or an
+                                                   existing cluster (harness/preflight.py)
     pvechaos compare BEFORE AFTER [...]            two metrics.json files (harness/compare.py)
     pvechaos report [RESULTS] [-o DIR]             the offline HTML report from Allure results
     pvechaos libvirt build|build-gateway|status|destroy --lab-config FILE
@@ -38,6 +41,13 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     _lab_verbs(kinds.add_parser("lab", help="an embedded lab to explore by hand"))
     embedded = kinds.add_parser("embedded").add_subparsers(dest="verb", required=True)
     embedded.add_parser("cleanup").add_argument("names", nargs="*")
+    check = kinds.add_parser("preflight", help="read-only checks of a running lab (`lab up`, "
+                             "--keep-lab) or an existing cluster: every PVE requirement")
+    check.add_argument("--name", "--lab-name", dest="name", default=DEFAULT_NAME,
+                       help="the running embedded lab's name (default: %(default)s)")
+    check.add_argument("--inventory", metavar="FILE",
+                       help="an existing cluster's inventory YAML instead (never powered: "
+                            "no --destructive needed)")
     kinds.add_parser("compare", help="compare two metrics.json files (see `compare -h`)")
     report = kinds.add_parser("report", help="the offline HTML report from Allure results")
     report.add_argument("results", nargs="?", default=REPORT_RESULTS,
@@ -133,6 +143,9 @@ def _validate(args: argparse.Namespace) -> None:
         check_storage_id(args.storage)
         check_port(args.port)
         check_out_dir(Path(args.out))
+    if args.kind == "preflight" and args.inventory is None:
+        lab_options.lab_name(args.name)
+        args.config = _named(args.name)
     if args.kind == "lab" and args.verb != "cleanup":
         lab_options.lab_name(args.name)
         args.config = _config(args) if args.verb == "up" else _named(args.name)
@@ -171,6 +184,10 @@ def run(args: argparse.Namespace) -> int:
         from lab import lab_cli
 
         return lab_cli.cleanup(args.names)
+    if args.kind == "preflight":
+        from lab import lab_cli
+
+        return lab_cli.preflight(args)
     if args.kind == "report":
         from harness.report.generate import HISTORY, generate
 

@@ -1,6 +1,7 @@
 """`pvechaos lab up|status|ssh|down|cleanup`: the verbs of lab/cli.py for an embedded lab
-left running (lab/embedded/detached.py says how it lives and ends). Every value is
-checked by lab/cli.py before these run."""
+left running (lab/embedded/detached.py says how it lives and ends), and `pvechaos
+preflight` on such a lab or an existing cluster. Every value is checked by lab/cli.py
+before these run."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import os
 import shlex
 import sys
 
-from lab.embedded import config, detached, preflight
+from lab.embedded import config, detached
+from lab.embedded import preflight as preflight_host  # the host's own checks
 
 ROOT_STATE = "the lab's state, SSH key and kernel objects are root's"
 
@@ -21,11 +23,11 @@ def _rerun(args: argparse.Namespace) -> str:
 def run(args: argparse.Namespace) -> int:
     what = f"`{args.prog} lab {args.verb}`"
     if args.verb == "up":
-        preflight.check_host(_rerun(args))  # root, tools, kernel: before anything is made
+        preflight_host.check_host(_rerun(args))  # root, tools, kernel: before anything is made
         running = detached.up(args.config, cluster_name=args.cluster_name, guest=args.guest)
         print("\n".join(detached.how_to_reach(running)))
         return 0
-    preflight.require_root(what, _rerun(args), ROOT_STATE)
+    preflight_host.require_root(what, _rerun(args), ROOT_STATE)
     if args.verb == "cleanup":
         return cleanup(args.names)
     if args.verb == "down":
@@ -57,3 +59,27 @@ def cleanup(names: list[str]) -> int:
             detached.down(lab)
             print(f"{name}: was running; taken down")
     return embedded_cleanup(["cleanup", *names])
+
+
+def preflight(args: argparse.Namespace) -> int:
+    """harness/preflight.py's read-only checks and their table; exit 1 when one fails."""
+    from harness import preflight as checks
+    from harness.cluster import Cluster
+
+    if args.inventory is not None:
+        from harness.timescale import REAL_TIME
+        from lab.inventory.lab import InventoryLab
+
+        lab = InventoryLab.from_options(inventory=args.inventory, destructive=False,
+                                        timescale=REAL_TIME)
+        lab.start()  # reaches every node; powers nothing
+    else:
+        preflight_host.require_root(f"`{args.prog} preflight`", _rerun(args), ROOT_STATE)
+        lab = detached.attach(detached.require(args.config))
+    cluster = Cluster(lab)
+    try:
+        results = checks.run(cluster)
+    finally:
+        cluster.close()
+    print(checks.render(results))
+    return 1 if checks.failed(results) else 0

@@ -179,6 +179,14 @@ class EmbeddedLab(RefusesWhatItLacks):
             self.state.set_process("nfs-server", None)
         self._storage_out = False
 
+    @classmethod
+    def running(cls, config: EmbeddedConfig) -> EmbeddedLab:
+        """A lab another process started and left running (lab/embedded/detached.py):
+        its nodes with their host keys, to reach over SSH; ``lab down`` removes it."""
+        lab = cls(config)
+        lab._started = True
+        return lab
+
     def detach(self) -> None:
         """Leave the started lab running after this process ends (``pvechaos lab up``).
         Every lab process already runs in its own session, so the end of this one kills

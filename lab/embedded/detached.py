@@ -115,6 +115,12 @@ def find(config: EmbeddedConfig) -> Running | None:
     return Running(made, record["cluster_name"], record.get("guest"))
 
 
+def attach(running: Running) -> EmbeddedLab:
+    """The running lab as a Lab the harness can reach (its nodes' host keys pinned), for
+    read-only use such as `pvechaos preflight`: it is not this process's to close."""
+    return EmbeddedLab.running(running.config)
+
+
 def require(config: EmbeddedConfig) -> Running:
     running = find(config)
     if running is None:

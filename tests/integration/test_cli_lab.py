@@ -94,6 +94,21 @@ def test_an_up_failing_half_way_removes_what_it_made(up):
     assert pvechaos("lab", "status", "--name", NAME).returncode == 0  # the first lab runs on
 
 
+def test_preflight_on_the_running_lab_passes_every_check(up):
+    done = pvechaos("preflight", "--name", NAME)
+    assert done.returncode == 0, done.stdout + done.stderr
+    table = done.stdout.splitlines()
+    assert table[0].startswith("check") and table[-1].startswith("preflight: ")
+    assert " 0 fail" in table[-1], done.stdout
+    assert len(table) >= 2 + 8  # a line for each check, whatever their names
+
+
+def test_preflight_of_a_lab_that_is_not_running_names_lab_up():
+    done = pvechaos("preflight", "--name", "nosuch")
+    assert done.returncode == 1
+    assert "nosuch" in done.stderr and "lab up" in done.stderr
+
+
 def test_down_leaves_nothing_behind(up):
     done = pvechaos("lab", "down", "--name", NAME)
     assert done.returncode == 0, done.stderr

@@ -31,8 +31,8 @@ def test_preflight_fails_on_a_mixed_version_cluster(tmp_path):
                         "--lab-subnet", "198.18.48.0/24", "--node-version", "node3=9.0.3",
                         "--metrics-file", str(tmp_path / "metrics.json"))
     assert result.returncode == 1, result.stdout[-2000:]
-    assert "mixed PVE versions" in result.stdout
-    assert "node3': '9.0.3'" in result.stdout
+    assert "preflight failed" in result.stdout
+    assert "mixed: 8.4.1 on node1, node2; 9.0.3 on node3" in result.stdout
     assert "1 failed" in result.stdout
 
 
