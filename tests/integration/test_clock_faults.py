@@ -18,11 +18,9 @@ from harness.clock import Clock
 from harness.errors import PvechaosError, WaitTimeout
 from harness.faults import FaultInjector
 from harness.timeline import Timeline
-from harness.timescale import Timescale
 from harness.waits import NotYet, wait_until
-from lab.embedded.ha_testbed import HaLab, boot_ha_lab
-from tests.integration.conftest import leftovers
-from tests.integration.ha_support import holds
+from lab.embedded.ha_testbed import HaLab
+from tests.integration.ha_support import fault_injector, guest_lab, holds
 
 K = 0.1
 NODES = ("node1", "node2", "node3")
@@ -30,23 +28,15 @@ NODES = ("node1", "node2", "node3")
 
 @pytest.fixture(scope="module")
 def h() -> Iterator[HaLab]:
-    lab = boot_ha_lab("hclock", "198.18.91", timescale=Timescale(K))
-    try:
-        lab.create_ct("node1", 100)
-        lab.ha("add", "ct:100")
+    with guest_lab("hclock", "198.18.91", K) as lab:
         lab.wait_answer(100, "node1", timeout_s=lab.s(60) + 10)
-        lab.wait_service("ct:100", "started", "node1", timeout_s=lab.s(60))
         yield lab
-    finally:
-        lab.close()
-        assert leftovers(lab.lab.config) == []
 
 
 @pytest.fixture
 def faults(h: HaLab) -> Iterator[FaultInjector]:
-    injector = FaultInjector(h.lab, Timeline(Clock()), h.cluster)
-    yield injector
-    assert injector.undo_all() == []
+    with fault_injector(h) as injector:
+        yield injector
 
 
 def offset(h: HaLab, node: str) -> float:

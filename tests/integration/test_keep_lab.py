@@ -15,7 +15,7 @@ from lab.embedded.config import EmbeddedConfig
 from tests.integration.conftest import leftovers
 
 REPO = Path(__file__).resolve().parents[2]
-NAME, SUBNET = "keep", "198.18.61.0/24"
+NAME, SUBNET = "keep", "198.18.58.0/24"
 CONFIG = EmbeddedConfig(name=NAME, subnet=SUBNET)
 SCENARIO = '''
 def test_the_cluster_is_formed(cluster):

@@ -14,14 +14,13 @@ from collections.abc import Iterator
 import pytest
 
 from harness import preflight
-from harness.clock import Clock
 from harness.faults import FaultInjector
 from harness.preflight_checks import Check, Verdict
-from harness.timeline import Timeline
 from harness.timescale import Timescale
 from harness.waits import NotYet, wait_until
-from lab.embedded.ha_testbed import TEMPLATE, HaLab, boot_ha_lab
-from tests.integration.conftest import leftovers, running
+from lab.embedded.ha_testbed import TEMPLATE, HaLab
+from tests.integration.conftest import running
+from tests.integration.ha_support import fault_injector, guest_lab
 
 K = 0.1
 PREFIX = "198.18.70"
@@ -31,22 +30,14 @@ CHECKS = ("node count", "pve version", "quorum", "corosync links", "udp 5405", "
 
 @pytest.fixture(scope="module")
 def h() -> Iterator[HaLab]:
-    lab = boot_ha_lab("pref", PREFIX, timescale=Timescale(K))
-    try:
-        lab.create_ct("node1", 100)
-        lab.ha("add", "ct:100")
-        lab.wait_service("ct:100", "started", "node1", timeout_s=lab.s(60) + 10)
+    with guest_lab("pref", PREFIX, K) as lab:
         yield lab
-    finally:
-        lab.close()
-        assert leftovers(lab.lab.config) == []
 
 
 @pytest.fixture
 def faults(h: HaLab) -> Iterator[FaultInjector]:
-    injector = FaultInjector(h.lab, Timeline(Clock()), h.cluster)
-    yield injector
-    assert injector.undo_all() == []
+    with fault_injector(h) as injector:
+        yield injector
 
 
 def by_name(results: list[Check]) -> dict[str, Check]:
