@@ -246,6 +246,9 @@ class MetricsRecorder:
 
 @pytest.fixture
 def metrics(request: pytest.FixtureRequest) -> MetricsRecorder:
+    """``metrics.record(name, seconds, window=..., budget=...)``: a figure of this test,
+    written to --metrics-file, the Allure result, its JUnit properties and the summary
+    table; ``record_observed`` waits (bounded) for a watcher to see it first."""
     config = request.config
     return MetricsRecorder(request.module.__name__.rsplit(".", 1)[-1],
                            MetricsFile(config.getoption("metrics_file"), config.stash[RUN_ID]),
