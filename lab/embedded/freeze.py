@@ -93,14 +93,55 @@ def _set(path: Path, frozen: bool) -> None:
 
 
 def set_frozen(path: Path, frozen: bool, timeout_s: float = SETTLE_S) -> None:
-    """Freeze or thaw the cgroup; returns once the kernel says it is done (bounded)."""
+    """Freeze or thaw the cgroup; returns once the kernel says it is done (bounded).
+
+    A freeze is also done when the only threads the kernel could not freeze sleep in the
+    kernel waiting for a FUSE answer (``fuse_blocked``): the node serves its own /etc/pve
+    (pmxcfs) and shared storage (nfs_client) over FUSE, and a request in flight when its
+    server froze keeps the client in a killable sleep, which the cgroup v2 freezer does
+    not enter, so ``frozen`` never turns 1. Such a thread cannot run before its server is
+    thawed: the node is stopped, as a VM whose vCPUs stop is (§9)."""
     _set(path, frozen)
     deadline = time.monotonic() + timeout_s
+    blocked_since: float | None = None
     while is_frozen(path) != frozen:
-        if time.monotonic() > deadline:
+        now = time.monotonic()
+        if frozen and not _is_v1(path) and fuse_blocked(path):
+            blocked_since = blocked_since if blocked_since is not None else now
+            if now - blocked_since >= FUSE_SETTLE_S:  # the same answer twice, apart
+                return
+        else:
+            blocked_since = None
+        if now > deadline:
             raise LabError(f"cgroup {path} did not {'freeze' if frozen else 'thaw'} within "
                            f"{timeout_s:g} s", hint=f"read {path} (a task stuck in the kernel?)")
         time.sleep(0.01)
+
+
+FUSE_SETTLE_S = 0.2  # how long the FUSE-blocked answer must hold before it counts
+
+
+def fuse_blocked(path: Path) -> bool:
+    """True when the cgroup has threads in uninterruptible sleep (state D) and each of
+    them waits for a FUSE answer (``fuse`` in its kernel stack); threads in any other
+    state are frozen, or about to be: the freezer wakes every other sleep."""
+    try:
+        tids = [int(t) for t in (path / "cgroup.threads").read_text().split()]
+    except OSError:
+        return False
+    waiting = 0
+    for tid in tids:
+        state = _state(tid)
+        if state != "D":
+            continue
+        try:
+            stack = Path(f"/proc/{tid}/stack").read_text()
+        except OSError:
+            return False  # cannot tell: not a FUSE wait we can vouch for
+        if "fuse" not in stack:
+            return False
+        waiting += 1
+    return waiting > 0
 
 
 def kill_all(path: Path) -> None:

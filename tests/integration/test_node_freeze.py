@@ -12,6 +12,7 @@ corosync's membership timers are not scaled.
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
 import subprocess
@@ -238,3 +239,42 @@ def test_without_a_freezer_every_process_of_the_node_is_stopped_and_continued(ma
     lab.freeze("node1")
     lab.power_cut("node1")  # SIGKILL ends stopped processes too
     assert not lab.is_powered("node1")
+
+
+def test_a_node_freezes_with_a_fuse_request_in_flight(h):
+    """A FUSE request in flight when its server stops (pmxcfs: a freeze may catch it
+    mid-answer; here it gets SIGSTOP first) holds its client in a killable sleep that the
+    cgroup v2 freezer does not enter, so the cgroup never says frozen: the freeze is done
+    all the same (freeze.fuse_blocked), and on thaw the request is answered."""
+    node = "node2"
+    cgroup = freeze.cgroup_path(h.lab.name, node)
+    if cgroup is None or freeze._is_v1(cgroup):
+        pytest.skip("needs a cgroup v2 freezer")
+    pmxcfs = next(pid for pid in freeze.procs(cgroup)
+                  if b"pvemu.pmxcfs" in Path(f"/proc/{pid}/cmdline").read_bytes())
+    h.node(node).check("sh", "-c", "rm -f /tmp/fuse-read; (sleep 1; cat "
+                       "/etc/pve/corosync.conf > /tmp/fuse-read) >/dev/null 2>&1 &")
+    os.kill(pmxcfs, signal.SIGSTOP)  # from the host: no SSH login needs /etc/pve then
+    try:
+        wait_until("the reader to wait on pmxcfs in the kernel", lambda: waits_on_fuse(
+            cgroup, "cat") or NotYet("no FUSE wait yet"), timeout_s=10, interval_s=0.05)
+        h.lab.freeze(node)  # returns: the cgroup's other tasks are frozen
+        assert not freeze.is_frozen(cgroup)  # as the kernel sees it: one task in D
+        h.lab.thaw(node)
+    finally:
+        os.kill(pmxcfs, signal.SIGCONT)
+    wait_until("the read to be answered", lambda: "totem" in h.node(node).run(
+        "cat", "/tmp/fuse-read", timeout_s=10).stdout or NotYet("not yet"), timeout_s=30)
+
+
+def waits_on_fuse(cgroup: Path, comm: str) -> bool:
+    """A process ``comm`` of the cgroup asleep in the kernel on a FUSE request (in an
+    interruptible sleep until a freeze interrupts it; then killable, state D)."""
+    for pid in freeze.procs(cgroup):
+        try:
+            if Path(f"/proc/{pid}/comm").read_text().strip() == comm and \
+                    "fuse" in Path(f"/proc/{pid}/stack").read_text():
+                return True
+        except OSError:
+            continue
+    return False
