@@ -3,8 +3,9 @@ the code `ha-manager` runs (ha_resources, ha_groups, ha_rules), so each rule liv
 place. Groups exist on the PVE 8 flavour and rules on PVE 9, as `ha-manager`'s command
 table of the node's generation has them (ha_manager.commands).
 
-Each handler takes (node, path parameters, options, usage) and returns the API result
-(None for a write, as PVE's null-returning methods).
+Each handler takes (node, path parameters, API parameters (pvesh's output options taken
+out), usage) and returns the API result (None for a write, as PVE's null-returning
+methods).
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from pvemu.cli.errors import CommandError
 from pvemu.cli.ha_node import HaNode, parse_sid
 from pvemu.cli.ha_params import check_enum, param_error
 from pvemu.ha import config
-
-OUTPUT_KEYS = ("output-format", "noborder", "noheader", "quiet", "human-readable")
 
 
 def has_groups(node: HaNode) -> bool:
@@ -27,8 +26,8 @@ def has_rules(node: HaNode) -> bool:
 
 
 def _values(opts: dict, *drop: str) -> dict:
-    """The API parameters of a write, without pvesh's output options."""
-    return {k: v for k, v in opts.items() if k not in OUTPUT_KEYS and k not in drop}
+    """The API parameters of a write without those named in the path or taken apart."""
+    return {k: v for k, v in opts.items() if k not in drop}
 
 
 def _required(opts: dict, name: str, usage: str) -> str:

@@ -49,7 +49,7 @@ class NoHandler(Exception):
     pass
 
 
-Handler = Callable[[HaNode, dict, dict, str], object]
+Handler = Callable[[HaNode, dict, dict, str], object]  # node, path, API parameters, usage
 
 
 def _node_info(_node: HaNode) -> nodeinfo.NodeInfo:
@@ -151,7 +151,8 @@ def handle(node: HaNode, cmd: str, path: str, argv: list[str],
             raise CommandError(f"no such cluster node '{bound['node']}'")  # check_node_exists
         if route.proxy and bound["node"] != node.name and not noproxy:
             return proxy(node, bound["node"], cmd, path, argv), opts
-    return route.fn(node, bound, opts, usage), opts
+    params = {k: v for k, v in opts.items() if k not in OUTPUT_OPTS}
+    return route.fn(node, bound, params, usage), opts
 
 
 def proxy(node: HaNode, target: str, cmd: str, path: str, argv: list[str]) -> object:
@@ -162,13 +163,14 @@ def proxy(node: HaNode, target: str, cmd: str, path: str, argv: list[str]) -> ob
     args: list[str] = []
     i = 0
     while i < len(argv):  # the call's parameters, without the output options
-        name = argv[i].lstrip("-").partition("=")[0]
-        takes_value = "=" not in argv[i] and i + 1 < len(argv)
-        if name in ("output-format", "quiet", "noborder", "noheader", "human-readable"):
-            i += 2 if takes_value and name == "output-format" else 1
-            continue
-        args.append(argv[i])
+        word = argv[i]
+        name = word.lstrip("-").partition("=")[0]
         i += 1
+        if not word.startswith("-") or name not in OUTPUT_OPTS:
+            args.append(word)
+        elif "=" not in word and i < len(argv) and (
+                OUTPUT_OPTS[name] == "str" or argv[i] in ("0", "1")):
+            i += 1  # its value goes too
     remote = ["ssh", "-o", "BatchMode=yes", f"root@{info['ip']}", "pvesh", "--noproxy", cmd,
               path, *args, "--output-format", "json"]
     try:

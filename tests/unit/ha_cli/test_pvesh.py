@@ -70,7 +70,7 @@ def test_ha_status_current_and_manager_status(lab, capsys, monkeypatch):
 
 def test_ha_resources_crud(lab, capsys):
     assert run(capsys, "create", "/cluster/ha/resources", "--sid", "vm:100", "--state",
-               "stopped") == (0, "", "")
+               "stopped", "--output-format", "json", "--quiet") == (0, "", "")
     assert lab.read("ha/resources.cfg") == "vm: 100\n\tstate stopped\n\n"
     data = get_json(capsys, "/cluster/ha/resources")
     assert len(data) == 1 and data[0]["sid"] == "vm:100" and data[0]["type"] == "vm"

@@ -18,7 +18,7 @@ def test_groups_crud_on_pve8(lab, capsys):
     lab.flavour(8)
     assert get_json(capsys, "/cluster/ha/groups") == []
     assert run(capsys, "create", "/cluster/ha/groups", "--group", "g1", "--nodes",
-               "node1:2,node2", "--restricted", "1") == (0, "", "")
+               "node1:2,node2", "--restricted", "1", "--output-format", "json") == (0, "", "")
     stored = lab.read("ha/groups.cfg")
     assert stored == "group: g1\n\tnodes node1:2,node2\n\trestricted 1\n\n"
     want = {"group": "g1", "type": "group", "nodes": "node1:2,node2", "restricted": 1,

@@ -140,10 +140,11 @@ def test_other_node_is_proxied(lab, capsys, monkeypatch):
     assert ssh.calls == [["ssh", "-o", "BatchMode=yes", "root@198.18.60.12", "pvesh",
                           "--noproxy", "get", "/nodes/node2/status", "--output-format",
                           "json"]]
-    code, out, _ = run(capsys, "get", "/nodes/node2/qemu", "--full", "1", "--noborder")
+    code, out, _ = run(capsys, "get", "/nodes/node2/qemu", "--noheader", "1", "--full", "1",
+                       "--noborder")
     assert code == 0 and ssh.calls[-1][-5:] == ["/nodes/node2/qemu", "--full", "1",
                                                 "--output-format", "json"]
-    assert "uptime" in out  # rendered here, in the format asked for
+    assert out.split() == ["uptime", "7"]  # rendered here, in the format asked for
 
 
 def test_proxy_failure(lab, capsys, monkeypatch):
