@@ -21,13 +21,11 @@ Paths (the answers live by subject in api_nodes, api_guests, api_cluster, api_ha
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from pvemu import nodeinfo
 from pvemu.cli import api_cluster, api_guests, api_ha, api_nodes, options
@@ -52,9 +50,11 @@ class NoHandler(Exception):
 Handler = Callable[[HaNode, dict, dict, str], object]  # node, path, API parameters, usage
 
 
-def _node_info(_node: HaNode) -> nodeinfo.NodeInfo:
-    """The node's node.json (PVECHAOS_NODE_JSON in tests, as HaNode reads it)."""
-    return nodeinfo.load(Path(os.environ.get("PVECHAOS_NODE_JSON", str(nodeinfo.NODE_JSON))))
+def _node_info(node: HaNode) -> nodeinfo.NodeInfo:
+    """The node's node.json, which /version and node status report from."""
+    if node.info is None:
+        raise CommandError(f"{nodeinfo.NODE_JSON}: missing - not a pvechaos lab node")
+    return node.info
 
 
 @dataclass(frozen=True)

@@ -166,3 +166,9 @@ def test_noproxy_and_unknown_node(lab, capsys, monkeypatch, proc):
     assert (code, err) == (0, "") and "loadavg" in json.loads(out)
     assert run(capsys, "get", "/nodes/node9/status") == (
         255, "", "no such cluster node 'node9'\n")
+
+
+def test_version_needs_the_node_json(lab, capsys):
+    lab.node_json.unlink()
+    code, out, err = run(capsys, "get", "/version")
+    assert (code, out) == (255, "") and err.endswith("missing - not a pvechaos lab node\n")
