@@ -10,6 +10,7 @@ from pvemu.cli import options
 from pvemu.cli.errors import CommandError
 from pvemu.cli.ha_node import HaNode
 from pvemu.cli.ha_params import GROUP_ID, bool01, explicit_prio, param_error, update_section
+from pvemu.cli.ha_resources import digest
 from pvemu.etc_pve import CfsError
 from pvemu.ha import config
 
@@ -35,13 +36,36 @@ def _group_values(opts: dict, usage: str) -> dict:
     return out
 
 
+def group_list(node: HaNode) -> list[dict]:
+    """GET /cluster/ha/groups: each group's stored keys, `nodes` as written, plus
+    group, type and the file's digest (Groups.pm api_copy_config)."""
+    text = node.etc.read(config.GROUPS_CFG) or ""
+    out = []
+    for name, group in sorted(config.parse_groups(text).items()):
+        rec = {"group": name, "type": "group", "digest": digest(text),
+               "nodes": config.render_nodes(group["nodes"], getattr(group, "explicit", None))}
+        for key in ("restricted", "nofailback"):
+            if key in getattr(group, "stored", frozenset()):
+                rec[key] = group[key]
+        if "comment" in group:
+            rec["comment"] = group["comment"]
+        out.append(rec)
+    return out
+
+
 def cmd_groupadd(node: HaNode, argv: list[str]) -> int:
     usage = "ha-manager groupadd <group> --nodes <string> [OPTIONS]"
     args, opts = options.parse(argv, ["group"], GROUP_OPTS, usage)
+    add_group(node, args["group"], opts, usage)
+    return 0
+
+
+def add_group(node: HaNode, name: str, opts: dict, usage: str) -> None:
+    """POST /cluster/ha/groups (PVE::API2::HA::Groups create)."""
     if "nodes" not in opts:
         raise param_error("nodes", "property is missing and it is not optional", usage)
-    if not GROUP_ID.match(args["group"]):
-        raise param_error("group", f"invalid configuration ID '{args['group']}'", usage)
+    if not GROUP_ID.match(name):
+        raise param_error("group", f"invalid configuration ID '{name}'", usage)
     if opts.get("type", "group") != "group":
         raise CommandError("types does not match")
     values = _group_values(opts, usage)
@@ -50,44 +74,53 @@ def cmd_groupadd(node: HaNode, argv: list[str]) -> int:
         node.etc.mkdir("ha")
     with node.lock("create ha group failed"):
         groups = node.etc.groups()
-        if args["group"] in groups:
-            raise CommandError(f"ha group ID '{args['group']}' already defined")
+        if name in groups:
+            raise CommandError(f"ha group ID '{name}' already defined")
         entry = config.Section(values)
         entry.stored = frozenset(values)
         entry.explicit = explicit_prio(str(opts["nodes"]))
-        groups[args["group"]] = entry
+        groups[name] = entry
         node.etc.write(config.GROUPS_CFG, config.render_groups(groups))
-    return 0
 
 
 def cmd_groupset(node: HaNode, argv: list[str]) -> int:
     usage = "ha-manager groupset <group> [OPTIONS]"
     args, opts = options.parse(argv, ["group"], {**GROUP_OPTS, "delete": "str",
                                                  "digest": "str"}, usage)
+    set_group(node, args["group"], opts, usage)
+    return 0
+
+
+def set_group(node: HaNode, name: str, opts: dict, usage: str) -> None:
+    """PUT /cluster/ha/groups/<group>."""
     values = _group_values(opts, usage)
     delete = [k for k in re.split(r"[,;\s]+", str(opts.get("delete", ""))) if k]
     with node.lock("update ha group failed"):
         groups = node.etc.groups()
-        group = groups.get(args["group"])
+        group = groups.get(name)
         if group is None:
-            raise CommandError(f"no such ha group '{args['group']}'")
+            raise CommandError(f"no such ha group '{name}'")
         update_section(group, values, opts, delete, required=("nodes",),
                         deletable=("restricted", "nofailback", "comment"),
                         zeroed=("restricted", "nofailback"))
         node.etc.write(config.GROUPS_CFG, config.render_groups(groups))
-    return 0
 
 
 def cmd_groupremove(node: HaNode, argv: list[str]) -> int:
     args, _ = options.parse(argv, ["group"], {}, "ha-manager groupremove <group>")
+    remove_group(node, args["group"])
+    return 0
+
+
+def remove_group(node: HaNode, name: str) -> None:
+    """DELETE /cluster/ha/groups/<group>."""
     with node.lock("delete ha group failed"):
         for sid, props in node.etc.resources().items():
-            if props.get("group") == args["group"]:
+            if props.get("group") == name:
                 raise CommandError(f"ha group is used by service '{sid}'")
         groups = node.etc.groups()
-        groups.pop(args["group"], None)
+        groups.pop(name, None)
         node.etc.write(config.GROUPS_CFG, config.render_groups(groups))
-    return 0
 
 
 def cmd_groupconfig(node: HaNode, argv: list[str]) -> int:

@@ -25,11 +25,12 @@ class HaNode:
         try:
             info = nodeinfo.load(path)
             self.name, self.flavour, self.timing = info.name, info.flavour, info.timing
+            self.info: nodeinfo.NodeInfo | None = info
         except OSError:  # a node.json that is there but wrong is an error, not a guess
             # Guess: outside a lab node, take the name from `local` and act as PVE 9 with
             # PVE's real timers
             self.name = self.etc.local_node() or socket.gethostname().split(".")[0]
-            self.flavour, self.timing = 9, Timing(1.0)
+            self.flavour, self.timing, self.info = 9, Timing(1.0), None
 
     def cluster_nodes(self) -> list[str]:
         """Nodes of the cluster (.members' nodelist, else the nodes/ directories) and

@@ -65,21 +65,21 @@ def cmd_status(node: HaNode, argv: list[str]) -> int:
 def resource_list(node: HaNode, stype: str | None = None) -> list[dict]:
     """GET /cluster/ha/resources: the stored keys plus sid, type and digest."""
     text = node.etc.read(config.RESOURCES_CFG) or ""
-    digest = _digest(text)
+    file_digest = digest(text)
     groups = node.etc.groups() if node.flavour < 9 else {}
     out = []
     for sid, props in config.parse_resources(text).items():
         rtype = sid.split(":")[0]
         if stype and rtype != stype:
             continue
-        rec = {**props, "sid": sid, "type": rtype, "digest": digest}
+        rec = {**props, "sid": sid, "type": rtype, "digest": file_digest}
         if node.flavour < 9 and props.get("group") and props["group"] not in groups:
             rec["errors"] = {"group": f"group '{props['group']}' does not exist"}
         out.append(rec)
     return out
 
 
-def _digest(text: str) -> str:
+def digest(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()  # SectionConfig's digest is SHA-1
 
 

@@ -118,31 +118,35 @@ def cmd_rules(node: HaNode, argv: list[str]) -> int:
         return 0
     if sub == "remove":
         args, _ = options.parse(rest, ["rule"], {}, "ha-manager rules remove <rule>")
-        with node.lock("delete ha rule failed"):
-            rules = node.etc.rules()
-            rules.pop(args["rule"], None)
-            node.etc.write(config.RULES_CFG, config.render_rules(rules))
+        remove_rule(node, args["rule"])
         return 0
     usage = f"ha-manager rules {sub} <type> <rule> [OPTIONS]"
     args, opts = options.parse(rest, ["type", "rule"], {**RULE_OPTS, "delete": "str",
                                                         "digest": "str"}
                                if sub == "set" else RULE_OPTS, usage)
-    rtype, name = args["type"], args["rule"]
-    if sub == "add":
-        node.etc.check_quorum()
-        if node.etc.groups():
-            raise CommandError("cannot create ha rule: ha groups have not been migrated yet")
-        values = _rule_values(node, rtype, opts, usage, create=True)
-        with node.lock("create ha rule failed"):
-            rules = node.etc.rules()
-            if name in rules:
-                raise CommandError(f"HA rule '{name}' already defined")
-            entry = config.Section({"type": rtype, "nodes": {}, "strict": 0, **values})
-            entry.stored = frozenset(values)
-            entry.explicit = explicit_prio(str(opts.get("nodes", "")))
-            rules[name] = entry
-            node.etc.write(config.RULES_CFG, config.render_rules(rules))
-        return 0
+    (add_rule if sub == "add" else set_rule)(node, args["type"], args["rule"], opts, usage)
+    return 0
+
+
+def add_rule(node: HaNode, rtype: str, name: str, opts: dict, usage: str) -> None:
+    """POST /cluster/ha/rules (PVE::API2::HA::Rules create)."""
+    node.etc.check_quorum()
+    if node.etc.groups():
+        raise CommandError("cannot create ha rule: ha groups have not been migrated yet")
+    values = _rule_values(node, rtype, opts, usage, create=True)
+    with node.lock("create ha rule failed"):
+        rules = node.etc.rules()
+        if name in rules:
+            raise CommandError(f"HA rule '{name}' already defined")
+        entry = config.Section({"type": rtype, "nodes": {}, "strict": 0, **values})
+        entry.stored = frozenset(values)
+        entry.explicit = explicit_prio(str(opts.get("nodes", "")))
+        rules[name] = entry
+        node.etc.write(config.RULES_CFG, config.render_rules(rules))
+
+
+def set_rule(node: HaNode, rtype: str, name: str, opts: dict, usage: str) -> None:
+    """PUT /cluster/ha/rules/<rule>."""
     if node.etc.groups():
         raise CommandError("cannot update ha rule: ha groups have not been migrated yet")
     values = _rule_values(node, rtype, opts, usage, create=False)
@@ -156,4 +160,11 @@ def cmd_rules(node: HaNode, argv: list[str]) -> int:
                         required=("resources", "nodes", "affinity"),
                         deletable=("strict", "comment", "disable"), zeroed=("strict",))
         node.etc.write(config.RULES_CFG, config.render_rules(rules))
-    return 0
+
+
+def remove_rule(node: HaNode, name: str) -> None:
+    """DELETE /cluster/ha/rules/<rule>."""
+    with node.lock("delete ha rule failed"):
+        rules = node.etc.rules()
+        rules.pop(name, None)
+        node.etc.write(config.RULES_CFG, config.render_rules(rules))

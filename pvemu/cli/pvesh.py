@@ -1,215 +1,188 @@
-"""`pvesh` on an embedded node: the few API paths the harness uses, answered from the
-node's /etc/pve through EtcPve (root from PVECHAOS_PVE_ROOT, default the mount point).
+"""`pvesh` on an embedded node: the API paths HA automation and proxmoxer's SSH backend
+call, answered from the node's /etc/pve through EtcPve (root from PVECHAOS_PVE_ROOT,
+default the mount point), its guest runtime and /proc.
 
-`pvesh get|create|set|delete <path> [--output-format text|json|json-pretty] [OPTIONS]`.
-As PVE's CLIFormatter: the default format is `text` whether or not stdout is a terminal
-(print_api_result: `output-format // 'text'`); `json` is compact canonical JSON plus a
-newline; `json-pretty` is Perl's pretty canonical JSON. An unknown path dies with
-`no '<cmd>' handler for '<path>'` (pve-manager PVE/CLI/pvesh.pm); every error exits 255.
+`pvesh [--noproxy] get|create|set|delete <path> [--output-format text|json|json-pretty]
+[OPTIONS]`. As PVE's CLIFormatter: the default format is `text` whether or not stdout is
+a terminal (print_api_result: `output-format // 'text'`); `json` is compact canonical
+JSON plus a newline; `json-pretty` is Perl's pretty canonical JSON. An unknown path dies
+with `no '<cmd>' handler for '<path>'` (pve-manager PVE/CLI/pvesh.pm); every error exits
+255. A path of another node (PVE's `proxyto => 'node'`) runs there as PVE's
+proxy_handler runs it: `ssh -o BatchMode=yes root@<its .members ip> pvesh --noproxy
+<cmd> <path> --output-format json`.
 
-Paths: /cluster/status, /cluster/resources, /cluster/ha/status[/current|/manager_status],
-/cluster/ha/resources[/<sid>], /nodes, /nodes/<node>/qemu, /nodes/<node>/lxc.
+Paths (the answers live by subject in api_nodes, api_guests, api_cluster, api_ha):
+/version; /nodes, /nodes/<node>/status, /nodes/<node>/{lxc,qemu}[/<vmid>/status/current];
+/cluster/status, /cluster/resources, /cluster/options; /cluster/ha/resources[/<sid>],
+/cluster/ha/groups[/<group>] (PVE 8), /cluster/ha/rules[/<rule>] (PVE 9),
+/cluster/ha/status[/current|/manager_status].
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
+import subprocess
 import sys
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from pvemu.cli import ha_resources, options
+from pvemu import nodeinfo
+from pvemu.cli import api_cluster, api_guests, api_ha, api_nodes, options
 from pvemu.cli.errors import CommandError
-from pvemu.cli.ha_node import HaNode, parse_sid
-from pvemu.cli.ha_params import check_enum, param_error
+from pvemu.cli.ha_node import HaNode
+from pvemu.cli.ha_params import check_enum
 from pvemu.cli.text_table import text_table
 from pvemu.etc_pve import CfsError
-from pvemu.ha import config, status
+from pvemu.guest_config import GuestError
+from pvemu.ha import status
 
 OUTPUT_OPTS = {"output-format": "str", "noborder": "bool", "noheader": "bool",
                "quiet": "bool", "human-readable": "bool"}
 FORMATS = ("text", "json", "json-pretty")
-GUEST_RUN_DIR = "/run/pvechaos/guests"  # written by the lab's guest runtime
+PROXY_TIMEOUT_S = 60
 
 
 class NoHandler(Exception):
     pass
 
 
-# -- data ---------------------------------------------------------------------------------
-def members(node: HaNode) -> dict:
-    return node.etc.members() or {}
+Handler = Callable[[HaNode, dict, dict, str], object]  # node, path, API parameters, usage
 
 
-def cluster_status(node: HaNode) -> list[dict]:
-    """GET /cluster/status from .members (PVE::API2::ClusterConfig / Cluster status).
-    Guess: `level` is left out (no subscription), `quorate` 0|1 on both kinds of entry
-    where PVE sets it (cluster entry, and `online` nodes only on the node entries)."""
-    m = members(node)
-    cluster = m.get("cluster") or {}
-    nodelist = m.get("nodelist") or {}
-    quorate = 1 if node.etc.quorate() else 0
-    out: list[dict] = []
-    if cluster.get("name"):
-        out.append({"type": "cluster", "id": "cluster", "name": cluster["name"],
-                    "version": cluster.get("version", 0), "nodes": len(nodelist),
-                    "quorate": quorate})
-    if not nodelist:  # standalone node: only itself
-        nodelist = {node.name: {"id": 0, "online": 1, "ip": ""}}
-    for name in sorted(nodelist):
-        info = nodelist[name]
-        out.append({"type": "node", "id": f"node/{name}", "name": name,
-                    "nodeid": info.get("id", 0), "online": 1 if info.get("online") else 0,
-                    "local": 1 if name == node.name else 0, "ip": info.get("ip", ""),
-                    "level": ""})
-    return out
+def _node_info(node: HaNode) -> nodeinfo.NodeInfo:
+    """The node's node.json, which /version and node status report from."""
+    if node.info is None:
+        raise CommandError(f"{nodeinfo.NODE_JSON}: missing - not a pvechaos lab node")
+    return node.info
 
 
-def node_online(node: HaNode) -> dict[str, bool]:
-    nodelist = members(node).get("nodelist") or {}
-    out = {n: bool(i.get("online")) for n, i in nodelist.items()}
-    for name in node.cluster_nodes():
-        out.setdefault(name, False)
-    out[node.name] = True  # the local node answers, so it is online
-    return out
+@dataclass(frozen=True)
+class Route:
+    cmd: str
+    pattern: str  # "/nodes/{node}/status": {name} binds one path element
+    fn: Handler
+    opts: dict[str, str] | Callable[[HaNode], dict[str, str]] | None = None
+    proxy: bool = False  # PVE's proxyto => 'node'
+    when: Callable[[HaNode], bool] | None = None  # the PVE generations that have it
+
+    def match(self, parts: list[str]) -> dict | None:
+        want = [p for p in self.pattern.split("/") if p]
+        if len(want) != len(parts):
+            return None
+        bound: dict = {}
+        for w, got in zip(want, parts, strict=True):
+            if w.startswith("{"):
+                bound[w[1:-1]] = got
+            elif w != got:
+                return None
+        return bound
 
 
-def guest_runtime_status(node: HaNode, owner: str, vmid: str) -> str:
-    """running/stopped as the node's guest runtime knows it (a copy running here).
-    Guests owned by another node: "unknown" (guess: a real pvesh proxies the request to
-    that node; this one does not use the network)."""
-    if owner != node.name:
-        return "unknown"
-    from pvemu.guest_lifecycle import NodeGuests
-
-    run_dir = Path(os.environ.get("PVECHAOS_GUEST_RUN_DIR", GUEST_RUN_DIR))
-    running = NodeGuests(node.name, run_dir=run_dir).run_state(int(vmid)) is not None
-    return "running" if running else "stopped"
+def _resources_type(node: HaNode, _p: dict, opts: dict, usage: str) -> object:
+    check_enum(opts, "type", ("vm", "storage", "node", "sdn"), usage)
+    return api_cluster.cluster_resources(node, opts.get("type"))
 
 
-def guest_name(node: HaNode, sid: str, owner: str) -> str | None:
-    stype, _, vmid = sid.partition(":")
-    sub, key = ("qemu-server", "name") if stype == "vm" else ("lxc", "hostname")
-    text = node.etc.read(f"nodes/{owner}/{sub}/{vmid}.conf") or ""
-    for line in text.splitlines():
-        if line.startswith("["):
-            break  # snapshot sections
-        k, _, v = line.partition(":")
-        if k.strip() == key:
-            return v.strip()
-    return None
+def _guest_kind(fn):
+    return lambda node, p, opts, usage: fn(node, p["kind"], *([p["vmid"]] if "vmid" in p
+                                                                else []))
 
 
-def node_guests(node: HaNode, name: str, stype: str) -> list[dict]:
-    out = []
-    for sid, owner in node.etc.vmlist().items():
-        if owner != name or not sid.startswith(stype + ":"):
-            continue
-        vmid = sid.split(":")[1]
-        rec = {"vmid": int(vmid), "status": guest_runtime_status(node, owner, vmid)}
-        gname = guest_name(node, sid, owner)
-        if gname is not None:
-            rec["name"] = gname
-        out.append(rec)
-    return sorted(out, key=lambda r: r["vmid"])
+H = api_ha
+ROUTES = [
+    Route("get", "/version", lambda n, p, o, u: api_nodes.version(_node_info(n))),
+    Route("get", "/nodes", lambda n, p, o, u: api_nodes.nodes(n)),
+    Route("get", "/nodes/{node}/status",
+          lambda n, p, o, u: api_nodes.node_status(n, _node_info(n)), proxy=True),
+    Route("get", "/nodes/{node}/{kind}", _guest_kind(api_guests.guest_list),
+          lambda n: {"full": "bool"}, proxy=True),
+    Route("get", "/nodes/{node}/{kind}/{vmid}/status/current",
+          _guest_kind(api_guests.guest_status), proxy=True),
+    Route("get", "/cluster/status", lambda n, p, o, u: api_cluster.cluster_status(n)),
+    Route("get", "/cluster/resources", _resources_type, {"type": "str"}),
+    Route("get", "/cluster/options", lambda n, p, o, u: api_cluster.cluster_options(n)),
+    Route("get", "/cluster/ha/resources", H.resources_index, {"type": "str"}),
+    Route("get", "/cluster/ha/resources/{sid}", H.resource_read),
+    Route("create", "/cluster/ha/resources", H.resource_create,
+          lambda n: H.resource_options(n, "create")),
+    Route("set", "/cluster/ha/resources/{sid}", H.resource_update,
+          lambda n: H.resource_options(n, "set")),
+    Route("delete", "/cluster/ha/resources/{sid}", H.resource_delete,
+          lambda n: H.resource_options(n, "delete")),
+    Route("get", "/cluster/ha/groups", H.groups_index, when=H.has_groups),
+    Route("get", "/cluster/ha/groups/{group}", H.group_read, when=H.has_groups),
+    Route("create", "/cluster/ha/groups", H.group_create, H.GROUP_CREATE, when=H.has_groups),
+    Route("set", "/cluster/ha/groups/{group}", H.group_update, H.GROUP_SET, when=H.has_groups),
+    Route("delete", "/cluster/ha/groups/{group}", H.group_delete, when=H.has_groups),
+    Route("get", "/cluster/ha/rules", H.rules_index, H.RULE_INDEX, when=H.has_rules),
+    Route("get", "/cluster/ha/rules/{rule}", H.rule_read, when=H.has_rules),
+    Route("create", "/cluster/ha/rules", H.rule_create, H.RULE_CREATE, when=H.has_rules),
+    Route("set", "/cluster/ha/rules/{rule}", H.rule_update, H.RULE_SET, when=H.has_rules),
+    Route("delete", "/cluster/ha/rules/{rule}", H.rule_delete, when=H.has_rules),
+    Route("get", "/cluster/ha/status", H.status_index),
+    Route("get", "/cluster/ha/status/current", H.status_current),
+    Route("get", "/cluster/ha/status/manager_status", H.status_manager),
+]
 
 
-def cluster_resources(node: HaNode, rtype: str | None) -> list[dict]:
-    """GET /cluster/resources for nodes and guests. Guess: guest `status` as in
-    /nodes/<node>/qemu (runtime file on this node, "unknown" elsewhere); `hastate` is the
-    CRM state from manager_status for HA-managed guests, as PVE adds it."""
-    out: list[dict] = []
-    if rtype in (None, "node"):
-        for name, online in sorted(node_online(node).items()):
-            out.append({"id": f"node/{name}", "type": "node", "node": name,
-                        "status": "online" if online else "offline"})
-    if rtype in (None, "vm"):
-        res = node.etc.resources()
-        ss = node.etc.manager_status().get("service_status") or {}
-        for sid, owner in sorted(node.etc.vmlist().items(), key=lambda x: int(x[0].split(":")[1])):
-            stype, vmid = sid.split(":")
-            kind = "qemu" if stype == "vm" else "lxc"
-            rec = {"id": f"{kind}/{vmid}", "type": kind, "vmid": int(vmid), "node": owner,
-                   "status": guest_runtime_status(node, owner, vmid), "template": 0}
-            gname = guest_name(node, sid, owner)
-            if gname is not None:
-                rec["name"] = gname
-            if sid in res and res[sid].get("state") != "ignored" and ss.get(sid, {}).get(
-                    "state"):
-                rec["hastate"] = ss[sid]["state"]
-            out.append(rec)
-    return out
-
-
-# -- dispatch -------------------------------------------------------------------------------
-def handle(node: HaNode, cmd: str, path: str, argv: list[str]) -> tuple[object, dict]:
-    """(result, output options) of one API call; raises NoHandler for unknown paths."""
+def find(node: HaNode, cmd: str, path: str) -> tuple[Route, dict]:
     parts = [p for p in path.split("/") if p]
-    usage = f"pvesh {cmd} {path} [OPTIONS]"
-
-    def parse(extra: dict[str, str]) -> dict:
-        _, opts = options.parse(argv, [], {**OUTPUT_OPTS, **extra}, usage)
-        check_enum(opts, "output-format", FORMATS, usage)
-        return opts
-
-    if cmd == "get":
-        if parts == ["cluster", "status"]:
-            return cluster_status(node), parse({})
-        if parts == ["cluster", "resources"]:
-            opts = parse({"type": "str"})
-            check_enum(opts, "type", ("vm", "storage", "node", "sdn"), usage)
-            return cluster_resources(node, opts.get("type")), opts
-        if parts == ["cluster", "ha", "status"]:
-            return [{"name": "current"}, {"name": "manager_status"}], parse({})
-        if parts == ["cluster", "ha", "status", "current"]:
-            return ha_resources.current_status(node), parse({})
-        if parts == ["cluster", "ha", "status", "manager_status"]:
-            return ha_resources.manager_status_data(node), parse({})
-        if parts == ["cluster", "ha", "resources"]:
-            opts = parse({"type": "str"})
-            check_enum(opts, "type", config.RESOURCE_TYPES, usage)
-            return ha_resources.resource_list(node, opts.get("type")), opts
-        if parts[:3] == ["cluster", "ha", "resources"] and len(parts) == 4:
-            opts = parse({})
-            sid, _, _ = parse_sid(node, parts[3])
-            for rec in ha_resources.resource_list(node):
-                if rec["sid"] == sid:
-                    rec.pop("errors", None)
-                    return rec, opts
-            raise CommandError(f"no such resource '{sid}'")
-        if parts == ["nodes"]:
-            opts = parse({})
-            return [{"node": n, "status": "online" if up else "offline", "type": "node",
-                     "id": f"node/{n}"} for n, up in sorted(node_online(node).items())], opts
-        if len(parts) == 3 and parts[0] == "nodes" and parts[2] in ("qemu", "lxc"):
-            opts = parse({"full": "bool"} if parts[2] == "qemu" else {})
-            if parts[1] not in node.cluster_nodes():
-                raise CommandError(f"no such cluster node '{parts[1]}'")  # check_node_exists
-            stype = "vm" if parts[2] == "qemu" else "ct"
-            return node_guests(node, parts[1], stype), opts
-    elif parts[:3] == ["cluster", "ha", "resources"]:
-        resource_opts = ha_resources.resource_options(node)
-        if cmd == "create" and len(parts) == 3:
-            opts = parse({**resource_opts, "sid": "str"})
-            if "sid" not in opts:
-                raise param_error("sid", "property is missing and it is not "
-                                                    "optional", usage)
-            ha_resources.add_resource(node, str(opts["sid"]), _api(opts), usage)
-            return None, opts
-        if cmd == "set" and len(parts) == 4:
-            opts = parse({**resource_opts, "delete": "str", "digest": "str"})
-            ha_resources.set_resource(node, parts[3], _api(opts), usage)
-            return None, opts
-        if cmd == "delete" and len(parts) == 4:
-            opts = parse({"purge": "bool"} if node.flavour >= 9 else {})
-            ha_resources.remove_resource(node, parts[3], bool(opts.get("purge", True)))
-            return None, opts
+    for route in ROUTES:
+        if route.cmd != cmd or (route.when and not route.when(node)):
+            continue
+        bound = route.match(parts)
+        if bound is None or bound.get("kind", "lxc") not in api_guests.KINDS:
+            continue
+        return route, bound
     raise NoHandler(f"no '{cmd}' handler for '{path}'")
 
 
-def _api(opts: dict) -> dict:
-    return {k: v for k, v in opts.items() if k not in OUTPUT_OPTS and k != "sid"}
+def handle(node: HaNode, cmd: str, path: str, argv: list[str],
+           noproxy: bool = False) -> tuple[object, dict]:
+    """(result, output options) of one API call; raises NoHandler for unknown paths."""
+    route, bound = find(node, cmd, path)
+    usage = f"pvesh {cmd} {path} [OPTIONS]"
+    extra = route.opts(node) if callable(route.opts) else (route.opts or {})
+    _, opts = options.parse(argv, [], {**OUTPUT_OPTS, **extra}, usage)
+    check_enum(opts, "output-format", FORMATS, usage)
+    if "node" in bound:
+        if bound["node"] not in node.cluster_nodes():
+            raise CommandError(f"no such cluster node '{bound['node']}'")  # check_node_exists
+        if route.proxy and bound["node"] != node.name and not noproxy:
+            return proxy(node, bound["node"], cmd, path, argv), opts
+    params = {k: v for k, v in opts.items() if k not in OUTPUT_OPTS}
+    return route.fn(node, bound, params, usage), opts
+
+
+def proxy(node: HaNode, target: str, cmd: str, path: str, argv: list[str]) -> object:
+    """PVE::CLI::pvesh::proxy_handler: run the call on the node it is about."""
+    info = ((node.etc.members() or {}).get("nodelist") or {}).get(target) or {}
+    if not info.get("ip"):
+        raise CommandError(f"unable to get IP for node '{target}' - node offline?")
+    args: list[str] = []
+    i = 0
+    while i < len(argv):  # the call's parameters, without the output options
+        word = argv[i]
+        name = word.lstrip("-").partition("=")[0]
+        i += 1
+        if not word.startswith("-") or name not in OUTPUT_OPTS:
+            args.append(word)
+        elif "=" not in word and i < len(argv) and (
+                OUTPUT_OPTS[name] == "str" or argv[i] in ("0", "1")):
+            i += 1  # its value goes too
+    remote = ["ssh", "-o", "BatchMode=yes", f"root@{info['ip']}", "pvesh", "--noproxy", cmd,
+              path, *args, "--output-format", "json"]
+    try:
+        proc = subprocess.run(remote, capture_output=True, text=True,
+                              timeout=PROXY_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise CommandError(f"proxy handler failed: command '{' '.join(remote)}' timed out "
+                           f"after {PROXY_TIMEOUT_S} s") from None
+    if proc.returncode != 0:
+        raise CommandError(f"{proc.stderr.strip()}\nproxy handler failed: command "
+                           f"'{' '.join(remote)}' failed: exit code {proc.returncode}")
+    return json.loads(proc.stdout) if proc.stdout.strip() else None
 
 
 # -- output ---------------------------------------------------------------------------------
@@ -254,6 +227,8 @@ USAGE = ("USAGE: pvesh <COMMAND> [ARGS] [OPTIONS]\n"
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    noproxy = bool(argv) and argv[0] == "--noproxy"
+    argv = argv[1:] if noproxy else argv
     if not argv or argv[0] not in ("get", "create", "set", "delete"):
         problem = f"unknown command 'pvesh {argv[0]}'" if argv else "no command specified"
         print(f"ERROR: {problem}\n{USAGE}", file=sys.stderr)
@@ -265,10 +240,10 @@ def main(argv: list[str] | None = None) -> int:
         return 255
     path = argv[1]
     try:
-        data, opts = handle(HaNode(), cmd, path, argv[2:])
+        data, opts = handle(HaNode(), cmd, path, argv[2:], noproxy)
         sys.stdout.write(render(data, opts))
         return 0
-    except (NoHandler, CommandError, CfsError, options.UsageError) as exc:
+    except (NoHandler, CommandError, CfsError, GuestError, options.UsageError) as exc:
         print(exc, file=sys.stderr)
         return 255
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 
 from pvemu.cli import pvesh
-from pvemu.guest_runtime import process_start
 
 from .conftest import NOW
 
@@ -35,31 +33,6 @@ def test_cluster_status(lab, capsys):
         ("node2", 1, 0), ("node3", 0, 0)]
     lab.inquorate()
     assert get_json(capsys, "/cluster/status")[0]["quorate"] == 0
-
-
-def test_nodes(lab, capsys):
-    assert get_json(capsys, "/nodes") == [
-        {"node": "node1", "status": "online", "type": "node", "id": "node/node1"},
-        {"node": "node2", "status": "online", "type": "node", "id": "node/node2"},
-        {"node": "node3", "status": "offline", "type": "node", "id": "node/node3"}]
-
-
-def test_node_guests_status(lab, capsys, tmp_path, monkeypatch):
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    monkeypatch.setenv("PVECHAOS_GUEST_RUN_DIR", str(run_dir))
-    assert get_json(capsys, "/nodes/node1/qemu") == [
-        {"vmid": 100, "name": "guest", "status": "stopped"}]
-    state = {"sid": "vm:100", "pid": os.getpid(), "start": process_start(os.getpid()),
-             "address": "198.18.0.100", "port": 8080, "started_at": 0.0}
-    (run_dir / "100.json").write_text(json.dumps(state))  # this process plays the guest
-    assert get_json(capsys, "/nodes/node1/qemu")[0]["status"] == "running"
-    (run_dir / "100.json").write_text(json.dumps({**state, "start": 1}))  # a dead copy
-    assert get_json(capsys, "/nodes/node1/qemu")[0]["status"] == "stopped"
-    assert get_json(capsys, "/nodes/node1/lxc") == []
-    assert get_json(capsys, "/nodes/node2/lxc") == [{"vmid": 101, "status": "unknown"}]
-    assert run(capsys, "get", "/nodes/node9/qemu") == (255, "",
-                                                       "no such cluster node 'node9'\n")
 
 
 def test_cluster_resources(lab, capsys):
@@ -97,7 +70,7 @@ def test_ha_status_current_and_manager_status(lab, capsys, monkeypatch):
 
 def test_ha_resources_crud(lab, capsys):
     assert run(capsys, "create", "/cluster/ha/resources", "--sid", "vm:100", "--state",
-               "stopped") == (0, "", "")
+               "stopped", "--output-format", "json", "--quiet") == (0, "", "")
     assert lab.read("ha/resources.cfg") == "vm: 100\n\tstate stopped\n\n"
     data = get_json(capsys, "/cluster/ha/resources")
     assert len(data) == 1 and data[0]["sid"] == "vm:100" and data[0]["type"] == "vm"
@@ -125,32 +98,30 @@ def test_ha_resources_errors(lab, capsys):
 
 def test_text_table_is_the_default(lab, capsys, monkeypatch):
     monkeypatch.setattr("locale.getpreferredencoding", lambda *a: "ANSI_X3.4-1968")
-    code, out, _ = run(capsys, "get", "/nodes")
-    assert out == ("+------------+-------+---------+------+\n"
-                   "| id         | node  | status  | type |\n"
-                   "+============+=======+=========+======+\n"
-                   "| node/node1 | node1 | online  | node |\n"
-                   "+------------+-------+---------+------+\n"
-                   "| node/node2 | node2 | online  | node |\n"
-                   "+------------+-------+---------+------+\n"
-                   "| node/node3 | node3 | offline | node |\n"
-                   "+------------+-------+---------+------+\n")
-    code, out, _ = run(capsys, "get", "/nodes", "--noheader", "1")
-    assert out.splitlines()[:2] == ["+------------+-------+---------+------+",
-                                    "| node/node1 | node1 | online  | node |"]
-    code, out, _ = run(capsys, "get", "/nodes", "--noborder", "1")
-    assert out.splitlines()[0].split() == ["id", "node", "status", "type"]
-    assert out.splitlines()[3].split() == ["node/node3", "node3", "offline", "node"]
+    code, out, _ = run(capsys, "get", "/cluster/ha/status")
+    assert out == ("+----------------+\n"
+                   "| name           |\n"
+                   "+================+\n"
+                   "| current        |\n"
+                   "+----------------+\n"
+                   "| manager_status |\n"
+                   "+----------------+\n")
+    code, out, _ = run(capsys, "get", "/cluster/ha/status", "--noheader", "1")
+    assert out.splitlines()[:2] == ["+----------------+", "| current        |"]
+    code, out, _ = run(capsys, "get", "/cluster/ha/status", "--noborder", "1")
+    assert out.splitlines() == ["name", "current", "manager_status"]
 
 
 def test_utf8_table(lab, capsys, monkeypatch):
     monkeypatch.setattr("locale.getpreferredencoding", lambda *a: "UTF-8")
-    out = run(capsys, "get", "/nodes/node1/qemu")[1]
-    assert out == ("┌───────┬─────────┬──────┐\n"
-                   "│ name  │ status  │ vmid │\n"
-                   "╞═══════╪═════════╪══════╡\n"
-                   "│ guest │ stopped │  100 │\n"
-                   "└───────┴─────────┴──────┘\n")
+    out = run(capsys, "get", "/cluster/ha/status")[1]
+    assert out == ("┌────────────────┐\n"
+                   "│ name           │\n"
+                   "╞════════════════╡\n"
+                   "│ current        │\n"
+                   "├────────────────┤\n"
+                   "│ manager_status │\n"
+                   "└────────────────┘\n")
     assert out.splitlines()[0].startswith("┌─") and out.splitlines()[-1].startswith("└─")
 
 
@@ -158,6 +129,10 @@ def test_utf8_table(lab, capsys, monkeypatch):
     (["get", "/foo"], "no 'get' handler for '/foo'\n"),
     (["set", "/cluster/status"], "no 'set' handler for '/cluster/status'\n"),
     (["delete", "/cluster/ha/resources"], "no 'delete' handler for '/cluster/ha/resources'\n"),
+    (["get", "/nodes/node1/openvz"], "no 'get' handler for '/nodes/node1/openvz'\n"),
+    (["get", "/nodes/node1/qemu/100/status"],
+     "no 'get' handler for '/nodes/node1/qemu/100/status'\n"),
+    (["create", "/version"], "no 'create' handler for '/version'\n"),
 ])
 def test_no_handler(lab, capsys, argv, err):
     assert run(capsys, *argv) == (255, "", err)
