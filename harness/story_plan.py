@@ -169,12 +169,11 @@ def votes_from_status(status: QuorumStatus, names: Iterable[str],
     return {n: votes[n] for n in sorted(names)}
 
 
-def plan_from_status(status: QuorumStatus, names: Iterable[str],
-                     chosen: Sequence[str] | None = None, name_of=lambda m: m) -> QuorumPlan:
-    """The quorum plan of a whole cluster, from one node's `pvecm status`."""
-    names = tuple(names)
-    order = cut_order(names, chosen)
-    return plan_quorum(votes_from_status(status, names, name_of), status.expected_votes,
+def plan_from_status(status: QuorumStatus, order: Sequence[str],
+                     name_of=lambda member: member) -> QuorumPlan:
+    """The quorum plan of a whole cluster cut along ``order`` (``cut_order``), from one
+    node's `pvecm status`."""
+    return plan_quorum(votes_from_status(status, order, name_of), status.expected_votes,
                        order)
 
 

@@ -129,7 +129,7 @@ def test_the_plan_reads_the_votes_from_pvecm_status():
     text = (DATA / "pve9" / "pvecm_status_quorate.txt").read_text().split("\n", 1)[1]
     status = parse_pvecm_status(text)
     address = {f"198.18.60.1{i}": f"node{i}" for i in (1, 2, 3)}
-    plan = plan_from_status(status, names(3), name_of=address.get)
+    plan = plan_from_status(status, cut_order(names(3)), name_of=address.get)
     assert plan.votes == (("node1", 1), ("node2", 1), ("node3", 1))
     assert plan.cut_nodes == ("node1", "node2") and plan.expected_after_loss == 1
 
@@ -139,7 +139,7 @@ def test_a_status_that_lacks_a_node_cannot_be_planned_from():
     status = parse_pvecm_status(text)
     address = {m.name: f"node{i}" for i, m in enumerate(status.members, start=1)}
     with pytest.raises(PvechaosError, match="lists no votes for node3: not members now"):
-        plan_from_status(status, names(3), name_of=address.get)
+        plan_from_status(status, cut_order(names(3)), name_of=address.get)
 
 
 # -- HA's recovery node -------------------------------------------------------------------
