@@ -15,6 +15,8 @@ says otherwise, so one test module is one story on one fresh lab:
 - ``quorum_watcher``, ``ha_watcher``: every node's `pvecm status` / `ha-manager status`
   in the background; ``invariants``: the safety invariants, checked every second;
 - ``story_nodes``: which nodes lose power first and second and which survives;
+  ``quorum_plan``: the power cuts until quorum is lost and `pvecm expected`, from the
+  cluster's votes (harness/story_plan.py);
 - ``settle``, ``resets``, ``require``: helpers of the fault stories;
 - ``metrics`` (harness/plugin.py): records figures into the report.
 """
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from harness import options
+from harness import options, story_plan
 from harness.clock import Clock
 from harness.cluster import Cluster
 from harness.errors import LabError, PvechaosError
@@ -149,23 +151,44 @@ def quorum_watcher(cluster: Cluster, timeline: Timeline) -> Iterator[QuorumWatch
 class StoryNodes:
     first: str  # loses power first
     second: str  # loses power second
-    survivor: str  # stays up, loses quorum, gets `pvecm expected 1`
+    survivor: str  # never cut: stays up, loses quorum, gets `pvecm expected`
+
+
+def _cut_order(cluster: Cluster, request: pytest.FixtureRequest) -> tuple[str, ...]:
+    try:
+        chosen = options.story_nodes(request.config.getoption("story_nodes"),
+                                     known=cluster.names)
+    except pytest.UsageError as exc:  # a name this cluster lacks: the message names its nodes
+        pytest.fail(str(exc), pytrace=False)
+    try:
+        return story_plan.cut_order(cluster.names, chosen)
+    except story_plan.PlanUnsupported as exc:
+        pytest.skip(f"the cluster lacks the story's shape: {exc}")
 
 
 @pytest.fixture(scope="module")
 def story_nodes(cluster: Cluster, request: pytest.FixtureRequest) -> StoryNodes:
     """Which nodes lose power first and second and which survives (--story-nodes, else
-    the cluster's three nodes in name order)."""
+    the nodes in name order with the last one surviving; harness/story_plan.py). A
+    cluster of fewer than three nodes skips the story, with the reason."""
+    order = _cut_order(cluster, request)
+    return StoryNodes(order[0], order[1], order[-1])
+
+
+@pytest.fixture(scope="module")
+def quorum_plan(cluster: Cluster, request: pytest.FixtureRequest) -> story_plan.QuorumPlan:
+    """The quorum story's plan from this cluster (harness/story_plan.py): power cuts in
+    ``story_nodes``' order until the survivors are a minority, and the `pvecm expected`
+    value, from the votes `pvecm status` lists while the cluster is whole. A cluster the
+    story does not fit (fewer than three nodes, a QDevice vote) skips it, with the reason."""
+    order = _cut_order(cluster, request)
+    status = cluster.node(order[-1]).quorum(timeout_s=10)
     try:
-        names = options.story_nodes(request.config.getoption("story_nodes"),
-                                    known=cluster.names)
-    except pytest.UsageError as exc:  # a name this cluster lacks: the message names its nodes
-        pytest.fail(str(exc), pytrace=False)
-    if names is None and len(cluster.names) != options.STORY_NODES:
-        pytest.fail(f"the cluster has {len(cluster.names)} nodes ({', '.join(cluster.names)}); "
-                    "the stories need three\n  fix: choose them with --story-nodes "
-                    "FIRST,SECOND,SURVIVOR", pytrace=False)
-    return StoryNodes(*(names or cluster.names))
+        plan = story_plan.plan_from_status(status, order, name_of=cluster.name_of)
+    except story_plan.PlanUnsupported as exc:
+        pytest.skip(f"the cluster lacks the quorum story's shape: {exc}")
+    record_environment(request.config, {"story.quorum_plan": plan.describe()})
+    return plan
 
 
 # -- the HA guest, watched from outside and from every node -------------------------------

@@ -1,7 +1,8 @@
 """The lab options' values (lab/pytest_plugin.py), checked before any lab starts, and the
 embedded lab's rules they share with lab/embedded/config.py: its name (``LAB_NAME``), its
-subnet's size and a PVE version's shape (``PVE_VERSION``). A bad value ends the run with
-harness.options.refuse's message: the option, what is wrong, the fix.
+subnet's size and a PVE version's shape (``PVE_VERSION``); and --nodes (``NODES``, a part
+of the 1-9 that the config takes). A bad value ends the run with harness.options.refuse's
+message: the option, what is wrong, the fix.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ LAB_NAME_RULE = ("1-8 characters, lowercase letters and digits, starting with a 
 PVE_VERSION = re.compile(r"[0-9]+\.[0-9]+(\.[0-9]+)?")
 FLAVOUR_VERSIONS = {"8": "8.4.1", "9": "9.1.1"}  # --pve-flavour -> its default version
 MIN_SUBNET_ADDRESSES = 32  # a /27: the host, the storage server and up to 9 nodes
+# --nodes: at least three (PVE's minimum for HA, and the stories' first cut, second cut and
+# survivor); at most the nine addresses a lab's subnet plan has
+NODES = range(3, 10)
+DEFAULT_NODES = 3
 
 
 def lab_name(raw: str | None) -> str | None:
@@ -75,3 +80,23 @@ def pve_version(raw: str | None, flavour: str) -> str:
             fix = f"give a {flavour}.x version; the flavours (--pve-flavour) are {flavours}"
         refuse("--pve-version", raw, f"not a version of --pve-flavour {flavour}", fix)
     return raw
+
+
+def node_count(raw: str | None, kind: str = "embedded") -> int:
+    """--nodes: the embedded lab's node count, 3 to 9 (3 when not given); refused for the
+    other labs, whose nodes their YAML file names."""
+    if raw is None:
+        return DEFAULT_NODES
+    if kind != "embedded":
+        refuse("--nodes", raw, f"only the embedded lab takes a node count, not --lab {kind}",
+               "drop --nodes: the libvirt lab's count is its YAML's `nodes`, an inventory's "
+               "is its node list")
+    try:
+        count = int(raw)
+    except ValueError:
+        count = 0
+    if count not in NODES:
+        refuse("--nodes", raw, f"not a node count from {NODES.start} to {NODES.stop - 1}",
+               f"give {NODES.start} (PVE's minimum for HA) to {NODES.stop - 1}, e.g. "
+               "--nodes 5")
+    return count

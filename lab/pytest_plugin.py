@@ -52,6 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="embedded lab name: 1-8 lowercase letters/digits, starting with a "
                          "letter (default: main; under xdist worker gwN's lab is gwN, or "
                          "the name ending in N)")
+    group.addoption("--nodes", default=None, metavar="N",
+                    help="embedded lab: how many nodes, 3 to 9; each has one vote, expected "
+                         "votes are their count, as PVE sets them (default: 3)")
     group.addoption("--lab-subnet", default="198.18.0.0/24",
                     help="embedded lab subnet; xdist worker N uses the N+1-th next one "
                          "(default: %(default)s)")
@@ -91,6 +94,7 @@ def worker_index(config: pytest.Config) -> int | None:
 def lab_options(config: pytest.Config) -> dict[str, object]:
     index = worker_index(config)
     kind = config.getoption("lab")
+    nodes = options.node_count(config.getoption("nodes"), kind)
     if kind == "libvirt":  # worker gwN's lab is lab N (a plain run uses lab 0)
         return {"lab_config": config.getoption("lab_config"), "worker": index or 0,
                 "timescale": run_timescale(config)}
@@ -113,6 +117,7 @@ def lab_options(config: pytest.Config) -> dict[str, object]:
         "name": worker_lab_name(options.lab_name(config.getoption("lab_name")), index),
         "subnet": str(subnet),
         "allowed_range": config.getoption("lab_range"),
+        "node_count": nodes,
         "pve_version": options.pve_version(config.getoption("pve_version"),
                                            config.getoption("pve_flavour")),
         "node_versions": versions,

@@ -1,14 +1,22 @@
-"""The quorum half of the HA story, on a fresh three-node cluster.
+"""The quorum half of the HA story, on a fresh cluster of three or more nodes.
+
+The plan comes from the cluster (the ``quorum_plan`` fixture, harness/story_plan.py: the
+node names and the votes `pvecm status` lists), so the same file runs on 3, 5 or 7 nodes;
+the cut order is --story-nodes' or name order. With one vote per node:
 
 1. preflight: every PVE requirement (harness/preflight.py: one PVE version, knet links
-   and UDP between every pair, latency, clocks, watchdog, shared storage), three
-   members, quorate, votes 3/3, SSH between the nodes;
-2. power cut of the first node: the other two keep quorum with two members;
-3. power cut of the second node: the survivor loses quorum and /etc/pve turns read-only;
-4. `pvecm expected 1` on the survivor: quorate again, writes work;
-5. power back on: three members, expected votes 3, quorate everywhere.
+   and UDP between every pair, latency, clocks, watchdog, shared storage), every node a
+   member, quorate, expected and total votes the node count, SSH between the nodes;
+2. power cuts that keep quorum (node1 of 3; node1 and node2 of 5): after each the
+   survivors list each other as members and stay quorate;
+3. the power cut that leaves the survivors a minority (node2 of 3, node3 of 5): every
+   survivor loses quorum and its /etc/pve turns read-only;
+4. `pvecm expected` with the survivors' votes (1 of 3, 2 of 5) on the last node: every
+   survivor quorate again, writes work;
+5. power back on: every node a member, expected votes whole, quorate everywhere.
 
-Every assertion is made on corosync's own answer, read through `pvecm status` over SSH.
+Every assertion is made on corosync's own answer, read through `pvecm status` over SSH;
+the detection windows come from the constants of the cluster's real node count.
 """
 
 from __future__ import annotations
@@ -43,19 +51,22 @@ def view_of(cluster, name):
 
 
 @allure.story("Preflight")
-def test_preflight(cluster, story_nodes, quorum_watcher):
-    names = cluster.names
+def test_preflight(cluster, quorum_plan, quorum_watcher):
+    names, plan = cluster.names, quorum_plan
+    allure.dynamic.description(f"plan: {plan.describe()}")
     with allure.step("every PVE requirement, read-only (harness/preflight.py)"):
         results = preflight.run(cluster)
         preflight.attach(results)
         broken = preflight.failed(results)
         assert not broken, "preflight failed:\n" + preflight.render(broken)
-    with allure.step("every node: quorate, three members, expected and total votes 3"):
+    with allure.step(f"every node: quorate, {len(names)} members, expected and total votes "
+                     f"{plan.expected_votes}"):
         for name in names:
             status = view_of(cluster, name)
             assert status.quorate, f"{name} is not quorate: {status}"
             assert sorted(map(cluster.name_of, status.member_names)) == sorted(names)
-            assert (status.expected_votes, status.total_votes) == (3, 3), status
+            assert (status.expected_votes, status.total_votes, status.quorum) == \
+                (plan.expected_votes, plan.expected_votes, plan.quorum), status
     with allure.step("SSH between every pair of nodes"):
         for name in names:
             for other in names:
@@ -65,95 +76,106 @@ def test_preflight(cluster, story_nodes, quorum_watcher):
                                              "true", timeout_s=15)
 
 
-@allure.story("Power cut of one node")
-def test_power_cut_first_node_keeps_quorum(cluster, story_nodes, faults, timeline,
-                                           quorum_watcher, metrics, constants):
-    first = story_nodes.first
-    survivors = (story_nodes.second, story_nodes.survivor)
-    with allure.step(f"power cut {first}"):
-        cut = faults.power_cut(first).started
-    for name in survivors:
-        with allure.step(f"{name}: two members, still quorate"):
-            def two_members(name=name):
-                status = view_of(cluster, name)
-                members = sorted(map(cluster.name_of, status.member_names))
-                if status.quorate and members == sorted(survivors):
-                    return status
-                return NotYet(f"quorate={status.quorate} members={members}")
-            status = wait_until(f"{name} to see {first} gone and keep quorum", two_members,
-                                timeout_s=MEMBERSHIP_TIMEOUT_S)
-            assert status.nodes == 2 and status.total_votes == 2
-    with allure.step(f"{first} is unreachable over SSH"):
-        node = cluster.node(first)
-        node.close()  # drop the session opened before the cut: dial afresh
-        with pytest.raises(NodeUnreachable):
-            node.run("true", timeout_s=5)
-    detect = metrics.record_observed(
-        "time_to_detect", lambda: time_to_detect(timeline, cut, survivors),
-        window=detect_window(constants), node=first)
-    assert detect.in_window, outside(detect)
+@allure.story("Power cuts that keep quorum")
+def test_power_cuts_keep_quorum(cluster, quorum_plan, faults, timeline, quorum_watcher,
+                                metrics, constants):
+    plan = quorum_plan
+    if not plan.keeping:
+        pytest.skip(f"the first cut already loses quorum ({plan.describe()})")
+    for step in plan.keeping:
+        with allure.step(f"power cut {step.node}"):
+            cut = faults.power_cut(step.node).started
+        for name in step.survivors:
+            with allure.step(f"{name}: {len(step.survivors)} members, still quorate"):
+                def members_quorate(name=name, step=step):
+                    status = view_of(cluster, name)
+                    members = sorted(map(cluster.name_of, status.member_names))
+                    if status.quorate and members == list(step.survivors):
+                        return status
+                    return NotYet(f"quorate={status.quorate} members={members}")
+                status = wait_until(f"{name} to see {step.node} gone and keep quorum",
+                                    members_quorate, timeout_s=MEMBERSHIP_TIMEOUT_S)
+                assert (status.nodes, status.total_votes, status.expected_votes) == \
+                    (len(step.survivors), step.survivor_votes, plan.expected_votes), status
+        with allure.step(f"{step.node} is unreachable over SSH"):
+            node = cluster.node(step.node)
+            node.close()  # drop the session opened before the cut: dial afresh
+            with pytest.raises(NodeUnreachable):
+                node.run("true", timeout_s=5)
+        detect = metrics.record_observed(
+            "time_to_detect", lambda cut=cut, step=step: time_to_detect(
+                timeline, cut, step.survivors), window=detect_window(constants),
+            node=step.node)
+        assert detect.in_window, outside(detect)
 
 
 @allure.story("Quorum loss")
-def test_power_cut_second_node_loses_quorum(cluster, story_nodes, faults, timeline,
-                                            quorum_watcher, metrics, constants):
-    second, survivor = story_nodes.second, story_nodes.survivor
-    with allure.step(f"power cut {second}"):
-        cut = faults.power_cut(second).started
-    with allure.step(f"{survivor}: not quorate, Activity blocked, exit code 2"):
-        def inquorate():
-            result = cluster.node(survivor).run("pvecm", "status", timeout_s=5)
-            if result.rc == 2 and "Activity blocked" in result.stdout:
-                return result
-            return NotYet(f"exit code {result.rc}")
-        result = wait_until(f"{survivor} to lose quorum", inquorate,
-                            timeout_s=MEMBERSHIP_TIMEOUT_S)
-        status = parse_pvecm_status(result.stdout)
-        assert not status.quorate and status.activity_blocked
-        assert (status.nodes, status.expected_votes, status.total_votes, status.quorum) == \
-            (1, 3, 1, 2), status
-    with allure.step(f"{survivor}: /etc/pve refuses writes"):
-        write = wait_until(f"{survivor}'s /etc/pve to refuse writes",
-                           lambda: (r := cluster.node(survivor).can_write_pve()).rc != 0 and r,
-                           timeout_s=10)
-        assert "Permission denied" in write.stderr, write.stderr
+def test_power_cut_loses_quorum(cluster, quorum_plan, faults, timeline, quorum_watcher,
+                                metrics, constants):
+    plan = quorum_plan
+    step = plan.losing
+    with allure.step(f"power cut {step.node}"):
+        cut = faults.power_cut(step.node).started
+    for name in step.survivors:
+        with allure.step(f"{name}: not quorate, Activity blocked, exit code 2"):
+            def inquorate(name=name):
+                result = cluster.node(name).run("pvecm", "status", timeout_s=5)
+                if result.rc == 2 and "Activity blocked" in result.stdout:
+                    return result
+                return NotYet(f"exit code {result.rc}")
+            result = wait_until(f"{name} to lose quorum", inquorate,
+                                timeout_s=MEMBERSHIP_TIMEOUT_S)
+            status = parse_pvecm_status(result.stdout)
+            assert not status.quorate and status.activity_blocked
+            assert (status.nodes, status.expected_votes, status.total_votes,
+                    status.quorum) == (len(step.survivors), plan.expected_votes,
+                                       step.survivor_votes, plan.quorum), status
+        with allure.step(f"{name}: /etc/pve refuses writes"):
+            write = wait_until(f"{name}'s /etc/pve to refuse writes",
+                               lambda name=name: (r := cluster.node(name).can_write_pve()
+                                                  ).rc != 0 and r, timeout_s=10)
+            assert "Permission denied" in write.stderr, write.stderr
     loss = metrics.record_observed("time_to_quorum_loss",
-                                   lambda: time_to_quorum_loss(timeline, cut, survivor),
-                                   window=detect_window(constants), node=second)
+                                   lambda: time_to_quorum_loss(timeline, cut, plan.survivor),
+                                   window=detect_window(constants), node=step.node)
     assert loss.in_window, outside(loss)
 
 
-@allure.story("pvecm expected 1")
-def test_expected_one_restores_quorum_on_survivor(cluster, story_nodes, faults, timeline,
-                                                  quorum_watcher, metrics):
-    survivor = story_nodes.survivor
+@allure.story("pvecm expected")
+def test_expected_restores_quorum_on_survivors(cluster, quorum_plan, faults, timeline,
+                                               quorum_watcher, metrics):
+    plan = quorum_plan
+    survivor, expected = plan.survivor, str(plan.expected_after_loss)
     node = cluster.node(survivor)
-    with allure.step(f"pvecm expected 1 on {survivor}"):
-        action = faults.action("pvecm expected 1", node=survivor)
-        node.check("pvecm", "expected", "1", timeout_s=15)
-    with allure.step(f"{survivor}: quorate, expected votes 1"):
-        status = wait_until(f"{survivor} quorate after pvecm expected 1",
-                            lambda: (s := view_of(cluster, survivor)).quorate and s,
-                            timeout_s=15)
-        assert status.expected_votes == 1 and status.quorum == 1, status
-    with allure.step(f"{survivor}: /etc/pve accepts writes"):
-        write = wait_until(f"{survivor}'s /etc/pve to accept writes",
-                           lambda: (r := node.can_write_pve()).rc == 0 and r, timeout_s=10)
-        assert write.rc == 0
+    with allure.step(f"pvecm expected {expected} on {survivor}"):
+        action = faults.action(f"pvecm expected {expected}", node=survivor)
+        node.check("pvecm", "expected", expected, timeout_s=15)
+    for name in plan.survivors:
+        with allure.step(f"{name}: quorate, expected votes {expected}"):
+            status = wait_until(f"{name} quorate after pvecm expected {expected}",
+                                lambda name=name: (s := view_of(cluster, name)).quorate and s,
+                                timeout_s=15)
+            assert (status.expected_votes, status.quorum) == \
+                (plan.expected_after_loss, plan.quorum_after_expected), status
+        with allure.step(f"{name}: /etc/pve accepts writes"):
+            write = wait_until(f"{name}'s /etc/pve to accept writes",
+                               lambda name=name: (r := cluster.node(name).can_write_pve()
+                                                  ).rc == 0 and r, timeout_s=10)
+            assert write.rc == 0
     metrics.record_observed("time_to_quorum_after_expected",
                             lambda: time_to_quorum(timeline, action, survivor), node=survivor)
 
 
 @allure.story("Healing")
-def test_power_on_heals_cluster(cluster, story_nodes, faults, timeline, quorum_watcher,
+def test_power_on_heals_cluster(cluster, quorum_plan, faults, timeline, quorum_watcher,
                                 metrics):
-    names = cluster.names
-    with allure.step(f"power on {story_nodes.first} and {story_nodes.second}"):
-        faults.power_on(story_nodes.first)
-        last_on = faults.power_on(story_nodes.second).started
+    names, cut = cluster.names, quorum_plan.cut_nodes
+    with allure.step(f"power on {', '.join(cut)}"):
+        last_on = [faults.power_on(name).started for name in cut][-1]
     for name in names:
-        with allure.step(f"{name}: three members, expected votes 3, quorate"):
+        with allure.step(f"{name}: {len(names)} members, expected votes "
+                         f"{quorum_plan.expected_votes}, quorate"):
             cluster.wait_whole_view(name, timeout_s=MEMBERSHIP_TIMEOUT_S)
     metrics.record_observed("time_to_heal", lambda: time_to_heal(timeline, last_on, names),
                             timeout_s=15)
-    assert timeline.events(EventKind.QUORUM_LOST, source=story_nodes.survivor)
+    assert timeline.events(EventKind.QUORUM_LOST, source=quorum_plan.survivor)

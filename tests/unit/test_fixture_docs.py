@@ -10,8 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = {"lab", "cluster", "clock", "timeline", "faults", "guest", "probe", "meter",
-          "metrics", "budget", "constants", "story_nodes", "quorum_watcher", "ha_watcher",
-          "invariants", "settle", "resets", "require"}
+          "metrics", "budget", "constants", "story_nodes", "quorum_plan", "quorum_watcher",
+          "ha_watcher", "invariants", "settle", "resets", "require"}
 
 
 def plugin_fixtures() -> dict[str, str]:

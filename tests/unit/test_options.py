@@ -213,6 +213,41 @@ def test_a_good_pve_version_and_the_flavour_default():
     assert lab_options.pve_version(None, "9") == "9.1.1"
 
 
+# -- --nodes ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("raw", ["2", "10", "0", "-3", "five", "3.5", ""])
+def test_a_node_count_outside_three_to_nine_is_refused(raw):
+    assert refused(lab_options.node_count, raw) == (
+        f"--nodes {raw!r}: not a node count from 3 to 9\n"
+        "  fix: give 3 (PVE's minimum for HA) to 9, e.g. --nodes 5")
+
+
+def test_a_node_count_is_refused_for_the_labs_that_name_their_nodes():
+    message = refused(lab_options.node_count, "5", "libvirt")
+    assert message.startswith("--nodes '5': only the embedded lab takes a node count")
+    assert "the libvirt lab's count is its YAML's `nodes`" in message
+
+
+def test_good_node_counts_and_the_default():
+    assert [lab_options.node_count(str(n)) for n in range(3, 10)] == list(range(3, 10))
+    assert lab_options.node_count(None) == lab_options.node_count(None, "inventory") == 3
+
+
+def test_the_node_count_reaches_the_embedded_lab(monkeypatch):
+    import lab.pytest_plugin as plugin
+    from lab.embedded import EmbeddedLab
+
+    values = {"lab": "embedded", "nodes": "5", "lab_subnet": "198.18.77.0/24",
+              "lab_range": "198.18.0.0/15", "node_version": [], "lab_name": "nodes5",
+              "pve_version": None, "pve_flavour": "8"}
+    config = type("Config", (), {"getoption": lambda self, name: values[name]})()
+    monkeypatch.setattr(plugin, "run_timescale", lambda config: Timescale(0.1))
+    made = plugin.lab_options(config)
+    assert made["node_count"] == 5
+    lab = EmbeddedLab.from_options(**made)
+    assert [n.name for n in lab.nodes()] == ["node1", "node2", "node3", "node4", "node5"]
+    assert lab.nodes()[-1].address == "198.18.77.15"
+
+
 # -- end to end: `pytest scenarios/` stops before any lab starts ----------------------------
 def collect(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(
@@ -236,6 +271,7 @@ def collect(*argv: str) -> subprocess.CompletedProcess:
      "ERROR: --metrics-file 'README.md/metrics.json': "),
     (("--cluster-name", "my cluster"), "ERROR: --cluster-name 'my cluster': not a PVE "
                                        "cluster name\n"),
+    (("--nodes", "2"), "ERROR: --nodes '2': not a node count from 3 to 9\n  fix: give 3"),
 ])
 def test_pytest_scenarios_stops_with_a_usage_error_and_no_traceback(argv, message):
     done = collect(*argv)
