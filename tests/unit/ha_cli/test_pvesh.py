@@ -6,21 +6,8 @@ import json
 
 import pytest
 
-from pvemu.cli import pvesh
-
 from .conftest import NOW
-
-
-def run(capsys, *argv):
-    code = pvesh.main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def get_json(capsys, path, *extra):
-    code, out, err = run(capsys, "get", path, "--output-format", "json", *extra)
-    assert (code, err) == (0, "")
-    return json.loads(out)
+from .pvesh_calls import get_json, run
 
 
 def test_cluster_status(lab, capsys):

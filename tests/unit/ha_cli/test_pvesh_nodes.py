@@ -17,6 +17,8 @@ from pvemu.cli import api_nodes, pvesh
 from pvemu.cli.pveversion import manager_line
 from pvemu.nodeinfo import load
 
+from .pvesh_calls import get_json, run
+
 KB = 1024
 
 
@@ -49,16 +51,6 @@ def proc(tmp_path, monkeypatch):
     return make_proc(tmp_path, monkeypatch)
 
 
-def run(capsys, *argv):
-    code = pvesh.main(list(argv))
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
-def get_json(capsys, path, *extra):
-    code, out, err = run(capsys, "get", path, "--output-format", "json", *extra)
-    assert (code, err) == (0, "")
-    return json.loads(out)
 
 
 @pytest.mark.parametrize("major,version,release", [(8, "8.4.1", "8.4"), (9, "9.1.2", "9.1")])
