@@ -67,10 +67,16 @@ class EtcPve:
         """PVE::Cluster::check_cfs_quorum: pmxcfs shows the write bit on `local` (and on
         every file) only while the node is quorate. Without a `local` link the root's own
         write bit decides, if the root holds a `nodes` tree (a standalone test directory);
-        an empty root is pmxcfs not mounted, which PVE takes for no quorum."""
+        an empty root is pmxcfs not mounted, which PVE takes for no quorum, and so is a
+        mount whose pmxcfs is gone (ENOTCONN while systemd restarts it, as `pvecm add`
+        does): the HA env's quorate (PVE2.pm) evals check_cfs_quorum, a death is 0."""
         target = self.path("local")
         if not os.path.lexists(target):
-            if not self.path("nodes").is_dir():
+            try:
+                standalone = self.path("nodes").is_dir()
+            except OSError:  # ENOTCONN: the mount without its pmxcfs (a restart)
+                return False  # PVE2.pm quorate: check_cfs_quorum's death is no quorum
+            if not standalone:
                 return False
             target = self.root
         try:

@@ -268,3 +268,19 @@ def test_a_renewal_is_stamped_with_the_callers_time_and_a_failed_one_asks_no_unl
     monkeypatch.setattr(os, "utime", refused)
     assert not etc.take_lease("ha_manager_lock", renew=True, at=4000)
     assert calls == [(4000 * 10**9, 4000 * 10**9)]  # no utime(0, 0) unlock request
+
+
+def test_a_mount_without_its_pmxcfs_is_not_quorate_and_raises_nothing(tmp_path, monkeypatch):
+    """ENOTCONN (pmxcfs restarting under its mount, as `pvecm add` does) is no quorum,
+    as PVE2.pm's quorate evals check_cfs_quorum; an HA daemon asking must not die."""
+    import errno
+
+    real_is_dir = Path.is_dir
+
+    def gone(self):
+        if self.name == "nodes":
+            raise OSError(errno.ENOTCONN, "Transport endpoint is not connected", str(self))
+        return real_is_dir(self)
+
+    monkeypatch.setattr(Path, "is_dir", gone)
+    assert EtcPve(tmp_path).quorate() is False
