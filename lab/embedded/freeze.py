@@ -44,7 +44,7 @@ def cgroup_root() -> Path | None:
     return None
 
 
-def _is_v1(path: Path) -> bool:
+def is_v1(path: Path) -> bool:
     return path.parent == V1_ROOT
 
 
@@ -70,7 +70,7 @@ def procs(path: Path) -> list[int]:
 
 
 def _frozen(path: Path) -> bool:
-    if _is_v1(path):
+    if is_v1(path):
         return (path / "freezer.state").read_text().strip() == "FROZEN"
     for line in (path / "cgroup.events").read_text().splitlines():
         if line.startswith("frozen "):
@@ -86,7 +86,7 @@ def is_frozen(path: Path) -> bool:
 
 
 def _set(path: Path, frozen: bool) -> None:
-    if _is_v1(path):
+    if is_v1(path):
         (path / "freezer.state").write_text("FROZEN" if frozen else "THAWED")
     else:
         (path / "cgroup.freeze").write_text("1" if frozen else "0")
@@ -106,7 +106,7 @@ def set_frozen(path: Path, frozen: bool, timeout_s: float = SETTLE_S) -> None:
     blocked_since: float | None = None
     while is_frozen(path) != frozen:
         now = time.monotonic()
-        if frozen and not _is_v1(path) and fuse_blocked(path):
+        if frozen and not is_v1(path) and fuse_blocked(path):
             blocked_since = blocked_since if blocked_since is not None else now
             if now - blocked_since >= FUSE_SETTLE_S:  # the same answer twice, apart
                 return

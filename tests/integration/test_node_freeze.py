@@ -248,7 +248,7 @@ def test_a_node_freezes_with_a_fuse_request_in_flight(h):
     all the same (freeze.fuse_blocked), and on thaw the request is answered."""
     node = "node2"
     cgroup = freeze.cgroup_path(h.lab.name, node)
-    if cgroup is None or freeze._is_v1(cgroup):
+    if cgroup is None or freeze.is_v1(cgroup):
         pytest.skip("needs a cgroup v2 freezer")
     pmxcfs = next(pid for pid in freeze.procs(cgroup)
                   if b"pvemu.pmxcfs" in Path(f"/proc/{pid}/cmdline").read_bytes())
