@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from harness import node_command
 from harness.cluster import Cluster
-from harness.errors import CommandError, InterlockError, PvechaosError
+from harness.errors import CommandError, InterlockError, PvechaosError, WaitTimeout
 from harness.events import Action, FaultBegin, FaultEnd, NodeFault, Note
 from harness.faults_clock import ClockFaults
 from harness.faults_daemon import DaemonFaults
@@ -33,6 +33,7 @@ from harness.lab_api import Capability, Lab, unsupported
 from harness.node_command import NodeCommand
 from harness.steps import step
 from harness.timeline import Event, EventKind, Timeline
+from harness.waits import wait_until
 
 log = logging.getLogger("pvechaos.faults")
 
@@ -62,6 +63,12 @@ class Undo:
     effect: Effect
     node: str
     command: NodeCommand | None = None  # Effect.IN_NODE: what set it and how to end it
+    boot: str | None = None  # Effect.IN_NODE: the node's boot id when it was set
+
+
+# How long an in-node undo that failed waits for its node to answer again (real seconds),
+# to tell a reset (a new boot id: the fault went with it) from a lost session
+RESET_WAIT_S = 60.0
 
 
 class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
@@ -172,6 +179,7 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
             raise InterlockError(f"refusing {command.fault} on {node}: {refusal}")
         target = self.cluster.node(node)
         with step(f"{command.fault} on {node}: {command.detail}"):
+            boot = target.boot_id()
             result = target.run(command.apply, timeout_s=command.apply_timeout_s)
             if result.rc != 0:
                 target.run(command.undo, timeout_s=20)
@@ -180,7 +188,7 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
             event = self.timeline.record(EventKind.FAULT_BEGIN, "harness",
                                          FaultBegin(command.fault, node, command.detail))
         self._said(f"fault begin: {command.fault} on {node}: {command.detail}")
-        self._undo.append(Undo(Effect.IN_NODE, node, command))
+        self._undo.append(Undo(Effect.IN_NODE, node, command, boot))
         return Fault(command.fault, node, event, {"detail": command.detail})
 
     def end(self, fault: Fault) -> None:
@@ -194,19 +202,80 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
         raise PvechaosError(f"no {fault.kind} in force on {fault.target}")
 
     def end_all(self, fault_kind: str | None = None) -> None:
-        """End every in-node fault still in force (of one kind, or all), newest first."""
+        """End every in-node fault still in force (of one kind, or all), newest first.
+        Every one is tried; the first failure is raised after the others were ended."""
+        failures: list[Exception] = []
         for undo in reversed(list(self._undo)):
             if undo.command is not None and fault_kind in (None, undo.command.fault):
                 self._undo.remove(undo)
-                self._end_in_node(undo)
+                try:
+                    self._end_in_node(undo)
+                except (PvechaosError, OSError) as exc:
+                    failures.append(exc)
+        if failures:
+            raise failures[0]
 
     def _end_in_node(self, undo: Undo) -> None:
+        """Run the undo; when it fails because the node reset meanwhile (or was powered
+        off), the fault ended with that boot: rules, qdiscs, paused processes and clock
+        steps live in the running kernel and userspace, none survives a reset."""
         assert undo.command is not None
-        with step(f"end {undo.command.fault} on {undo.node}"):
-            self.cluster.node(undo.node).check(undo.command.undo, timeout_s=20)
+        fault, node = undo.command.fault, undo.node
+        with step(f"end {fault} on {node}"):
+            try:
+                self.cluster.node(node).check(undo.command.undo, timeout_s=20)
+                how = ""
+            except (PvechaosError, OSError) as exc:
+                gone = self._gone_with_boot(undo)
+                if gone is None:
+                    raise
+                how = f" ({gone}; the undo failed: {str(exc).splitlines()[0]})"
+                self.timeline.record(EventKind.NOTE, "harness",
+                                     Note(f"{fault} on {node} ended by {gone}"))
             self.timeline.record(EventKind.FAULT_END, "harness",
-                                 FaultEnd(undo.command.fault, undo.node, undo.command.detail))
-        self._said(f"fault end: {undo.command.fault} on {undo.node}: {undo.command.detail}")
+                                 FaultEnd(fault, node, undo.command.detail))
+        self._said(f"fault end: {fault} on {node}: {undo.command.detail}{how}")
+
+    def _gone_with_boot(self, undo: Undo) -> str | None:
+        """Why ``undo``'s fault is no longer in force although its undo failed (the node is
+        off, or answers on a new boot), or None when it may still be (the same boot)."""
+        if not self.lab.is_powered(undo.node):
+            return "the node is powered off"
+        target = self.cluster.node(undo.node)
+
+        def answers() -> str:
+            return target.boot_id()
+
+        try:
+            now = wait_until(f"{undo.node} to answer after a failed undo", answers,
+                             timeout_s=RESET_WAIT_S, interval_s=1.0)
+        except WaitTimeout:
+            return None
+        if undo.boot is not None and now != undo.boot:
+            return f"the node's reset (boot {undo.boot[:8]} -> {now[:8]})"
+        try:  # the same boot: the session broke, not the node; one more try
+            target.check(undo.command.undo, timeout_s=20)  # type: ignore[union-attr]
+        except (PvechaosError, OSError):
+            return None
+        return "a second try of the undo after a lost session"
+
+    def leftovers(self, names: Sequence[str] | None = None) -> dict[str, str]:
+        """What any in-node fault still has in force on each powered node (rules, qdiscs,
+        paused daemons, a delayer, clock markers): only nodes with something are named.
+        Shows that an undo really ended its fault."""
+        script = "; ".join(node_command.LEFTOVERS.values())
+        wanted = tuple(n for n in (names or self.cluster.names) if self.lab.is_powered(n))
+        if not wanted:
+            return {}
+        results = self.cluster.each(lambda node: node.check(script, timeout_s=20),
+                                    names=wanted, timeout_s=30)
+        found = {}
+        for name, result in results.items():
+            if isinstance(result, Exception):
+                raise result
+            if result.strip():
+                found[name] = result.strip()
+        return found
 
     def sweep_nodes(self) -> dict[str, str]:
         """Remove what any in-node fault may have left on any powered node (a killed

@@ -35,7 +35,7 @@ import shlex
 from typing import TYPE_CHECKING
 
 from harness.errors import PvechaosError
-from harness.node_command import SWEEPS, NodeCommand
+from harness.node_command import LEFTOVERS, SWEEPS, NodeCommand
 
 if TYPE_CHECKING:
     from harness.faults import Fault
@@ -146,6 +146,9 @@ def _sweep() -> str:
 # +Δ half leaves an offset no sweep can know on a real node (chrony, once started again,
 # slews it away); on the embedded lab a reset clears /run and the offset with it.
 SWEEPS["faults_clock"] = _sweep()
+# a strobe loop's pid file or a step's marker: a clock fault not yet undone
+LEFTOVERS["faults_clock"] = (f"for f in {STATE}/strobe.*.pid {STATE}/step.*; do "
+                             f"[ -f \"$f\" ] && echo \"clock fault marker $f\"; done; true")
 
 
 class ClockFaults:

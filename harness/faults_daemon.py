@@ -23,7 +23,7 @@ from __future__ import annotations
 import shlex
 
 from harness.errors import ConfigError
-from harness.node_command import SWEEPS, NodeCommand
+from harness.node_command import LEFTOVERS, SWEEPS, NodeCommand
 
 # PVE's unit names (pve-faults.md §2.1); pmxcfs runs as pve-cluster.service
 UNITS = ("corosync", "pve-cluster", "pve-ha-crm", "pve-ha-lrm", "watchdog-mux")
@@ -79,6 +79,13 @@ def pause_command(unit: str) -> NodeCommand:
 # none is paused or a unit is not running).
 SWEEPS["daemons"] = (f"for u in {' '.join(UNITS)}; do systemctl kill --kill-whom=main "
                      f'--signal=SIGCONT "$u" 2>/dev/null; done; true')
+# a unit whose main process is stopped (state T): a pause not yet ended
+LEFTOVERS["daemons"] = (f"for u in {' '.join(UNITS)}; do "
+                        'p=$(systemctl status "$u" 2>/dev/null '
+                        "| sed -n 's/.*Main PID: \\([0-9][0-9]*\\).*/\\1/p'); "
+                        '[ -n "$p" ] || continue; '
+                        'ps -o stat= -p "$p" 2>/dev/null | grep -q T && '
+                        'echo "$u paused (pid $p)"; done; true')
 
 
 class DaemonFaults:

@@ -36,6 +36,8 @@ TABLE = "inet pvechaos_storage"
 PORTS = "{ 111, 2049 }"  # rpcbind, nfsd (nfs(5))
 
 node_command.SWEEPS[__name__] = f"{{ nft delete table {TABLE} 2>/dev/null || true; }}"
+node_command.LEFTOVERS[__name__] = (f"{{ nft list table {TABLE} 2>/dev/null "
+                                    "| grep -o 'chain [A-Za-z0-9_]*'; true; }")
 
 
 def cut_command(server: str) -> NodeCommand:

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import PvechaosError
-from harness.node_command import SWEEPS, NodeCommand
+from harness.node_command import LEFTOVERS, SWEEPS, NodeCommand
 
 SCRIPT = Path(__file__).with_name("node_scripts") / "netdelay.py"
 CHAIN = "pvechaos_delay"
@@ -246,3 +246,7 @@ def parse_log(text: str) -> list[dict]:
 
 
 SWEEPS["netdelay"] = f"( {_rule_remove()}; {_stop_delayer()} )"
+LEFTOVERS["netdelay"] = ("( " + _each_iptables(f"$ipt -w 5 -t {TABLE} -S {CHAIN} 2>/dev/null "
+                                               "| sed \"s/^/$ipt: /\"")
+                         + f"; {_ours()}; if [ -n \"$pid\" ]; then "
+                         "echo \"delayer running: pid $pid\"; fi; true )")

@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from harness.errors import ConfigError
-from harness.node_command import SWEEPS, NodeCommand
+from harness.node_command import LEFTOVERS, SWEEPS, NodeCommand
 
 PORTS = (5405, 5412)  # knet: link0..link7 (corosync.conf(5) knet_transport / mcastport)
 TABLE = "inet pvechaos_net"
@@ -271,3 +271,6 @@ def kernel_lacks_tc(stderr: str) -> bool:
 # in a subshell: its `exit` must not end the other modules' sweeps it is joined with
 SWEEPS["netfaults"] = (f"( nft delete table {TABLE} >/dev/null 2>&1; "
                        f"if command -v tc >/dev/null 2>&1; then {DEL_QDISC}; fi; true )")
+LEFTOVERS["netfaults"] = (f"( nft list table {TABLE} 2>/dev/null | grep -o 'chain [A-Za-z0-9_]*'; "
+                          f"tc qdisc show 2>/dev/null | grep 'qdisc prio {PRIO_HANDLE} root'; "
+                          "true )")

@@ -5,7 +5,9 @@ standard Linux tools over SSH, so they work the same on every lab, real PVE incl
 fault module (harness/faults_*.py) builds ``NodeCommand``s; FaultInjector runs them
 (harness/faults.py ``_node_fault``). Each module also registers in ``SWEEPS`` one command
 that removes whatever any run of it could have left on a node (a run killed before its
-teardown): FaultInjector.sweep_nodes runs them all.
+teardown): FaultInjector.sweep_nodes runs them all. A module whose faults leave state
+that can be listed (rules, qdiscs, a helper process) registers in ``LEFTOVERS`` a command
+that prints it: FaultInjector.leftovers shows an undo really ended a fault.
 """
 
 from __future__ import annotations
@@ -28,3 +30,7 @@ class NodeCommand:
 
 # module name -> a shell command that must succeed when there is nothing to remove
 SWEEPS: dict[str, str] = {}
+
+# module name -> a shell command that prints what any fault of that module still has in
+# force on a node, one line each, and nothing (with status 0) when it has none
+LEFTOVERS: dict[str, str] = {}

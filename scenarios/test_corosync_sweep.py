@@ -15,7 +15,9 @@ watcher's timeline says what happened during the hold:
 - ``stalled``: no change seen and the same ring, but `pvecm status` went unanswered on
   some node.
 
-Then the fault is ended and the whole cluster must be back before the next point.
+Then the fault is ended (on a node that reset meanwhile the reset ended it), nothing of it
+may be left on any node (``faults.leftovers``), and the whole cluster must be back before
+the next point.
 
 What PVE's design says (pve-faults.md §5.3, **Derived** from corosync's
 ``exec/totemconfig.c`` and knet's ``libknet/threads_heartbeat.c``): knet discards pongs
@@ -133,6 +135,10 @@ IDS = [p.label.replace(" ", "").replace("%", "pct") for p in POINTS]  # -k loss5
 @pytest.mark.parametrize("point", POINTS, ids=IDS)
 def test_point(point: Point, cluster, faults, timeline, quorum_watcher, constants, metrics):
     names = cluster.names
+    stale = faults.leftovers()
+    if stale:  # an earlier point's end failed (that point failed for it): start clean
+        assert faults.sweep_nodes() == {}
+        assert faults.leftovers() == {}, f"the sweep could not remove {stale}"
     for name in names:  # every point starts from the whole cluster
         cluster.wait_whole_view(name, timeout_s=HEAL_S)
     nodes = names if point.target == "all" else names[:1]
@@ -154,7 +160,9 @@ def test_point(point: Point, cluster, faults, timeline, quorum_watcher, constant
     end = timeline.clock.now()
     if point.loss_pct:
         point.packets_dropped = dropped(cluster, nodes)
-    faults.end_all("netem")
+    faults.end_all("netem")  # a node reset under the fault counts as its end
+    left = faults.leftovers()
+    assert left == {}, f"{point.label}: still in force after its end: {left}"
     judge(timeline, start, end, point,
           (ring_before, cluster.node(names[0]).quorum(timeout_s=30).ring_id))
     RESULTS.append(point)

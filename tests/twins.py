@@ -160,13 +160,15 @@ Answer = object
 class FakeNode:
     """Answers commands as harness.cluster.Node does, from ``answers``: one callable of
     the Call, or a script (a list: the n-th command gets the n-th item, the last repeats).
-    Every command is recorded in ``calls``."""
+    Every command is recorded in ``calls``; ``boot_id`` answers ``boot`` (set it to act a
+    reset) without a recorded call, so scripted answers stay in step."""
 
     def __init__(self, name: str, answers: Callable[[Call], Answer] | Sequence[Answer] = "",
                  *, address: str = "198.18.0.11") -> None:
         self.name, self.address, self.cluster_address = name, address, address
         self.answers = answers
         self.calls: list[Call] = []
+        self.boot = f"{name}-boot-1"
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -205,6 +207,9 @@ class FakeNode:
 
     def can_write_pve(self, path: str = cluster_fs.WRITE_PROBE) -> CommandResult:
         return self.run(cluster_fs.write_probe_command(path))
+
+    def boot_id(self) -> str:
+        return self.boot
 
     def close(self) -> None:
         pass

@@ -152,9 +152,11 @@ def test_a_strobe_flips_the_clock_and_its_end_restores_it(h, faults):
     while time.monotonic() < deadline and len(seen) < 2:
         seen.add(round(offset(h, node)))
     assert seen == {0, 2}, f"offsets seen: {seen}"
+    assert "clock fault marker /run/pvechaos-clock/strobe." in faults.leftovers()[node]
     faults.end(fault)
     assert abs(offset(h, node)) < 0.5
     assert h.node(node).run("ls /run/pvechaos-clock/strobe.*.pid").rc != 0
+    assert faults.leftovers() == {}
 
 
 def guest_on_node1(ha_lab, name: str, prefix: str) -> HaLab:

@@ -100,6 +100,7 @@ def test_daemon_faults_on_a_cluster_without_ha_services(ha_lab):
     assert pid is not None
     paused = faults.pause_daemon("node1", "corosync")
     assert proc_state(h, "node1", pid) == "T"
+    assert faults.leftovers() == {"node1": f"corosync paused (pid {pid})"}
     start = time.monotonic()
     wait_until("node2 to drop node1 from the membership",
                lambda: h.node("node2").quorum().nodes == 2 or NotYet("3 members"),
@@ -108,6 +109,7 @@ def test_daemon_faults_on_a_cluster_without_ha_services(ha_lab):
           f"{time.monotonic() - start:.1f} s (PVE: token + consensus ≈ 8 s, §5.5)")
     faults.end(paused)
     assert proc_state(h, "node1", pid) in ("R", "S")
+    assert faults.leftovers() == {}
     wait_until("the membership to be whole again", lambda: cluster_whole(h),
                timeout_s=DROP_S)
     assert main_pid(h, "node1", "corosync") == pid  # the same process, resumed

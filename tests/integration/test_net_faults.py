@@ -38,6 +38,7 @@ def faults(cluster):
     injector = FaultInjector(cluster.lab, Timeline(Clock()), cluster)
     yield injector
     assert injector.undo_all() == []
+    assert injector.leftovers() == {}  # the undo really removed every rule and qdisc
     for name in NAMES:  # every test leaves the whole cluster behind
         cluster.wait_whole_view(name, timeout_s=MEMBERSHIP_S)
 
@@ -165,9 +166,15 @@ def test_a_killed_run_leaves_rules_that_sweep_nodes_removes(cluster):
     abandoned.one_way("node2", "node3")
     abandoned.degrade("node2", delay_ms=50, loss_pct=10)  # netem, or the NFQUEUE delayer
     assert "pvechaos_net" in ours(cluster, "node2")
+    left = abandoned.leftovers()
+    assert list(left) == ["node2"], left
+    assert "chain oneway_node3_out" in left["node2"] and "chain loss_out" in left["node2"]
+    assert "delayer running" in left["node2"] or "qdisc prio 5405:" in left["node2"], left
     del abandoned  # the run died: nobody runs its undo
 
-    assert FaultInjector(cluster.lab, Timeline(Clock()), cluster).sweep_nodes() == {}
+    fresh = FaultInjector(cluster.lab, Timeline(Clock()), cluster)
+    assert fresh.sweep_nodes() == {}
+    assert fresh.leftovers() == {}
     for name in NAMES:
         assert ours(cluster, name) == "", name
         tc = cluster.node(name).check("tc", "qdisc", "show")

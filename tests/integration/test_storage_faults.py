@@ -90,6 +90,7 @@ def test_a_storage_cut_stalls_the_node_until_it_ends(h):
         assert blocked_write(node2, "cut-other") == 0  # the other nodes are not cut
         assert storage_state(node1, "shared") == "inactive"
         assert storage_state(node2, "shared") == "active"
+        assert list(faults.leftovers()) == ["node1"]
         start_write(node1, "cut-late")
         before = h.answer(VMID)
         time.sleep(STALL_S)
@@ -97,6 +98,7 @@ def test_a_storage_cut_stalls_the_node_until_it_ends(h):
         assert h.answer(VMID) is None, f"the guest answered during the stall: {before}"
     finally:
         faults.end(fault)
+    assert faults.leftovers() == {}
     wait_written(h, "cut-late")
     wait_until("shared active on node1", lambda: storage_state(node1, "shared") == "active"
                or NotYet("inactive"), timeout_s=10)

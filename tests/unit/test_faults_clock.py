@@ -202,3 +202,13 @@ def test_the_sweep_undoes_what_a_killed_run_left(shell):
 def test_the_sweep_succeeds_when_there_is_nothing(shell):
     assert shell(node_command.SWEEPS["faults_clock"]).returncode == 0
     assert faults_clock.STATE == "/run/pvechaos-clock"
+
+
+def test_leftovers_name_a_clock_fault_in_force_and_nothing_once_ended(shell):
+    step = step_command(-40, "t4")
+    probe = node_command.LEFTOVERS["faults_clock"]
+    result = shell(step.apply, probe, step.undo, probe)
+    assert result.returncode == 0, result.stderr
+    marker = "clock fault marker /run/pvechaos-clock/step.t4"
+    assert result.stdout.count(marker) == 1, result.stdout
+    assert result.stdout.rstrip().endswith("rc=0"), result.stdout  # nothing after the undo

@@ -6,6 +6,8 @@ these tests hold the machinery they share to its promises with a fake cluster.
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from harness import node_command
@@ -102,3 +104,87 @@ def test_an_unarmed_existing_cluster_refuses_every_in_node_fault_before_acting()
         faults._node_fault("node1", CUT)
     assert all(n.calls == [] for n in cluster.nodes())
     assert timeline.events(EventKind.FAULT_BEGIN) == []
+
+
+def broken_undo(call):
+    """The undo's session breaks (the node reset under it); the apply works."""
+    if call.argv[0] == CUT.undo:
+        raise PvechaosError("node2: SSH session closed (EOF)")
+    return ""
+
+
+def test_an_undo_cut_short_by_the_nodes_reset_counts_as_done_and_says_so():
+    faults, cluster, timeline = setup(broken_undo)
+    fault = faults._node_fault("node2", CUT)
+    cluster.node("node2").boot = "node2-boot-2"  # the node came back on a new boot
+    faults.end(fault)
+    [end] = timeline.events(EventKind.FAULT_END)
+    assert end.payload == FaultEnd("partition", "node2", "cut from node3")
+    [note] = timeline.events(EventKind.NOTE)
+    assert "partition on node2 ended by the node's reset" in note.payload.text
+    assert faults.undo_all() == []
+
+
+def test_an_undo_that_fails_on_the_same_boot_is_tried_once_more_then_raised():
+    faults, cluster, timeline = setup(broken_undo)
+    fault = faults._node_fault("node2", CUT)
+    with pytest.raises(PvechaosError, match="session closed"):
+        faults.end(fault)
+    assert commands(cluster.node("node2")) == [CUT.apply, CUT.undo, CUT.undo]
+    assert timeline.events(EventKind.FAULT_END) == []
+
+
+def test_a_second_try_after_a_lost_session_ends_the_fault():
+    tries = []
+
+    def once_broken(call):
+        if call.argv[0] == CUT.undo and not tries:
+            tries.append(call)
+            raise PvechaosError("node2: SSH session closed (EOF)")
+        return ""
+
+    faults, cluster, timeline = setup(once_broken)
+    faults.end(faults._node_fault("node2", CUT))
+    assert commands(cluster.node("node2")) == [CUT.apply, CUT.undo, CUT.undo]
+    assert len(timeline.events(EventKind.FAULT_END)) == 1
+
+
+def test_an_undo_on_a_node_powered_off_meanwhile_counts_as_done():
+    faults, cluster, timeline = setup(broken_undo)
+    fault = faults._node_fault("node2", CUT)
+    faults.lab.power_cut("node2")
+    faults.end(fault)
+    [note] = timeline.events(EventKind.NOTE)
+    assert "ended by the node is powered off" in note.payload.text
+
+
+def test_end_all_ends_every_fault_even_when_one_undo_fails():
+    faults, cluster, timeline = setup(lambda call: (1, "", "nft: busy")
+                                      if call.argv[0] == CUT.undo else "")
+    other = NodeCommand("partition", "cut from node1", apply="nft add x", undo="nft del x")
+    faults._node_fault("node1", other)  # older: ended after node3's failed
+    faults._node_fault("node3", CUT)
+    with pytest.raises(CommandError, match="nft: busy"):
+        faults.end_all("partition")
+    assert commands(cluster.node("node1"))[-1] == other.undo
+    assert [e.payload.node for e in timeline.events(EventKind.FAULT_END)] == ["node1"]
+
+
+def test_leftovers_names_only_the_powered_nodes_with_something_in_force(monkeypatch):
+    monkeypatch.setattr(node_command, "LEFTOVERS", {"a": "list-a", "b": "list-b"})
+    faults, cluster, _ = setup(lambda call: "chain loss_out\n"
+                               if call.argv[0] == "list-a; list-b" else "")
+    cluster.node("node1").answers = ""
+    faults.lab.power_cut("node3")
+    assert faults.leftovers() == {"node2": "chain loss_out"}
+    assert cluster.node("node3").calls == []
+    assert faults.leftovers(["node3"]) == {}
+
+
+def test_every_registered_probe_and_sweep_is_valid_shell_for_the_nodes_sh():
+    assert set(node_command.LEFTOVERS) <= set(node_command.SWEEPS)
+    for name, script in {**{f"sweep {k}": v for k, v in node_command.SWEEPS.items()},
+                         **{f"leftovers {k}": v for k, v in node_command.LEFTOVERS.items()}
+                         }.items():
+        checked = subprocess.run(["sh", "-n", "-c", script], capture_output=True, text=True)
+        assert checked.returncode == 0, f"{name}: {checked.stderr}"
