@@ -77,7 +77,7 @@ def test_status_shows_quorum_and_the_guest_under_ha(up):
 
 
 def test_a_second_up_of_the_name_is_refused_and_the_lab_stays(up):
-    again = pvechaos("lab", "up", "--name", NAME, "--subnet", "198.18.62.0/24")
+    again = pvechaos("lab", "up", "--name", NAME, "--subnet", "198.18.135.0/24")
     assert again.returncode == 1
     assert f"lab '{NAME}' is running: `pvechaos lab up` left it up" in again.stderr
     assert f"pvechaos lab down --name {NAME}" in again.stderr

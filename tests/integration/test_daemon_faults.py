@@ -92,7 +92,7 @@ def cluster_whole(h, node: str = "node2") -> bool | NotYet:
 
 
 def test_daemon_faults_on_a_cluster_without_ha_services(ha_lab):
-    h = ha_lab("dmnidle", "198.18.93", timescale=K)
+    h = ha_lab("dmnidle", "198.18.132", timescale=K)
     faults = injector(h)
 
     # -- pause corosync: stopped (T), dropped after token + consensus, back when resumed

@@ -171,13 +171,13 @@ def poweroff_is_recovered_elsewhere_without_waiting_for_the_lock(h) -> str:
 
 
 def test_conditional_poweroff_stops_the_guest_and_it_is_recovered_without_lock_wait(ha_lab):
-    h = ha_lab("soff", "198.18.70", timescale=K)
+    h = ha_lab("soff", "198.18.136", timescale=K)
     victim = poweroff_is_recovered_elsewhere_without_waiting_for_the_lock(h)
     assert "got shutdown request with shutdown policy 'conditional'" in h.log(victim, "lrm")
 
 
 def test_conditional_reboot_freezes_the_service_and_restarts_it_on_the_same_node(ha_lab):
-    h = ha_lab("sreboot", "198.18.71", timescale=K)
+    h = ha_lab("sreboot", "198.18.137", timescale=K)
     victim, master, _ = guest_on_a_non_master(h)
     before = h.answer(VMID).split()
     boot = h.boot_id(victim)

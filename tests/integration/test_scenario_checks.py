@@ -28,7 +28,7 @@ def run_pytest(*args: str, timeout_s: float = 240) -> subprocess.CompletedProces
 
 def test_preflight_fails_on_a_mixed_version_cluster(tmp_path):
     result = run_pytest("scenarios/test_quorum_story.py", "-x", "--lab-name", "mixed",
-                        "--lab-subnet", "198.18.48.0/24", "--node-version", "node3=9.0.3",
+                        "--lab-subnet", "198.18.138.0/24", "--node-version", "node3=9.0.3",
                         "--metrics-file", str(tmp_path / "metrics.json"))
     assert result.returncode == 1, result.stdout[-2000:]
     assert "preflight failed" in result.stdout
@@ -88,7 +88,7 @@ def _dumped(path: Path) -> str:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_an_interrupted_run_leaves_nothing(signum, tmp_path):
     name = {signal.SIGINT: "intr", signal.SIGTERM: "term"}[signum]
-    subnet = {signal.SIGINT: "198.18.49.0/24", signal.SIGTERM: "198.18.50.0/24"}[signum]
+    subnet = {signal.SIGINT: "198.18.49.0/24", signal.SIGTERM: "198.18.139.0/24"}[signum]
     config = EmbeddedConfig(name=name, subnet=subnet)
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "scenarios/",
