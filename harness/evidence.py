@@ -41,9 +41,9 @@ def evidence(request: pytest.FixtureRequest) -> Iterator[None]:
     facts = cluster.lab.describe()
     allure.dynamic.label("lab", facts.get("lab", cluster.lab.kind))
     allure.dynamic.tag(f"lab: {cluster.lab.kind}")
-    flavour = request.config.getoption("pve_flavour", None)  # an option of the lab plugin
-    if flavour:
-        allure.dynamic.tag(f"PVE {flavour}")
+    version = facts.get("pve.version")  # a lab that knows its nodes' PVE says which
+    if version:
+        allure.dynamic.tag(f"PVE {version.split('.')[0]}")
     allure.dynamic.parameter("timescale", f"{timeline.clock.timescale:g}")
     started = timeline.clock.now()
     yield

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from harness.waits import hold_for_s
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.state import LabState
 from tests.integration.conftest import leftovers
@@ -46,11 +46,16 @@ def test_up_exits_and_the_lab_runs_on(up):
     assert state.load() and state.detached
     processes = state.data["processes"]
     assert {"nfs-server", "node1", "node2", "node3"} <= set(processes)
-    time.sleep(3.0)  # well past a token timeout and many scaled HA rounds
-    for key, entry in processes.items():  # nothing died with the command
-        stat = Path(f"/proc/{entry['pid']}/stat")
-        assert stat.exists(), f"{key} died when `lab up` ended"
-        assert stat.read_text().rsplit(")", 1)[1].split()[0] != "Z", key
+    def died() -> str | None:  # nothing dies with the command
+        for key, entry in processes.items():
+            stat = Path(f"/proc/{entry['pid']}/stat")
+            if not stat.exists():
+                return f"{key} died when `lab up` ended"
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return f"{key} is a zombie"
+        return None
+    # well past a token timeout and many scaled HA rounds
+    assert hold_for_s(3.0, died, "every lab process alive after `lab up`") is None
 
 
 def test_the_cluster_stays_quorate_over_lab_ssh(up):
