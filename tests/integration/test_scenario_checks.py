@@ -145,7 +145,8 @@ def test_a_missed_budget_fails_its_own_item_and_the_story_goes_on(tmp_path):
     results = allure_results(alluredir)
     assert category_of(results["test_recovery_meets_budget"]) == "Recovery budget exceeded"
     assert results["test_power_cut_guest_node_recovers_elsewhere"]["status"] == "passed"
-    tags = {label["value"] for label in results["test_recovery_meets_budget"]["labels"]
+    tags = {label["value"] for label in
+            results["test_power_cut_guest_node_recovers_elsewhere"]["labels"]
             if label["name"] == "tag"}
     assert {"lab: embedded", "PVE 8"} <= tags, tags  # from the lab's own describe()
     attachments = attachment_names(alluredir,
