@@ -152,6 +152,7 @@ class StoryNodes:
     first: str  # loses power first
     second: str  # loses power second
     survivor: str  # never cut: stays up, loses quorum, gets `pvecm expected`
+    order: tuple[str, ...] = ()  # every node in cut order: first, second, ..., survivor
 
 
 def _cut_order(cluster: Cluster, request: pytest.FixtureRequest) -> tuple[str, ...]:
@@ -172,7 +173,7 @@ def story_nodes(cluster: Cluster, request: pytest.FixtureRequest) -> StoryNodes:
     the nodes in name order with the last one surviving; harness/story_plan.py). A
     cluster of fewer than three nodes skips the story, with the reason."""
     order = _cut_order(cluster, request)
-    return StoryNodes(order[0], order[1], order[-1])
+    return StoryNodes(order[0], order[1], order[-1], order)
 
 
 @pytest.fixture(scope="module")

@@ -167,8 +167,10 @@ class RecoveryMeter:
         return rec
 
     def after_expected_one(self, action: Event, survivor: str, prefix: str = "") -> Recovery:
-        """After `pvecm expected 1` on the lone ``survivor``: measure the guest's recovery
-        there (expected_one_window)."""
+        """After `pvecm expected` gave the survivors quorum back (`pvecm expected 1` on a
+        lone survivor of three nodes): measure the guest's recovery on ``survivor``, the
+        one HA picks among them (expected_one_window: every survivor's CRM waits for
+        quorum alike, so the window does not depend on how many there are)."""
         c = self.constants
         rec = Recovery(action, survivor, None)
         window = expected_one_window(c, slack=probe_slack(self.probe))

@@ -6,7 +6,8 @@ the votes read from `pvecm status` and HA's own status.
 The cut order: --story-nodes FIRST,SECOND,SURVIVOR when given (FIRST and SECOND are cut
 first and second, SURVIVOR is never cut), else the nodes in name order with the last one
 as SURVIVOR; on more than three nodes the other nodes are cut after SECOND in name
-order. The quorum story cuts along that order until the survivors are a minority.
+order. The quorum story cuts along that order until the survivors are a minority. The
+HA story cuts the node HA recovered its guest to second (``after_recovery``).
 
 The arithmetic is corosync votequorum's as PVE configures it (pve-operations.md §2.1,
 §2.3; pve-model.md §14.1): every node has its `quorum_votes` (1 unless `pvecm add
@@ -64,6 +65,21 @@ def cut_order(names: Iterable[str], chosen: Sequence[str] | None = None) -> tupl
                               f"this cluster ({', '.join(nodes)})")
     rest = [n for n in nodes if n not in chosen]
     return (first, second, *rest, survivor)
+
+
+def after_recovery(order: Sequence[str], second: str) -> tuple[str, ...]:
+    """``order`` (``cut_order``) once HA chose where the first cut node's guest comes back:
+    that node, ``second``, is cut second (the HA story cuts the guest's node again). When
+    HA chose the planned survivor, the last of the other nodes survives instead."""
+    first, *middle, survivor = order
+    if second == first or second not in order:
+        raise ValueError(f"{second!r} is not a node the guest can come back on "
+                         f"({', '.join(order[1:])})")
+    if second == survivor:
+        survivor = middle.pop()
+    else:
+        middle.remove(second)
+    return (first, second, *middle, survivor)
 
 
 @dataclass(frozen=True)

@@ -1,13 +1,25 @@
-"""The whole HA story on one fresh three-node cluster, measured and checked for safety.
+"""The whole HA story on one fresh cluster, measured and checked for safety.
+
+The plan comes from the cluster (harness/story_plan.py: the node names, the votes
+`pvecm status` lists, HA's own choice of recovery node), so the same file runs on 3, 5 or
+7 nodes. The steps, with three nodes (and five):
 
 1. setup with the nodes' own commands: shared NFS storage, a container under HA
    (`--max_restart 1 --max_relocate 1`), running on the first node;
-2. power cut of that node: the guest comes back on another node, within PVE's predicted
-   window (and, as a separate item, within the budget);
-3. power cut of the node now running the guest: the survivor has no quorum; HA recovers
-   nothing however long you wait; the survivor does not reset itself;
-4. `pvecm expected 1` on the survivor: the guest is recovered there, within its window;
-5. power on the two others: the cluster is whole, and the guest stays where it is.
+2. power cut of that node: the guest comes back on the node HA's basic scheduler picks
+   (the least loaded online node, ties by name: node2), within PVE's predicted window
+   (and, as a separate item, within the budget);
+3. power cut of the node now running the guest and, right after it, of further nodes
+   until the survivors are a minority (node2 of 3; node2 and node3 of 5): the survivors
+   have no quorum; HA recovers nothing however long you wait; no survivor resets itself;
+4. `pvecm expected` with the survivors' votes (1 of 3; 2 of 5) on the last node: the
+   guest is recovered on the survivor HA picks (node3 of 3; node4 of 5), within its
+   window;
+5. power on the others: the cluster is whole, and the guest stays where it is.
+
+The cuts of step 3 follow each other within seconds, well inside corosync's token
+timeout, so the survivors see one membership change that takes their quorum (with five
+nodes there is no quorate moment without the guest's node in which HA could recover).
 
 A probe watches the guest from outside, a watcher polls every node's `pvecm status` and
 `ha-manager status`, and the safety invariants are checked all along: a step fails when
@@ -16,11 +28,12 @@ one breaks during it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import allure
 import pytest
 
+from harness import story_plan
 from harness.events import HaServiceState
 from harness.expectations import detect_window, first_start_bound
 from harness.metrics import time_to_heal, time_to_quorum, time_to_quorum_loss
@@ -39,20 +52,40 @@ MEMBERSHIP_TIMEOUT_S = 60  # corosync's own timers (token + consensus ~ 8 s); no
 class Story:
     """What each step leaves for the next."""
 
-    first: str = ""  # runs the guest at setup, loses power first
-    second: str = ""  # where the guest came back: loses power second
-    survivor: str = ""
+    first: str  # runs the guest at setup, loses power first
+    order: tuple[str, ...]  # the planned cut order (story_nodes): first, ..., survivor
+    votes: dict[str, int]  # node -> votes, from `pvecm status` of the whole cluster
+    expected_votes: int
+    plan: story_plan.QuorumPlan | None = None  # once HA chose where the guest came back
     recovery: Recovery | None = None
     recovery_after_expected: Recovery | None = None
-    survivor_boot: str = ""
+    target: str = ""  # the survivor HA recovers the guest to after `pvecm expected`
+    survivor_boots: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def second(self) -> str:
+        """Where the guest came back after the first cut: cut first in step 3."""
+        return self.plan.cuts[1].node if self.plan else ""
+
+    @property
+    def survivor(self) -> str:
+        """Where `pvecm expected` runs."""
+        return self.plan.survivor if self.plan else ""
 
 
 @pytest.fixture(scope="module")
 def story(cluster, story_nodes) -> Story:
-    if len(cluster.names) != 3:  # its second cut must lose quorum: the 3-node plan
-        pytest.skip(f"the HA story needs three nodes (the second cut loses quorum), the "
-                    f"cluster has {len(cluster.names)}; the quorum story plans for any size")
-    return Story(first=story_nodes.first)
+    status = cluster.node(story_nodes.survivor).quorum(timeout_s=10)
+    votes = story_plan.votes_from_status(status, cluster.names, cluster.name_of)
+    try:
+        plan = story_plan.plan_quorum(votes, status.expected_votes, story_nodes.order)
+    except story_plan.PlanUnsupported as exc:
+        pytest.skip(f"the cluster lacks the HA story's shape: {exc}")
+    if not plan.cuts[0].quorate:
+        pytest.skip(f"cutting {plan.cuts[0].node} alone loses quorum ({plan.describe()}): "
+                    "HA could not recover its guest")
+    return Story(first=story_nodes.first, order=story_nodes.order, votes=votes,
+                 expected_votes=status.expected_votes)
 
 
 @allure.story("Setup")
@@ -70,16 +103,26 @@ def test_setup_guest_under_ha(cluster, guest, story, constants, meter):
 def test_power_cut_guest_node_recovers_elsewhere(cluster, guest, story, meter,
         budget):
     first = story.first
+    online = [n for n in cluster.names if n != first]
+    chosen = story_plan.recovery_node(
+        online, story_plan.load_of(guest.ha_status().services.values()))
     with allure.step(f"power cut {first}, wait for {guest.sid} to serve again elsewhere"):
         rec = meter.power_cut(first)
     story.recovery = rec
-    story.second = rec.restarted_on or ""
-    story.survivor = next(n for n in cluster.names if n not in (first, story.second))
+    assert rec.restarted_on is not None, f"{guest.sid} was not restarted anywhere"
+    story.plan = story_plan.plan_quorum(
+        story.votes, story.expected_votes,
+        story_plan.after_recovery(story.order, rec.restarted_on))
+    allure.dynamic.description(f"plan after the recovery: {story.plan.describe()}")
     allure.dynamic.parameter("CRM master at the cut", f"{rec.master_at_fault}"
                              f" ({'the cut node' if rec.was_master else 'not the cut node'})")
     role = "CRM master" if rec.was_master else "not the CRM master"
     allure.dynamic.title(f"Power cut of {first} ({role}): {guest.sid} recovered on "
                          f"{story.second}")
+    with allure.step(f"HA chose {chosen}, as its basic scheduler does (least loaded "
+                     f"online node, ties by name; pve-model.md §9.1)"):
+        assert rec.restarted_on == chosen, \
+            f"{guest.sid} came back on {rec.restarted_on}, not on {chosen}"
     with allure.step("every figure inside PVE's predicted window"):
         rec.check_behaviour(budget)
 
@@ -98,20 +141,26 @@ def test_recovery_meets_budget(story, budget):
 @allure.story("Quorum loss: no recovery")
 def test_power_cut_second_node_no_recovery_without_quorum(cluster, guest, story,
         faults, timeline, constants, probe, metrics):
-    second, survivor = story.second, story.survivor
-    node = cluster.node(survivor)
-    story.survivor_boot = node.boot_id()
-    with allure.step(f"power cut {second}"):
+    assert story.plan is not None, "the first power cut did not leave a plan"
+    losing = story.plan.losing
+    cuts, survivors, second = story.plan.cut_nodes[1:], losing.survivors, story.second
+    story.survivor_boots = {n: cluster.node(n).boot_id() for n in survivors}
+    with allure.step(f"power cut {', '.join(cuts)}: {', '.join(survivors)} keep "
+                     f"{losing.survivor_votes} of {story.expected_votes} votes"):
         cut = faults.power_cut(second).started
-    with allure.step(f"{survivor}: not quorate"):
-        wait_until(f"{survivor} to lose quorum",
-                   lambda: not (s := node.quorum(timeout_s=5)).quorate or NotYet(s),
-                   timeout_s=MEMBERSHIP_TIMEOUT_S)
-        loss = metrics.record_observed("time_to_quorum_loss",
-                                       lambda: time_to_quorum_loss(timeline, cut, survivor),
-                                       window=detect_window(constants), node=second)
-        assert loss.in_window, f"quorum lost after {loss.value_s:.2f} s, outside " \
-            f"{loss.window_s}: {loss.data.get('window_basis')}"
+        for node in cuts[1:]:  # back to back: one membership change takes the quorum
+            faults.power_cut(node)
+    for name in survivors:
+        node = cluster.node(name)
+        with allure.step(f"{name}: not quorate"):
+            wait_until(f"{name} to lose quorum",
+                       lambda node=node: not (s := node.quorum(timeout_s=5)).quorate
+                       or NotYet(s), timeout_s=MEMBERSHIP_TIMEOUT_S)
+    loss = metrics.record_observed("time_to_quorum_loss",
+                                   lambda: time_to_quorum_loss(timeline, cut, story.survivor),
+                                   window=detect_window(constants), node=second)
+    assert loss.in_window, f"quorum lost after {loss.value_s:.2f} s, outside " \
+        f"{loss.window_s}: {loss.data.get('window_basis')}"
     hold = constants.fence_delay + constants.lock_lifetime + constants.crm_loop \
         + constants.lrm_loop
     with allure.step(f"no recovery for {hold:.0f} s (fence delay + lock lifetime + one "
@@ -122,41 +171,53 @@ def test_power_cut_second_node_no_recovery_without_quorum(cluster, guest, story,
             moved = [(e.source, p) for e in timeline.events(EventKind.HA_SERVICE_STATE,
                                                             after=cut.t)
                      if (p := e.payload_of(HaServiceState)).sid == guest.sid
-                     and p.node == survivor]
+                     and p.node in survivors]
             if moved:
                 source, seen = moved[0]
-                return f"{source}'s HA view: {guest.sid} {seen.state} on {survivor}"
+                return f"{source}'s HA view: {guest.sid} {seen.state} on {seen.node}"
             return None
         outcome = hold_for(timeline, cut.t + hold, recovered_somewhere,
-                           f"{hold:.0f} s without a recovery on the inquorate {survivor}")
+                           f"{hold:.0f} s without a recovery on the inquorate "
+                           f"{', '.join(survivors)}")
         assert outcome is None, f"recovered without quorum: {outcome}"
-    with allure.step(f"{survivor} did not reset itself; its LRM holds no active service"):
-        assert node.boot_id() == story.survivor_boot, f"{survivor} rebooted (watchdog?)"
-        status = guest.ha_status(on=survivor)
-        lrm = status.lrms.get(survivor)
-        assert lrm is None or lrm.status != "active", f"{survivor}'s LRM: {lrm}"
-        assert not node.quorum(timeout_s=5).quorate
-        placement = status.services.get(guest.sid)
-        assert placement is not None and placement.node == second, placement
+    for name in survivors:
+        node = cluster.node(name)
+        with allure.step(f"{name} did not reset itself; its LRM holds no active service"):
+            assert node.boot_id() == story.survivor_boots[name], \
+                f"{name} rebooted (watchdog?)"
+            status = guest.ha_status(on=name)
+            lrm = status.lrms.get(name)
+            assert lrm is None or lrm.status != "active", f"{name}'s LRM: {lrm}"
+            assert not node.quorum(timeout_s=5).quorate
+            placement = status.services.get(guest.sid)
+            assert placement is not None and placement.node == second, placement
 
 
 @pytest.mark.quorum
 @allure.story("pvecm expected 1")
 def test_expected_one_recovers_on_survivor(cluster, guest, story, faults, timeline,
         meter, budget, metrics):
-    survivor = story.survivor
+    """`pvecm expected` with the survivors' votes: 1 on three nodes (the seed's
+    `pvecm expected 1`), 2 on five."""
+    assert story.plan is not None, "the first power cut did not leave a plan"
+    survivor, survivors = story.survivor, story.plan.survivors
+    expected = story.plan.expected_after_loss
     node = cluster.node(survivor)
-    with allure.step(f"pvecm expected 1 on {survivor}"):
-        action = faults.action("pvecm expected 1", node=survivor)
-        node.check("pvecm", "expected", "1", timeout_s=15)
-    with allure.step(f"{survivor}: quorate"):
-        wait_until(f"{survivor} quorate", lambda: node.quorum(timeout_s=5).quorate,
-                   timeout_s=15)
-        metrics.record_observed("time_to_quorum_after_expected",
-                                lambda: time_to_quorum(timeline, action, survivor),
-                                node=survivor)
-    with allure.step(f"{guest.sid} recovered on {survivor}"):
-        rec = meter.after_expected_one(action, survivor, prefix="after_expected_")
+    with allure.step(f"pvecm expected {expected} on {survivor}"):
+        action = faults.action(f"pvecm expected {expected}", node=survivor)
+        node.check("pvecm", "expected", str(expected), timeout_s=15)
+    for name in survivors:
+        with allure.step(f"{name}: quorate"):
+            wait_until(f"{name} quorate", lambda n=name: cluster.node(n).quorum(
+                timeout_s=5).quorate, timeout_s=15)
+    metrics.record_observed("time_to_quorum_after_expected",
+                            lambda: time_to_quorum(timeline, action, survivor),
+                            node=survivor)
+    # the only HA service is the guest, on a dead node: every survivor carries none
+    story.target = story_plan.recovery_node(survivors, {})
+    with allure.step(f"{guest.sid} recovered on {story.target} (HA's pick among "
+                     f"{', '.join(survivors)})"):
+        rec = meter.after_expected_one(action, story.target, prefix="after_expected_")
     story.recovery_after_expected = rec
     with allure.step("every figure inside PVE's predicted window"):
         rec.check_behaviour(budget)
@@ -165,13 +226,15 @@ def test_expected_one_recovers_on_survivor(cluster, guest, story, faults, timeli
 @allure.story("Healing without failback")
 def test_power_on_heals_without_failback(cluster, guest, story, faults, timeline,
         constants, probe, metrics):
-    names, survivor = cluster.names, story.survivor
-    with allure.step(f"power on {story.first} and {story.second}"):
-        faults.power_on(story.first)
-        last_on = faults.power_on(story.second).started
+    assert story.plan is not None, "the first power cut did not leave a plan"
+    names, cut = cluster.names, story.plan.cut_nodes
+    with allure.step(f"power on {', '.join(cut)}"):
+        for node in cut:
+            last_on = faults.power_on(node).started
     for name in names:
-        with allure.step(f"{name}: three members, expected votes 3, quorate"):
+        with allure.step(f"{name}: {len(names)} members, expected votes "
+                         f"{story.expected_votes}, quorate"):
             cluster.wait_whole_view(name, timeout_s=MEMBERSHIP_TIMEOUT_S)
     metrics.record_observed("time_to_heal", lambda: time_to_heal(timeline, last_on, names),
                             timeout_s=15)
-    check_no_failback(guest, timeline, constants, probe, survivor)
+    check_no_failback(guest, timeline, constants, probe, story.target)

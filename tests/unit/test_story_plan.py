@@ -14,6 +14,7 @@ from harness.pve import ServiceLine, parse_pvecm_status
 from harness.story_plan import (
     Affinity,
     PlanUnsupported,
+    after_recovery,
     cut_order,
     load_of,
     plan_from_status,
@@ -182,3 +183,24 @@ def test_the_load_counts_the_states_the_basic_scheduler_counts():
 def test_a_load_that_status_cannot_tell_is_refused(line, problem):
     with pytest.raises(PvechaosError, match=problem):
         load_of([line])
+
+
+def test_the_ha_story_cuts_the_node_ha_recovered_to_second():
+    order = cut_order(names(5))
+    assert after_recovery(order, "node2") == order  # HA chose the planned second
+    assert after_recovery(order, "node4") == ("node1", "node4", "node2", "node3", "node5")
+    plan = plan_quorum(dict.fromkeys(names(5), 1), 5, after_recovery(order, "node4"))
+    assert plan.cut_nodes == ("node1", "node4", "node2")
+    assert plan.survivors == ("node3", "node5") and plan.expected_after_loss == 2
+
+
+def test_when_ha_recovers_to_the_planned_survivor_another_node_survives():
+    assert after_recovery(("node1", "node2", "node3"), "node3") == ("node1", "node3", "node2")
+    assert after_recovery(cut_order(names(5)), "node5") == \
+        ("node1", "node5", "node2", "node3", "node4")
+
+
+@pytest.mark.parametrize("second", ["node1", "node9"])
+def test_the_guest_cannot_come_back_on_the_cut_node_or_outside_the_cluster(second):
+    with pytest.raises(ValueError, match="not a node the guest can come back on"):
+        after_recovery(cut_order(names(3)), second)
