@@ -52,6 +52,33 @@ def test_a_renewal_made_just_before_quorum_is_lost_ages_from_when_it_was_made(tm
     assert fs.lock_watch.expired("ha_manager_lock")  # not a fresh lifetime from now
 
 
+def test_a_renewal_by_another_node_just_before_quorum_is_lost_ages_from_then(tmp_path):
+    """The master (node3) renews between two passes of node4's lock watch, then both lose
+    quorum: node4 heard the renewal before the membership changed, so the lock ages from
+    then, not from the next quorum (found by the HA story on five nodes: the survivors'
+    new master came a whole lifetime late)."""
+    master_quorum, quorum = Quorum(), Quorum()
+    master = node(tmp_path, master_quorum)
+    other = Pmxcfs(master.db, "node4", quorum, timing=Timing(0.01))
+    master.mkdir(LOCK, 0o755)
+    other.watch_locks()
+    time.sleep(0.01)
+    master.utimens(LOCK, (time.time_ns(), time.time_ns()))  # between node4's passes
+    version = master.locks.info("ha_manager_lock")["version"]
+    master_quorum.value = quorum.value = False
+    other.watch_locks()  # its first pass without quorum
+    assert other.lock_watch.first_seen["ha_manager_lock"][0] == version
+    time.sleep(1.3)  # a lifetime passes without quorum
+    quorum.value = True
+    other.watch_locks()
+    assert other.lock_watch.expired("ha_manager_lock")
+    other.lock_watch.first_seen.clear()  # and a node that was never quorate hears nothing:
+    quorum.value = False
+    fresh = Pmxcfs(master.db, "node5", quorum, timing=Timing(0.01))
+    fresh.watch_locks()
+    assert fresh.lock_watch.first_seen == {}
+
+
 def test_creating_a_lock_is_seen_at_once(tmp_path):
     fs = node(tmp_path, Quorum())
     fs.mkdir(LOCK, 0o755)
