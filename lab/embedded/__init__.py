@@ -78,7 +78,7 @@ class EmbeddedLab(RefusesWhatItLacks):
         return self._ready is not None
 
     def keeps_changes(self) -> bool:
-        return False  # a fresh lab every time
+        return False  # every start is fresh, or its ready state (which holds no guest)
 
     def join_password(self) -> str | None:
         return None  # nodes share root's SSH key: `pvecm add --use_ssh`
@@ -146,10 +146,12 @@ class EmbeddedLab(RefusesWhatItLacks):
         if unclean:
             print(f"pvechaos: lab '{self.name}': {', '.join(unclean)} did not power off "
                   "in time and lost power instead; saving the ready state anyway")
-        ready.save(self.config)
-        for node in names:
-            self._power[node].boot()
-        self._wait_for_ssh(names)
+        try:
+            ready.save(self.config)
+        finally:  # the module goes on with its cluster even when nothing was saved
+            for node in names:
+                self._power[node].boot()
+            self._wait_for_ssh(names)
 
     def _check_subnet_free(self) -> None:
         out = network.sh("ip", "-o", "-4", "addr", "show").stdout
