@@ -53,8 +53,11 @@ def bring_up(cluster: Cluster, name: str, *, wait_s: float = 120.0) -> None:
     if lab.prepared():
         started = time.monotonic()
         wait_for_whole_cluster(cluster, timeout_s=wait_s)
-        log.info("%s lab %s: its cluster is there already; all %d nodes quorate in %.1f s",
-                 lab.kind, lab.name, len(cluster.names), time.monotonic() - started)
+        saved = lab.describe().get("lab.ready")  # a lab that booted a saved formed cluster
+        log.info("%s lab %s: %s; all %d nodes quorate in %.1f s", lab.kind, lab.name,
+                 f"booted the formed cluster (ready state from {saved})" if saved else
+                 "its cluster is there already", len(cluster.names),
+                 time.monotonic() - started)
         return
     form_cluster(cluster, name, root_password=lab.join_password())
     if Capability.SNAPSHOT in lab.capabilities:
@@ -63,6 +66,7 @@ def bring_up(cluster: Cluster, name: str, *, wait_s: float = 120.0) -> None:
         log.info("shared storage %s (%s:%s) active on every node", storage.storage_id,
                  storage.server, storage.export)
         lab.save_ready()
+        wait_for_whole_cluster(cluster, timeout_s=wait_s)  # a lab may power-cycle to save
         log.info("%s lab %s: `ready` snapshot saved", lab.kind, lab.name)
 
 

@@ -10,7 +10,7 @@ import os
 import shlex
 import sys
 
-from lab.embedded import config, detached
+from lab.embedded import config, detached, state
 from lab.embedded import preflight as preflight_host  # the host's own checks
 
 ROOT_STATE = "the lab's state, SSH key and kernel objects are root's"
@@ -53,7 +53,7 @@ def cleanup(names: list[str]) -> int:
     from lab.embedded.__main__ import main as embedded_cleanup
 
     root = config.STATE_ROOT
-    for name in names or sorted(p.name for p in root.glob("*") if p.is_dir()):
+    for name in names or state.lab_names(root):
         lab = config.EmbeddedConfig(name=name, state_root=root)
         if detached.find(lab) is not None:
             detached.down(lab)

@@ -1,8 +1,8 @@
 """The lab options' values (lab/pytest_plugin.py), checked before any lab starts, and the
 embedded lab's rules they share with lab/embedded/config.py: its name (``LAB_NAME``), its
-subnet's size and a PVE version's shape (``PVE_VERSION``); and --nodes (``NODES``, a part
-of the 1-9 that the config takes). A bad value ends the run with harness.options.refuse's
-message: the option, what is wrong, the fix.
+subnet's size, a PVE version's shape (``PVE_VERSION``), --lab-formed (``FORMED``); and
+--nodes (``NODES``, a part of the 1-9 that the config takes). A bad value ends the run
+with harness.options.refuse's message: the option, what is wrong, the fix.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ MIN_SUBNET_ADDRESSES = 32  # a /27: the host, the storage server and up to 9 nod
 # survivor); at most the nine addresses a lab's subnet plan has
 NODES = range(3, 10)
 DEFAULT_NODES = 3
+# --lab-formed: "reuse" boots the cluster an earlier module formed (its ready state) when
+# nothing that shapes it changed; "never" forms it in every module
+FORMED = ("reuse", "never")
 
 
 def lab_name(raw: str | None) -> str | None:
@@ -100,3 +103,17 @@ def node_count(raw: str | None, kind: str = "embedded") -> int:
                f"give {NODES.start} (PVE's minimum for HA) to {NODES.stop - 1}, e.g. "
                "--nodes 5")
     return count
+
+
+def lab_formed(raw: str, kind: str = "embedded") -> str:
+    """--lab-formed: reuse (the default) or never; only the embedded lab keeps a ready
+    state of its own (the libvirt lab's is its `ready` snapshot)."""
+    if raw not in FORMED:
+        refuse("--lab-formed", raw, "not a formed-cluster mode",
+               "give --lab-formed reuse (boot the cluster an earlier module formed) or "
+               "--lab-formed never (form it in every module)")
+    if kind != "embedded" and raw != "reuse":
+        refuse("--lab-formed", raw, f"only the embedded lab takes it, not --lab {kind}",
+               "drop --lab-formed: the libvirt lab reverts to its `ready` snapshot, an "
+               "inventory's cluster exists already")
+    return raw

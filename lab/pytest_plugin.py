@@ -68,6 +68,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "match --pve-flavour (default: 8.4.1 or 9.1.1)")
     group.addoption("--node-version", action="append", default=[], metavar="NODE=VERSION",
                     help="PVE version of one embedded node (a mixed-version cluster)")
+    group.addoption("--lab-formed", default="reuse", metavar="reuse|never",
+                    help="embedded lab: reuse boots the cluster an earlier module formed "
+                         "(its ready state, kept while node names, addresses, versions, "
+                         "cluster name and emulator code are the same) instead of forming "
+                         "it; never forms it in every module. A module marked "
+                         "`formation` always forms it (default: %(default)s)")
     group.addoption("--keep-lab", action="store_true", default=False,
                     help="embedded lab: when a test of a module fails, leave its lab "
                          "running (faults undone) and print how to reach it; `pvechaos "
@@ -91,10 +97,13 @@ def worker_index(config: pytest.Config) -> int | None:
     return int(worker[2:]) if worker else None
 
 
-def lab_options(config: pytest.Config) -> dict[str, object]:
+def lab_options(config: pytest.Config, *, forms: bool = False) -> dict[str, object]:
+    """The lab's options from the command line; ``forms``: the module tests formation
+    (marker ``formation``), so an embedded lab forms its cluster afresh."""
     index = worker_index(config)
     kind = config.getoption("lab")
     nodes = options.node_count(config.getoption("nodes"), kind)
+    formed = options.lab_formed(config.getoption("lab_formed"), kind)
     if kind == "libvirt":  # worker gwN's lab is lab N (a plain run uses lab 0)
         return {"lab_config": config.getoption("lab_config"), "worker": index or 0,
                 "timescale": run_timescale(config)}
@@ -122,6 +131,8 @@ def lab_options(config: pytest.Config) -> dict[str, object]:
                                            config.getoption("pve_flavour")),
         "node_versions": versions,
         "timescale": run_timescale(config),
+        "cluster_name": config.getoption("cluster_name"),
+        "formed": "never" if forms else formed,
     }
 
 
@@ -137,14 +148,17 @@ def worker_lab_name(name: str | None, index: int | None) -> str:
     return name[:options.LAB_NAME_MAX - len(suffix)] + suffix
 
 
-def make_lab(config: pytest.Config) -> Lab:
+def make_lab(config: pytest.Config, *, forms: bool = False) -> Lab:
     from lab import open_lab
 
-    return open_lab(config.getoption("lab"), **lab_options(config))
+    return open_lab(config.getoption("lab"), **lab_options(config, forms=forms))
 
 
 @pytest.hookimpl(trylast=True)  # after harness.plugin made the run's timescale
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "formation: the module tests the cluster's formation: "
+                            "its embedded lab forms the cluster afresh, never booting a saved "
+                            "ready state (--lab-formed)")
     try:
         make_lab(config)  # validates every lab option before any test runs
     except PvechaosError as exc:
@@ -154,8 +168,10 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="module")
 def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     """A freshly booted lab for this module (cluster not formed: the ``cluster`` fixture
-    does that); removed afterwards. The embedded lab by default; --lab chooses."""
-    the_lab = make_lab(request.config)
+    does that, unless the lab booted a cluster formed before: --lab-formed); removed
+    afterwards. The embedded lab by default; --lab chooses."""
+    forms = request.node.get_closest_marker("formation") is not None
+    the_lab = make_lab(request.config, forms=forms)
     started = time.monotonic()
     log.info("starting the %s lab for %s", the_lab.kind, request.module.__name__)
     try:

@@ -32,7 +32,10 @@ from harness.pve import parse_pvecm_status
 from harness.timeline import EventKind
 from harness.waits import NotYet, wait_until
 
-pytestmark = [pytest.mark.story, allure.severity(allure.severity_level.CRITICAL),
+# `formation`: this story's cluster is always formed afresh (never a saved ready state,
+# lab/embedded/ready.py), so every run proves `pvecm create` / `pvecm add` still form one
+pytestmark = [pytest.mark.story, pytest.mark.formation,
+              allure.severity(allure.severity_level.CRITICAL),
               pytest.mark.quorum, allure.epic("HA story"),
               allure.feature("Quorum")]
 

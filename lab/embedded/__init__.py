@@ -8,6 +8,8 @@ its pid namespace) and drops its link; power on boots it again. A freeze stops e
 process of the node at once, its clocks running on (lab/embedded/freeze.py). The shared
 storage's server is a stand-in process on the host (lab/embedded/nfs_server.py); a
 storage outage stops it, and every node's mount of it stalls like an NFS hard mount.
+With ``formed="reuse"`` the lab saves its formed cluster (``save_ready``) and a later start
+boots it again instead of a blank one (lab/embedded/ready.py).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from harness.lab_api import (
     RefusesWhatItLacks,
     SharedStorage,
 )
-from lab.embedded import freeze, network, nfs_server, preflight, provision
+from lab.embedded import freeze, network, nfs_server, preflight, provision, ready
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.node import NodePower
 from lab.embedded.provision import CT_TEMPLATE
@@ -39,7 +41,7 @@ GUEST_OFFSET = 20  # guest addresses start at .20 (host .1, nodes .11..)
 class EmbeddedLab(RefusesWhatItLacks):
     kind = "embedded"
     capabilities = (Capability.POWER | Capability.PARTITION | Capability.FREEZE
-                    | Capability.STORAGE)
+                    | Capability.STORAGE | Capability.SNAPSHOT)
 
     def __init__(self, config: EmbeddedConfig) -> None:
         self.config = config
@@ -49,6 +51,9 @@ class EmbeddedLab(RefusesWhatItLacks):
         self._started = False
         self._nfs: subprocess.Popen | None = None
         self._storage_out = False
+        self._ready: ready.Ready | None = None  # the ready state this start booted
+        if config.formed == "never":  # no ready state: neither booted nor saved
+            self.capabilities = type(self).capabilities & ~Capability.SNAPSHOT
 
     @classmethod
     def from_options(cls, **options: object) -> EmbeddedLab:
@@ -69,10 +74,11 @@ class EmbeddedLab(RefusesWhatItLacks):
             for n in self.config.node_names)
 
     def prepared(self) -> bool:
-        return False  # every start is a fresh lab: the harness forms the cluster
+        """True when this start booted a saved formed cluster (lab/embedded/ready.py)."""
+        return self._ready is not None
 
     def keeps_changes(self) -> bool:
-        return False  # a fresh lab every time
+        return False  # every start is fresh, or its ready state (which holds no guest)
 
     def join_password(self) -> str | None:
         return None  # nodes share root's SSH key: `pvecm add --use_ssh`
@@ -100,6 +106,9 @@ class EmbeddedLab(RefusesWhatItLacks):
         config = self.config
         self.state.claim()
         self._check_subnet_free()
+        self._ready = ready.find(config) if config.formed == "reuse" else None
+        if self._ready is not None:  # before provisioning: it keeps the restored keys
+            ready.restore(self._ready, config)
         self.state.add("links", config.bridge)
         network.create_bridge(config)
         self._nfs = nfs_server.start(config.host_address, config.lab_dir, provision.REPO_ROOT)
@@ -116,6 +125,33 @@ class EmbeddedLab(RefusesWhatItLacks):
             self._power[node].boot()
         self._wait_for_ssh(config.node_names)
         self._started = True
+
+    def save_ready(self) -> None:
+        """Save the formed cluster as the lab's ready state: every node powered off
+        cleanly (in parallel, bounded), its files copied, every node booted again; returns
+        when each answers SSH (the harness then waits for quorum)."""
+        if Capability.SNAPSHOT not in self.capabilities:
+            raise LabError(f"lab '{self.name}' keeps no ready state (formed=never)",
+                           hint="make it with formed='reuse' (--lab-formed reuse)")
+        names = self.config.node_names
+        deadline = time.monotonic() + 20.0
+        for request in [self._power[n].request_poweroff() for n in names]:
+            if request is not None:
+                try:
+                    request.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    request.kill()
+                    request.wait(timeout=5)
+        unclean = [n for n in names if not self._power[n].wait_off(deadline)]
+        if unclean:
+            print(f"pvechaos: lab '{self.name}': {', '.join(unclean)} did not power off "
+                  "in time and lost power instead; saving the ready state anyway")
+        try:
+            ready.save(self.config)
+        finally:  # the module goes on with its cluster even when nothing was saved
+            for node in names:
+                self._power[node].boot()
+            self._wait_for_ssh(names)
 
     def _check_subnet_free(self) -> None:
         out = network.sh("ip", "-o", "-4", "addr", "show").stdout
@@ -278,4 +314,5 @@ class EmbeddedLab(RefusesWhatItLacks):
             "lab": self.kind, "lab.name": self.name, "lab.subnet": self.config.subnet,
             "pve.version": self.config.pve_version, "nodes": str(self.config.node_count),
             "timescale": f"{self.config.timescale:g}",
+            **({"lab.ready": self._ready.when} if self._ready is not None else {}),
         }

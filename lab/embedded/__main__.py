@@ -1,4 +1,5 @@
-"""`python -m lab.embedded cleanup [NAME...]`: remove what killed runs left behind.
+"""`python -m lab.embedded cleanup [NAME...]`: remove what killed runs left behind, and
+the labs' saved formed clusters (lab/embedded/ready.py).
 
 Removing a lab's namespaces, links, cgroups and processes needs root: run as another user
 it stops at once (exit 2) and says so, and an operation refused on the way (root without
@@ -11,8 +12,9 @@ import os
 import sys
 
 from harness.errors import PvechaosError
+from lab.embedded import ready
 from lab.embedded.config import STATE_ROOT, EmbeddedConfig
-from lab.embedded.state import sweep
+from lab.embedded.state import lab_names, sweep
 
 NEEDS = "removing a lab's namespaces, links, cgroups and processes needs root"
 
@@ -29,7 +31,7 @@ def main(argv: list[str]) -> int:
         print(f"pvechaos: cleanup run as uid {os.geteuid()}: {NEEDS}\n"
               f"  fix: run it as root: {_command(argv[1:])}", file=sys.stderr)
         return 2
-    names = argv[1:] or sorted(p.name for p in STATE_ROOT.glob("*") if p.is_dir())
+    names = argv[1:] or lab_names(STATE_ROOT)
     try:
         for name in names:
             lab = __import__("lab.embedded", fromlist=["EmbeddedLab"]).EmbeddedLab(
@@ -37,6 +39,8 @@ def main(argv: list[str]) -> int:
             found = sweep(lab.config.lab_dir)
             lab._remove_stray_kernel_objects()
             print(f"{name}: {'cleaned' if found else 'nothing to clean'}")
+        for name in ready.remove(STATE_ROOT, argv[1:] or None):
+            print(f"{name}: its ready state (a saved formed cluster) removed")
     except PvechaosError as exc:
         print(f"pvechaos: {exc}", file=sys.stderr)
         return 1

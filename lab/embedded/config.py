@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.timescale import REAL_TIME, Timescale
-from lab.options import LAB_NAME, LAB_NAME_RULE, MIN_SUBNET_ADDRESSES, PVE_VERSION
+from lab.options import FORMED, LAB_NAME, LAB_NAME_RULE, MIN_SUBNET_ADDRESSES, PVE_VERSION
 
 DEFAULT_RANGE = "198.18.0.0/15"
 DEFAULT_PVE_VERSION = "8.4.1"
@@ -30,6 +30,11 @@ class EmbeddedConfig:
     # "shared" serves one directory (pvemu/pmxcfs_shared.py says why it exists); "auto":
     # cpg at real time, shared under a timescale < 1
     pmxcfs: str = "auto"
+    # the cluster bring_up forms (--cluster-name): part of the ready state's key
+    cluster_name: str = "pvechaos"
+    # "reuse": boot the cluster formed by an earlier run when its ready state matches
+    # (lab/embedded/ready.py), and save one after formation; "never": form every time
+    formed: str = "never"
 
     def __post_init__(self) -> None:
         if not LAB_NAME.fullmatch(self.name):  # the rules are lab/options.py's
@@ -62,6 +67,9 @@ class EmbeddedConfig:
         if self.pmxcfs not in ("auto", "cpg", "shared"):
             raise ConfigError(f"pmxcfs model {self.pmxcfs!r} is not known",
                               hint="use auto, cpg or shared")
+        if self.formed not in FORMED:
+            raise ConfigError(f"formed-cluster mode {self.formed!r} is not known",
+                              hint=f"use {' or '.join(FORMED)}")
         if not isinstance(self.timescale, Timescale):
             raise ConfigError(f"timescale {self.timescale!r} is not a Timescale",
                               hint="make it once with harness.timescale.Timescale(factor)")

@@ -101,6 +101,28 @@ class NodePower:
         self.state.set_process(self.name, None)
         self.state.set_process(f"{self.name}-launcher", None)
 
+    def request_poweroff(self) -> subprocess.Popen | None:
+        """Press the node's power button: its `poweroff` (run inside the node) asks the
+        init to stop every service in order (the HA daemons release their locks), then
+        the init ends. Returns the command's process (None: the node is off);
+        ``wait_off`` then waits for the end, bounded."""
+        if not self.powered:
+            return None
+        return subprocess.Popen(
+            ["nsenter", f"--target={self.init_pid}", "--mount", "--uts", "--net", "--pid",
+             "--", "/usr/local/sbin/poweroff"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+    def wait_off(self, deadline: float) -> bool:
+        """Wait (until the monotonic ``deadline``) for a requested poweroff to end the
+        init; then power is cut either way, which also clears the node's records. True
+        when it went off by itself."""
+        while self.powered and time.monotonic() < deadline:
+            time.sleep(0.05)
+        clean = not self.powered
+        self.cut()
+        return clean
+
     # -- freeze / thaw ---------------------------------------------------------------
     def freeze(self) -> None:
         """Stop every process of the node at once (its clocks run on: §9.3)."""

@@ -113,6 +113,15 @@ def remove_cgroups(paths: list[str]) -> None:
         freeze.remove(Path(path))
 
 
+def lab_names(state_root: Path) -> list[str]:
+    """The labs with a directory under the state root (not `.ready`, lab/embedded/ready.py:
+    no lab name starts with a dot)."""
+    from lab.options import LAB_NAME
+
+    return sorted(p.name for p in state_root.glob("*")
+                  if p.is_dir() and LAB_NAME.fullmatch(p.name))
+
+
 def sweep(lab_dir: Path, *, take_detached: bool = False) -> bool:
     """Remove everything a previous run of this lab left. True when something was found.
     A lab left running on purpose (``LabState.detach``) is removed only with

@@ -44,8 +44,9 @@ class SnapshotTwin(EmbeddedLab):
 
 @pytest.fixture(scope="module")
 def twin():
+    # formed="reuse": a lab that keeps a ready state (formed="never" drops SNAPSHOT)
     lab = SnapshotTwin(EmbeddedConfig(name="ready", subnet="198.18.98.0/24",
-                                      timescale=Timescale(0.1)))
+                                      timescale=Timescale(0.1), formed="reuse"))
     with running(lab) as cluster:  # not formed: bring_up does that
         yield lab, cluster
 

@@ -40,3 +40,22 @@ def test_cleanup_refused_as_root_names_the_path_and_the_fix(monkeypatch, tmp_pat
 def test_cleanup_without_the_verb_is_a_usage_error(capsys):
     assert cleanup.main([]) == 2
     assert "usage: python -m lab.embedded cleanup" in capsys.readouterr().err
+
+
+def test_cleanup_takes_the_labs_ready_states_and_never_as_a_lab(monkeypatch, tmp_path, capsys):
+    from lab.embedded import EmbeddedLab
+
+    monkeypatch.setattr(cleanup.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(cleanup, "STATE_ROOT", tmp_path)
+    monkeypatch.setattr(EmbeddedLab, "_remove_stray_kernel_objects", lambda self: None)
+    swept: list[str] = []
+    monkeypatch.setattr(cleanup, "sweep", lambda lab_dir: swept.append(lab_dir.name) or True)
+    (tmp_path / "lab1").mkdir()
+    for name in ("lab1", "gw0"):  # a saved formed cluster (lab/embedded/ready.py)
+        (tmp_path / ".ready" / name).mkdir(parents=True)
+    assert cleanup.main(["cleanup"]) == 0
+    out = capsys.readouterr().out
+    assert swept == ["lab1"]  # `.ready` is no lab
+    assert "gw0: its ready state (a saved formed cluster) removed" in out
+    assert "lab1: its ready state" in out
+    assert not (tmp_path / ".ready").exists()
