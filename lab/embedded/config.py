@@ -30,6 +30,9 @@ class EmbeddedConfig:
     # "shared" serves one directory (pvemu/pmxcfs_shared.py says why it exists); "auto":
     # cpg at real time, shared under a timescale < 1
     pmxcfs: str = "auto"
+    # a QDevice arbiter: its own namespace on the lab bridge running the real
+    # corosync-qnetd (lab/embedded/qnetd.py); the nodes set it up with `pvecm qdevice setup`
+    qdevice: bool = False
 
     def __post_init__(self) -> None:
         if not LAB_NAME.fullmatch(self.name):  # the rules are lab/options.py's
@@ -100,6 +103,17 @@ class EmbeddedConfig:
 
     def netns(self, node: str) -> str:
         return f"pvechaos-{self.name}-{node}"
+
+    # the QDevice arbiter ("qnetd host"): .10, just below the nodes' .11..
+    QNETD = "qnetd"
+
+    @property
+    def qnetd_address(self) -> str:
+        return str(self.network.network_address + 10)
+
+    @property
+    def qnetd_veth(self) -> str:
+        return f"pvc-{self.name}-q"
 
     @property
     def lab_dir(self) -> Path:

@@ -74,8 +74,11 @@ def test_status_with_qdevice_voting(load):
     assert s.quorate is True
     assert s.flags == ("Quorate", "Qdevice")
     assert (s.nodes, s.expected_votes, s.total_votes, s.quorum) == (2, 3, 3, 2)
-    # the Qdevice column is not part of the name, and the 0x00000000 row is no member
-    assert s.members == (Member(1, 1, "192.168.1.11", local=True), Member(2, 1, "192.168.1.12"))
+    # the Qdevice column is the member's qdevice flags, and the 0x00000000 row is no member
+    assert s.members == (Member(1, 1, "192.168.1.11", True, ("A", "V", "NMW")),
+                         Member(2, 1, "192.168.1.12", False, ("A", "V", "NMW")))
+    assert (s.has_qdevice, s.device_votes, s.device_voting) == (True, 1, True)
+    assert s.configured_votes == 3
 
 
 def test_status_with_qdevice_not_voting(load):
@@ -84,7 +87,10 @@ def test_status_with_qdevice_not_voting(load):
     assert s.quorate is True
     assert s.flags == ("Quorate", "Qdevice")
     assert (s.expected_votes, s.total_votes) == (3, 2)
-    assert s.members == (Member(1, 1, "192.168.1.11", local=True), Member(2, 1, "192.168.1.12"))
+    assert s.members == (Member(1, 1, "192.168.1.11", True, ("A", "NV", "NMW")),
+                         Member(2, 1, "192.168.1.12", False, ("A", "NV", "NMW")))
+    assert (s.has_qdevice, s.device_votes, s.device_voting) == (True, 1, False)
+    assert s.configured_votes == 3
 
 
 STATUS_FILES = [f"{v}/pvecm_status_{case}.txt" for v in VERSIONS
@@ -183,7 +189,8 @@ def test_nodes_docs_example(load):
 
 def test_nodes_with_qdevice(load):
     assert parse_pvecm_nodes(load("pve8/pvecm_nodes_qdevice.txt")) == (
-        Member(1, 1, "node1", local=True), Member(2, 1, "node2"))
+        Member(1, 1, "node1", True, ("A", "V", "NMW")), Member(2, 1, "node2", False,
+                                                              ("A", "V", "NMW")))
 
 
 @pytest.mark.parametrize("text", ["", "corosync-quorumtool: command not found\n",
