@@ -100,8 +100,10 @@ def device_view(cluster, names, *, voting: bool, expected_total: int | None = No
             if not (s.quorate and s.has_qdevice and mine and mine.qdevice[:2] == ("A", vote)
                     and s.device_voting is voting
                     and (expected_total is None or s.total_votes == expected_total)):
+                unit = cluster.node(name).run("systemctl", "is-active", "corosync-qdevice")
                 return NotYet(f"{name}: quorate={s.quorate} flags={s.flags} "
-                              f"qdevice={mine.qdevice if mine else None} total={s.total_votes}")
+                              f"qdevice={mine.qdevice if mine else None} total={s.total_votes}"
+                              f" corosync-qdevice unit {unit.stdout.strip()}")
             seen[name] = s
         return seen
     return check

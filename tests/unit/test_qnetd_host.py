@@ -70,6 +70,9 @@ def test_the_nodes_run_corosync_qdevice_once_its_db_exists():
     assert names.index("corosync") < names.index("corosync-qdevice")  # After=corosync
     assert unit.condition == "/etc/corosync/qdevice/net/nssdb/cert9.db"
     assert unit.restart_on_failure  # Restart=on-failure
-    assert unit.argv[-1].endswith("exec /usr/sbin/corosync-qdevice -f")
+    start = unit.argv[-1]
+    assert start.endswith("exec /usr/sbin/corosync-qdevice -f")
+    # it waits (bounded) for corosync's cmap to hold the device, as After=corosync does
+    assert "for _ in $(seq 100)" in start and "corosync-cmapctl -g quorum.device.model" in start
     order = pid1.SHUTDOWN_ORDER
     assert order.index("corosync-qdevice") < order.index("corosync")
