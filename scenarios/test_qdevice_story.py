@@ -88,8 +88,9 @@ def qnetd(lab, faults, story: Story, *, lost: bool):
 
 
 def device_view(cluster, names, *, voting: bool, expected_total: int | None = None):
-    """Every node in ``names`` quorate, its qdevice alive (A), the device voting for it
-    (V) or not (NV); the status per node."""
+    """Every node in ``names`` quorate, and in its view every member's qdevice alive (A)
+    and the device voting for it (V) or not (NV); the status per node. A node learns the
+    other members' flags from their own polls: its view of them lags its own."""
     vote = "V" if voting else "NV"
 
     def check():
@@ -97,12 +98,13 @@ def device_view(cluster, names, *, voting: bool, expected_total: int | None = No
         for name in names:
             s = cluster.node(name).quorum(timeout_s=5)
             mine = next((m for m in s.members if m.local), None)
-            if not (s.quorate and s.has_qdevice and mine and mine.qdevice[:2] == ("A", vote)
+            if not (s.quorate and s.has_qdevice and mine
+                    and all(m.qdevice[:2] == ("A", vote) for m in s.members)
                     and s.device_voting is voting
                     and (expected_total is None or s.total_votes == expected_total)):
                 unit = cluster.node(name).run("systemctl", "is-active", "corosync-qdevice")
                 return NotYet(f"{name}: quorate={s.quorate} flags={s.flags} "
-                              f"qdevice={mine.qdevice if mine else None} total={s.total_votes}"
+                              f"qdevice={[m.qdevice for m in s.members]} total={s.total_votes}"
                               f" corosync-qdevice unit {unit.stdout.strip()}")
             seen[name] = s
         return seen
