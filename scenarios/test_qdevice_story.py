@@ -8,9 +8,11 @@ corosync-qdevice on both nodes, set up with `pvecm qdevice setup` as PVE does.
    device voting for neither (A,NV: ffsplit votes NACK once disconnected, §1.5); nothing
    moves; qnetd back: the device votes again;
 3. power cut of the guest's node: the survivor stays quorate on its vote and the
-   device's, and HA recovers the guest there within PVE's predicted window. Whether
-   quorum lapses while qdevice re-syncs is Unverified (§1.5): the lapse is recorded as
-   measured, with no window;
+   device's, and HA recovers the guest there. With a QDevice the survivor's membership
+   view changes later than corosync's token + consensus (qdevice's sync; §1.5 leaves it
+   Unverified): that detection and any quorum lapse are recorded as measured, with no
+   window, and PVE's fence / restart / recovery windows are counted from the detection
+   the survivor showed (our reading, a Guess);
 4. qnetd lost too: the survivor is inquorate (1 of 3 votes) and its LRM, active with the
    guest, self-fences: the node resets within the self-fence window counted from the
    quorum loss it shows (the loss waits for qdevice's own timers, unscaled);
@@ -29,10 +31,17 @@ import allure
 import pytest
 
 from harness.events import HaServiceState
-from harness.expectations import first_start_bound, self_fence_window, widen
+from harness.expectations import (
+    fence_ack_window,
+    fence_window,
+    first_start_bound,
+    recovery_window,
+    self_fence_window,
+    widen,
+)
 from harness.expectations.windows import Window
 from harness.metrics import time_to_heal, time_to_quorum_loss
-from harness.recovery import WATCHER_SLACK, Recovery
+from harness.recovery import WATCHER_SLACK, Recovery, probe_slack
 from harness.timeline import EventKind
 from harness.waits import NotYet, wait_until
 
@@ -174,11 +183,49 @@ def test_qnetd_lost_both_nodes_stay_quorate(lab, cluster, guest, story, faults, 
                    timeout_s=QDEVICE_TIMEOUT_S)
 
 
+def shifted(window: Window, shift: float) -> Window:
+    return Window(window.low_s + shift, window.high_s + shift,
+                  f"{window.basis}; counted from the detection the survivor showed "
+                  f"({shift:+.2f} s from corosync's: qdevice's sync, §1.5 unverified)")
+
+
+def judge_from_detection(rec: Recovery, c, probe) -> list[str]:
+    """PVE's windows for the recovery, counted from the detection the survivor showed
+    instead of corosync's (token + consensus): with a QDevice the survivor's membership
+    view waits for qdevice's sync (§1.5 Unverified; measured here, no window of its own).
+    Returns what lies outside (empty: every figure inside)."""
+    master_died = rec.was_master
+    detect = rec.figures["time_to_detect"][0].value_s
+    shift = detect - c.detection
+    windows = {
+        "time_to_fence": fence_window(c, master_died=master_died, slack=WATCHER_SLACK),
+        "time_to_fence_ack": fence_ack_window(c, master_died=master_died,
+                                              slack=WATCHER_SLACK),
+        "time_to_restart": recovery_window(c, master_died=master_died, lrm_pickup=False,
+                                           slack=WATCHER_SLACK),
+        "time_to_recovery": recovery_window(c, master_died=master_died,
+                                            slack=probe_slack(probe)),
+    }
+    outside = []
+    for name, window in windows.items():
+        value = rec.figures[name][0].value_s
+        w = shifted(window, shift)
+        allure.dynamic.parameter(name, f"{value:.2f} s in {w.low_s:.1f}..{w.high_s:.1f} s")
+        if value not in w:
+            outside.append(f"{name} {value:.2f} s outside {w}")
+    return outside
+
+
 @allure.story("Power cut of the guest's node")
-def test_power_cut_survivor_quorate_through_the_device(cluster, guest, story, meter,
-                                                       budget, timeline, metrics):
+def test_power_cut_survivor_quorate_through_the_device(cluster, guest, story, meter, probe,
+                                                       budget, timeline, metrics, faults,
+                                                       constants):
     with allure.step(f"power cut {story.first}, wait for {guest.sid} to serve again"):
-        rec = meter.power_cut(story.first)
+        master = meter.master()
+        cut = faults.power_cut(story.first).started
+        # every figure recorded as measured: corosync's detection window does not hold
+        # with a QDevice (below); PVE's windows are applied from the observed detection
+        rec = meter.measure(cut, story.first, master, judged=False)
     story.recovery = rec
     assert rec.restarted_on == story.survivor, rec
     with allure.step(f"{story.survivor}: quorate on its vote and the device's"):
@@ -192,8 +239,12 @@ def test_power_cut_survivor_quorate_through_the_device(cluster, guest, story, me
     metrics.record("qdevice_quorum_lapse", lapse, node=story.survivor,
                    note="measured (pve-operations §1.5: unverified), no window")
     allure.dynamic.parameter("survivor's quorum lapse after the cut", f"{lapse:.2f} s")
-    with allure.step("every figure inside PVE's predicted window"):
-        rec.check_behaviour(budget)
+    with allure.step("fence, restart and recovery inside PVE's windows, counted from the "
+                     "detection the survivor showed"):
+        outside = judge_from_detection(rec, constants, probe)
+        assert not outside, "HA did not behave as PVE designs it:\n" + "\n".join(outside)
+    recovery = rec.figures["time_to_recovery"][0].value_s
+    assert recovery <= budget.seconds, f"recovery {recovery:.1f} s over the budget {budget}"
 
 
 @allure.story("qnetd lost too: the survivor self-fences")

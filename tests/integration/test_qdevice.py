@@ -58,23 +58,23 @@ def test_the_qnetd_host_runs_qnetd_with_its_own_ca(lab_and_cluster):
     with socket.create_connection((address, 5403), timeout=3):
         pass
     ca = cluster.node("node1").check("ssh", f"root@{address}", "cat",
-                                     "/etc/corosync/qnetd/nssdb/qnetd-cacert.crt").stdout
+                                     "/etc/corosync/qnetd/nssdb/qnetd-cacert.crt")
     assert "BEGIN CERTIFICATE" in ca
     host_ca = Path("/etc/corosync/qnetd/nssdb/qnetd-cacert.crt")
     if host_ca.exists():  # the host's install made its own CA: the lab never uses it
         assert host_ca.read_text() != ca
     user = cluster.node("node1").check(
-        "ssh", f"root@{address}", "ps", "-o", "user=", "-C", "corosync-qnetd").stdout.split()
+        "ssh", f"root@{address}", "ps", "-o", "user=", "-C", "corosync-qnetd").split()
     assert user == ["coroqnetd"]
 
 
 def test_setup_adds_the_device_and_both_nodes_vote_through_it(lab_and_cluster):
     lab, cluster = lab_and_cluster
     node1 = cluster.node("node1")
-    before = corosync_conf.config_version(node1.check("cat", "/etc/pve/corosync.conf").stdout)
-    out = node1.check("pvecm", "qdevice", "setup", lab.qnetd_address(), timeout_s=120).stdout
+    before = corosync_conf.config_version(node1.check("cat", "/etc/pve/corosync.conf"))
+    out = node1.check("pvecm", "qdevice", "setup", lab.qnetd_address(), timeout_s=120)
     assert "INFO: add QDevice to cluster configuration" in out
-    conf_text = node1.check("cat", "/etc/pve/corosync.conf").stdout
+    conf_text = node1.check("cat", "/etc/pve/corosync.conf")
     assert corosync_conf.config_version(conf_text) == before + 1
     assert corosync_conf.parse(conf_text)["quorum"]["device"] == {
         "model": "net", "votes": "1",
@@ -85,7 +85,7 @@ def test_setup_adds_the_device_and_both_nodes_vote_through_it(lab_and_cluster):
     for s in seen.values():
         assert (s.expected_votes, s.total_votes, s.quorum) == (3, 3, 2)
         assert s.flags == ("Quorate", "Qdevice")
-    state = cluster.node("node2").check("corosync-qdevice-tool", "-sv").stdout
+    state = cluster.node("node2").check("corosync-qdevice-tool", "-sv")
     assert "State:\t\t\tConnected" in state and "Fifty-Fifty split" in state
     # the CA and the p12 went through /etc/pve and were deleted there
     assert node1.run("ls", "/etc/pve/qnetd-cacert.crt", "/etc/pve/qdevice-net-node.p12").rc != 0
@@ -112,7 +112,7 @@ def test_qnetd_lost_leaves_both_nodes_quorate_without_the_device_vote(lab_and_cl
 
 def test_remove_drops_the_device_everywhere(lab_and_cluster):
     _, cluster = lab_and_cluster
-    out = cluster.node("node2").check("pvecm", "qdevice", "remove", timeout_s=60).stdout
+    out = cluster.node("node2").check("pvecm", "qdevice", "remove", timeout_s=60)
     assert out.strip().endswith("Removed Qdevice.")
     seen = wait_until("the device gone from both nodes", statuses(
         cluster, lambda s, me: not s.has_qdevice and s.expected_votes == 2),
