@@ -293,9 +293,11 @@ def test_heal_whole_with_the_device(lab, cluster, guest, story, faults, timeline
     for name in cluster.names:
         with allure.step(f"{name}: two members, expected votes 3 with the device, quorate"):
             cluster.node(name).wait_reachable(timeout_s=BOOT_BOUND_S)
-            cluster.wait_whole_view(name, timeout_s=MEMBERSHIP_TIMEOUT_S + QDEVICE_TIMEOUT_S)
-    metrics.record_observed("time_to_heal", lambda: time_to_heal(timeline, on, cluster.names),
-                            timeout_s=15)
+            whole = cluster.wait_whole_view(name,
+                                            timeout_s=MEMBERSHIP_TIMEOUT_S + QDEVICE_TIMEOUT_S)
+            assert whole.expected_votes == whole.configured_votes == 3, whole
+    metrics.record_observed("time_to_heal", lambda: time_to_heal(
+        timeline, on, cluster.names, expected_votes=3), timeout_s=15)
     wait_until("the device to vote on every node",
                device_view(cluster, cluster.names, voting=True, expected_total=3),
                timeout_s=QDEVICE_TIMEOUT_S)
