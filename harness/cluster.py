@@ -125,13 +125,15 @@ class Cluster:
 
     def wait_whole_view(self, name: str, *, timeout_s: float = 60.0) -> QuorumStatus:
         """Wait (bounded) until ``name``'s `pvecm status` shows every node a member,
-        quorate, with expected votes back to the node count (a healed cluster)."""
+        quorate, with expected votes back to the votes configured: the members' and a
+        QDevice's (a healed cluster; one vote per node without a QDevice)."""
         names = sorted(self._nodes)
 
         def whole() -> QuorumStatus | NotYet:
             status = self.node(name).quorum(timeout_s=5)
             members = sorted(map(self.name_of, status.member_names))
-            if status.quorate and members == names and status.expected_votes == len(names):
+            if status.quorate and members == names \
+                    and status.expected_votes == status.configured_votes:
                 return status
             return NotYet(f"quorate={status.quorate} members={members} "
                           f"expected={status.expected_votes}")

@@ -142,13 +142,16 @@ def time_to_quorum(timeline: Timeline, action: Event, node: str) -> float | None
     return _all_nodes_by(timeline, [node], action, lambda v: v.quorate)
 
 
-def time_to_heal(timeline: Timeline, power_on: Event, nodes: Iterable[str]) -> float | None:
-    """Power on -> every node quorate, with every node a member and expected votes whole."""
+def time_to_heal(timeline: Timeline, power_on: Event, nodes: Iterable[str], *,
+                 expected_votes: int | None = None) -> float | None:
+    """Power on -> every node quorate, with every node a member and expected votes whole:
+    ``expected_votes``, one per node unless given (a QDevice adds its own)."""
     nodes = list(nodes)
+    whole = len(nodes) if expected_votes is None else expected_votes
     return _all_nodes_by(
         timeline, nodes, power_on,
         lambda v: v.quorate and sorted(v.members) == sorted(nodes)
-        and v.expected_votes == len(nodes))
+        and v.expected_votes == whole)
 
 
 # -- recovery figures: HA's view (the HA watcher) and the guest's (the probe) --------------

@@ -28,6 +28,7 @@ DEFAULT_NODES = 3
 # --lab-formed: "reuse" boots the cluster an earlier module formed (its ready state) when
 # nothing that shapes it changed; "never" forms it in every module
 FORMED = ("reuse", "never")
+QDEVICE_NODES = 2  # two nodes only with a QDevice's third vote (pve-operations.md §1.3)
 
 
 def lab_name(raw: str | None) -> str | None:
@@ -85,9 +86,9 @@ def pve_version(raw: str | None, flavour: str) -> str:
     return raw
 
 
-def node_count(raw: str | None, kind: str = "embedded") -> int:
-    """--nodes: the embedded lab's node count, 3 to 9 (3 when not given); refused for the
-    other labs, whose nodes their YAML file names."""
+def node_count(raw: str | None, kind: str = "embedded", *, qdevice: bool = False) -> int:
+    """--nodes: the embedded lab's node count, 3 to 9 (3 when not given), or 2 together
+    with --qdevice; refused for the other labs, whose nodes their YAML file names."""
     if raw is None:
         return DEFAULT_NODES
     if kind != "embedded":
@@ -98,10 +99,14 @@ def node_count(raw: str | None, kind: str = "embedded") -> int:
         count = int(raw)
     except ValueError:
         count = 0
-    if count not in NODES:
+    if count == QDEVICE_NODES and not qdevice:
+        refuse("--nodes", raw, "two nodes have no quorum once one is lost; PVE supports "
+               "them only with a QDevice's vote", "add --qdevice (a corosync-qnetd arbiter "
+               "in the lab), or give --nodes 3 or more")
+    if count not in NODES and not (count == QDEVICE_NODES and qdevice):
         refuse("--nodes", raw, f"not a node count from {NODES.start} to {NODES.stop - 1}",
                f"give {NODES.start} (PVE's minimum for HA) to {NODES.stop - 1}, e.g. "
-               "--nodes 5")
+               "--nodes 5, or --nodes 2 --qdevice")
     return count
 
 
@@ -117,3 +122,12 @@ def lab_formed(raw: str, kind: str = "embedded") -> str:
                "drop --lab-formed: the libvirt lab reverts to its `ready` snapshot, an "
                "inventory's cluster exists already")
     return raw
+
+
+def qdevice(flag: bool, kind: str = "embedded") -> bool:
+    """--qdevice: the embedded lab's corosync-qnetd arbiter; refused for the other labs."""
+    if flag and kind != "embedded":
+        refuse("--qdevice", "on", f"only the embedded lab makes a qnetd host, not --lab {kind}",
+               "drop --qdevice: set the QDevice up on that cluster yourself "
+               "(pvecm qdevice setup)")
+    return flag

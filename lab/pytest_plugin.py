@@ -55,6 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--nodes", default=None, metavar="N",
                     help="embedded lab: how many nodes, 3 to 9; each has one vote, expected "
                          "votes are their count, as PVE sets them (default: 3)")
+    group.addoption("--qdevice", action="store_true", default=False,
+                    help="embedded lab: add a QDevice arbiter, the real corosync-qnetd in "
+                         "a namespace of its own (lab.qnetd_address()); needed for --nodes 2")
     group.addoption("--lab-subnet", default="198.18.0.0/24",
                     help="embedded lab subnet; xdist worker N uses the N+1-th next one "
                          "(default: %(default)s)")
@@ -102,7 +105,8 @@ def lab_options(config: pytest.Config, *, forms: bool = False) -> dict[str, obje
     (marker ``formation``), so an embedded lab forms its cluster afresh."""
     index = worker_index(config)
     kind = config.getoption("lab")
-    nodes = options.node_count(config.getoption("nodes"), kind)
+    qdevice = options.qdevice(config.getoption("qdevice"), kind)
+    nodes = options.node_count(config.getoption("nodes"), kind, qdevice=qdevice)
     formed = options.lab_formed(config.getoption("lab_formed"), kind)
     if kind == "libvirt":  # worker gwN's lab is lab N (a plain run uses lab 0)
         return {"lab_config": config.getoption("lab_config"), "worker": index or 0,
@@ -127,6 +131,7 @@ def lab_options(config: pytest.Config, *, forms: bool = False) -> dict[str, obje
         "subnet": str(subnet),
         "allowed_range": config.getoption("lab_range"),
         "node_count": nodes,
+        "qdevice": qdevice,
         "pve_version": options.pve_version(config.getoption("pve_version"),
                                            config.getoption("pve_flavour")),
         "node_versions": versions,

@@ -27,7 +27,7 @@ from harness.lab_api import (
     RefusesWhatItLacks,
     SharedStorage,
 )
-from lab.embedded import freeze, network, nfs_server, preflight, provision, ready
+from lab.embedded import freeze, network, nfs_server, preflight, provision, qnetd, ready
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.node import NodePower
 from lab.embedded.provision import CT_TEMPLATE
@@ -50,6 +50,7 @@ class EmbeddedLab(RefusesWhatItLacks):
         self._power = {n: NodePower(config, n, self.state) for n in config.node_names}
         self._started = False
         self._nfs: subprocess.Popen | None = None
+        self._qnetd: subprocess.Popen | None = None  # the QDevice arbiter (--qdevice)
         self._storage_out = False
         self._ready: ready.Ready | None = None  # the ready state this start booted
         if config.formed == "never":  # no ready state: neither booted nor saved
@@ -97,6 +98,7 @@ class EmbeddedLab(RefusesWhatItLacks):
     def _remove_stray_kernel_objects(self) -> None:
         """Objects named for this lab but listed in no state file (a run killed early)."""
         network.remove_lab_network(self.config)
+        qnetd.remove_network(self.config)
         for node in self.config.node_names:
             path = freeze.cgroup_path(self.name, node)
             if path is not None:
@@ -121,9 +123,13 @@ class EmbeddedLab(RefusesWhatItLacks):
         for node in config.node_names:
             provision.provision_node(config, node, lab_key)
         provision.write_known_hosts(config)
+        if config.qdevice:
+            self._start_qnetd(lab_key)
         for node in config.node_names:
             self._power[node].boot()
         self._wait_for_ssh(config.node_names)
+        if config.qdevice:
+            self._wait_for_ssh([config.QNETD])
         self._started = True
 
     def save_ready(self) -> None:
@@ -153,6 +159,14 @@ class EmbeddedLab(RefusesWhatItLacks):
                 self._power[node].boot()
             self._wait_for_ssh(names)
 
+    def _start_qnetd(self, lab_key) -> None:
+        qnetd.check_installed()
+        self.state.add("netns", self.config.netns(self.config.QNETD))
+        self.state.add("links", self.config.qnetd_veth)
+        qnetd.create_network(self.config)
+        qnetd.provision_host(self.config, lab_key)
+        self._qnetd = qnetd.start(self.config, self.state)
+
     def _check_subnet_free(self) -> None:
         out = network.sh("ip", "-o", "-4", "addr", "show").stdout
         for line in out.splitlines():
@@ -171,7 +185,9 @@ class EmbeddedLab(RefusesWhatItLacks):
         while pending:
             for node in sorted(pending):
                 try:
-                    with socket.create_connection((self.config.node_address(node), 22),
+                    address = self.config.qnetd_address if node == self.config.QNETD \
+                        else self.config.node_address(node)
+                    with socket.create_connection((address, 22),
                                                   timeout=0.5) as conn:
                         if conn.recv(4).startswith(b"SSH"):
                             pending.discard(node)
@@ -194,12 +210,15 @@ class EmbeddedLab(RefusesWhatItLacks):
             except LabError as exc:
                 errors.append(exc)
         self._stop_nfs_server()
+        qnetd.stop(self._qnetd, self.state)
+        self._qnetd = None
         try:
             remove_cgroups(self.state.data.get("cgroups", []))
             kill_recorded(self.state.data.get("processes", {}))
         except LabError as exc:
             errors.append(exc)
         network.remove_lab_network(self.config)
+        qnetd.remove_network(self.config)
         if self.config.lab_dir.exists():
             import shutil
             shutil.rmtree(self.config.lab_dir, ignore_errors=True)
@@ -285,6 +304,25 @@ class EmbeddedLab(RefusesWhatItLacks):
                            hint="start the lab first (its start() runs the server)")
         self._nfs.send_signal(sig)
 
+    # -- the QDevice arbiter (--qdevice) ---------------------------------------------
+    def qnetd_address(self) -> str | None:
+        """Where `pvecm qdevice setup` finds corosync-qnetd; None without --qdevice."""
+        return self.config.qnetd_address if self.config.qdevice else None
+
+    def qnetd_lost(self) -> None:
+        """The arbiter unreachable: its link down, TCP 5403 stalls (lab/embedded/qnetd.py)."""
+        self._require_qnetd("cut the qnetd host")
+        qnetd.set_link(self.config, up=False)
+
+    def qnetd_back(self) -> None:
+        self._require_qnetd("bring the qnetd host back")
+        qnetd.set_link(self.config, up=True)
+
+    def _require_qnetd(self, verb: str) -> None:
+        if not self.config.qdevice or self._qnetd is None:
+            raise LabError(f"cannot {verb}: lab '{self.name}' has no QDevice arbiter",
+                           hint="start the lab with --qdevice (EmbeddedConfig(qdevice=True))")
+
     def is_powered(self, node: str) -> bool:
         return self._check_node(node).powered
 
@@ -315,4 +353,5 @@ class EmbeddedLab(RefusesWhatItLacks):
             "pve.version": self.config.pve_version, "nodes": str(self.config.node_count),
             "timescale": f"{self.config.timescale:g}",
             **({"lab.ready": self._ready.when} if self._ready is not None else {}),
+            **qnetd.describe(self.config),
         }

@@ -35,6 +35,9 @@ class EmbeddedConfig:
     # "reuse": boot the cluster formed by an earlier run when its ready state matches
     # (lab/embedded/ready.py), and save one after formation; "never": form every time
     formed: str = "never"
+    # a QDevice arbiter: its own namespace on the lab bridge running the real
+    # corosync-qnetd (lab/embedded/qnetd.py); the nodes set it up with `pvecm qdevice setup`
+    qdevice: bool = False
 
     def __post_init__(self) -> None:
         if not LAB_NAME.fullmatch(self.name):  # the rules are lab/options.py's
@@ -108,6 +111,17 @@ class EmbeddedConfig:
 
     def netns(self, node: str) -> str:
         return f"pvechaos-{self.name}-{node}"
+
+    # the QDevice arbiter ("qnetd host"): .10, just below the nodes' .11..
+    QNETD = "qnetd"
+
+    @property
+    def qnetd_address(self) -> str:
+        return str(self.network.network_address + 10)
+
+    @property
+    def qnetd_veth(self) -> str:
+        return f"pvc-{self.name}-q"
 
     @property
     def lab_dir(self) -> Path:

@@ -29,6 +29,15 @@ from pvemu.etc_pve import PVE_ROOT
 from pvemu.nodeinfo import BOOT_ID, CONTROL_SOCKET, SHUTDOWN_FLAG
 from pvemu.timing import Timing
 
+QDEVICE_NSSDB = "/etc/corosync/qdevice/net/nssdb/cert9.db"
+# corosync-qdevice reads quorum.device from corosync's cmap and exits when it is not there.
+# systemd starts it only once corosync (Type=notify) is ready; this init does not wait for
+# readiness, and a new corosync.conf reaches a node's cmap here only after pmxcfs's 0.2 s
+# poll and a reload: so the start waits (at most 10 s) for the key, then runs the daemon,
+# which fails as it would if the key is still missing (a stand-in of ours).
+QDEVICE_START = ("mkdir -p -m 0770 /run/corosync-qdevice; for _ in $(seq 100); do "
+                 "corosync-cmapctl -g quorum.device.model >/dev/null 2>&1 && break; "
+                 "sleep 0.1; done; exec /usr/sbin/corosync-qdevice -f")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -67,6 +76,14 @@ def services(python: str, timing: Timing) -> dict[str, Service]:
         "corosync": Service("corosync", ["/usr/sbin/corosync", "-f"],
                             "/var/log/corosync/corosync.log",
                             condition="/etc/corosync/corosync.conf"),
+        # Debian's corosync-qdevice.service: Requires=/After=corosync, Restart=on-failure,
+        # RuntimeDirectory=corosync-qdevice. Enabled by `pvecm qdevice setup`, disabled by
+        # `remove` (which deletes the NSS DB): here the DB's presence stands in for the
+        # enablement (a guess of ours; no unit is ever enabled or disabled here).
+        "corosync-qdevice": Service(
+            "corosync-qdevice", ["sh", "-c", QDEVICE_START],
+            "/var/log/corosync-qdevice.log", condition=QDEVICE_NSSDB,
+            restart_on_failure=True, restart_s=0.1),
         # Restart=on-failure, RestartSec 100 ms, 5 starts in 10 s (units.py, §2.1)
         "pve-cluster": Service("pve-cluster", [python, "-m", "pvemu.pmxcfs"],
                                "/var/log/pve-cluster.log", ready_mount=str(PVE_ROOT),
@@ -86,7 +103,7 @@ def services(python: str, timing: Timing) -> dict[str, Service]:
 
 ALIASES = {"sshd": "ssh", "pmxcfs": "pve-cluster"}
 SHUTDOWN_ORDER = ("pve-ha-lrm", "pve-ha-crm", "watchdog-mux", "ssh", "pve-cluster",
-                  "corosync")
+                  "corosync-qdevice", "corosync")
 
 
 VERBS = ("start", "stop", "restart", "is-active", "status", "kill")

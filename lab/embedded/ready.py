@@ -14,9 +14,9 @@ hosts and the sshd files are written again over the restored ones).
 It lives in ``<state_root>/.ready/<lab name>/`` (a lab name starts with a letter, so no
 lab directory is ever called that), outlives the lab directory, and is booted only by a
 lab whose key matches (``key``): the same node names and addresses, PVE versions, cluster
-name, pmxcfs model and emulator code. A state whose key does not match is removed when
-found; `pvechaos lab cleanup` removes them all. Each xdist worker has its own lab name,
-so its own state.
+name, pmxcfs model, QDevice host or not, and emulator code. A state whose key does not
+match is removed when found; `pvechaos lab cleanup` removes them all. Each xdist worker
+has its own lab name, so its own state.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ def key(config: EmbeddedConfig, code: str | None = None) -> dict[str, object]:
         "subnet": config.subnet,
         "cluster_name": config.cluster_name,
         "pmxcfs": config.pmxcfs_model,
+        "qdevice": config.qdevice,  # the qnetd host is not saved: a state is made without it
         "code": code if code is not None else code_fingerprint(),
     }
 

@@ -1,6 +1,7 @@
 """`pvecm` on an embedded node (pve-model.md §14.1).
 
-create, add (the `--use_ssh` join path), addnode, apiver, status, nodes, expected. Status,
+create, add (the `--use_ssh` join path), addnode, apiver, status, nodes, expected, and
+qdevice setup/remove (pvemu/cli/pvecm_qdevice.py). Status,
 nodes and expected run the real `corosync-quorumtool`, so what they print and their exit
 codes are corosync's own. The cluster's corosync.conf is read and written through EtcPve,
 under PVE's `file-corosync_conf` cfs lock.
@@ -303,9 +304,15 @@ def cmd_apiver(argv: list[str]) -> int:
     return 0
 
 
+def cmd_qdevice(argv: list[str]) -> int:
+    from pvemu.cli import pvecm_qdevice
+
+    return pvecm_qdevice.main(argv)
+
+
 COMMANDS = {"create": cmd_create, "add": cmd_add, "addnode": cmd_addnode,
             "apiver": cmd_apiver, "status": cmd_status, "nodes": cmd_nodes,
-            "expected": cmd_expected}
+            "expected": cmd_expected, "qdevice": cmd_qdevice}
 
 
 def main(argv: list[str] | None = None) -> int:

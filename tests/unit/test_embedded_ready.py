@@ -65,6 +65,7 @@ def formed_lab_dir(cfg: EmbeddedConfig, cluster: str = "pvechaos") -> None:
 @pytest.mark.parametrize("change", [
     {"node_count": 5}, {"subnet": "198.18.121.0/24"}, {"pve_version": "8.3.0"},
     {"node_versions": {"node3": "8.3.0"}}, {"cluster_name": "other"}, {"pmxcfs": "shared"},
+    {"qdevice": True},
 ], ids=lambda c: next(iter(c)))
 def test_what_shapes_the_cluster_changes_the_key(tmp_path, change):
     base = ready.key(config(tmp_path), CODE)
@@ -221,7 +222,7 @@ class Options:
         self.values = {"lab": "embedded", "nodes": None, "lab_subnet": "198.18.0.0/24",
                        "lab_range": "198.18.0.0/15", "node_version": [], "lab_name": None,
                        "pve_version": None, "pve_flavour": "8", "cluster_name": "pvechaos",
-                       "lab_formed": "reuse", "timescale": 0.1, **given}
+                       "lab_formed": "reuse", "qdevice": False, "timescale": 0.1, **given}
 
     def getoption(self, name: str) -> object:
         return self.values[name]

@@ -101,6 +101,17 @@ def test_time_to_heal_waits_for_every_member_and_whole_expected_votes(story):
     assert time_to_heal(tl, marks["on"], ["node1", "node2"]) is None  # they see node3 too
 
 
+def test_time_to_heal_counts_a_qdevice_vote_in_the_whole_expected_votes():
+    """Two nodes and a QDevice: whole is 3 expected votes, not the node count."""
+    tl = Timeline(Clock())
+    on = tl.record(K.FAULT_POWER_ON, "harness", NodeFault("node1"), t=10.0)
+    both = ("node1", "node2")
+    for node in both:
+        view(tl, K.MEMBERSHIP_CHANGED, node, 20.0 + len(node), both, expected=3)
+    assert time_to_heal(tl, on, both) is None  # 3 is not two nodes' one vote each
+    assert time_to_heal(tl, on, both, expected_votes=3) == pytest.approx(15.0)
+
+
 def test_time_to_heal_is_none_when_a_node_never_heals(story):
     tl, marks = story
     tl2 = Timeline(Clock())

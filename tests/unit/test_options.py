@@ -214,11 +214,27 @@ def test_a_good_pve_version_and_the_flavour_default():
 
 
 # -- --nodes ----------------------------------------------------------------------------------
-@pytest.mark.parametrize("raw", ["2", "10", "0", "-3", "five", "3.5", ""])
+@pytest.mark.parametrize("raw", ["10", "0", "-3", "five", "3.5", ""])
 def test_a_node_count_outside_three_to_nine_is_refused(raw):
     assert refused(lab_options.node_count, raw) == (
         f"--nodes {raw!r}: not a node count from 3 to 9\n"
-        "  fix: give 3 (PVE's minimum for HA) to 9, e.g. --nodes 5")
+        "  fix: give 3 (PVE's minimum for HA) to 9, e.g. --nodes 5, or --nodes 2 --qdevice")
+
+
+def test_two_nodes_need_the_qdevice():
+    message = refused(lab_options.node_count, "2")
+    assert message.startswith("--nodes '2': two nodes have no quorum once one is lost")
+    assert "fix: add --qdevice" in message
+    assert lab_options.node_count("2", qdevice=True) == 2
+    # the QDevice adds no other count below three
+    assert refused(lab_options.node_count, "1", "embedded", qdevice=True).startswith(
+        "--nodes '1': not a node count from 3 to 9")
+
+
+def test_the_qdevice_is_the_embedded_labs_alone():
+    assert lab_options.qdevice(True) is True and lab_options.qdevice(False, "libvirt") is False
+    assert refused(lab_options.qdevice, True, "inventory").startswith(
+        "--qdevice 'on': only the embedded lab makes a qnetd host, not --lab inventory")
 
 
 def test_a_node_count_is_refused_for_the_labs_that_name_their_nodes():
@@ -239,7 +255,7 @@ def test_the_node_count_reaches_the_embedded_lab(monkeypatch):
     values = {"lab": "embedded", "nodes": "5", "lab_subnet": "198.18.77.0/24",
               "lab_range": "198.18.0.0/15", "node_version": [], "lab_name": "nodes5",
               "pve_version": None, "pve_flavour": "8", "cluster_name": "pvechaos",
-              "lab_formed": "reuse"}
+              "lab_formed": "reuse", "qdevice": False}
     config = type("Config", (), {"getoption": lambda self, name: values[name]})()
     monkeypatch.setattr(plugin, "run_timescale", lambda config: Timescale(0.1))
     made = plugin.lab_options(config)
@@ -247,6 +263,24 @@ def test_the_node_count_reaches_the_embedded_lab(monkeypatch):
     lab = EmbeddedLab.from_options(**made)
     assert [n.name for n in lab.nodes()] == ["node1", "node2", "node3", "node4", "node5"]
     assert lab.nodes()[-1].address == "198.18.77.15"
+    assert lab.qnetd_address() is None
+
+
+def test_two_nodes_and_the_qdevice_reach_the_embedded_lab(monkeypatch):
+    import lab.pytest_plugin as plugin
+    from lab.embedded import EmbeddedLab
+
+    values = {"lab": "embedded", "nodes": "2", "lab_subnet": "198.18.77.0/24",
+              "lab_range": "198.18.0.0/15", "node_version": [], "lab_name": "qdev",
+              "pve_version": None, "pve_flavour": "8", "qdevice": True,
+              "cluster_name": "pvechaos", "lab_formed": "reuse"}
+    config = type("Config", (), {"getoption": lambda self, name: values[name]})()
+    monkeypatch.setattr(plugin, "run_timescale", lambda config: Timescale(0.1))
+    lab = EmbeddedLab.from_options(**plugin.lab_options(config))
+    assert [n.name for n in lab.nodes()] == ["node1", "node2"]
+    # the arbiter sits just below the nodes' .11.. (host .1, guests from .120)
+    assert lab.qnetd_address() == "198.18.77.10"
+    assert lab.describe()["qdevice.qnetd"] == "198.18.77.10:5403"
 
 
 # -- end to end: `pytest scenarios/` stops before any lab starts ----------------------------
@@ -272,7 +306,7 @@ def collect(*argv: str) -> subprocess.CompletedProcess:
      "ERROR: --metrics-file 'README.md/metrics.json': "),
     (("--cluster-name", "my cluster"), "ERROR: --cluster-name 'my cluster': not a PVE "
                                        "cluster name\n"),
-    (("--nodes", "2"), "ERROR: --nodes '2': not a node count from 3 to 9\n  fix: give 3"),
+    (("--nodes", "2"), "ERROR: --nodes '2': two nodes have no quorum once one is lost"),
 ])
 def test_pytest_scenarios_stops_with_a_usage_error_and_no_traceback(argv, message):
     done = collect(*argv)

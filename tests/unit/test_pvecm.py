@@ -74,8 +74,11 @@ def test_status_with_qdevice_voting(load):
     assert s.quorate is True
     assert s.flags == ("Quorate", "Qdevice")
     assert (s.nodes, s.expected_votes, s.total_votes, s.quorum) == (2, 3, 3, 2)
-    # the Qdevice column is not part of the name, and the 0x00000000 row is no member
-    assert s.members == (Member(1, 1, "192.168.1.11", local=True), Member(2, 1, "192.168.1.12"))
+    # the Qdevice column is the member's qdevice flags, and the 0x00000000 row is no member
+    assert s.members == (Member(1, 1, "192.168.1.11", True, ("A", "V", "NMW")),
+                         Member(2, 1, "192.168.1.12", False, ("A", "V", "NMW")))
+    assert (s.has_qdevice, s.device_votes, s.device_voting) == (True, 1, True)
+    assert s.configured_votes == 3
 
 
 def test_status_with_qdevice_not_voting(load):
@@ -84,12 +87,46 @@ def test_status_with_qdevice_not_voting(load):
     assert s.quorate is True
     assert s.flags == ("Quorate", "Qdevice")
     assert (s.expected_votes, s.total_votes) == (3, 2)
-    assert s.members == (Member(1, 1, "192.168.1.11", local=True), Member(2, 1, "192.168.1.12"))
+    assert s.members == (Member(1, 1, "192.168.1.11", True, ("A", "NV", "NMW")),
+                         Member(2, 1, "192.168.1.12", False, ("A", "NV", "NMW")))
+    assert (s.has_qdevice, s.device_votes, s.device_voting) == (True, 1, False)
+    assert s.configured_votes == 3
+
+
+# recorded on the embedded lab with the real corosync-qnetd / corosync-qdevice (--qdevice)
+LAB1, LAB2 = "198.18.143.11", "198.18.143.12"
+
+
+def test_status_recorded_with_a_voting_qdevice(load):
+    s = parse_pvecm_status(load("pve8/pvecm_status_qdevice_lab.txt"))
+    assert (s.quorate, s.flags, s.nodes) == (True, ("Quorate", "Qdevice"), 2)
+    assert (s.expected_votes, s.highest_expected, s.total_votes, s.quorum) == (3, 3, 3, 2)
+    assert s.members == (Member(1, 1, LAB1, True, ("A", "V", "NMW")),
+                         Member(2, 1, LAB2, False, ("A", "V", "NMW")))
+    assert (s.has_qdevice, s.device_votes, s.device_voting, s.configured_votes) == (
+        True, 1, True, 3)
+
+
+def test_status_recorded_with_qnetd_lost(load):
+    """ffsplit votes NACK once disconnected: quorate on the nodes' 2 of 3 votes."""
+    s = parse_pvecm_status(load("pve8/pvecm_status_qdevice_lab_qnetd_lost.txt"))
+    assert (s.quorate, s.expected_votes, s.total_votes, s.quorum) == (True, 3, 2, 2)
+    assert [m.qdevice for m in s.members] == [("A", "NV", "NMW")] * 2
+    assert (s.device_votes, s.device_voting, s.configured_votes) == (1, False, 3)
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_status_without_qdevice_has_no_device(load, version):
+    s = parse_pvecm_status(load(f"{version}/pvecm_status_quorate.txt"))
+    assert (s.has_qdevice, s.device_votes, s.device_voting) == (False, 0, False)
+    assert s.configured_votes == 3 and all(m.qdevice == () for m in s.members)
 
 
 STATUS_FILES = [f"{v}/pvecm_status_{case}.txt" for v in VERSIONS
                 for case in ("quorate", "two_of_three", "isolated", "expected_1")]
-STATUS_FILES += ["pve8/pvecm_status_docs.txt", "pve8/pvecm_status_qdevice.txt"]
+STATUS_FILES += ["pve8/pvecm_status_docs.txt", "pve8/pvecm_status_qdevice.txt",
+                 "pve8/pvecm_status_qdevice_lab.txt",
+                 "pve8/pvecm_status_qdevice_lab_qnetd_lost.txt"]
 
 
 @pytest.mark.parametrize("name", STATUS_FILES)
@@ -183,7 +220,8 @@ def test_nodes_docs_example(load):
 
 def test_nodes_with_qdevice(load):
     assert parse_pvecm_nodes(load("pve8/pvecm_nodes_qdevice.txt")) == (
-        Member(1, 1, "node1", local=True), Member(2, 1, "node2"))
+        Member(1, 1, "node1", True, ("A", "V", "NMW")), Member(2, 1, "node2", False,
+                                                              ("A", "V", "NMW")))
 
 
 @pytest.mark.parametrize("text", ["", "corosync-quorumtool: command not found\n",
