@@ -69,6 +69,26 @@ def _whiteout(path: Path) -> None:
         os.mknod(path, stat.S_IFCHR | 0o600, os.makedev(0, 0))
 
 
+def sshd_config(who: str, address: str, *extra: str) -> str:
+    """The sshd_config of a lab host (a node, the qnetd host): key-only root login on its
+    lab address, with the lab's key (pvechaos_authorized_keys); ``extra`` lines added."""
+    return "\n".join([
+        f"# pvechaos {who}: key-only root login on the lab address",
+        f"ListenAddress {address}",
+        "Port 22",
+        "HostKey /etc/ssh/ssh_host_ed25519_key",
+        "PermitRootLogin prohibit-password",
+        "PasswordAuthentication no",
+        "KbdInteractiveAuthentication no",
+        "UsePAM no",
+        "AuthorizedKeysFile /etc/ssh/pvechaos_authorized_keys",
+        "PidFile /run/sshd.pid",
+        *extra,
+        "Subsystem sftp /usr/lib/openssh/sftp-server",
+        "",
+    ])
+
+
 def _write(path: Path, text: str, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -107,22 +127,9 @@ def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
     if not key.exists():
         key.parent.mkdir(parents=True, exist_ok=True)
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{node}", "-f", str(key))
-    _write(etc / "ssh/sshd_config", "\n".join([
-        "# pvechaos embedded node: key-only root login on the lab address",
-        f"ListenAddress {address}",
-        "Port 22",
-        "HostKey /etc/ssh/ssh_host_ed25519_key",
-        "PermitRootLogin prohibit-password",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "UsePAM no",
-        "AuthorizedKeysFile /etc/ssh/pvechaos_authorized_keys",
-        "PidFile /run/sshd.pid",
-        "MaxStartups 100:30:200",
-        "MaxSessions 50",
-        "Subsystem sftp /usr/lib/openssh/sftp-server",
-        "",
-    ]))
+    # many sessions at once: the harness's watchers, probes and fault commands
+    _write(etc / "ssh/sshd_config", sshd_config("embedded node", address,
+                                                "MaxStartups 100:30:200", "MaxSessions 50"))
     _write(etc / "ssh/pvechaos_authorized_keys", lab_key.with_suffix(".pub").read_text())
     _write(etc / "ssh/pvechaos_id_ed25519", lab_key.read_text(), 0o600)
     _write(etc / "ssh/ssh_config.d/pvechaos.conf", "\n".join([

@@ -90,19 +90,8 @@ def provision_host(config: EmbeddedConfig, lab_key: Path) -> None:
     if not key.exists():
         sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "root@qnetd", "-f", str(key))
     (root / "etc/hostname").write_text("qnetd\n")
-    (root / "etc/ssh/sshd_config").write_text("\n".join([
-        "# pvechaos qnetd host: key-only root login on the lab address",
-        f"ListenAddress {config.qnetd_address}",
-        "HostKey /etc/ssh/ssh_host_ed25519_key",
-        "PermitRootLogin prohibit-password",
-        "PasswordAuthentication no",
-        "KbdInteractiveAuthentication no",
-        "UsePAM no",
-        "AuthorizedKeysFile /etc/ssh/pvechaos_authorized_keys",
-        "PidFile /run/sshd.pid",
-        "Subsystem sftp /usr/lib/openssh/sftp-server",
-        "",
-    ]))
+    (root / "etc/ssh/sshd_config").write_text(
+        provision.sshd_config("qnetd host", config.qnetd_address))
     (root / "etc/ssh/pvechaos_authorized_keys").write_text(
         lab_key.with_suffix(".pub").read_text())
     (root / "script").write_text(SCRIPT.replace("{port}", str(PORT)))
