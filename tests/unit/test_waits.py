@@ -117,8 +117,8 @@ def test_hold_for_returns_none_when_the_whole_period_held():
         calls.append(tl.clock.now())
         return None
 
+    started = time.monotonic()  # before `until` is read: the hold ends 0.3 s after that
     until = tl.clock.now() + 0.3
-    started = time.monotonic()
     assert hold_for(tl, until, broken, "no failback", interval_s=0.02) is None
     elapsed = time.monotonic() - started
     assert 0.3 <= elapsed < 0.3 + 0.5  # not before the end, and not long after it
