@@ -28,6 +28,7 @@ from harness.events import Action, FaultBegin, FaultEnd, NodeFault, Note
 from harness.faults_clock import ClockFaults
 from harness.faults_daemon import DaemonFaults
 from harness.faults_net import NetFaults
+from harness.faults_qdevice import QdeviceFaults
 from harness.faults_storage import StorageFaults
 from harness.lab_api import Capability, Lab, unsupported
 from harness.node_command import NodeCommand
@@ -54,6 +55,7 @@ class Effect(enum.Enum):
     LINK = "link"  # undone by link_up
     IN_NODE = "in-node"  # an in-node fault: undone by running its undo command on the node
     STORAGE = "storage"  # the lab's storage server stopped: undone by storage_restore
+    QNETD = "qnetd"  # the lab's QDevice arbiter unreachable: undone by qnetd_back
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class Undo:
 RESET_WAIT_S = 60.0
 
 
-class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
+class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults, QdeviceFaults):
     def __init__(self, lab: Lab, timeline: Timeline, cluster: Cluster | None = None) -> None:
         self.lab, self.timeline = lab, timeline
         self._cluster = cluster
@@ -91,7 +93,8 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults):
 
         return {Effect.POWER: self.lab.power_on, Effect.FREEZE: self.lab.thaw,
                 Effect.LINK: self.lab.link_up, Effect.IN_NODE: in_node,
-                Effect.STORAGE: self._storage_restored}[effect]
+                Effect.STORAGE: self._storage_restored,
+                Effect.QNETD: self._qnetd_restored}[effect]
 
     def _ended(self, effect: Effect, node: str) -> None:
         """The scenario itself ended an effect: nothing left to undo for it."""

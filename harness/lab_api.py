@@ -84,6 +84,7 @@ class Capability(enum.Flag):
     SNAPSHOT = enum.auto()  # save_ready: a consistent cut the next start() reverts to
     EVENTS = enum.auto()  # subscribe: the lab reports power events it sees by itself
     STORAGE = enum.auto()  # storage_outage / storage_restore: the shared storage's server
+    QDEVICE = enum.auto()  # qnetd_lost / qnetd_back: a QDevice arbiter (corosync-qnetd)
 
 
 LabEventSink = Callable[[str, str, str], None]  # (node, event, detail)
@@ -145,6 +146,16 @@ class Lab(Protocol):
     def storage_restore(self) -> None:
         """The shared storage's server answers again. Capability.STORAGE."""
 
+    def qnetd_address(self) -> str | None:
+        """Where the lab's QDevice arbiter (corosync-qnetd, TCP 5403) listens, for `pvecm
+        qdevice setup`; None when the lab runs none."""
+
+    def qnetd_lost(self) -> None:
+        """The QDevice arbiter becomes unreachable for every node. Capability.QDEVICE."""
+
+    def qnetd_back(self) -> None:
+        """The QDevice arbiter is reachable again. Capability.QDEVICE."""
+
     def save_ready(self) -> None:
         """Take the consistent `ready` cut the next start() reverts to. Capability.SNAPSHOT."""
 
@@ -189,6 +200,7 @@ VERB_CAPABILITY: dict[str, Capability] = {
     "freeze": Capability.FREEZE, "thaw": Capability.FREEZE,
     "save_ready": Capability.SNAPSHOT, "subscribe": Capability.EVENTS,
     "storage_outage": Capability.STORAGE, "storage_restore": Capability.STORAGE,
+    "qnetd_lost": Capability.QDEVICE, "qnetd_back": Capability.QDEVICE,
 }
 
 
@@ -228,6 +240,15 @@ class RefusesWhatItLacks:
 
     def storage_restore(self) -> None:
         raise self._refuse("storage_restore")
+
+    def qnetd_address(self) -> str | None:
+        return None  # no QDevice arbiter of the lab's own
+
+    def qnetd_lost(self) -> None:
+        raise self._refuse("qnetd_lost")
+
+    def qnetd_back(self) -> None:
+        raise self._refuse("qnetd_back")
 
     def save_ready(self) -> None:
         raise self._refuse("save_ready")

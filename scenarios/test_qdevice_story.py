@@ -40,6 +40,7 @@ from harness.expectations import (
     widen,
 )
 from harness.expectations.windows import Window
+from harness.lab_api import Capability
 from harness.metrics import time_to_heal, time_to_quorum_loss
 from harness.recovery import WATCHER_SLACK, Recovery, probe_slack
 from harness.timeline import EventKind
@@ -61,7 +62,6 @@ class Story:
     qnetd: str
     first: str  # runs the guest at setup, loses power
     survivor: str  # never cut: recovers the guest, then self-fences when qnetd goes too
-    qnetd_cut: bool = False
     recovery: Recovery | None = None
 
 
@@ -75,25 +75,15 @@ def needs_a_qdevice_run(request):
 
 @pytest.fixture(scope="module")
 def story(lab, cluster):
-    address = getattr(lab, "qnetd_address", lambda: None)()
-    if address is None:
+    address = lab.qnetd_address()
+    if Capability.QDEVICE not in lab.capabilities or address is None:
         pytest.skip(f"the {lab.kind} lab has no QDevice arbiter: run with --qdevice "
                     "(and --nodes 2) on the embedded lab")
     if len(cluster.names) != 2:
         pytest.skip(f"the QDevice story needs two nodes, the cluster has "
                     f"{len(cluster.names)}: run with --nodes 2 --qdevice")
     first, survivor = sorted(cluster.names)
-    the_story = Story(qnetd=address, first=first, survivor=survivor)
-    yield the_story
-    if the_story.qnetd_cut:
-        lab.qnetd_back()
-
-
-def qnetd(lab, faults, story: Story, *, lost: bool):
-    event = faults.action("qnetd lost (its link down)" if lost else "qnetd back")
-    (lab.qnetd_lost if lost else lab.qnetd_back)()
-    story.qnetd_cut = lost
-    return event
+    return Story(qnetd=address, first=first, survivor=survivor)
 
 
 def device_view(cluster, names, *, voting: bool, expected_total: int | None = None):
@@ -160,7 +150,7 @@ def test_setup_qdevice_and_guest(lab, cluster, guest, story, constants, meter):
 @allure.story("qnetd lost: still quorate")
 def test_qnetd_lost_both_nodes_stay_quorate(lab, cluster, guest, story, faults, timeline,
                                             probe, metrics):
-    lost = qnetd(lab, faults, story, lost=True)
+    lost = faults.qnetd_lost().started
     with allure.step("both nodes: quorate on 2 of 3 votes, the device voting for neither "
                      "(A,NV)"):
         seen = wait_until("the device to stop voting", device_view(
@@ -176,7 +166,7 @@ def test_qnetd_lost_both_nodes_stay_quorate(lab, cluster, guest, story, faults, 
         placement = guest.placement()
         assert placement is not None and placement[0] == story.first, placement
         assert probe.up and probe.current.node == story.first
-    qnetd(lab, faults, story, lost=False)
+    faults.qnetd_back()
     with allure.step("qnetd back: the device votes again on both nodes"):
         wait_until("the device to vote again", device_view(cluster, cluster.names,
                                                            voting=True, expected_total=3),
@@ -257,7 +247,7 @@ def test_qnetd_lost_too_survivor_self_fences(lab, cluster, guest, story, faults,
     boot = resets.boot(survivor)
     lrm = guest.ha_status(on=survivor).lrms.get(survivor)
     assert lrm is not None and lrm.status == "active", f"{survivor}'s LRM: {lrm}"
-    lost = qnetd(lab, faults, story, lost=True)
+    lost = faults.qnetd_lost().started
     with allure.step(f"{survivor}: not quorate (1 of 3 votes)"):
         wait_until(f"{survivor} to lose quorum",
                    lambda: not (s := cluster.node(survivor).quorum(timeout_s=5)).quorate
@@ -288,7 +278,7 @@ def test_qnetd_lost_too_survivor_self_fences(lab, cluster, guest, story, faults,
 @allure.story("Healing")
 def test_heal_whole_with_the_device(lab, cluster, guest, story, faults, timeline, meter,
                                     constants, metrics):
-    qnetd(lab, faults, story, lost=False)
+    faults.qnetd_back()
     on = faults.power_on(story.first).started
     for name in cluster.names:
         with allure.step(f"{name}: two members, expected votes 3 with the device, quorate"):

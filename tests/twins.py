@@ -110,6 +110,17 @@ class FakeLab:
         self._require("storage_restore")
         self.calls.append(("storage_restore", ""))
 
+    def qnetd_address(self) -> str | None:
+        return "198.18.0.10" if Capability.QDEVICE in self.capabilities else None
+
+    def qnetd_lost(self) -> None:
+        self._require("qnetd_lost")
+        self.calls.append(("qnetd_lost", ""))
+
+    def qnetd_back(self) -> None:
+        self._require("qnetd_back")
+        self.calls.append(("qnetd_back", ""))
+
     def save_ready(self) -> None:
         self._require("save_ready")
         self.calls.append(("save_ready", ""))

@@ -26,6 +26,7 @@ from harness.lab_api import (
     LabNode,
     RefusesWhatItLacks,
     SharedStorage,
+    unsupported,
 )
 from lab.embedded import freeze, network, nfs_server, preflight, provision, qnetd, ready
 from lab.embedded.config import EmbeddedConfig
@@ -41,7 +42,7 @@ GUEST_OFFSET = 20  # guest addresses start at .20 (host .1, nodes .11..)
 class EmbeddedLab(RefusesWhatItLacks):
     kind = "embedded"
     capabilities = (Capability.POWER | Capability.PARTITION | Capability.FREEZE
-                    | Capability.STORAGE | Capability.SNAPSHOT)
+                    | Capability.STORAGE | Capability.SNAPSHOT | Capability.QDEVICE)
 
     def __init__(self, config: EmbeddedConfig) -> None:
         self.config = config
@@ -54,7 +55,9 @@ class EmbeddedLab(RefusesWhatItLacks):
         self._storage_out = False
         self._ready: ready.Ready | None = None  # the ready state this start booted
         if config.formed == "never":  # no ready state: neither booted nor saved
-            self.capabilities = type(self).capabilities & ~Capability.SNAPSHOT
+            self.capabilities &= ~Capability.SNAPSHOT
+        if not config.qdevice:  # no qnetd host (--qdevice)
+            self.capabilities &= ~Capability.QDEVICE
 
     @classmethod
     def from_options(cls, **options: object) -> EmbeddedLab:
@@ -311,17 +314,19 @@ class EmbeddedLab(RefusesWhatItLacks):
 
     def qnetd_lost(self) -> None:
         """The arbiter unreachable: its link down, TCP 5403 stalls (lab/embedded/qnetd.py)."""
-        self._require_qnetd("cut the qnetd host")
+        self._require_qnetd("qnetd_lost")
         qnetd.set_link(self.config, up=False)
 
     def qnetd_back(self) -> None:
-        self._require_qnetd("bring the qnetd host back")
+        self._require_qnetd("qnetd_back")
         qnetd.set_link(self.config, up=True)
 
     def _require_qnetd(self, verb: str) -> None:
-        if not self.config.qdevice or self._qnetd is None:
-            raise LabError(f"cannot {verb}: lab '{self.name}' has no QDevice arbiter",
-                           hint="start the lab with --qdevice (EmbeddedConfig(qdevice=True))")
+        if not self.config.qdevice:  # made without --qdevice: QDEVICE is not claimed
+            raise unsupported(self.kind, verb, Capability.QDEVICE)
+        if self._qnetd is None:
+            raise LabError(f"{verb.replace('_', ' ')}: lab '{self.name}' has not started "
+                           "its qnetd host", hint="start the lab first")
 
     def is_powered(self, node: str) -> bool:
         return self._check_node(node).powered

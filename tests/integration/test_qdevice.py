@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from harness.errors import UnsupportedFault
+from harness.lab_api import Capability
 from harness.timescale import Timescale
 from harness.waits import NotYet, wait_until
 from lab.embedded import EmbeddedLab
@@ -126,7 +128,7 @@ def test_remove_drops_the_device_everywhere(lab_and_cluster):
 
 def test_a_lab_without_qdevice_refuses_the_qnetd_verbs():
     lab = EmbeddedLab(EmbeddedConfig(name="qdn", subnet="198.18.142.0/24"))
-    assert lab.qnetd_address() is None
-    with pytest.raises(Exception, match="has no QDevice arbiter"):
+    assert lab.qnetd_address() is None and Capability.QDEVICE not in lab.capabilities
+    with pytest.raises(UnsupportedFault, match="(?s)embedded lab cannot qnetd lost.*QDEVICE"):
         lab.qnetd_lost()
     assert leftovers(lab.config) == [] and qnetd_leftovers(lab.config) == []

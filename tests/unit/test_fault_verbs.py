@@ -73,4 +73,4 @@ def test_every_effect_a_fault_leaves_has_a_verb_that_ends_it():
     assert {effect: faults._heal(effect).__name__ for effect in Effect} == {
         Effect.POWER: "power_on", Effect.FREEZE: "thaw", Effect.LINK: "link_up",
         Effect.IN_NODE: "in_node",  # an in-node fault carries its own undo command
-        Effect.STORAGE: "_storage_restored"}
+        Effect.STORAGE: "_storage_restored", Effect.QNETD: "_qnetd_restored"}
