@@ -90,6 +90,9 @@ def _lab_verbs(lab: argparse.ArgumentParser) -> None:
                     metavar="CIDR", help="inside 198.18.0.0/15, a /27 or larger "
                                          "(default: %(default)s)")
     up.add_argument("--nodes", type=int, default=3, help="1 to 9 (default: %(default)s)")
+    up.add_argument("--qdevice", action="store_true",
+                    help="add a qnetd host running the real corosync-qnetd, for `pvecm "
+                         "qdevice setup` (two nodes and a QDevice: --nodes 2 --qdevice)")
     up.add_argument("--pve-flavour", choices=("8", "9"), default="8",
                     help="PVE generation of the nodes (default: %(default)s)")
     up.add_argument("--timescale", default="1",
@@ -172,7 +175,7 @@ def _config(args: argparse.Namespace):
         name=args.name, subnet=str(subnet), node_count=args.nodes,
         state_root=config.STATE_ROOT,
         pve_version=lab_options.pve_version(None, args.pve_flavour),
-        timescale=options.timescale(args.timescale))
+        timescale=options.timescale(args.timescale), qdevice=args.qdevice)
 
 
 def run(args: argparse.Namespace) -> int:

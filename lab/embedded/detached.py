@@ -111,6 +111,7 @@ def find(config: EmbeddedConfig) -> Running | None:
                           allowed_range=record["allowed_range"], node_count=record["nodes"],
                           pve_version=record["pve_version"],
                           timescale=Timescale(record["timescale"]),
+                          qdevice=bool(record.get("qdevice", False)),
                           state_root=config.state_root)
     return Running(made, record["cluster_name"], record.get("guest"))
 
@@ -157,6 +158,10 @@ def up(config: EmbeddedConfig, *, cluster_name: str, guest: bool,
                 say(f"pvechaos: forming cluster '{cluster_name}'")
                 bring_up(cluster, cluster_name)
                 sid = _add_guest(lab, cluster, say) if guest else None
+                if config.qdevice:
+                    say(f"pvechaos: qnetd host at {config.qnetd_address} (corosync-qnetd):"
+                        f" set the QDevice up with `pvecm qdevice setup "
+                        f"{config.qnetd_address}` on a node")
             finally:
                 cluster.close()
             running = leave_running(lab, cluster_name, sid)
@@ -178,7 +183,7 @@ def leave_running(lab: EmbeddedLab, cluster_name: str, guest: str | None) -> Run
         "subnet": config.subnet, "allowed_range": config.allowed_range,
         "nodes": config.node_count, "pve_version": config.pve_version,
         "timescale": config.timescale.factor, "cluster_name": cluster_name,
-        "guest": guest}, indent=1) + "\n")
+        "guest": guest, "qdevice": config.qdevice}, indent=1) + "\n")
     lab.detach()
     return Running(config, cluster_name, guest)
 

@@ -32,9 +32,9 @@ def stand_in(request: pytest.FixtureRequest) -> subprocess.Popen:
 
 
 def running_lab(tmp_path: Path, request: pytest.FixtureRequest, *, name: str = "cli",
-                nodes: int = 3, detached: bool = True) -> Running:
+                nodes: int = 3, detached: bool = True, qdevice: bool = False) -> Running:
     config = EmbeddedConfig(name=name, subnet="198.18.60.0/24", node_count=nodes,
-                            timescale=Timescale(0.1), state_root=tmp_path)
+                            timescale=Timescale(0.1), state_root=tmp_path, qdevice=qdevice)
     state = LabState(config.lab_dir)
     owner = stand_in(request)
     if detached:
@@ -46,7 +46,7 @@ def running_lab(tmp_path: Path, request: pytest.FixtureRequest, *, name: str = "
     (config.lab_dir / RECORD).write_text(json.dumps({
         "subnet": config.subnet, "allowed_range": config.allowed_range, "nodes": nodes,
         "pve_version": config.pve_version, "timescale": 0.1, "cluster_name": "pvechaos",
-        "guest": None}))
+        "guest": None, "qdevice": qdevice}))
     (config.lab_dir / "known_hosts").write_text("")
     found = find(EmbeddedConfig(name=name, state_root=tmp_path))
     return found if found is not None else Running(config, "pvechaos", None)

@@ -26,6 +26,12 @@ def test_a_running_lab_is_found_as_it_was_made(tmp_path, request):
     assert running.cluster_name == "pvechaos"
 
 
+def test_a_running_lab_remembers_its_qdevice(tmp_path, request):
+    running = running_lab(tmp_path, request, name=NAME, nodes=2, qdevice=True)
+    assert running.config.qdevice and running.config.node_names == ("node1", "node2")
+    assert running.config.qnetd_address == "198.18.60.10"
+
+
 def test_a_lab_whose_owner_died_is_not_running(tmp_path, request):
     running_lab(tmp_path, request, name=NAME)
     state = LabState(tmp_path / NAME)
@@ -187,7 +193,7 @@ def test_up_forms_records_and_detaches(fake_up, monkeypatch):
     record = json.loads((config.lab_dir / detached.RECORD).read_text())
     assert record == {"subnet": "198.18.60.0/24", "allowed_range": "198.18.0.0/15",
                       "nodes": 3, "pve_version": "8.4.1", "timescale": 0.1,
-                      "cluster_name": "c1", "guest": None}
+                      "cluster_name": "c1", "guest": None, "qdevice": False}
     assert (config.lab_dir / "known_hosts").read_text().startswith("node1,198.18.60.11 ")
     assert running.cluster_name == "c1" and said[0].startswith(f"pvechaos: booting lab '{NAME}'")
 

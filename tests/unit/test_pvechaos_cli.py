@@ -81,6 +81,13 @@ def test_up_takes_the_values_it_was_given(monkeypatch):
     assert seen["argv"] == argv and seen["prog"] == "pvechaos"
 
 
+def test_up_takes_a_qdevice(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(lab_cli, "run", lambda args: seen.update(vars(args)) or 0)
+    assert cli.main(["lab", "up", "--nodes", "2", "--qdevice"]) == 0
+    assert seen["config"].qdevice and seen["config"].node_count == 2
+
+
 @pytest.mark.parametrize("name", ["pvechaos", "a", "Lab-2", "x" * 15, "9lives"])
 def test_up_takes_every_name_pvecm_create_takes(monkeypatch, name):
     monkeypatch.setattr(lab_cli, "run", lambda args: 0)
