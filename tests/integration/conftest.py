@@ -24,12 +24,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 def leftovers(config: EmbeddedConfig) -> list[str]:
     """Everything of a lab that could outlive it, as readable strings."""
-    found = [f"netns {config.netns(n)}" for n in config.node_names
+    hosts = (*config.node_names, config.QNETD)  # the nodes and the qnetd host (--qdevice)
+    found = [f"netns {config.netns(n)}" for n in hosts
              if Path("/run/netns", config.netns(n)).exists()]
     if Path("/sys/class/net", config.bridge).exists():
         found.append(f"bridge {config.bridge}")
-    found += [f"link {config.veth(n)}" for n in config.node_names
-              if Path("/sys/class/net", config.veth(n)).exists()]
+    found += [f"link {veth}" for veth in (*map(config.veth, config.node_names),
+                                           config.qnetd_veth)
+              if Path("/sys/class/net", veth).exists()]
     if config.lab_dir.exists():
         found.append(f"directory {config.lab_dir}")
     from lab.embedded.freeze import cgroup_path
