@@ -320,4 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                             (CommandError, CfsError))
 
 if __name__ == "__main__":
+    # line by line, as a terminal gets it: `pvecm add` killed half way (seen once in CI,
+    # exit status -1 and no output) then leaves the steps it got through in its output
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.exit(main())
