@@ -15,7 +15,7 @@ import logging
 import time
 
 from harness.cluster import Cluster, Node
-from harness.errors import CommandError, PvechaosError
+from harness.errors import CommandError, LabError, PvechaosError
 from harness.lab_api import Capability
 from harness.pve.certs import api_fingerprint
 from harness.pve.cluster_fs import ETC_PVE
@@ -89,13 +89,28 @@ def join(first: Node, node: Node, timeout_s: float, tries: int = 3, *,
                    lambda: first.can_write_pve().rc == 0 or NotYet("read-only"),
                    timeout_s=timeout_s, interval_s=0.25)
         options, stdin = join_options(first, root_password)
+        boot = node.boot_id()
         result = node.run("pvecm", "add", first.cluster_address, "--link0",
                           node.cluster_address, *options, timeout_s=120, stdin=stdin)
         if result.rc == 0:
             return
+        _reset_during(node, boot, result.command)
         if "no quorum" not in result.stderr or attempt == tries:
             raise CommandError(node.name, result.command, result.rc, result.stdout,
                                result.stderr)
+
+
+def _reset_during(node: Node, boot: str, command: str) -> None:
+    """Raise a LabError naming it when ``node`` reset (or went down) while ``command`` ran:
+    its exit status then says nothing of the command (-1: killed by the reset)."""
+    try:
+        now = node.boot_id()
+    except PvechaosError as exc:
+        now = f"no answer ({str(exc).splitlines()[0]})"
+    if now != boot:
+        raise LabError(f"{node.name} reset or went down during `{command}` (boot {boot[:8]}"
+                       f" -> {now[:40]})", hint=f"{node.name}'s logs say why (journalctl; "
+                       "a watchdog reset, or lost power)")
 
 
 def wait_for_whole_cluster(cluster: Cluster, *, timeout_s: float) -> None:

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from harness.errors import ParseError
+from harness.errors import CommandError, LabError, ParseError
 from harness.formation import join
 from harness.pve.certs import api_fingerprint
 from tests.twins import Call, FakeNode
@@ -67,3 +67,26 @@ def test_a_custom_proxy_certificate_is_the_one_pinned():
 def test_unexpected_certificate_output_is_a_parse_error(text, problem):
     with pytest.raises(ParseError, match=problem):
         api_fingerprint(text)
+
+
+def test_a_join_cut_short_by_the_joiners_reset_says_so():
+    """`pvecm add` killed with its node (exit status -1, no output) is a reset, not a
+    failed join: the error says which node reset."""
+    first = peer("node1", "198.18.0.11")
+
+    def killed(call: Call):
+        if call.argv[:2] == ("pvecm", "add"):
+            joiner.boot = "node2-boot-2"  # the node came back on a new boot
+            return (-1, "", "")
+        return ""
+    joiner = FakeNode("node2", killed, address="198.18.0.12")
+    with pytest.raises(LabError, match=r"node2 reset or went down during `pvecm add"):
+        join(first, joiner, timeout_s=5)
+
+
+def test_a_failed_join_on_the_same_boot_is_the_commands_error():
+    first = peer("node1", "198.18.0.11")
+    joiner = FakeNode("node2", lambda call: (2, "", "cluster config exists")
+                      if call.argv[:2] == ("pvecm", "add") else "", address="198.18.0.12")
+    with pytest.raises(CommandError, match="cluster config exists"):
+        join(first, joiner, timeout_s=5)
