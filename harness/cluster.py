@@ -10,7 +10,7 @@ import concurrent.futures
 from collections.abc import Callable
 from typing import TypeVar
 
-from harness.errors import CommandError, ConfigError
+from harness.errors import CommandError, ConfigError, PvechaosError
 from harness.lab_api import Lab, LabNode
 from harness.pve import (
     PveVersion,
@@ -25,6 +25,7 @@ from harness.ssh import CommandResult, SshSession
 from harness.waits import NotYet, wait_until
 
 T = TypeVar("T")
+BOOT_ID = "/proc/sys/kernel/random/boot_id"  # Linux's (the embedded node's own per boot)
 
 
 class Node:
@@ -65,7 +66,18 @@ class Node:
 
     def boot_id(self) -> str:
         """Linux's id of the current boot: it changes when the node resets or reboots."""
-        return self.check("cat", "/proc/sys/kernel/random/boot_id", timeout_s=5).strip()
+        return self.check("cat", BOOT_ID, timeout_s=5).strip()
+
+    def boot_changed(self, boot: str, *, timeout_s: float = 3.0) -> str | None:
+        """None while the node answers on ``boot``; else what one try saw instead: the
+        node down (no answer) or on a new boot."""
+        try:
+            now = self.run("cat", BOOT_ID, timeout_s=timeout_s)
+        except PvechaosError as exc:
+            return f"down ({str(exc).splitlines()[0]})"
+        if now.rc != 0:
+            return f"down (exit {now.rc})"
+        return None if now.stdout.strip() == boot else f"new boot {now.stdout.strip()}"
 
     def wait_reachable(self, *, timeout_s: float = 60.0) -> None:
         """Wait (bounded) until the node answers over SSH, as after a power-on or boot."""

@@ -323,14 +323,7 @@ class Resets:
 
     def changed(self, node: str, boot: str) -> str | None:
         """None while ``node`` answers on ``boot``; else what a poll saw."""
-        try:
-            now = self.cluster.node(node).run("cat", "/proc/sys/kernel/random/boot_id",
-                                              timeout_s=3)
-        except PvechaosError as exc:
-            return f"down ({str(exc).splitlines()[0]})"
-        if now.rc != 0:
-            return f"down (exit {now.rc})"
-        return None if now.stdout.strip() == boot else f"new boot {now.stdout.strip()}"
+        return self.cluster.node(node).boot_changed(boot)
 
     def wait(self, node: str, boot: str, *, what: str, timeout_s: float) -> float:
         """The timeline time of the reset of ``node`` (it was on ``boot``), waited for at

@@ -103,14 +103,11 @@ def join(first: Node, node: Node, timeout_s: float, tries: int = 3, *,
 def _reset_during(node: Node, boot: str, command: str) -> None:
     """Raise a LabError naming it when ``node`` reset (or went down) while ``command`` ran:
     its exit status then says nothing of the command (-1: killed by the reset)."""
-    try:
-        now = node.boot_id()
-    except PvechaosError as exc:
-        now = f"no answer ({str(exc).splitlines()[0]})"
-    if now != boot:
-        raise LabError(f"{node.name} reset or went down during `{command}` (boot {boot[:8]}"
-                       f" -> {now[:40]})", hint=f"{node.name}'s logs say why (journalctl; "
-                       "a watchdog reset, or lost power)")
+    seen = node.boot_changed(boot)
+    if seen is not None:
+        raise LabError(f"{node.name} reset or went down during `{command}`: {seen[:60]}",
+                       hint=f"{node.name}'s logs say why (journalctl; a watchdog reset, or "
+                       "lost power)")
 
 
 def wait_for_whole_cluster(cluster: Cluster, *, timeout_s: float) -> None:

@@ -222,6 +222,9 @@ class FakeNode:
     def boot_id(self) -> str:
         return self.boot
 
+    def boot_changed(self, boot: str, *, timeout_s: float = 3.0) -> str | None:
+        return None if boot == self.boot else f"new boot {self.boot}"
+
     def close(self) -> None:
         pass
 
