@@ -71,6 +71,7 @@ class Undo:
 # How long an in-node undo that failed waits for its node to answer again (real seconds),
 # to tell a reset (a new boot id: the fault went with it) from a lost session
 RESET_WAIT_S = 60.0
+OFF = "powered off"  # what _answer_again returns for a node the lab has powered off
 
 
 class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults, QdeviceFaults):
@@ -242,25 +243,37 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults, Qdevice
     def _gone_with_boot(self, undo: Undo) -> str | None:
         """Why ``undo``'s fault is no longer in force although its undo failed (the node is
         off, or answers on a new boot), or None when it may still be (the same boot)."""
-        if not self.lab.is_powered(undo.node):
-            return "the node is powered off"
-        target = self.cluster.node(undo.node)
-
-        def answers() -> str:
-            return target.boot_id()
-
-        try:
-            now = wait_until(f"{undo.node} to answer after a failed undo", answers,
-                             timeout_s=RESET_WAIT_S, interval_s=1.0)
-        except WaitTimeout:
+        now = self._answer_again(undo.node)
+        if now is None:
             return None
+        if now == OFF:
+            return "the node is powered off"
         if undo.boot is not None and now != undo.boot:
             return f"the node's reset (boot {undo.boot[:8]} -> {now[:8]})"
         try:  # the same boot: the session broke, not the node; one more try
-            target.check(undo.command.undo, timeout_s=20)  # type: ignore[union-attr]
+            self.cluster.node(undo.node).check(undo.command.undo,  # type: ignore[union-attr]
+                                               timeout_s=20)
         except (PvechaosError, OSError):
             return None
         return "a second try of the undo after a lost session"
+
+    def _answer_again(self, name: str) -> str | None:
+        """After a command on ``name`` failed: wait (bounded) until the node answers and
+        return its boot id, OFF when it is powered off, None when it never answered."""
+        if not self.lab.is_powered(name):
+            return OFF
+        target = self.cluster.node(name)
+
+        def answers() -> str:
+            if not self.lab.is_powered(name):
+                return OFF
+            return target.boot_id()
+
+        try:
+            return wait_until(f"{name} to answer after a failed command", answers,
+                              timeout_s=RESET_WAIT_S, interval_s=1.0)
+        except WaitTimeout:
+            return None
 
     def leftovers(self, names: Sequence[str] | None = None) -> dict[str, str]:
         """What any in-node fault still has in force on each powered node (rules, qdiscs,
@@ -270,8 +283,8 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults, Qdevice
         wanted = tuple(n for n in (names or self.cluster.names) if self.lab.is_powered(n))
         if not wanted:
             return {}
-        results = self.cluster.each(lambda node: node.check(script, timeout_s=20),
-                                    names=wanted, timeout_s=30)
+        results = self.cluster.each(lambda node: self._probe(node.name, script),
+                                    names=wanted, timeout_s=30 + RESET_WAIT_S)
         found = {}
         for name, result in results.items():
             if isinstance(result, Exception):
@@ -279,6 +292,21 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults, Qdevice
             if result.strip():
                 found[name] = result.strip()
         return found
+
+    def _probe(self, name: str, script: str) -> str:
+        """Run a read-only probe on ``name``; when the session breaks (the node reset under
+        the probe, as a node under loss may), probe its new boot once, since a reset is
+        not taken as proof that nothing is left. A node powered off meanwhile has
+        nothing in force."""
+        try:
+            return self.cluster.node(name).check(script, timeout_s=20)
+        except (PvechaosError, OSError):
+            now = self._answer_again(name)
+            if now is None:
+                raise
+            if now == OFF:
+                return ""
+            return self.cluster.node(name).check(script, timeout_s=20)
 
     def sweep_nodes(self) -> dict[str, str]:
         """Remove what any in-node fault may have left on any powered node (a killed

@@ -188,3 +188,51 @@ def test_every_registered_probe_and_sweep_is_valid_shell_for_the_nodes_sh():
                          }.items():
         checked = subprocess.run(["sh", "-n", "-c", script], capture_output=True, text=True)
         assert checked.returncode == 0, f"{name}: {checked.stderr}"
+
+
+def probe_broken_once(found: str):
+    """The first leftovers probe loses its session (the node reset under it); the next
+    one answers ``found``."""
+    tries = []
+
+    def answer(call):
+        if call.argv[0] == "list-a" and not tries:
+            tries.append(call)
+            raise PvechaosError("node2: SSH session closed (EOF)")
+        return found if call.argv[0] == "list-a" else ""
+    return answer
+
+
+def test_a_leftovers_probe_cut_short_by_a_reset_probes_the_new_boot(monkeypatch):
+    monkeypatch.setattr(node_command, "LEFTOVERS", {"a": "list-a"})
+    faults, cluster, _ = setup(probe_broken_once("chain cut_in\n"))
+    cluster.node("node2").boot = "node2-boot-2"
+    assert faults.leftovers(["node2"]) == {"node2": "chain cut_in"}  # not assumed clean
+    assert commands(cluster.node("node2")).count("list-a") == 2
+
+
+def test_a_leftovers_probe_on_a_node_powered_off_meanwhile_finds_nothing(monkeypatch):
+    monkeypatch.setattr(node_command, "LEFTOVERS", {"a": "list-a"})
+
+    def cut_then_fail(call):
+        if call.argv[0] == "list-a":
+            faults.lab.power_cut("node2")
+            raise PvechaosError("node2: SSH session closed (EOF)")
+        return ""
+
+    faults, cluster, _ = setup(cut_then_fail)
+    assert faults.leftovers(["node2"]) == {}
+
+
+def test_a_leftovers_probe_failing_twice_on_the_same_boot_raises(monkeypatch):
+    monkeypatch.setattr(node_command, "LEFTOVERS", {"a": "list-a"})
+
+    def always(call):
+        if call.argv[0] == "list-a":
+            raise PvechaosError("node2: SSH session closed (EOF)")
+        return ""
+
+    faults, cluster, _ = setup(always)
+    with pytest.raises(PvechaosError, match="session closed"):
+        faults.leftovers(["node2"])
+    assert commands(cluster.node("node2")).count("list-a") == 2
