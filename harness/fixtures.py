@@ -38,6 +38,7 @@ from harness.events import LabEvent, Note
 from harness.expectations import Budget, ClusterConstants, read_constants
 from harness.faults import FaultInjector
 from harness.formation import bring_up
+from harness.guest_fleet import GuestFleet
 from harness.ha_guest import HaGuest
 from harness.ha_watcher import HaWatcher
 from harness.invariants import InvariantChecker
@@ -245,6 +246,31 @@ def invariants(timeline: Timeline, guest: HaGuest, probe: Probe, quorum_watcher,
     with checker:
         yield checker
     late = checker.take_unreported()
+    if late:
+        pytest.fail("safety invariants broken after the last step:\n" +
+                    "\n".join(f"  {v}" for v in late), pytrace=False)
+
+
+@pytest.fixture(scope="module")
+def fleet(lab, cluster: Cluster, timeline: Timeline, quorum_watcher, ha_watcher
+          ) -> Iterator[GuestFleet]:
+    """One HA guest per node (VMIDs 100, 101, ...; not created yet: ``fleet.set_up``),
+    each probed from outside and checked for safety like the one ``guest``; a test that
+    uses it fails when an invariant of any of them breaks while it runs. Removed
+    afterwards where the cluster outlives the run. Use it instead of ``guest``."""
+    vmids = range(GUEST_VMID, GUEST_VMID + len(cluster.names))
+    try:
+        the_fleet = GuestFleet(lab, cluster, timeline, vmids, slack_s=INVARIANT_SLACK_S)
+    except PvechaosError as exc:
+        raise LabError(f"the lab has no test guests: {exc}") from exc
+    with the_fleet:
+        yield the_fleet
+    late = the_fleet.take_unreported()
+    if lab.keeps_changes():
+        for member in the_fleet.members:
+            left = member.guest.remove()
+            if left:
+                warnings.warn(f"pvechaos: {left}", stacklevel=1)
     if late:
         pytest.fail("safety invariants broken after the last step:\n" +
                     "\n".join(f"  {v}" for v in late), pytrace=False)

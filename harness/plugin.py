@@ -5,8 +5,8 @@
 - ``@pytest.mark.budget``: a budget check of a story, apart from its behaviour steps: it
   is skipped like a step when an earlier step failed, but its own failure does not stop
   the story (a missed budget is not a broken cluster).
-- ``invariants`` fixture (a started InvariantChecker): a test that uses it fails when a
-  safety invariant breaks while it runs.
+- ``invariants`` fixture (a started InvariantChecker), or ``fleet`` (several guests, each
+  with its own): a test that uses it fails when a safety invariant breaks while it runs.
 - ``metrics`` fixture: records figures into ``--metrics-file`` (reports/metrics.json), the
   Allure results and the test's JUnit properties (``--junitxml``); a compact table ends
   the terminal report.
@@ -32,6 +32,7 @@ import pytest
 from harness import options
 from harness.errors import LabError
 from harness.expectations import Budget, Window
+from harness.guest_fleet import GuestFleet
 from harness.invariants import InvariantChecker
 from harness.metrics import Metric, MetricsFile
 from harness.ssh import quiet_paramiko
@@ -180,17 +181,19 @@ def pytest_runtest_makereport(item: pytest.Item, call):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    """Failures get their kind (harness.verdicts): a test using the ``invariants`` fixture
-    fails with InvariantBroken when one broke while it ran, and a failed assertion in a
-    test marked ``quorum`` is a QuorumAssertion."""
-    checker = getattr(item, "funcargs", {}).get("invariants")
+    """Failures get their kind (harness.verdicts): a test using the ``invariants`` (or
+    ``fleet``) fixture fails with InvariantBroken when one broke while it ran, and a
+    failed assertion in a test marked ``quorum`` is a QuorumAssertion."""
+    funcargs = getattr(item, "funcargs", {})
+    checkers = [c for c in (funcargs.get("invariants"), funcargs.get("fleet"))
+                if isinstance(c, (InvariantChecker, GuestFleet))]
     try:
         result = yield  # the test's own failure comes first
     except AssertionError as exc:
         if item.get_closest_marker("quorum") is None or isinstance(exc, Finding):
             raise
         raise QuorumAssertion(str(exc)) from exc
-    if isinstance(checker, InvariantChecker):
+    for checker in checkers:
         checker.check()
         new = checker.take_unreported()
         if new:

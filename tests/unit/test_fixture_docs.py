@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PUBLIC = {"lab", "cluster", "clock", "timeline", "faults", "guest", "probe", "meter",
+PUBLIC = {"lab", "cluster", "clock", "timeline", "faults", "guest", "fleet", "probe", "meter",
           "metrics", "budget", "constants", "story_nodes", "quorum_plan", "quorum_watcher",
           "ha_watcher", "invariants", "settle", "resets", "require"}
 
