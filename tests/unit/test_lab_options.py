@@ -43,7 +43,8 @@ def test_the_scenarios_collect_on_a_valid_libvirt_lab_config(lab_yaml):
     done = collect("--lab", "libvirt", "--lab-config", str(lab_yaml),
                    env={"PVECHAOS_TEST_ROOT_PASSWORD": "lab-secret-1"})
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "scenarios/test_ha_story.py::" in done.stdout
+    for module in ("test_ha_story", "test_rolling_upgrade"):
+        assert f"scenarios/{module}.py::" in done.stdout
 
 
 @pytest.mark.parametrize("options, env, message", [
