@@ -27,9 +27,10 @@ def away_from_master(cluster: Cluster, guest: HaGuest, *, timeout_s: float) -> t
     the master fails over as pve-model §10.1/§10.3 describe, the master as §10.2."""
     master = wait_until("a CRM master", lambda: ha_admin.master_node(cluster),
                         timeout_s=timeout_s)
-    placement = guest.placement()
-    if placement is None or placement[1] != "started" or placement[0] is None:
-        raise AssertionError(f"{guest.sid} is not started anywhere: {placement}")
+    # `starting` until the LRM reported it running (pve-model §4.3): one LRM round
+    placement = wait_until(f"{guest.sid} started somewhere", lambda: (
+        (p := guest.placement()) is not None and p[0] is not None and p[1] == "started"
+        and p or NotYet(p)), timeout_s=timeout_s)
     node = placement[0]
     if node == master:
         node = next(n for n in cluster.names if n != master)
