@@ -51,11 +51,13 @@ def bound(constants) -> float:
     return 3 * constants.crm_loop + 3 * constants.lrm_loop + 60.0
 
 
-def ha_states(timeline, sid: str, after) -> list[tuple[str | None, str | None]]:
-    """Every (node, state) of ``sid`` any node's HA view showed after ``after``."""
+def ha_states(timeline, sid: str, after, sources=None) -> list[tuple[str | None, str | None]]:
+    """Every (node, state) of ``sid`` the HA view of any node (of ``sources``) showed
+    after ``after``."""
     return [(p.node, p.state) for e in timeline.events(EventKind.HA_SERVICE_STATE,
                                                        after=after.t)
-            if (p := e.payload_of(HaServiceState)).sid == sid]
+            if (p := e.payload_of(HaServiceState)).sid == sid
+            and (sources is None or e.source in sources)]
 
 
 def answers_from(timeline, sid: str, after) -> list[tuple[float, str]]:
@@ -137,8 +139,12 @@ def frozen_then_home(cluster, guest, faults, probe, timeline, c, metrics, meter,
         hold = c.fence_delay + c.lock_lifetime + 2 * c.crm_loop
         with allure.step(f"{hold:.0f} s (fence delay + lock lifetime + 2 CRM rounds): "
                          f"still frozen on {home}, the guest silent"):
+            # the survivors' views: the node's own, polled while its pmxcfs stopped, may
+            # list no service at all
+            others = [n for n in cluster.names if n != home]
+
             def recovered() -> str | None:
-                moved = [s for s in ha_states(timeline, guest.sid, left)
+                moved = [s for s in ha_states(timeline, guest.sid, left, others)
                          if s != (home, "freeze")]
                 if moved:
                     return f"HA view: {moved[0]}"
