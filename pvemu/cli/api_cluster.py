@@ -1,4 +1,5 @@
-"""pvesh's cluster paths: GET /cluster/status, /cluster/resources and /cluster/options
+"""pvesh's cluster paths: GET /cluster/status, /cluster/resources and /cluster/options,
+PUT /cluster/options for the `ha` key (the shutdown policy, pve-operations.md §4.4)
 (PVE::API2::Cluster, PVE::API2::ClusterConfig), from the node's /etc/pve: `.members`,
 the guest configs, ha/resources.cfg, ha/manager_status and datacenter.cfg.
 
@@ -13,9 +14,13 @@ value as the string written (PVE's parser keeps Perl strings too).
 
 from __future__ import annotations
 
+import re
+
 from pvemu.cli import api_guests
 from pvemu.cli.api_nodes import machine_stats, node_entry, node_online
+from pvemu.cli.errors import CommandError
 from pvemu.cli.ha_node import HaNode
+from pvemu.cli.ha_params import param_error
 from pvemu.ha import config
 
 # datacenter.cfg keys whose value is a property string (PVE::DataCenterConfig formats)
@@ -110,3 +115,44 @@ def cluster_options(node: HaNode) -> dict:
         else:
             out[key] = value
     return out
+
+
+# PUT /cluster/options: the keys emulated (the HA stack's); PVE has many more
+OPTIONS_SET = {"ha": "str", "delete": "str", "digest": "str"}
+SHUTDOWN_POLICIES = ("conditional", "freeze", "failover", "migrate")  # pve-model §8.1
+DATACENTER_LOCK = "file-datacenter_cfg"  # cfs_lock_file('datacenter.cfg')
+
+
+def set_cluster_options(node: HaNode, _p: dict, opts: dict, usage: str) -> None:
+    """PUT /cluster/options (pve-manager PVE/API2/Cluster.pm set_options, pve-operations
+    §4.4): under the datacenter.cfg cfs lock, a given key replaces its whole line and each
+    key of `--delete` is removed. Only `ha` (shutdown_policy=<policy>) is emulated."""
+    delete = [k for k in re.split(r"[,;\s]+", str(opts.get("delete", ""))) if k]
+    for key in delete:
+        if key not in OPTIONS_SET or key in ("delete", "digest"):
+            raise CommandError(f"no such option '{key}' (the emulation sets only 'ha')")
+    if "ha" in opts:
+        if "ha" in delete:
+            raise param_error("delete", "cannot set and delete property 'ha' at the same "
+                                        "time!", usage)
+        ha = str(opts["ha"])
+        parsed: dict[str, str] = {}
+        for part in (p.strip() for p in ha.split(",") if p.strip()):
+            key, eq, value = part.partition("=")
+            parsed[key if eq else "shutdown_policy"] = value if eq else key
+        unknown = sorted(set(parsed) - {"shutdown_policy"})
+        if unknown:
+            raise param_error("ha", f"invalid format - format error\nha.{unknown[0]}: "
+                                    "property is not defined in schema", usage)
+        if parsed.get("shutdown_policy") not in (*SHUTDOWN_POLICIES, None):
+            raise param_error("ha", "invalid format - format error\nha.shutdown_policy: "
+                                    f"value '{parsed['shutdown_policy']}' does not have a "
+                                    f"value in the enumeration '{', '.join(SHUTDOWN_POLICIES)}'",
+                              usage)
+    changed = {k: str(v) for k, v in opts.items() if k not in ("delete", "digest")}
+    with node.etc.lock(DATACENTER_LOCK):
+        lines = (node.etc.read(config.DATACENTER_CFG) or "").splitlines()
+        kept = [ln for ln in lines if ln.partition(":")[0].strip() not in {*delete, *changed}
+                or ln.lstrip().startswith("#")]
+        kept += [f"{k}: {v}" for k, v in changed.items()]
+        node.etc.write(config.DATACENTER_CFG, "".join(f"{ln}\n" for ln in kept))

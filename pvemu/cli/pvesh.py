@@ -13,7 +13,8 @@ proxy_handler runs it: `ssh -o BatchMode=yes root@<its .members ip> pvesh --nopr
 
 Paths (the answers live by subject in api_nodes, api_guests, api_cluster, api_ha):
 /version; /nodes, /nodes/<node>/status, /nodes/<node>/{lxc,qemu}[/<vmid>/status/current];
-/cluster/status, /cluster/resources, /cluster/options; /cluster/ha/resources[/<sid>],
+/cluster/status, /cluster/resources, /cluster/options (get; set: `ha` only);
+/cluster/ha/resources[/<sid>],
 /cluster/ha/groups[/<group>] (PVE 8), /cluster/ha/rules[/<rule>] (PVE 9),
 /cluster/ha/status[/current|/manager_status].
 """
@@ -102,6 +103,7 @@ ROUTES = [
     Route("get", "/cluster/status", lambda n, p, o, u: api_cluster.cluster_status(n)),
     Route("get", "/cluster/resources", _resources_type, {"type": "str"}),
     Route("get", "/cluster/options", lambda n, p, o, u: api_cluster.cluster_options(n)),
+    Route("set", "/cluster/options", api_cluster.set_cluster_options, api_cluster.OPTIONS_SET),
     Route("get", "/cluster/ha/resources", H.resources_index, {"type": "str"}),
     Route("get", "/cluster/ha/resources/{sid}", H.resource_read),
     Route("create", "/cluster/ha/resources", H.resource_create,

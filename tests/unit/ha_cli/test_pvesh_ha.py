@@ -119,3 +119,42 @@ def test_cluster_options(lab, capsys):
         "keyboard": "en-us", "max_workers": "2", "ha": {"shutdown_policy": "migrate"},
         "crs": {"ha": "static", "ha-rebalance-on-start": "1"},
         "migration": {"type": "secure", "network": "198.18.60.0/24"}}
+
+
+@pytest.mark.parametrize("policy", ["conditional", "freeze", "failover", "migrate"])
+def test_set_cluster_options_ha_replaces_the_line_and_keeps_the_rest(lab, capsys, policy):
+    lab.write("datacenter.cfg", "# managed by hand\nkeyboard: en-us\n"
+              "ha: shutdown_policy=freeze\n")
+    assert run(capsys, "set", "/cluster/options", "--ha", f"shutdown_policy={policy}") == (
+        0, "", "")
+    assert lab.read("datacenter.cfg") == ("# managed by hand\nkeyboard: en-us\n"
+                                          f"ha: shutdown_policy={policy}\n")
+    assert get_json(capsys, "/cluster/options")["ha"] == {"shutdown_policy": policy}
+
+
+def test_set_cluster_options_on_a_cluster_without_datacenter_cfg(lab, capsys):
+    assert run(capsys, "set", "/cluster/options", "--ha", "shutdown_policy=migrate")[0] == 0
+    assert lab.read("datacenter.cfg") == "ha: shutdown_policy=migrate\n"
+
+
+def test_delete_ha_goes_back_to_pves_default(lab, capsys):
+    lab.write("datacenter.cfg", "keyboard: en-us\nha: shutdown_policy=migrate\n")
+    assert run(capsys, "set", "/cluster/options", "--delete", "ha") == (0, "", "")
+    assert lab.read("datacenter.cfg") == "keyboard: en-us\n"
+    assert get_json(capsys, "/cluster/options") == {"keyboard": "en-us"}
+
+
+@pytest.mark.parametrize(("argv", "error"), [
+    (["--ha", "shutdown_policy=sometimes"],
+     "ha.shutdown_policy: value 'sometimes' does not have a value in the enumeration "
+     "'conditional, freeze, failover, migrate'"),
+    (["--ha", "policy=freeze"], "ha.policy: property is not defined in schema"),
+    (["--ha", "shutdown_policy=freeze", "--delete", "ha"],
+     "cannot set and delete property 'ha' at the same time!"),
+    (["--delete", "keyboard"], "no such option 'keyboard' (the emulation sets only 'ha')"),
+])
+def test_set_cluster_options_refuses_bad_values_and_keys_it_lacks(lab, capsys, argv, error):
+    lab.write("datacenter.cfg", "ha: shutdown_policy=freeze\n")
+    code, out, err = run(capsys, "set", "/cluster/options", *argv)
+    assert (code, out) == (255, "") and error in err
+    assert lab.read("datacenter.cfg") == "ha: shutdown_policy=freeze\n"
