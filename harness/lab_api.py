@@ -85,6 +85,7 @@ class Capability(enum.Flag):
     EVENTS = enum.auto()  # subscribe: the lab reports power events it sees by itself
     STORAGE = enum.auto()  # storage_outage / storage_restore: the shared storage's server
     QDEVICE = enum.auto()  # qnetd_lost / qnetd_back: a QDevice arbiter (corosync-qnetd)
+    UPGRADE = enum.auto()  # upgrade: the node's PVE to the lab's next version, rebooted
 
 
 LabEventSink = Callable[[str, str, str], None]  # (node, event, detail)
@@ -156,6 +157,13 @@ class Lab(Protocol):
     def qnetd_back(self) -> None:
         """The QDevice arbiter is reachable again. Capability.QDEVICE."""
 
+    def upgrade(self, node: str) -> str:
+        """Upgrade the node's PVE to the lab's next version and reboot it into that
+        version; returns when the reboot has been started (the node may still be down),
+        with what the upgrade printed. The node must be empty of HA guests first (the
+        caller puts it in maintenance). The caller then waits for the node to answer on
+        a new boot id. Capability.UPGRADE."""
+
     def save_ready(self) -> None:
         """Take the consistent `ready` cut the next start() reverts to. Capability.SNAPSHOT."""
 
@@ -201,6 +209,7 @@ VERB_CAPABILITY: dict[str, Capability] = {
     "save_ready": Capability.SNAPSHOT, "subscribe": Capability.EVENTS,
     "storage_outage": Capability.STORAGE, "storage_restore": Capability.STORAGE,
     "qnetd_lost": Capability.QDEVICE, "qnetd_back": Capability.QDEVICE,
+    "upgrade": Capability.UPGRADE,
 }
 
 
@@ -249,6 +258,9 @@ class RefusesWhatItLacks:
 
     def qnetd_back(self) -> None:
         raise self._refuse("qnetd_back")
+
+    def upgrade(self, node: str) -> str:
+        raise self._refuse("upgrade")
 
     def save_ready(self) -> None:
         raise self._refuse("save_ready")

@@ -1,7 +1,8 @@
 """The lab options' values (lab/pytest_plugin.py), checked before any lab starts, and the
 embedded lab's rules they share with lab/embedded/config.py: its name (``LAB_NAME``), its
 subnet's size, a PVE version's shape (``PVE_VERSION``), --lab-formed (``FORMED``); and
---nodes (``NODES``, a part of the 1-9 that the config takes). A bad value ends the run
+--nodes (``NODES``, a part of the 1-9 that the config takes); the upgrade verb's --upgrade-to
+(``is_upgrade``) and --upgrade-command. A bad value ends the run
 with harness.options.refuse's message: the option, what is wrong, the fix.
 """
 
@@ -20,6 +21,8 @@ LAB_NAME_RULE = ("1-8 characters, lowercase letters and digits, starting with a 
 # what `pveversion` reports: major.minor[.patch]
 PVE_VERSION = re.compile(r"[0-9]+\.[0-9]+(\.[0-9]+)?")
 FLAVOUR_VERSIONS = {"8": "8.4.1", "9": "9.1.1"}  # --pve-flavour -> its default version
+# --upgrade-to's default: the latest version the embedded lab knows (its newest flavour's)
+LATEST_VERSION = FLAVOUR_VERSIONS[max(FLAVOUR_VERSIONS, key=int)]
 MIN_SUBNET_ADDRESSES = 32  # a /27: the host, the storage server and up to 9 nodes
 # --nodes: at least three (PVE's minimum for HA, and the stories' first cut, second cut and
 # survivor); at most the nine addresses a lab's subnet plan has
@@ -131,3 +134,58 @@ def qdevice(flag: bool, kind: str = "embedded") -> bool:
                "drop --qdevice: set the QDevice up on that cluster yourself "
                "(pvecm qdevice setup)")
     return flag
+
+
+def release(version: str) -> tuple[int, int]:
+    """A PVE version's (major, minor): 9.1.1 -> (9, 1)."""
+    major, minor = version.split(".")[:2]
+    return int(major), int(minor)
+
+
+def is_upgrade(current: str, target: str) -> bool:
+    """True when ``target`` is a newer major or minor release than ``current`` (8.4.1 ->
+    9.0.3 or 8.3.2 -> 8.4.1; not 8.4.1 -> 8.4.5: a point release is no upgrade here)."""
+    return release(target) > release(current)
+
+
+def upgrade_to(raw: str | None, kind: str = "embedded", *,
+               pve_version: str | None = None) -> str | None:
+    """--upgrade-to: the version the embedded lab's ``upgrade`` switches a node to; a
+    newer major or minor than --pve-version, of a flavour the lab emulates. None when not
+    given (the lab then takes LATEST_VERSION, checked against each node as it upgrades);
+    refused for the other labs, whose upgrade is the user's command."""
+    if raw is None:
+        return None
+    if kind != "embedded":
+        refuse("--upgrade-to", raw, f"only the embedded lab switches versions itself, not "
+               f"--lab {kind}", "drop --upgrade-to and give --upgrade-command CMD (what "
+               "upgrades a node, run on it over SSH)")
+    if not PVE_VERSION.fullmatch(raw):
+        refuse("--upgrade-to", raw, "not a PVE version",
+               f"write it as major.minor[.patch], e.g. --upgrade-to {LATEST_VERSION}")
+    if raw.split(".")[0] not in FLAVOUR_VERSIONS:
+        refuse("--upgrade-to", raw, "not a version of a PVE generation the embedded lab "
+               f"emulates ({', '.join(FLAVOUR_VERSIONS)})",
+               f"give an {' or '.join(f'{f}.x' for f in FLAVOUR_VERSIONS)} version, e.g. "
+               f"--upgrade-to {LATEST_VERSION}")
+    if pve_version is not None and not is_upgrade(pve_version, raw):
+        refuse("--upgrade-to", raw, f"not a newer major or minor release than the nodes' "
+               f"{pve_version} (--pve-version)", "give a later version, e.g. --upgrade-to "
+               f"{LATEST_VERSION}, or start the lab on an older --pve-version")
+    return raw
+
+
+def upgrade_command(raw: str | None, kind: str = "embedded") -> str | None:
+    """--upgrade-command: what upgrades a node of the libvirt or inventory lab, run on it
+    over SSH; refused for the embedded lab (it switches versions itself: --upgrade-to).
+    Its text is never shown (it may carry a secret)."""
+    if raw is None:
+        return None
+    if kind == "embedded":
+        refuse("--upgrade-command", "...", "the embedded lab switches a node's version "
+               "itself", "drop --upgrade-command; --upgrade-to VERSION chooses the version")
+    if not raw.strip():
+        refuse("--upgrade-command", raw, "an empty command", "give the shell command that "
+               "upgrades one node, e.g. --upgrade-command 'apt-get update && "
+               "DEBIAN_FRONTEND=noninteractive apt-get -y full-upgrade'")
+    return raw

@@ -71,6 +71,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "match --pve-flavour (default: 8.4.1 or 9.1.1)")
     group.addoption("--node-version", action="append", default=[], metavar="NODE=VERSION",
                     help="PVE version of one embedded node (a mixed-version cluster)")
+    group.addoption("--upgrade-to", default=None, metavar="VERSION",
+                    help="embedded lab: the version lab.upgrade(node) switches a node to; a "
+                         "newer major or minor than the node runs (default: "
+                         f"{options.LATEST_VERSION})")
+    group.addoption("--upgrade-command", default=None, metavar="CMD",
+                    help="libvirt and inventory labs: the shell command lab.upgrade(node) "
+                         "runs on the node over SSH before rebooting it (also the lab "
+                         "YAML's upgrade_command); without it they refuse to upgrade")
     group.addoption("--lab-formed", default="reuse", metavar="reuse|never",
                     help="embedded lab: reuse boots the cluster an earlier module formed "
                          "(its ready state, kept while node names, addresses, versions, "
@@ -108,13 +116,18 @@ def lab_options(config: pytest.Config, *, forms: bool = False) -> dict[str, obje
     qdevice = options.qdevice(config.getoption("qdevice"), kind)
     nodes = options.node_count(config.getoption("nodes"), kind, qdevice=qdevice)
     formed = options.lab_formed(config.getoption("lab_formed"), kind)
+    command = options.upgrade_command(config.getoption("upgrade_command"), kind)
+    if kind != "embedded":  # refused there: their upgrade is the user's command
+        options.upgrade_to(config.getoption("upgrade_to"), kind)
     if kind == "libvirt":  # worker gwN's lab is lab N (a plain run uses lab 0)
         return {"lab_config": config.getoption("lab_config"), "worker": index or 0,
-                "timescale": run_timescale(config)}
+                "timescale": run_timescale(config), "upgrade_command": command}
     if kind == "inventory":
         return {"inventory": config.getoption("inventory"),
                 "destructive": config.getoption("destructive"),
-                "timescale": run_timescale(config)}
+                "timescale": run_timescale(config), "upgrade_command": command}
+    pve_version = options.pve_version(config.getoption("pve_version"),
+                                      config.getoption("pve_flavour"))
     base, _ = options.lab_network(config.getoption("lab_subnet"), config.getoption("lab_range"))
     offset = 0 if index is None else index + 1
     subnet = ipaddress.ip_network(
@@ -132,8 +145,9 @@ def lab_options(config: pytest.Config, *, forms: bool = False) -> dict[str, obje
         "allowed_range": config.getoption("lab_range"),
         "node_count": nodes,
         "qdevice": qdevice,
-        "pve_version": options.pve_version(config.getoption("pve_version"),
-                                           config.getoption("pve_flavour")),
+        "pve_version": pve_version,
+        "upgrade_to": options.upgrade_to(config.getoption("upgrade_to"), kind,
+                                         pve_version=pve_version),
         "node_versions": versions,
         "timescale": run_timescale(config),
         "cluster_name": config.getoption("cluster_name"),

@@ -121,6 +121,10 @@ class FakeLab:
         self._require("qnetd_back")
         self.calls.append(("qnetd_back", ""))
 
+    def upgrade(self, node: str) -> str:
+        self._verb("upgrade", node)
+        return f"fake upgrade of {node}\n"
+
     def save_ready(self) -> None:
         self._require("save_ready")
         self.calls.append(("save_ready", ""))

@@ -28,7 +28,16 @@ from harness.lab_api import (
     SharedStorage,
     unsupported,
 )
-from lab.embedded import freeze, network, nfs_server, preflight, provision, qnetd, ready
+from lab.embedded import (
+    freeze,
+    network,
+    nfs_server,
+    preflight,
+    provision,
+    qnetd,
+    ready,
+    upgrade,
+)
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.node import NodePower
 from lab.embedded.provision import CT_TEMPLATE
@@ -42,7 +51,8 @@ GUEST_OFFSET = 20  # guest addresses start at .20 (host .1, nodes .11..)
 class EmbeddedLab(RefusesWhatItLacks):
     kind = "embedded"
     capabilities = (Capability.POWER | Capability.PARTITION | Capability.FREEZE
-                    | Capability.STORAGE | Capability.SNAPSHOT | Capability.QDEVICE)
+                    | Capability.STORAGE | Capability.SNAPSHOT | Capability.QDEVICE
+                    | Capability.UPGRADE)
 
     def __init__(self, config: EmbeddedConfig) -> None:
         self.config = config
@@ -290,6 +300,11 @@ class EmbeddedLab(RefusesWhatItLacks):
     def thaw(self, node: str) -> None:
         self._check_node(node).thaw()
 
+    def upgrade(self, node: str) -> str:
+        """The embedded lab's version switch to --upgrade-to, then a clean reboot
+        (lab/embedded/upgrade.py)."""
+        return upgrade.upgrade(self.config, self._check_node(node), node)
+
     def storage_outage(self) -> None:
         """The shared storage's server stops answering (SIGSTOP of the stand-in): every
         node's mount of it stalls, as an NFS hard mount does (pve-faults.md §8.2)."""
@@ -358,5 +373,6 @@ class EmbeddedLab(RefusesWhatItLacks):
             "pve.version": self.config.pve_version, "nodes": str(self.config.node_count),
             "timescale": f"{self.config.timescale:g}",
             **({"lab.ready": self._ready.when} if self._ready is not None else {}),
+            **({"pve.upgrade_to": self.config.upgrade_to} if self.config.upgrade_to else {}),
             **qnetd.describe(self.config),
         }

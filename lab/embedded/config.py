@@ -9,7 +9,14 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.timescale import REAL_TIME, Timescale
-from lab.options import FORMED, LAB_NAME, LAB_NAME_RULE, MIN_SUBNET_ADDRESSES, PVE_VERSION
+from lab.options import (
+    FORMED,
+    LAB_NAME,
+    LAB_NAME_RULE,
+    LATEST_VERSION,
+    MIN_SUBNET_ADDRESSES,
+    PVE_VERSION,
+)
 
 DEFAULT_RANGE = "198.18.0.0/15"
 DEFAULT_PVE_VERSION = "8.4.1"
@@ -38,6 +45,9 @@ class EmbeddedConfig:
     # a QDevice arbiter: its own namespace on the lab bridge running the real
     # corosync-qnetd (lab/embedded/qnetd.py); the nodes set it up with `pvecm qdevice setup`
     qdevice: bool = False
+    # the version the upgrade verb switches a node to (--upgrade-to; None: the latest the
+    # lab knows, lab/options.py LATEST_VERSION)
+    upgrade_to: str | None = None
 
     def __post_init__(self) -> None:
         if not LAB_NAME.fullmatch(self.name):  # the rules are lab/options.py's
@@ -59,7 +69,8 @@ class EmbeddedConfig:
         if not 1 <= self.node_count <= 9:
             raise ConfigError(f"node count {self.node_count} is not supported",
                               hint="use 1 to 9 nodes (3 is the HA minimum)")
-        for node, version in {"": self.pve_version, **self.node_versions}.items():
+        upgrade = {"--upgrade-to": self.upgrade_to} if self.upgrade_to is not None else {}
+        for node, version in {"": self.pve_version, **self.node_versions, **upgrade}.items():
             if not PVE_VERSION.fullmatch(version):
                 raise ConfigError(f"PVE version {version!r}{' for ' + node if node else ''} "
                                   "is not valid", hint="write it as 8.4.1 or 9.0.3")
@@ -99,7 +110,13 @@ class EmbeddedConfig:
         return str(self.network.network_address + 10 + self.node_names.index(node) + 1)
 
     def version_of(self, node: str) -> str:
+        """The version the node is provisioned with (an upgrade changes what it runs)."""
         return self.node_versions.get(node, self.pve_version)
+
+    @property
+    def next_version(self) -> str:
+        """The version the upgrade verb switches a node to."""
+        return self.upgrade_to or LATEST_VERSION
 
     # names of kernel objects, all derived from the lab name (<= 15 characters)
     @property

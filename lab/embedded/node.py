@@ -109,9 +109,27 @@ class NodePower:
         if not self.powered:
             return None
         return subprocess.Popen(
-            ["nsenter", f"--target={self.init_pid}", "--mount", "--uts", "--net", "--pid",
-             "--", "/usr/local/sbin/poweroff"],
+            [*self._inside(), "/usr/local/sbin/poweroff"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+    def _inside(self) -> list[str]:
+        """The prefix that runs a command in the running node, as its own shell would."""
+        return ["nsenter", f"--target={self.init_pid}", "--mount", "--uts", "--net", "--pid",
+                "--"]
+
+    def run_inside(self, argv: list[str], *, stdin: str = "",
+                   timeout_s: float = 30.0) -> subprocess.CompletedProcess:
+        """Run a command in the powered node (its mounts: its own /etc), bounded."""
+        if not self.powered:
+            raise LabError(f"{self.name} is powered off: nothing runs in it",
+                           hint="power it on first (power_on)")
+        try:
+            return subprocess.run([*self._inside(), *argv], input=stdin, text=True,
+                                  capture_output=True, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise LabError(f"{self.name}: `{' '.join(argv)}` gave no answer within "
+                           f"{timeout_s:g} s", hint=f"read the node's logs in "
+                           f"{node_dir(self.config, self.name) / 'log'}") from None
 
     def wait_off(self, deadline: float) -> bool:
         """Wait (until the monotonic ``deadline``) for a requested poweroff to end the

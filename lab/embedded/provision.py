@@ -44,6 +44,14 @@ COMMANDS = {  # name in the node's PATH -> module implementing it
 KERNEL = {8: "6.8.12-9-pve", 9: "6.14.8-2-pve"}
 
 
+def release(version: str) -> dict[str, str]:
+    """What a node's node.json says of its PVE release: the version and the kernel that
+    version boots (provisioning writes it; the upgrade verb rewrites it: lab/embedded/
+    upgrade.py)."""
+    major = int(version.split(".")[0])
+    return {"pve_version": version, "kernel": KERNEL.get(major, KERNEL[8])}
+
+
 # the embedded test guest's template: an empty file on the lab's shared storage (the
 # emulated `pct create` checks that it exists and unpacks nothing)
 CT_TEMPLATE_FILE = "debian-12-standard_12.7-1_amd64.tar.zst"
@@ -95,6 +103,11 @@ def _write(path: Path, text: str, mode: int = 0o644) -> None:
     path.chmod(mode)
 
 
+def node_json(config: EmbeddedConfig, node: str) -> Path:
+    """The node's /etc/pvechaos/node.json as the host sees it (its /etc's upper layer)."""
+    return node_dir(config, node) / "etc/pvechaos/node.json"
+
+
 def host_key(config: EmbeddedConfig, node: str) -> str:
     return (node_dir(config, node) / "etc/ssh/ssh_host_ed25519_key.pub").read_text().strip()
 
@@ -112,7 +125,6 @@ def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
         _write(root / "root" / dotfile, "# an embedded PVE node's root shell\n")
     address = config.node_address(node)
     version = config.version_of(node)
-    major = int(version.split(".")[0])
 
     _write(etc / "hostname", f"{node}\n")
     hosts = ["127.0.0.1 localhost"] + [
@@ -144,12 +156,11 @@ def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
 
     # the test guest's template, on the shared storage (pct create needs it to exist)
     _write(config.lab_dir / "nfs" / "template" / "cache" / CT_TEMPLATE_FILE, "")
-    _write(etc / "pvechaos/node.json", json.dumps({
+    _write(node_json(config, node), json.dumps({
         "name": node,
         "address": address,
         "prefixlen": config.network.prefixlen,
-        "pve_version": version,
-        "kernel": KERNEL.get(major, KERNEL[8]),
+        **release(version),
         "local_db": str(root / "pmxcfs-db"),
         "pmxcfs": config.pmxcfs_model,
         # the one directory every node serves in the "shared" model

@@ -14,7 +14,9 @@ hosts and the sshd files are written again over the restored ones).
 It lives in ``<state_root>/.ready/<lab name>/`` (a lab name starts with a letter, so no
 lab directory is ever called that), outlives the lab directory, and is booted only by a
 lab whose key matches (``key``): the same node names and addresses, PVE versions, cluster
-name, pmxcfs model, QDevice host or not, and emulator code. A state whose key does not
+name, pmxcfs model, QDevice host or not, and emulator code. The versions saved are those
+the nodes run when saved (a node the upgrade verb switched runs another than the lab
+was made with), so only a lab made with those versions boots the state. A state whose key does not
 match is removed when found; `pvechaos lab cleanup` removes them all. Each xdist worker
 has its own lab name, so its own state.
 """
@@ -31,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import LabError
+from lab.embedded import upgrade
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.provision import REPO_ROOT, node_dir
 from lab.options import LAB_NAME
@@ -68,12 +71,16 @@ def code_fingerprint(repo: Path = REPO_ROOT) -> str:
     return digest.hexdigest()
 
 
-def key(config: EmbeddedConfig, code: str | None = None) -> dict[str, object]:
-    """What a saved state must match to be booted by this lab."""
+def key(config: EmbeddedConfig, code: str | None = None, *,
+        versions: dict[str, str] | None = None) -> dict[str, object]:
+    """What a saved state must match to be booted by this lab; ``versions``: what each
+    node runs (default: the versions the lab makes its nodes with)."""
+    running = versions or {}
     return {
         "format": FORMAT,
         "node_count": config.node_count,
-        "nodes": {n: [config.node_address(n), config.version_of(n)] for n in config.node_names},
+        "nodes": {n: [config.node_address(n), running.get(n, config.version_of(n))]
+                  for n in config.node_names},
         "subnet": config.subnet,
         "cluster_name": config.cluster_name,
         "pmxcfs": config.pmxcfs_model,
@@ -135,7 +142,8 @@ def save(config: EmbeddedConfig, *, now: float | None = None) -> Path:
     shutil.rmtree(partial, ignore_errors=True)
     for rel in saved_paths(config):
         _copy(config.lab_dir / rel, partial / FILES / rel)
-    meta = {"key": key(config), "saved_at": time.time() if now is None else now}
+    versions = {n: upgrade.running_version(config, n) for n in config.node_names}
+    meta = {"key": key(config, versions=versions), "saved_at": time.time() if now is None else now}
     (partial / META).write_text(json.dumps(meta, indent=1) + "\n")
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)

@@ -61,6 +61,8 @@ class Inventory:
     nfs_server: str
     nfs_export: str
     guest: InventoryGuest
+    # what upgrades one node, run on it over SSH by the upgrade verb (lab/node_upgrade.py)
+    upgrade_command: str | None = None
 
     def node(self, name: str) -> InventoryNode:
         for node in self.nodes:
@@ -107,8 +109,10 @@ def load(path: Path | str, *, environ: dict[str, str] | None = None) -> Inventor
         export = y.matching(storage, "export", r"/[A-Za-z0-9_./-]*", "/srv/pve-shared")
         storage.done()
         guest = _guest(top.section("guest", required=True))
+        upgrade_command = top.get("upgrade_command", str, None)
         top.done()
-    return Inventory(str(path), cluster, tuple(nodes), storage_id, server, export, guest)
+    return Inventory(str(path), cluster, tuple(nodes), storage_id, server, export, guest,
+                     upgrade_command=upgrade_command or None)
 
 
 def _shared_addresses(nodes: list[InventoryNode]) -> list[tuple[str, list[str]]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable
+from dataclasses import replace
 
 from harness.errors import (
     ConfigError,
@@ -31,7 +32,7 @@ from harness.lab_api import (
 )
 from harness.timescale import Timescale
 from harness.waits import NotYet, wait_until
-from lab import real_guest
+from lab import node_upgrade, real_guest
 from lab.inventory import config as inventory_config
 from lab.inventory.config import Inventory, PowerSpec
 from lab.inventory.power_drivers import IpmiPower, PowerDriver, RedfishPower
@@ -109,12 +110,17 @@ def read_cluster(node: LabNode) -> tuple[str, tuple[str, ...]]:
 
 class InventoryLab(RefusesWhatItLacks):
     kind = "inventory"
-    capabilities = Capability.POWER | Capability.SHUTDOWN | Capability.RESET
+    capabilities = (Capability.POWER | Capability.SHUTDOWN | Capability.RESET
+                    | Capability.UPGRADE)
 
     def __init__(self, inventory: Inventory, *, destructive: bool = False,
                  drivers: dict[str, PowerDriver] | None = None,
-                 read: ClusterReader = read_cluster, settle_s: float = 120.0) -> None:
+                 read: ClusterReader = read_cluster, settle_s: float = 120.0,
+                 run: node_upgrade.Runner = node_upgrade.ssh_run) -> None:
         self.inventory = inventory
+        self._run = run  # a command on a node over SSH (the upgrade verb)
+        if inventory.upgrade_command is None:  # no command: upgrade refuses, naming it
+            self.capabilities &= ~Capability.UPGRADE
         self.name = inventory.cluster
         self.destructive = destructive
         self._drivers = drivers or {n.name: driver_for(n.name, n.power)
@@ -126,7 +132,8 @@ class InventoryLab(RefusesWhatItLacks):
 
     @classmethod
     def from_options(cls, *, inventory: str | None = None, destructive: bool = False,
-                     timescale: Timescale, **_ignored: object) -> InventoryLab:
+                     timescale: Timescale, upgrade_command: str | None = None,
+                     **_ignored: object) -> InventoryLab:
         if not inventory:
             raise ConfigError("--lab inventory needs --inventory FILE",
                               hint="describe the cluster in a YAML file (README.md, 'An "
@@ -134,7 +141,10 @@ class InventoryLab(RefusesWhatItLacks):
         if not timescale.is_real_time:
             raise ConfigError(f"--timescale {timescale:g} cannot apply to a real cluster",
                               hint="drop --timescale: real PVE runs its real HA timers")
-        return cls(inventory_config.load(inventory), destructive=destructive)
+        loaded = inventory_config.load(inventory)
+        if upgrade_command is not None:  # --upgrade-command over the file's upgrade_command
+            loaded = replace(loaded, upgrade_command=upgrade_command)
+        return cls(loaded, destructive=destructive)
 
     # -- the Lab protocol -------------------------------------------------------------
     def nodes(self) -> tuple[LabNode, ...]:
@@ -225,13 +235,13 @@ class InventoryLab(RefusesWhatItLacks):
             except PvechaosError as exc:
                 print(f"pvechaos: could not power {name} back on: {exc}")
 
-    def _driver(self, node: str) -> PowerDriver:
+    def _driver(self, node: str, doing: str = "switch the power of") -> PowerDriver:
         if node not in self._drivers:
             raise InterlockError(f"refusing to touch {node!r}: not a node of inventory "
                                  f"{self.inventory.source}",
                                  hint=f"nodes are {', '.join(self._drivers)}")
         if not self._armed:
-            raise InterlockError(f"refusing to switch the power of {node}: {self._refusal}")
+            raise InterlockError(f"refusing to {doing} {node}: {self._refusal}")
         return self._drivers[node]
 
     def power_cut(self, node: str) -> None:
@@ -246,6 +256,16 @@ class InventoryLab(RefusesWhatItLacks):
 
     def reset(self, node: str) -> None:
         self._driver(node).reset()
+
+    def upgrade(self, node: str) -> str:
+        """--upgrade-command on the node over SSH, then `systemctl reboot` there
+        (lab/node_upgrade.py): as destructive as a power cut, so behind the same
+        interlock; refused, naming the option, without a command."""
+        self._driver(node, "upgrade")
+        if self.inventory.upgrade_command is None:
+            raise node_upgrade.refusal(self.kind)
+        target = next(n for n in self.nodes() if n.name == node)
+        return node_upgrade.upgrade(target, self.inventory.upgrade_command, self._run)
 
     def is_powered(self, node: str) -> bool:
         if node not in self._drivers:

@@ -70,6 +70,8 @@ class LibvirtConfig:
     guest: GuestSpec
     install_timeout_s: float
     boot_timeout_s: float
+    # what upgrades one node, run on it over SSH by the upgrade verb (lab/node_upgrade.py)
+    upgrade_command: str | None = None
 
     def for_worker(self, index: int) -> LibvirtConfig:
         """The lab of xdist worker ``index`` (0 for a plain run): own names, subnets and
@@ -150,6 +152,7 @@ def load(path: Path | str, *, environ: dict[str, str] | None = None) -> LibvirtC
         guest = _guest(top.section("guest", required=True))
         install_min = y.positive(top, "install_timeout_min", 30)
         boot_min = y.positive(top, "boot_timeout_min", 10)
+        upgrade_command = top.get("upgrade_command", str, None)
         top.done()
     return LibvirtConfig(
         source=str(path), name=name, hosts=hosts, pool=pool, pool_path=pool_path,
@@ -157,7 +160,7 @@ def load(path: Path | str, *, environ: dict[str, str] | None = None) -> LibvirtC
         root_password=password, ssh_key=ssh_key, domain=domain, allowed_range=allowed,
         management=management, corosync=corosync, forward=forward, node_count=node_count,
         node=shape, gateway=gateway, guest=guest, install_timeout_s=install_min * 60.0,
-        boot_timeout_s=boot_min * 60.0)
+        boot_timeout_s=boot_min * 60.0, upgrade_command=upgrade_command or None)
 
 
 def _hosts(top: y.Section):

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import ipaddress
 import time
+from dataclasses import replace
 from typing import Any, Protocol
 
 from harness.errors import ConfigError, InterlockError, LabError, PvechaosError
 from harness.lab_api import Capability, GuestRecipe, LabNode, RefusesWhatItLacks, SharedStorage
 from harness.timescale import Timescale
-from lab import real_guest
+from lab import node_upgrade, real_guest
 from lab.libvirt import config as libvirt_config
 from lab.libvirt import snapshots, xml
 from lab.libvirt.config import LibvirtConfig
@@ -32,21 +33,26 @@ class LibvirtLab(RefusesWhatItLacks):  # refuses storage_outage/restore (no STOR
     kind = "libvirt"
     capabilities = (Capability.POWER | Capability.PARTITION | Capability.FREEZE
                     | Capability.SHUTDOWN | Capability.RESET | Capability.SNAPSHOT
-                    | Capability.EVENTS)
+                    | Capability.EVENTS | Capability.UPGRADE)
 
     def __init__(self, config: LibvirtConfig, *, host: Host | None = None,
-                 links: LinkSwitch | None = None, access: NodeAccess | None = None) -> None:
+                 links: LinkSwitch | None = None, access: NodeAccess | None = None,
+                 run: node_upgrade.Runner = node_upgrade.ssh_run) -> None:
         self.config = config
         self.name = config.name
         self.plan = Plan(config)
         self.host = host or Host(config.hosts[0])
         self.links = links or LibvirtLinks(self.host)
         self.access = access or SshAccess()
+        self._run = run  # a command on a node over SSH (the upgrade verb)
         self._prepared = False
+        if config.upgrade_command is None:  # no command: upgrade refuses, naming the option
+            self.capabilities &= ~Capability.UPGRADE
 
     @classmethod
     def from_options(cls, *, lab_config: str | None = None, worker: int = 0,
-                     timescale: Timescale, **_ignored: object) -> LibvirtLab:
+                     timescale: Timescale, upgrade_command: str | None = None,
+                     **_ignored: object) -> LibvirtLab:
         if not lab_config:
             raise ConfigError("--lab libvirt needs --lab-config FILE",
                               hint="write the lab's YAML file (README.md, 'Nested PVE on "
@@ -54,7 +60,10 @@ class LibvirtLab(RefusesWhatItLacks):  # refuses storage_outage/restore (no STOR
         if not timescale.is_real_time:
             raise ConfigError(f"--timescale {timescale:g} cannot apply to real PVE nodes",
                               hint="drop --timescale: nested PVE runs its real HA timers")
-        return cls(libvirt_config.load(lab_config).for_worker(worker))
+        config = libvirt_config.load(lab_config).for_worker(worker)
+        if upgrade_command is not None:  # --upgrade-command over the YAML's upgrade_command
+            config = replace(config, upgrade_command=upgrade_command)
+        return cls(config)
 
     # -- the Lab protocol -------------------------------------------------------------
     def nodes(self) -> tuple[LabNode, ...]:
@@ -116,6 +125,21 @@ class LibvirtLab(RefusesWhatItLacks):  # refuses storage_outage/restore (no STOR
     def reset(self, node: str) -> None:
         """The reset button: no shutdown, the node boots again at once."""
         self.host.call(f"reset of {node}", self._node(node).reset, 0)
+
+    def upgrade(self, node: str) -> str:
+        """--upgrade-command on the node over SSH, then `systemctl reboot` there
+        (lab/node_upgrade.py); refused, naming the option, without a command."""
+        target = self._lab_node(node)
+        if self.config.upgrade_command is None:
+            raise node_upgrade.refusal(self.kind)
+        return node_upgrade.upgrade(target, self.config.upgrade_command, self._run)
+
+    def _lab_node(self, node: str) -> LabNode:
+        for lab_node in self.nodes():
+            if lab_node.name == node:
+                return lab_node
+        raise InterlockError(f"refusing to touch {node!r}: not a node of lab {self.name}",
+                             hint=f"nodes are {', '.join(self.plan.node_names)}")
 
     def freeze(self, node: str) -> None:
         self.host.call(f"freeze of {node}", self._node(node).suspend)

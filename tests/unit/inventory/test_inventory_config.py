@@ -90,6 +90,10 @@ def test_valid_inventory_with_three_power_drivers_loads(tmp_path, key):
     assert guest.first_address == ipaddress.IPv4Interface("10.20.0.200/24")
     assert (guest.bridge, guest.port, guest.vmid) == ("vmbr0", 7000, 900)
     assert inventory.node("pve2") is pve2
+    assert inventory.upgrade_command is None  # the upgrade verb then refuses, naming it
+    with_command = inventory_config.load(write(tmp_path, valid(key) | {
+        "upgrade_command": "apt-get -y dist-upgrade"}), environ=ENV)
+    assert with_command.upgrade_command == "apt-get -y dist-upgrade"
 
 
 def test_inventory_node_lookup_refuses_an_unknown_name(tmp_path, key):

@@ -80,6 +80,7 @@ def test_minimal_file_loads_with_the_documented_defaults(tmp_path, key):
         7000, "vmbr0", "shared")
     assert config.install_timeout_s == 30 * 60.0
     assert config.boot_timeout_s == 10 * 60.0
+    assert config.upgrade_command is None  # the upgrade verb then refuses, naming it
 
 
 def test_every_field_given(tmp_path, key):
@@ -94,6 +95,7 @@ def test_every_field_given(tmp_path, key):
         "guest": {"template": "local:vztmpl/g.tar.xz", "port": 7100, "bridge": "vmbr1",
                   "storage": "nfs1"},
         "install_timeout_min": 45, "boot_timeout_min": 5,
+        "upgrade_command": "apt-get -y dist-upgrade",
     }
     config = load(tmp_path, data)
     assert config.name == "nightly"
@@ -105,6 +107,7 @@ def test_every_field_given(tmp_path, key):
     assert config.gateway == Gateway("gw.qcow2", "/export/x", 1024)
     assert config.guest == GuestSpec("local:vztmpl/g.tar.xz", 7100, "vmbr1", "nfs1")
     assert (config.install_timeout_s, config.boot_timeout_s) == (2700.0, 300.0)
+    assert config.upgrade_command == "apt-get -y dist-upgrade"
 
 
 # -- mistakes -------------------------------------------------------------------------------

@@ -292,3 +292,28 @@ def test_the_clock_script_sets_the_hosts_time_whatever_chrony_does(tmp_path, chr
     lines = calls.read_text().splitlines()
     assert lines[0] == "date -u -s @1764115200.250"
     assert lines[1:] == ([] if chrony == "missing" else ["chronyc -a makestep"])
+
+
+def test_the_upgrade_verb_runs_the_users_command_then_reboots(config, host, access, links):
+    from dataclasses import replace
+
+    from harness.ssh import CommandResult
+
+    calls = []
+
+    def run(node, command, timeout_s):
+        calls.append((node.name, node.address, command))
+        return CommandResult(node.name, command, 0, "Setting up pve-manager ...\n", "", 1.0)
+
+    bare = LibvirtLab(config, host=host, links=links, access=access, run=run)
+    assert Capability.UPGRADE not in bare.capabilities
+    with pytest.raises(UnsupportedFault, match="--upgrade-command CMD"):
+        bare.upgrade("node1")
+    lab = LibvirtLab(replace(config, upgrade_command="apt-get -y dist-upgrade"), host=host,
+                     links=links, access=access, run=run)
+    assert Capability.UPGRADE in lab.capabilities
+    assert lab.upgrade("node2") == "Setting up pve-manager ...\n"
+    assert calls == [("node2", "198.19.4.12", "apt-get -y dist-upgrade"),
+                     ("node2", "198.19.4.12", "systemctl reboot")]
+    with pytest.raises(InterlockError, match="not a node of lab t"):
+        lab.upgrade("gw")  # the NFS gateway is no PVE node
