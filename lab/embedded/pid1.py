@@ -89,6 +89,9 @@ def services(python: str, timing: Timing) -> dict[str, Service]:
                                "/var/log/pve-cluster.log", ready_mount=str(PVE_ROOT),
                                restart_on_failure=True, restart_s=timing.s(0.1),
                                start_limit_s=timing.s(10)),
+        # only its `version-info` broadcast (pvemu/pvestatd.py)
+        "pvestatd": Service("pvestatd", [python, "-m", "pvemu.pvestatd"],
+                            "/var/log/pvestatd.log"),
         "watchdog-mux": Service("watchdog-mux", [python, "-m", "pvemu.ha.muxd"],
                                 "/var/log/watchdog-mux.log"),
         # systemd: pve-ha-crm TimeoutStopSec=65, pve-ha-lrm infinity (bounded here)

@@ -6,7 +6,8 @@ upgrade rewrites it, inside the running node, to the lab's next version (--upgra
 default the latest the lab knows), then reboots the node as `systemctl reboot` does in it
 (lab/embedded/pid1.py: every service stops in order, the node boots again). pvemu reads
 the new version as its services start, so `pveversion -v` shows it after the reboot, and
-the node's pvestatd stand-in publishes it to the cluster (pve-operations.md §3.3).
+the node's pvestatd stand-in publishes it to the cluster (pvemu/pvestatd.py,
+pve-operations.md §3.3).
 
 What the verb returns reads like the summary of an `apt full-upgrade` on PVE's upgrade
 path (pve-operations.md §3.1), saying first that it is the embedded lab's switch.

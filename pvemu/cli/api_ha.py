@@ -21,6 +21,11 @@ def has_groups(node: HaNode) -> bool:
     return "groupadd" in ha_manager.commands(node)
 
 
+def has_group_index(node: HaNode) -> bool:
+    """GET /cluster/ha/groups: both generations (PVE 9's until the groups migrate)."""
+    return "groupconfig" in ha_manager.commands(node)
+
+
 def has_rules(node: HaNode) -> bool:
     return "rules" in ha_manager.commands(node)
 
@@ -76,6 +81,7 @@ GROUP_SET = {**ha_groups.GROUP_OPTS, "delete": "str", "digest": "str"}
 
 
 def groups_index(node: HaNode, _p: dict, _opts: dict, _usage: str) -> list[dict]:
+    ha_groups.check_not_migrated(node)
     return ha_groups.group_list(node)
 
 

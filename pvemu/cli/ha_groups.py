@@ -1,5 +1,7 @@
 """`ha-manager groupadd|groupset|groupremove|groupconfig` (PVE 8's HA groups,
-PVE::API2::HA::Groups; pve-model.md §11.2). PVE 9 has no group commands."""
+PVE::API2::HA::Groups; pve-model.md §11.2). PVE 9 has only `groupconfig` (and GET
+/cluster/ha/groups): the groups until they are migrated to rules, then an error
+(pve-operations.md §3.4)."""
 
 from __future__ import annotations
 
@@ -34,6 +36,16 @@ def _group_values(opts: dict, usage: str) -> dict:
     if "comment" in opts:
         out["comment"] = opts["comment"]
     return out
+
+
+MIGRATED = "cannot index groups: ha groups have been migrated to rules"  # PVE 9, HTTP 500
+
+
+def check_not_migrated(node: HaNode) -> None:
+    """PVE 9 lists groups only while groups.cfg has some (a fresh PVE 9 cluster, which
+    never had any, answers the same error)."""
+    if node.flavour >= 9 and not node.etc.groups():
+        raise CommandError(MIGRATED)
 
 
 def group_list(node: HaNode) -> list[dict]:
@@ -125,6 +137,7 @@ def remove_group(node: HaNode, name: str) -> None:
 
 def cmd_groupconfig(node: HaNode, argv: list[str]) -> int:
     options.parse(argv, [], {}, "ha-manager groupconfig")
+    check_not_migrated(node)
     for name, group in sorted(node.etc.groups().items()):
         print(f"group: {name}")
         rec = {"nodes": config.render_nodes(group["nodes"], getattr(group, "explicit", None))}

@@ -29,12 +29,13 @@ COMMON: dict[str, Command] = {
     "add": ha_resources.cmd_add, "remove": ha_resources.cmd_remove,
     "set": ha_resources.cmd_set, "migrate": ha_crm.cmd_motion("migrate"),
     "relocate": ha_crm.cmd_motion("relocate"), "crm-command": ha_crm.cmd_crm}
-# PVE 9 has no group commands (groups are migrated to rules, §9.2); guess: they are
-# unknown commands there, as on a current PVE 9 node.
+# PVE 9 keeps only `groupconfig` (groups until migrated, then an error:
+# pve-operations.md §3.4); guess: the other group commands are unknown commands there.
 PVE8: dict[str, Command] = {
     "groupadd": ha_groups.cmd_groupadd, "groupset": ha_groups.cmd_groupset,
     "groupremove": ha_groups.cmd_groupremove, "groupconfig": ha_groups.cmd_groupconfig}
-PVE9: dict[str, Command] = {"rules": ha_rules.cmd_rules}
+PVE9: dict[str, Command] = {"rules": ha_rules.cmd_rules,
+                            "groupconfig": ha_groups.cmd_groupconfig}
 
 
 def commands(node: HaNode) -> dict[str, Command]:

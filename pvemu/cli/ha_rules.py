@@ -19,15 +19,24 @@ from pvemu.cli.ha_params import (
     update_section,
 )
 from pvemu.cli.text_table import text_table
-from pvemu.ha import config, status
+from pvemu.ha import config, group_migration, status
 
 RULE_OPTS = {"resources": "str", "nodes": "str", "strict": "bool", "affinity": "str",
              "comment": "str", "disable": "bool"}
 
 
+def rules_as_read(node: HaNode) -> dict[str, dict]:
+    """rules.cfg, with the groups merged in as `ha-group-*` rules while groups.cfg has
+    groups: what PVE 9 lists before the groups are migrated (pve-operations.md §3.4)."""
+    groups = node.etc.groups()
+    if not groups:
+        return node.etc.rules()
+    return group_migration.groups_to_rules(node.etc.rules(), groups, node.etc.resources())
+
+
 def rule_list(node: HaNode) -> list[dict]:
     out = []
-    for name, rule in node.etc.rules().items():
+    for name, rule in rules_as_read(node).items():
         rec: dict = {"rule": name, "type": rule["type"],
                      "resources": ",".join(rule.get("resources", []))}
         if rule["type"] == "node-affinity":

@@ -110,7 +110,7 @@ ROUTES = [
           lambda n: H.resource_options(n, "set")),
     Route("delete", "/cluster/ha/resources/{sid}", H.resource_delete,
           lambda n: H.resource_options(n, "delete")),
-    Route("get", "/cluster/ha/groups", H.groups_index, when=H.has_groups),
+    Route("get", "/cluster/ha/groups", H.groups_index, when=H.has_group_index),
     Route("get", "/cluster/ha/groups/{group}", H.group_read, when=H.has_groups),
     Route("create", "/cluster/ha/groups", H.group_create, H.GROUP_CREATE, when=H.has_groups),
     Route("set", "/cluster/ha/groups/{group}", H.group_update, H.GROUP_SET, when=H.has_groups),

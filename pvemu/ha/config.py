@@ -30,6 +30,29 @@ def lrm_status_path(node: str) -> str:
     return f"nodes/{node}/lrm_status"
 
 
+def version_info_path(node: str) -> str:
+    """Where a node publishes its `version-info` (pvemu/pvestatd.py). Ours: PVE keeps it
+    in pmxcfs's in-memory key-value store (broadcast_node_kv), which pvemu does not
+    emulate; a hidden file in the node's directory replicates the same way."""
+    return f"nodes/{node}/.version-info"
+
+
+def version_info(version: str) -> str:
+    """The `version-info` value pvestatd broadcasts: JSON with `version` and `release`
+    (PVE::pvecfg::version_info; PVE2.pm get_node_version reads `version`)."""
+    major, minor = version.split(".")[:2]
+    return json.dumps({"version": version, "release": f"{major}.{minor}"})
+
+
+def version_of(text: str | None) -> str | None:
+    """get_node_version: the `version` of a published `version-info`, None if unreadable."""
+    try:
+        value = json.loads(text or "")
+    except ValueError:
+        return None
+    return str(value["version"]) if isinstance(value, dict) and value.get("version") else None
+
+
 RESOURCE_TYPES = ("vm", "ct")
 RESOURCE_STATES = ("started", "stopped", "enabled", "disabled", "ignored")
 RULE_TYPES = ("node-affinity", "resource-affinity")

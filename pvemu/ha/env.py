@@ -92,6 +92,19 @@ class HaEnv(Protocol):
         """PVE 9 rules.cfg: name -> {type, resources: [sid], nodes: {node: prio},
         strict, ...}."""
 
+    def write_rules_config(self, rules: dict[str, dict]) -> None:
+        """Replace rules.cfg (PVE 9's groups migration)."""
+
+    def update_service_config(self, sid: str, params: dict, delete: str) -> None:
+        """Set ``params`` in the resource's resources.cfg entry and drop key ``delete``."""
+
+    def delete_group_config(self) -> None:
+        """Unlink groups.cfg."""
+
+    def get_node_version(self, node: str) -> str | None:
+        """The pve-manager version ``node`` publishes (PVE2.pm get_node_version: the
+        node's `version-info` key-value); None when it published none."""
+
     def read_datacenter(self) -> dict:
         """datacenter.cfg: {"ha": {"shutdown_policy": ...}, "crs": {"ha": ...,
         "ha-rebalance-on-start": 0|1}, "max_workers": n}."""

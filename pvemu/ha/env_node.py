@@ -113,6 +113,26 @@ class NodeEnv:
     def read_datacenter(self) -> dict:
         return self.etc.datacenter()
 
+    # -- PVE 9's groups migration (pvemu/ha/group_migration.py) -----------------------
+    def write_rules_config(self, rules: dict[str, dict]) -> None:
+        with self.etc.lock("domain-ha"):
+            self.etc.write(config.RULES_CFG, config.render_rules(rules))
+
+    def update_service_config(self, sid: str, params: dict, delete: str) -> None:
+        with self.etc.lock("domain-ha"):
+            stored = self.etc.resources()
+            if sid in stored:
+                stored[sid].update(params)
+                stored[sid].pop(delete, None)
+                self.etc.write(config.RESOURCES_CFG, config.render_resources(stored))
+
+    def delete_group_config(self) -> None:
+        with self.etc.lock("domain-ha"):
+            self.etc.remove(config.GROUPS_CFG)
+
+    def get_node_version(self, node: str) -> str | None:
+        return config.version_of(self.etc.read(config.version_info_path(node)))
+
     def set_service_state(self, sid: str, state: str) -> None:
         with self.etc.lock("domain-ha"):
             stored = self.etc.resources()

@@ -18,6 +18,7 @@ import copy
 import os
 from collections.abc import Callable
 
+from . import group_migration
 from .env import EWRONG_NODE, IGNORED, SUCCESS, HaEnv
 from .node_status import NodeStatus
 from .placement import select_service_node
@@ -52,6 +53,7 @@ class Manager:
         self.groups: dict = {}
         self.rules: dict = {}
         self.crs: dict = {}
+        self.group_migration = group_migration.GroupMigration()  # PVE 9: groups -> rules
         # Manager.pm's dispatch in manage(): one handler per service state
         self.state_handlers: dict[str, StateHandler] = {
             "stopped": self.next_state_stopped,
@@ -141,11 +143,13 @@ class Manager:
             env.log("info", "master seems offline")
             return
 
+        if env.flavour >= 9:
+            self.group_migration.step(env, ns, ss)
         sc = env.read_service_config()
         for cd in sc.values():
             cd["state"] = normalize_request(cd.get("state"))
-        if env.flavour >= 9:
-            self.rules = env.read_rules_config() or {}
+        if env.flavour >= 9:  # groups.cfg, while there is one, as rules (§3.4)
+            self.rules = group_migration.in_memory(env, sc)
             self.groups = {}
         else:
             self.groups = env.read_group_config() or {}

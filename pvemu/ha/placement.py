@@ -3,7 +3,8 @@
 PVE 8 (flavour 8) uses groups.cfg: a group lists `node[:prio]`; unrestricted groups add
 every other online node at priority -1; `nofailback` keeps a service where it is. PVE 9
 (flavour 9) uses node-affinity rules: `strict` is restricted and `failback` is a property
-of the resource. The automatic groups -> rules migration of PVE 9 is not emulated.
+of the resource. A PVE 9 CRM places groups.cfg's groups as the rules it makes of them
+(pvemu/ha/group_migration.py).
 
 Preferences: `none` (stay put when allowed), `best-score` (recovery: the lowest score
 wins, no current-node bonus), `try-next` (relocation after a failed start: skip the

@@ -27,6 +27,7 @@ from .sim_hardware import Event, SimHardware, SimNode
 __all__ = ["Event", "SimCluster", "SimEnv", "SimGuests", "SimNode"]
 
 RESOURCE_KEYS = ("state", "group", "max_restart", "max_relocate", "failback", "comment")
+DEFAULT_VERSIONS = {8: "8.4.1", 9: "9.1.1"}  # pve-manager per flavour (lab/options.py's)
 
 
 class SimCluster(SimHardware):
@@ -40,13 +41,15 @@ class SimCluster(SimHardware):
         unlock_delay: float = 0.5, boot_delay: float = 20.0,
         watchdog_boot_delay: float | None = None, guest_op_seconds: float = 1.0,
         clock_offsets: dict[str, float] | None = None, power_on: bool = True,
-        manager_status: dict | None = None,
+        manager_status: dict | None = None, versions: dict[str, str] | None = None,
     ) -> None:
         super().__init__(
             nodes, flavour=flavour, timing=timing or Timing(1.0),
             membership_delay=membership_delay, unlock_delay=unlock_delay,
             boot_delay=boot_delay, watchdog_boot_delay=watchdog_boot_delay,
             guest_op_seconds=guest_op_seconds, clock_offsets=clock_offsets or {})
+        for name, node in self.nodes.items():  # default: the flavour's own version
+            node.pve_manager_version = (versions or {}).get(name, DEFAULT_VERSIONS[flavour])
         if services is None:
             names = sorted(nodes)
             services = {f"vm:{101 + i}": {"node": n} for i, n in enumerate(names)}
@@ -175,6 +178,11 @@ class SimCluster(SimHardware):
     def node_maintenance(self, node: str, enable: bool) -> None:
         action = "enable" if enable else "disable"
         self.crm_command(f"{action}-node-maintenance {node}")
+
+    def set_pve_manager_version(self, node: str, version: str) -> None:
+        """The simulator's `pve-manager-version <node> set <version>`."""
+        self.nodes[node].pve_manager_version = version
+        self.log(node, "cmdlist", "info", f"pve-manager-version {node} set {version}")
 
     def set_fail_start(self, sid: str, nodes: set[str] | None = None) -> None:
         """Starting `sid` fails on `nodes` (None: everywhere)."""

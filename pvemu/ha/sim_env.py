@@ -99,6 +99,28 @@ class SimEnv:
     def read_datacenter(self) -> dict:
         return self.store.read(self.node, "datacenter.cfg", {})
 
+    # PVE 9's groups migration (group_migration.py)
+    def _write(self, path: str, value: object) -> None:
+        if not self.store.write(self.node, path, value):
+            raise PermissionError(f"unable to write {path}: no quorum")
+
+    def write_rules_config(self, rules: dict[str, dict]) -> None:
+        self._write("ha/rules.cfg", rules)
+
+    def update_service_config(self, sid: str, params: dict, delete: str) -> None:
+        resources = self.store.read(self.node, "ha/resources.cfg", {})
+        if sid in resources:
+            resources[sid].update(params)
+            resources[sid].pop(delete, None)
+            self._write("ha/resources.cfg", resources)
+
+    def delete_group_config(self) -> None:
+        self._write("ha/groups.cfg", {})
+
+    def get_node_version(self, node: str) -> str | None:
+        """Sim::Env: the hardware status's version, not a replicated key."""
+        return self.c.nodes[node].pve_manager_version
+
     def set_service_state(self, sid: str, state: str) -> None:
         resources = self.store.read(self.node, "ha/resources.cfg", {})
         if sid in resources:

@@ -64,6 +64,9 @@ class SimNode(Replica):
     restart_lrm: bool = False
     workers: set[str] = field(default_factory=set)
     finished: dict[str, int] = field(default_factory=dict)
+    # the pve-manager version the node publishes (PVE's hardware_status
+    # `pve-manager-version`; the simulator's command `pve-manager-version <node> set <v>`)
+    pve_manager_version: str | None = None
 
 
 class SimHardware:

@@ -181,7 +181,7 @@ def test_groups_pve8(lab, capsys):
     assert code == 255 and err.startswith("ERROR: unknown command 'ha-manager rules'")
 
 
-@pytest.mark.parametrize("cmd", ["groupadd", "groupset", "groupremove", "groupconfig"])
+@pytest.mark.parametrize("cmd", ["groupadd", "groupset", "groupremove"])
 def test_group_commands_rejected_on_pve9(lab, capsys, cmd):
     code, _, err = run(capsys, cmd, "g1", "--nodes", "node1")
     assert code == 255 and err.startswith(f"ERROR: unknown command 'ha-manager {cmd}'")

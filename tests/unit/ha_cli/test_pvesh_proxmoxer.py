@@ -57,7 +57,9 @@ def test_ha_writes_and_errors(api, lab):
     with pytest.raises(ResourceException) as exc:
         api.cluster.ha.resources.post()
     assert exc.value.status_code == 400 and "sid: property is missing" in str(exc.value)
-    with pytest.raises(ResourceException, match="no 'get' handler for '/cluster/ha/groups'"):
+    with pytest.raises(ResourceException) as exc:  # PVE 9 without groups (§3.4): HTTP 500
         api.cluster.ha.groups.get()
+    assert exc.value.status_code == 500 and "ha groups have been migrated to rules" in \
+        str(exc.value)
     api.cluster.ha.resources("vm:100").delete()
     assert lab.read("ha/resources.cfg") == ""
