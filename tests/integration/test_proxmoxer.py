@@ -157,7 +157,8 @@ def test_ha_groups_or_rules(px):
         assert (one["strict"], one["comment"]) == (1, "db")
         ha.rules("prefer1").delete()
         assert ha.rules.get() == []
-        with pytest.raises(ResourceException, match="no 'get' handler"):
+        # PVE 9 without groups (pve-operations.md §3.4): HTTP 500
+        with pytest.raises(ResourceException, match="ha groups have been migrated to rules"):
             ha.groups.get()
 
 

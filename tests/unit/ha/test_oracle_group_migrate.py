@@ -143,3 +143,34 @@ def test_versions_compare_as_debian_does_with_the_old_form():
     assert not group_migration.has_min_version("8.4-1")
     assert group_migration.version_key("8.4-1") == group_migration.version_key("8.4.1")
     assert not group_migration.has_min_version("banana")
+
+
+def test_a_rolling_upgrade_with_reboots_migrates_only_once_the_last_node_is_back():
+    """test-group-migrate4 without its CFS faults: every node on 8.4.1 (the HA stack
+    already the new one), each set to 9.0.x and rebooted in turn; node2's LRM restarted
+    while node3 reboots. Every attempt before node3 is back aborts; the next one after
+    it migrates."""
+    c = SimCluster(flavour=9, services=SERVICES, groups=GROUPS,
+                   versions={n: "8.4.1" for n in ("node1", "node2", "node3")})
+    c.run_until(100)
+    for node, version in (("node1", "9.0.0"), ("node2", "9.0.0")):
+        c.set_pve_manager_version(node, version)
+        c.reboot(node)
+        c.run_until(c.t + 200)
+        assert c.store.newest("ha/groups.cfg") == GROUPS
+    c.set_pve_manager_version("node3", "9.0.1")
+    c.restart_lrm("node2")
+    c.reboot("node3")
+    last = c.t
+    c.run_until(last + 300)
+    back = c.first(r"node 'node3': state changed from 'unknown' => 'online'", after=last)
+    done = c.first("ha groups migration successful")
+    assert back is not None and done is not None and done.time > back.time
+    aborts = [e.message for e in c.find("abort ha groups migration", after=last)]
+    assert aborts and all("node3" in m or "node2" in m for m in aborts)
+    # before: node3 on 8.4.1 blocked every attempt, with the version it needs
+    assert c.find("ha groups migration: node 'node3' has version '8.4.1'", before=last)
+    assert c.find("abort ha groups migration: node 'node3' needs at least pve-manager "
+                  "version '9.0.0~16'", before=last)
+    assert c.store.newest("ha/groups.cfg") == {}
+    assert sorted(c.store.newest("ha/rules.cfg")) == ["ha-group-group1", "ha-group-group2"]
