@@ -10,7 +10,8 @@ embedded lab boots its formed ready state again, a lab with Capability.SNAPSHOT 
 it: lab/pytest_plugin.py's ``lab`` fixture, harness/formation.py) and a failed step skips
 only the later steps of its own repetition (harness/plugin.py). harness/story_order.py
 sees each copy as one story. Only story modules are repeated: the copies of a module
-without ``@pytest.mark.story`` are dropped after collection, its first copy stays.
+without ``@pytest.mark.story`` are dropped after collection: it runs once, as
+``[repeat1]``.
 
 pytest parses a module's own fixtures once per module object; a copy makes pytest parse
 them again under its own node id (``RepeatedModule.collect``), so a story's own fixtures
@@ -25,7 +26,7 @@ import pytest
 
 from harness import options
 
-_SUFFIX = re.compile(r"\[repeat(\d+)\](?=::|$)")
+_SUFFIX = re.compile(r"(?<=\.py)\[repeat(\d+)\](?=::|$)")  # a module's, not a parameter
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -71,11 +71,14 @@ class StepOutcomes:
 
 
 def _detail(report: pytest.TestReport) -> str:
-    """The last line of a failure, or a skip's reason, in at most 200 characters."""
+    """A failure's message (its first line) or a skip's reason, in at most 200
+    characters."""
     if report.skipped and isinstance(report.longrepr, tuple):
         return str(report.longrepr[2])[:200]
-    lines = [line for line in report.longreprtext.splitlines() if line.strip()]
-    return lines[-1].strip()[:200] if lines else ""
+    crash = getattr(report.longrepr, "reprcrash", None)
+    text = crash.message if crash is not None else report.longreprtext
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[0].strip()[:200] if lines else ""
 
 
 def pytest_configure(config: pytest.Config) -> None:
