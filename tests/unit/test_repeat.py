@@ -6,6 +6,7 @@ module fixtures, metrics.json carries each figure's repeat and each step's outco
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import matplotlib.style  # noqa: F401 - numpy loads once a process: before pytester runs
 import pytest
@@ -15,6 +16,7 @@ from matplotlib.backends import backend_agg  # noqa: F401
 from harness.repeat import repeat_of, without_repeat
 
 pytest_plugins = ["pytester"]
+ROOT = Path(__file__).resolve().parents[2]
 
 # the module fixture counts its set-ups in $SETUPS; FAIL_AT="2:test_cut" fails that step in
 # repeat 2; the figure is $FIGURE seconds
@@ -62,6 +64,7 @@ def run(pytester: pytest.Pytester, tmp_path, monkeypatch):
     def run_it(*args: str) -> pytest.RunResult:
         return pytester.runpytest("-p", "harness.plugin", f"--metrics-file={metrics_file}",
                                   "-p", "no:cacheprovider", *args)
+    run_it.metrics_file = metrics_file
     run_it.metrics = lambda: json.loads(metrics_file.read_text())
     run_it.setups = lambda: (tmp_path / "setups.txt").read_text().split()
     return run_it
@@ -145,3 +148,18 @@ def test_verify_against_a_missing_baseline_is_a_usage_error(pytester, run, tmp_p
     result = run("--verify-against", str(tmp_path / "nope.json"))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--verify-against*no such file*"])
+
+
+def test_under_xdist_each_step_is_recorded_once(pytester, run, monkeypatch):
+    """The controller writes the step outcomes (the workers' reports reach it); the
+    repeats may run on different workers, each with its own lab."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makepyfile(test_story=STORY)
+    result = pytester.runpytest_subprocess(
+        "-p", "harness.plugin", "-p", "xdist", "-n", "2", "--repeat", "2",
+        f"--metrics-file={run.metrics_file}", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=6)
+    doc = run.metrics()
+    assert sorted((s["repeat"], s["step"]) for s in doc["steps"]) == sorted(
+        (r, step) for r in (1, 2) for step in ("test_guest_up", "test_cut", "test_heal"))
+    assert sorted(m["data"]["repeat"] for m in doc["metrics"]) == [1, 2]
