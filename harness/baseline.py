@@ -46,6 +46,13 @@ class Side:
         return "; ".join(f"{v} ({', '.join(nodes)})" for v, nodes in sorted(by.items())) \
             or "not recorded"
 
+    def corosync(self) -> str:
+        """``token 3650 ms, consensus 4380 ms``: the corosync constants the runs read."""
+        seen = sorted({(c.get("token_ms"), c.get("consensus_ms"))
+                       for c in self.constants.values()}, key=str)
+        return "; ".join(f"token {t} ms, consensus {c} ms" for t, c in seen) or \
+            "not recorded"
+
     def to_json(self) -> dict[str, object]:
         return {
             "pvechaos_baseline": FORMAT, "sources": self.sources,

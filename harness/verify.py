@@ -202,7 +202,8 @@ def _columns(rows: list[tuple[str, ...]], left: tuple[int, ...]) -> list[str]:
 
 def table(result: Verdict, before: Side, after: Side) -> list[str]:
     """The verdict table: the versions, the figures, the behaviours, a summary line."""
-    lines = [f"before: PVE {before.pve_managers()}", f"after:  PVE {after.pve_managers()}"]
+    lines = [f"before: PVE {before.pve_managers()}; corosync {before.corosync()}",
+             f"after:  PVE {after.pve_managers()}; corosync {after.corosync()}"]
     rows = [("scenario", "figure", "before", "after", "change", "verdict")]
     for f in result.figures:
         change = "-" if f.delta_s is None else f"{f.delta_s:+.2f} s"

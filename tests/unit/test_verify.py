@@ -168,7 +168,8 @@ def metrics_doc(run: str, values: list[float], outcomes: list[str], timescale: f
             "settings": [{"scenario": "story", "repeat": i + 1, "lab": "embedded",
                           "nodes": 3, "timescale": timescale,
                           "versions": {"node1": {"pve-manager": version}},
-                          "constants": {"token_ms": 3650}} for i in range(len(outcomes))]}
+                          "constants": {"token_ms": 3650, "consensus_ms": 4380}}
+                         for i in range(len(outcomes))]}
 
 
 def write(tmp_path, name: str, doc: dict):
@@ -185,7 +186,7 @@ def test_baseline_round_trip_keeps_samples_steps_settings_and_versions(tmp_path)
     assert again.figures == loaded.figures and again.steps == loaded.steps
     assert again.settings == {"story": {"lab": "embedded", "nodes": 3, "timescale": 0.1}}
     assert again.pve_managers() == "8.4.1 (node1)"
-    assert again.constants == {"story": {"token_ms": 3650}}
+    assert again.constants == {"story": {"token_ms": 3650, "consensus_ms": 4380}}
 
 
 def test_a_side_mixing_settings_is_refused(tmp_path):
@@ -209,7 +210,8 @@ def test_the_cli_exit_codes(tmp_path, capsys):
     assert cli(["verify", "--against", str(baseline), str(same), "--json",
                 str(tmp_path / "v.json"), "--plot", str(tmp_path / "v.png")]) == 0
     out = capsys.readouterr().out
-    assert "before: PVE 8.4.1 (node1)" in out and "after:  PVE 9.1.1 (node1)" in out
+    assert "before: PVE 8.4.1 (node1); corosync token 3650 ms, consensus 4380 ms" in out
+    assert "after:  PVE 9.1.1 (node1)" in out
     assert json.loads((tmp_path / "v.json").read_text())["figures"][0]["verdict"] == "same"
     assert (tmp_path / "v.png").read_bytes().startswith(b"\x89PNG")
     assert cli(["verify", "--against", str(baseline), str(slower)]) == 1
