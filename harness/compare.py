@@ -100,10 +100,7 @@ class Change:
         """``ok -> over_budget`` when every run before said ok and some run after failed."""
         if self.before is None or self.after is None:
             return None
-        if any(v != "ok" for v in self.before.verdicts):
-            return None
-        failed = [v for v in self.after.verdicts if v not in PASSING]
-        return f"ok -> {failed[0]}" if failed else None
+        return verdict_broke(self.before, self.after)
 
     @property
     def status(self) -> str:
@@ -128,8 +125,23 @@ class Change:
         return "; ".join(filter(None, [f"{beyond} ±{self.noise_s:.2f} s", self.verdict_broke]))
 
 
+def verdict_broke(before: Samples, after: Samples) -> str | None:
+    """``ok -> over_budget`` when every sample before was ok and some sample after failed
+    its window or budget (the run that judged it had them at hand)."""
+    if any(v != "ok" for v in before.verdicts):
+        return None
+    failed = [v for v in after.verdicts if v not in PASSING]
+    return f"ok -> {failed[0]}" if failed else None
+
+
 def load(path: Path) -> dict[Key, Samples]:
     """The samples of every (scenario, name) in a metrics file, in file order."""
+    return samples(path, read_document(path))
+
+
+def read_document(path: Path) -> dict:
+    """A metrics.json (or a baseline, harness/baseline.py) as a dict; bad input is a
+    ConfigError naming the file and the fix."""
     try:
         doc = json.loads(path.read_bytes())
     except FileNotFoundError:
@@ -142,7 +154,16 @@ def load(path: Path) -> dict[Key, Samples]:
         raise ConfigError(f"{path} is not JSON: {exc}",
                           hint="a run writes the file whole; take it from a finished run "
                                "(an empty file means the run measured nothing)") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("metrics"), list):
+    if not isinstance(doc, dict):
+        raise ConfigError(f'{path} has no "metrics" list (not a JSON object)',
+                          hint='expected {"run": <id>, "metrics": [...]} as pytest writes it '
+                               "to reports/metrics.json")
+    return doc
+
+
+def samples(path: Path, doc: dict) -> dict[Key, Samples]:
+    """The samples of every (scenario, name) in a metrics document read from ``path``."""
+    if not isinstance(doc.get("metrics"), list):
         raise ConfigError(f'{path} has no "metrics" list',
                           hint='expected {"run": <id>, "metrics": [...]} as pytest writes it '
                                "to reports/metrics.json")

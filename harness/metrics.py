@@ -220,6 +220,12 @@ class MetricsFile:
         """Add one figure; a figure that is not finite is refused (Metric.check_finite)
         before the file is touched."""
         metric.check_finite()
+        self.update(lambda doc: doc["metrics"].append(metric.to_json()))
+
+    def update(self, change: Callable[[dict], None]) -> None:
+        """Change this run's document in place, under the file lock: ``change`` gets
+        ``{"run": <id>, "metrics": [...], ...}`` (a new one when the file holds another
+        run's), and may add other keys (harness/run_record.py: "steps", "settings")."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.path, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
@@ -228,7 +234,7 @@ class MetricsFile:
             doc = _loads(text)
             if not isinstance(doc, dict) or doc.get("run") != self.run:
                 doc = {"run": self.run, "metrics": []}
-            doc["metrics"].append(metric.to_json())
+            change(doc)
             text = json.dumps(doc, indent=1, allow_nan=False)  # before the file is emptied
             handle.seek(0)
             handle.truncate()

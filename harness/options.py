@@ -93,32 +93,54 @@ def story_nodes(raw: str | None, known: Iterable[str] | None = None) -> tuple[st
     return names
 
 
+REPEAT_MAX = 100  # more repeats than this is a typo, not a baseline
+
+
+def repeat(raw: int | str) -> int:
+    """--repeat: how many times each story module runs, a whole number 1 to REPEAT_MAX."""
+    try:
+        count = int(str(raw).strip())
+    except ValueError:
+        count = 0
+    if not 1 <= count <= REPEAT_MAX:
+        refuse("--repeat", str(raw), f"not a whole number from 1 to {REPEAT_MAX}",
+               "give how many times each story runs, e.g. --repeat 3 (a baseline's "
+               "statistics need at least 2 samples per figure; 3 or more is better)")
+    return count
+
+
 def metrics_file(raw: Path | str) -> Path:
     """--metrics-file: a file that can be written, in a directory that exists or can be
     made (checked without making it: a run that measures nothing writes nothing)."""
+    return writable_file("--metrics-file", raw, "--metrics-file reports/metrics.json")
+
+
+def writable_file(option: str, raw: Path | str, example: str) -> Path:
+    """A file ``option`` names that can be written, in a directory that exists or can be
+    made (checked without making it)."""
     path = Path(raw)
-    fix = "give a writable path, e.g. --metrics-file reports/metrics.json"
+    fix = f"give a writable path, e.g. {example}"
     if path.is_dir():
-        refuse("--metrics-file", str(raw), "is a directory", fix)
+        refuse(option, str(raw), "is a directory", fix)
     if path.exists():
         try:  # appending nothing changes nothing, and fails where a write would
             if not os.access(path, os.W_OK):
                 raise PermissionError("no permission")
             open(path, "a").close()  # noqa: SIM115
         except OSError as exc:
-            refuse("--metrics-file", str(raw), f"cannot be written ({exc.strerror or exc})",
+            refuse(option, str(raw), f"cannot be written ({exc.strerror or exc})",
                    fix)
         return path
     parent = path.absolute().parent
     while not parent.exists():  # the nearest existing ancestor must let us make the rest
         parent = parent.parent
     if not parent.is_dir():
-        refuse("--metrics-file", str(raw), f"{parent} is a file, not a directory", fix)
+        refuse(option, str(raw), f"{parent} is a file, not a directory", fix)
     try:  # root passes os.access everywhere: try it (an unnamed file, gone on close)
         if not os.access(parent, os.W_OK | os.X_OK):
             raise PermissionError("no permission")
         tempfile.TemporaryFile(dir=parent).close()
     except OSError as exc:
-        refuse("--metrics-file", str(raw), f"nothing can be written in {parent} "
+        refuse(option, str(raw), f"nothing can be written in {parent} "
                f"({exc.strerror or exc})", fix)
     return path

@@ -40,7 +40,8 @@ from harness.timescale import Timescale
 from harness.verdicts import CATEGORIES, LAB_ERROR, Finding, InvariantBroken, QuorumAssertion
 from harness.waits import NotYet, set_progress, wait_until
 
-pytest_plugins = ["harness.story_order"]
+pytest_plugins = ["harness.story_order", "harness.repeat", "harness.run_record",
+                  "harness.baseline_plugin"]
 
 _FAILED_STEP = pytest.StashKey[dict]()
 RUN_ID = pytest.StashKey[str]()
@@ -160,10 +161,16 @@ def _raise_interrupt(signum, frame) -> None:
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("story") is None:
         return
-    failed = item.config.stash[_FAILED_STEP].get(item.module.__name__)
+    failed = item.config.stash[_FAILED_STEP].get(story_key(item))
     if failed:
         pytest.skip(f"an earlier step of this story failed ({failed}); "
                     "the story cannot go on from an unknown state")
+
+
+def story_key(item: pytest.Item) -> str:
+    """A story's module node: each repetition (--repeat, harness/repeat.py) is its own."""
+    module = item.getparent(pytest.Module)
+    return module.nodeid if module is not None else item.module.__name__
 
 
 @pytest.hookimpl(wrapper=True)
@@ -171,7 +178,7 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     report = yield
     if item.get_closest_marker("story") is not None and report.failed and \
             item.get_closest_marker("budget") is None:
-        item.config.stash[_FAILED_STEP].setdefault(item.module.__name__, item.name)
+        item.config.stash[_FAILED_STEP].setdefault(story_key(item), item.name)
     if report.failed and call.excinfo is not None and \
             isinstance(call.excinfo.value, LabError):
         # a lab error is the lab's story, not the test's: its message says it all
@@ -204,9 +211,11 @@ def pytest_runtest_call(item: pytest.Item):
 
 class MetricsRecorder:
     def __init__(self, scenario: str, file: MetricsFile,
-                 properties: list[tuple[str, object]] | None = None) -> None:
-        """``properties``: the test's ``user_properties``, which ``--junitxml`` writes."""
-        self.scenario, self.file = scenario, file
+                 properties: list[tuple[str, object]] | None = None,
+                 repeat: int | None = None) -> None:
+        """``properties``: the test's ``user_properties``, which ``--junitxml`` writes;
+        ``repeat``: the repetition (--repeat) every figure is marked with."""
+        self.scenario, self.file, self.repeat = scenario, file, repeat
         self.properties = properties if properties is not None else []
 
     def record(self, name: str, value_s: float | None, *, window: Window | None = None,
@@ -218,6 +227,8 @@ class MetricsRecorder:
                                  "no matching observation")
         if window is not None:
             data = {**data, "window_basis": window.basis}
+        if self.repeat is not None:
+            data = {**data, "repeat": self.repeat}
         metric = Metric(self.scenario, name, value_s, data,
                         (window.low_s, window.high_s) if window else None,
                         budget.seconds if budget else None)
@@ -252,10 +263,13 @@ def metrics(request: pytest.FixtureRequest) -> MetricsRecorder:
     """``metrics.record(name, seconds, window=..., budget=...)``: a figure of this test,
     written to --metrics-file, the Allure result, its JUnit properties and the summary
     table; ``record_observed`` waits (bounded) for a watcher to see it first."""
+    from harness.repeat import repeat_count, repeat_of
+
     config = request.config
     return MetricsRecorder(request.module.__name__.rsplit(".", 1)[-1],
                            MetricsFile(config.getoption("metrics_file"), config.stash[RUN_ID]),
-                           request.node.user_properties)
+                           request.node.user_properties,
+                           repeat_of(request.node.nodeid) if repeat_count(config) > 1 else None)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:

@@ -11,6 +11,8 @@
                                                    read-only checks of a running lab or an
                                                    existing cluster (harness/preflight.py)
     pvechaos compare BEFORE AFTER [...]            two metrics.json files (harness/compare.py)
+    pvechaos baseline [--from METRICS] -o FILE     store runs as a baseline (harness/verify.py)
+    pvechaos verify --against FILE [METRICS...]    a verdict per figure and behaviour
     pvechaos report [RESULTS] [-o DIR]             the offline HTML report from Allure results
     pvechaos libvirt build|build-gateway|status|destroy --lab-config FILE
     pvechaos guest-template --out DIR [--storage ID] [--port N]
@@ -49,6 +51,8 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
                        help="an existing cluster's inventory YAML instead (never powered: "
                             "no --destructive needed)")
     kinds.add_parser("compare", help="compare two metrics.json files (see `compare -h`)")
+    kinds.add_parser("baseline", help="store runs as a baseline (see `baseline -h`)")
+    kinds.add_parser("verify", help="judge runs against a baseline (see `verify -h`)")
     report = kinds.add_parser("report", help="the offline HTML report from Allure results")
     report.add_argument("results", nargs="?", default=REPORT_RESULTS,
                         help="pytest's --alluredir (default: %(default)s)")
@@ -116,6 +120,11 @@ def main(argv: list[str] | None = None, prog: str = "pvechaos") -> int:
         from harness.compare import main as compare_main
 
         return compare_main(args_in[1:], prog=f"{prog} compare")
+    if args_in[:1] in (["baseline"], ["verify"]):  # the same exit codes as compare
+        from harness import verify
+
+        run_verb = verify.baseline_main if args_in[0] == "baseline" else verify.main
+        return run_verb(args_in[1:], prog=f"{prog} {args_in[0]}")
     args = build_parser(prog).parse_args(args_in)
     args.prog, args.argv = prog, args_in
     try:

@@ -91,14 +91,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "lab down --name NAME` removes it")
 
 
-_FAILED_MODULES = pytest.StashKey[set]()  # modules with a failed test (--keep-lab)
+_FAILED_MODULES = pytest.StashKey[set]()  # module nodes (a --repeat each) with a failed test
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call):
     report = yield
-    if report.failed:
-        item.config.stash.setdefault(_FAILED_MODULES, set()).add(item.module.__name__)
+    module = item.getparent(pytest.Module)
+    if report.failed and module is not None:
+        item.config.stash.setdefault(_FAILED_MODULES, set()).add(module.nodeid)
     return report
 
 
@@ -205,7 +206,7 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
     try:
         yield the_lab
     finally:
-        failed = request.module.__name__ in request.config.stash.get(_FAILED_MODULES, set())
+        failed = request.node.nodeid in request.config.stash.get(_FAILED_MODULES, set())
         if not (failed and request.config.getoption("keep_lab") and keep(request, the_lab)):
             log.info("removing the %s lab", the_lab.kind)
             the_lab.close()

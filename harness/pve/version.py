@@ -27,3 +27,26 @@ def parse_pveversion(text: str) -> PveVersion:
         raise ParseError("pveversion", "expected 'pve-manager/X.Y.Z/<hash> (running kernel: K)'",
                          text)
     return PveVersion(m.group(1), m.group(2).strip())
+
+
+# `pveversion -v`: one `package: version` line each, some with a note in parentheses
+# (`proxmox-ve: 8.4.0 (running kernel: 6.8.12-9-pve)`, `pve-manager: 8.4.1 (running
+# version: 8.4.1/2a5fa54a8503f96d)`), or a state instead of a version (`not correctly
+# installed`, `residual config`)
+_PACKAGE = re.compile(r"^([a-z0-9][a-z0-9.+-]*):\s+([^(]*?)\s*(?:\(.*\))?$")
+
+
+def parse_pveversion_verbose(text: str) -> dict[str, str]:
+    """`pveversion -v` as {package: version}, in its order; a version the line does not
+    give (a state such as ``not correctly installed``) is kept as that text."""
+    packages: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        m = _PACKAGE.match(line.strip())
+        if not m or not m.group(2):
+            raise ParseError("pveversion -v", "expected 'package: version' lines", line)
+        packages[m.group(1)] = m.group(2)
+    if "pve-manager" not in packages:
+        raise ParseError("pveversion -v", "no pve-manager line", text)
+    return packages
