@@ -3,7 +3,8 @@
 verified against it. Each repetition is a fresh lab; metrics.json carries each figure's
 repeat, each step's outcome and each repetition's setting and package versions; the
 power cut of a non-master node recovers the same way on both (pve-model.md §10.1), so
-the verdict has no regression, and `pvechaos verify` on the files agrees."""
+the verdict has no regression, and `pvechaos verify` on the files agrees. A guest that
+fails to start (a change made on purpose) is then a behaviour REGRESSION."""
 
 from __future__ import annotations
 
@@ -21,13 +22,14 @@ STORY = Path(__file__).parent / "baseline_story" / "story_power_cut.py"
 NAME, SUBNET = "base", "198.18.161.0/24"
 
 
-def story(tmp_path: Path, flavour: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def story(tmp_path: Path, flavour: str, *extra: str, repeat: int = 2,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pytest", str(STORY), "-p", "no:cacheprovider", "--repeat",
-         "2", "--pve-flavour", flavour, "--timescale", "0.1", "--recovery-budget", "240",
-         "--lab-name", NAME, "--lab-subnet", SUBNET, *extra],
+         str(repeat), "--pve-flavour", flavour, "--timescale", "0.1", "--recovery-budget",
+         "240", "--lab-name", NAME, "--lab-subnet", SUBNET, *extra],
         cwd=REPO, text=True, capture_output=True, timeout=200, stdin=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONPATH": str(REPO)})
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
 
 
 def test_baseline_on_pve8_verified_on_pve9(tmp_path):
@@ -65,4 +67,15 @@ def test_baseline_on_pve8_verified_on_pve9(tmp_path):
                          capture_output=True, timeout=60, env={**os.environ,
                                                                "PYTHONPATH": str(REPO)})
     assert cli.returncode == 0 and "time_to_recovery" in cli.stdout, cli.stdout + cli.stderr
+
+    # a change made on purpose: a guest that fails to start is a behaviour REGRESSION
+    broken_file = tmp_path / "broken" / "metrics.json"
+    broken = story(tmp_path, "9", "--metrics-file", str(broken_file), "--verify-against",
+                   str(baseline), repeat=1, env={"PVECHAOS_GUEST_FAILS": "1"})
+    assert broken.returncode != 0, broken.stdout[-3000:]
+    verdict = json.loads(broken_file.with_name("verdict.json").read_text())
+    assert verdict["regression"] is True
+    first = next(b for b in verdict["behaviours"]
+                 if b["step"].endswith("test_guest_under_ha_away_from_the_master"))
+    assert first["verdict"] == "REGRESSION", first
     assert leftovers(EmbeddedConfig(name=NAME, subnet=SUBNET)) == []
