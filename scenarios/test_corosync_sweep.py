@@ -48,7 +48,7 @@ import allure
 import pytest
 
 from harness import netfaults
-from harness.errors import UnsupportedFault
+from harness.errors import PvechaosError, UnsupportedFault
 from harness.events import MembershipChanged, Unreachable
 from harness.timeline import EventKind
 
@@ -122,11 +122,24 @@ def judge(timeline, start: float, end: float, point: Point, rings: tuple[str, st
                      else "stalled" if silent else "held")
 
 
-def dropped(cluster, nodes) -> int:
-    """Packets the random-loss rules dropped on ``nodes`` so far."""
-    return sum(netfaults.dropped_packets(cluster.node(name).run(
-        f"nft list chain {netfaults.TABLE} {netfaults.LOSS_CHAIN}", timeout_s=10).stdout)
-        for name in nodes)
+def dropped(cluster, boots: dict[str, str]) -> tuple[int | None, list[str]]:
+    """Packets the random-loss rules dropped so far on the nodes of ``boots`` (node ->
+    boot id when the rules were set), and the nodes left out: a node that reset (or went
+    down) lost its rules and their counters with that boot. None when no node is left."""
+    counts, gone = [], []
+    for name, boot in boots.items():
+        node = cluster.node(name)
+        changed = node.boot_changed(boot)
+        if changed is None:
+            try:
+                counts.append(netfaults.dropped_packets(node.check(
+                    f"nft list chain {netfaults.TABLE} {netfaults.LOSS_CHAIN}",
+                    timeout_s=10)))
+                continue
+            except PvechaosError as exc:  # it reset while answering
+                changed = str(exc).splitlines()[0]
+        gone.append(f"{name}: {changed}")
+    return (sum(counts) if counts else None), gone
 
 
 IDS = [p.label.replace(" ", "").replace("%", "pct") for p in POINTS]  # -k loss5pct
@@ -135,6 +148,7 @@ IDS = [p.label.replace(" ", "").replace("%", "pct") for p in POINTS]  # -k loss5
 @pytest.mark.parametrize("point", POINTS, ids=IDS)
 def test_point(point: Point, cluster, faults, timeline, quorum_watcher, constants, metrics):
     names = cluster.names
+    faults.end_all("netem")  # what an earlier point could not end (it failed for it)
     stale = faults.leftovers()
     if stale:  # an earlier point's end failed (that point failed for it): start clean
         assert faults.sweep_nodes() == {}
@@ -143,6 +157,7 @@ def test_point(point: Point, cluster, faults, timeline, quorum_watcher, constant
         cluster.wait_whole_view(name, timeout_s=HEAL_S)
     nodes = names if point.target == "all" else names[:1]
     ring_before = cluster.node(names[0]).quorum(timeout_s=10).ring_id
+    boots = {name: cluster.node(name).boot_id() for name in nodes}
     applied = []
     start = timeline.clock.now()
     try:
@@ -158,13 +173,21 @@ def test_point(point: Point, cluster, faults, timeline, quorum_watcher, constant
     with allure.step(f"hold {point.label} on {', '.join(nodes)} for {point.hold_s:g} s"):
         time.sleep(point.hold_s)  # the quorum watcher polls every node meanwhile
     end = timeline.clock.now()
-    if point.loss_pct:
-        point.packets_dropped = dropped(cluster, nodes)
-    faults.end_all("netem")  # a node reset under the fault counts as its end
+    reset: list[str] = []
+    try:
+        if point.loss_pct:
+            point.packets_dropped, reset = dropped(cluster, boots)
+    finally:
+        faults.end_all("netem")  # a node reset under the fault counts as its end
     left = faults.leftovers()
     assert left == {}, f"{point.label}: still in force after its end: {left}"
+    for name in names:  # a node that reset under the fault is back before the next look
+        cluster.wait_whole_view(name, timeout_s=HEAL_S)
     judge(timeline, start, end, point,
           (ring_before, cluster.node(names[0]).quorum(timeout_s=30).ring_id))
+    if reset:  # measured, as every outcome here: the counters went with the reset
+        point.note = "; ".join(filter(None, [f"not counted ({', '.join(reset)})",
+                                             point.note]))[:400]
     RESULTS.append(point)
     metrics.record(f"sweep {point.label}",
                    point.first_change_s if point.first_change_s is not None else point.hold_s,
@@ -172,10 +195,8 @@ def test_point(point: Point, cluster, faults, timeline, quorum_watcher, constant
                    first_change_s=point.first_change_s, form=FORM,
                    basis="measured: seconds to the first membership change or quorum loss; "
                          "the whole hold when none")
-    if point.loss_pct:
+    if point.loss_pct and point.packets_dropped is not None:
         assert point.packets_dropped, "the loss rule dropped nothing: the fault did not act"
-    for name in names:
-        cluster.wait_whole_view(name, timeout_s=HEAL_S)
     # PVE's design (pve-faults §5.3, Derived): well below the pong timeout quorum holds
     pong_timeout_ms = constants.token_ms / 2
     round_trip_ms = point.delay_ms * (2 if point.target == "all" else 1)

@@ -95,3 +95,39 @@ def test_the_sweep_collects_on_the_libvirt_lab(lab_yaml):
                    env={"PVECHAOS_TEST_ROOT_PASSWORD": "lab-secret-1"})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "scenarios/test_corosync_sweep.py::test_point[loss40pct]" in done.stdout
+
+
+# -- counting what the loss rules dropped, when a node resets under them --------------------
+LISTING = "chain loss_out {\n  udp dport 5405 counter packets 17 bytes 2000 drop\n}\n"
+
+
+def loss_cluster():
+    from harness.errors import NodeUnreachable
+    from tests.twins import FakeCluster, FakeNode
+
+    node3 = FakeNode("node3", [NodeUnreachable("node3", "198.18.0.13", "connection refused")])
+    return FakeCluster(FakeNode("node1", LISTING), FakeNode("node2", LISTING), node3)
+
+
+def test_dropped_counts_every_node_on_the_boot_the_rules_were_set_on():
+    cluster = loss_cluster()
+    count, gone = sweep.dropped(cluster, {"node1": "node1-boot-1", "node2": "node2-boot-1"})
+    assert (count, gone) == (34, [])
+
+
+def test_a_node_that_reset_under_the_loss_is_left_out_of_the_count_and_named():
+    cluster = loss_cluster()
+    cluster.node("node2").boot = "node2-boot-2"  # its rules and counters went with it
+    boots = {"node1": "node1-boot-1", "node2": "node2-boot-1", "node3": "node3-boot-1"}
+    count, gone = sweep.dropped(cluster, boots)
+    assert count == 17
+    assert gone == ["node2: new boot node2-boot-2", "node3: node3 (198.18.0.13) is "
+                    "unreachable over SSH: connection refused"]
+    assert cluster.node("node2").calls == []  # a new boot's counters are not read
+
+
+def test_no_count_at_all_when_every_node_reset():
+    cluster = loss_cluster()
+    cluster.node("node1").boot = "node1-boot-2"
+    count, gone = sweep.dropped(cluster, {"node1": "node1-boot-1"})
+    assert count is None and gone == ["node1: new boot node1-boot-2"]
