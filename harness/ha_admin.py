@@ -192,13 +192,22 @@ def reboot(cluster: Cluster, name: str, *, timeout_s: float) -> str:
     node = cluster.node(name)
     boot = node.boot_id()
     said = _system(node, "reboot")
+    return wait_new_boot(cluster, name, boot, timeout_s=timeout_s,
+                         what=f"after `systemctl reboot` ({said})")
+
+
+def wait_new_boot(cluster: Cluster, name: str, boot: str, *, timeout_s: float,
+                  what: str = "") -> str:
+    """Wait (bounded) until ``name``, which was on ``boot``, answers over SSH on a new
+    boot (a reboot or an upgrade's reboot under way). Returns the new boot id."""
+    node = cluster.node(name)
 
     def new_boot() -> str | NotYet:
         seen = node.boot_changed(boot)
         return seen.removeprefix("new boot ") if seen and seen.startswith("new boot ") \
             else NotYet(seen or f"still on boot {boot}")
-    return wait_until(f"{name} back on a new boot after `systemctl reboot` ({said})",
-                      new_boot, timeout_s=timeout_s, interval_s=1.0)
+    return wait_until(f"{name} back on a new boot {what}".rstrip(), new_boot,
+                      timeout_s=timeout_s, interval_s=1.0)
 
 
 def power_on(cluster: Cluster, name: str, *, timeout_s: float) -> str:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import allure
 import pytest
 
-from harness import ha_admin, story_plan
+from harness import ha_admin, policy_steps, story_plan
 from harness.pve.version import PveVersion
 from harness.waits import NotYet, wait_until
 
@@ -44,11 +44,6 @@ REBOOT_TIMEOUT_S = 180.0  # real seconds for a node to go down and answer on a n
 # PVE's first groups migration attempt is on the 3rd round after a CRM became master,
 # retried every 6 rounds (pve-operations.md §3.4): at most 7 rounds once it can succeed
 MIGRATION_ROUNDS = 7
-
-
-def version_key(version: str) -> tuple[int, ...]:
-    """8.4.1 -> (8, 4, 1): compares PVE versions."""
-    return tuple(int(p) for p in version.split("~")[0].split("-")[0].split(".") if p.isdigit())
 
 
 @dataclass
@@ -81,7 +76,7 @@ def resources_config(cluster, on: str) -> str:
 def test_setup_one_guest_per_node(cluster, fleet, upgrade, constants):
     first = cluster.names[0]
     options: dict[str, object] = {}
-    if all(v.major < 9 for v in upgrade.before.values()):
+    if policy_steps.placement_config(cluster)[0] == policy_steps.GROUPS:
         with allure.step(f"HA group {GROUP} with every node (PVE 8: groups.cfg)"):
             cluster.node(first).check("ha-manager", "groupadd", GROUP, "--nodes",
                                       ",".join(cluster.names), timeout_s=30)
@@ -136,15 +131,14 @@ def upgrade_one(lab, cluster, fleet, upgrade, faults, timeline, constants, metri
         output = lab.upgrade(node)
         allure.attach(output or "(no output)", f"upgrade output of {node}",
                       allure.attachment_type.TEXT)
-        wait_until(f"{node} to reboot", lambda: cluster.node(node).boot_changed(boot)
-                   or NotYet("same boot"), timeout_s=REBOOT_TIMEOUT_S, interval_s=1.0)
-        cluster.node(node).wait_reachable(timeout_s=REBOOT_TIMEOUT_S)
+        ha_admin.wait_new_boot(cluster, node, boot, timeout_s=REBOOT_TIMEOUT_S,
+                               what="after its upgrade")
     with allure.step(f"{node} rejoined, newer than before, back in maintenance"):
         cluster.wait_whole_view(node, timeout_s=REBOOT_TIMEOUT_S)
         now = cluster.node(node).pve_version()
         upgrade.after[node] = now
         was = upgrade.before[node]
-        assert version_key(now.manager) > version_key(was.manager), \
+        assert now.key > was.key, \
             f"{node} still runs {now.manager} (was {was.manager})"
         allure.dynamic.parameter(f"{node}", f"{was.manager} -> {now.manager}")
         ha_admin.wait_node_empty(cluster, node, timeout_s=settle_s)  # maintenance mode

@@ -17,6 +17,13 @@ class PveVersion:
     def major(self) -> int:
         return int(self.manager.split(".")[0])
 
+    @property
+    def key(self) -> tuple[int, ...]:
+        """The release as numbers to order by: 8.4.1 -> (8, 4, 1); a Debian suffix
+        (`9.0.0~16`, `8.4-1`) does not count."""
+        release = re.split(r"[~-]", self.manager, maxsplit=1)[0]
+        return tuple(int(p) for p in release.split(".") if p.isdigit())
+
 
 _VERSION = re.compile(r"^pve-manager/([0-9][^/\s]*)/\S+\s+\(running kernel:\s*([^)]+)\)")
 

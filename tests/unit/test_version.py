@@ -6,6 +6,7 @@ import pytest
 
 from harness.errors import ParseError
 from harness.pve import parse_pveversion
+from harness.pve.version import PveVersion
 
 
 def test_pve8(load):
@@ -39,3 +40,13 @@ def test_other_output_raises_parse_error(text):
         parse_pveversion(text)
     assert "pveversion" in str(info.value)
     assert (text or "(empty)") in str(info.value)
+
+
+@pytest.mark.parametrize(("older", "newer"), [
+    ("8.4.1", "9.1.1"), ("8.4.1", "8.4.10"), ("9.0.0~16", "9.0.1"), ("8.4-1", "8.4.1"),
+    ("9.0.3", "9.1.1")])
+def test_versions_order_by_their_release_numbers(older, newer):
+    def v(manager):
+        return PveVersion(manager, "6.8.12-9-pve")
+    assert v(older).key < v(newer).key
+    assert v("9.0.0~16").key == (9, 0, 0)
