@@ -53,8 +53,8 @@ def status(config: LibvirtConfig, *, host: Host | None = None, out=print) -> int
 
 
 def destroy(config: LibvirtConfig, *, host: Host | None = None, out=print) -> int:
-    """Every VM of the lab off and undefined with its snapshots, its overlays deleted,
-    its networks removed. Golden images stay."""
+    """Every VM of the lab off and undefined with its snapshots, its overlays and serial
+    logs deleted, its networks removed. Golden images stay."""
     libvirt = libvirt_module()
     host = host or Host(config.hosts[0])
     plan = Plan(config)
@@ -69,12 +69,15 @@ def destroy(config: LibvirtConfig, *, host: Host | None = None, out=print) -> in
                 out(f"removed {machine.domain}")
         try:
             pool = host.conn.storagePoolLookupByName(config.pool)
+            pool.refresh(0)  # the serial logs are files virtlogd wrote, not volumes made
             for machine in plan.machines():
-                try:
-                    pool.storageVolLookupByName(plan.overlay(machine.name)).delete(0)
-                    out(f"removed {plan.overlay(machine.name)}")
-                except libvirt.libvirtError:
-                    pass
+                serial = plan.serial_log(machine.name).rsplit("/", 1)[-1]
+                for volume in (plan.overlay(machine.name), serial):
+                    try:
+                        pool.storageVolLookupByName(volume).delete(0)
+                        out(f"removed {volume}")
+                    except libvirt.libvirtError:
+                        pass
         except libvirt.libvirtError:
             pass
         for name in (plan.management_network, plan.corosync_network):

@@ -61,6 +61,7 @@ class Host:
         self._opener = opener
         self._conn: Any = None
         self._callbacks: list[int] = []
+        self._sinks: list[EventSink] = []
 
     @property
     def conn(self) -> Any:
@@ -73,6 +74,8 @@ class Host:
             except libvirt.libvirtError as exc:
                 raise LabError(f"cannot connect to libvirt at {self.uri}: {exc}",
                                hint=connection_hint(self.uri)) from None
+            if self._sinks:  # subscribers outlive a reconnection (a lab closed, started)
+                self._register()
         return self._conn
 
     @property
@@ -132,26 +135,41 @@ class Host:
 
     # -- events ------------------------------------------------------------------------
     def subscribe(self, sink: EventSink) -> None:
-        """Lifecycle, reboot and watchdog events of every domain go to ``sink``."""
+        """Lifecycle, reboot and watchdog events of every domain go to ``sink``, on this
+        connection and on every later one. libvirt tracks one callback per event kind
+        and connection ("event callback already tracked" for a second, seen on
+        libvirtd 9.0), so the callbacks are registered once and hand each event to every
+        sink."""
+        self._sinks.append(sink)
+        if self._conn is not None and not self._callbacks:
+            self._register()
+        elif self._conn is None:
+            self.conn  # noqa: B018 -- opening registers
+
+    def _emit(self, domain: str, event: str, detail: str) -> None:
+        for sink in list(self._sinks):
+            sink(domain, event, detail)
+
+    def _register(self) -> None:
         libvirt = libvirt_module()
 
         def lifecycle(_conn, dom, event, detail, _opaque):
             name = LIFECYCLE.get(event, str(event))
             text = STOPPED_DETAIL.get(detail, str(detail)) if event == 5 else str(detail)
-            sink(dom.name(), name, text)
+            self._emit(dom.name(), name, text)
 
         def reboot(_conn, dom, _opaque):
-            sink(dom.name(), "reboot", "guest reset itself")
+            self._emit(dom.name(), "reboot", "guest reset itself")
 
         def watchdog(_conn, dom, action, _opaque):
-            sink(dom.name(), "watchdog", WATCHDOG_ACTION.get(action, str(action)))
+            self._emit(dom.name(), "watchdog", WATCHDOG_ACTION.get(action, str(action)))
 
         for event_id, callback in (
                 (libvirt.VIR_DOMAIN_EVENT_ID_LIFECYCLE, lifecycle),
                 (libvirt.VIR_DOMAIN_EVENT_ID_REBOOT, reboot),
                 (libvirt.VIR_DOMAIN_EVENT_ID_WATCHDOG, watchdog)):
             self._callbacks.append(
-                self.conn.domainEventRegisterAny(None, event_id, callback, None))
+                self._conn.domainEventRegisterAny(None, event_id, callback, None))
 
 
 class EventLoop:

@@ -37,13 +37,18 @@ from harness.errors import LabError
 
 PACKAGES = ("busybox-static", "syslinux", "syslinux-common")
 KERNEL_META = "linux-image-amd64"
-# virtio_pci brings virtio and its rings; i6300esb is the watchdog libvirt gives a node;
+# virtio_pci brings virtio and its rings; virtio_blk and ext4 (which mounts ext2) the
+# disk that keeps /etc (ext4 asks the crypto API for crc32c whatever the features);
+# i6300esb is the watchdog libvirt gives a node;
 # button + evdev make the ACPI power button an input event busybox acpid reads
-MODULES = ("virtio_pci", "virtio_net", "i6300esb", "button", "evdev")
+MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "crc32c_generic", "ext4", "i6300esb",
+           "button", "evdev")
 WATCHDOG_TIMEOUT_S = 10  # watchdog-mux's timeout (pve-model §9.3)
 # what PVE's own tools would be where the lab's scripts call them: OpenSSH's server,
-# GNU date (`date -s @SECONDS.FRACTION`, `%N`), iproute2's ip (its `-o link` layout)
-HOST_BINARIES = ("/usr/sbin/sshd", "/bin/date", "/bin/ip")
+# bash as root's shell (Debian's busybox-static runs its own applets before PATH, so
+# under its ash `date` would be busybox's whatever PATH says), GNU date
+# (`date -s @SECONDS.FRACTION`, `%N`), iproute2's ip (its `-o link` layout)
+HOST_BINARIES = ("/usr/sbin/sshd", "/bin/bash", "/bin/date", "/bin/ip")
 PART_OFFSET = 1 << 20
 
 
@@ -167,22 +172,29 @@ mount -t devpts devpts /dev/pts
 mount -t tmpfs run /run
 mkdir -p /run/sshd
 while read -r module args; do insmod "/lib/modules/$module" $args; done < /etc/modules-order
+# /etc lives on the disk's second partition, as an installed system's does: what the lab
+# writes there (the corosync NIC, /etc/hosts) outlasts a reboot and a power cut (`sync`:
+# on disk once written; an installed system commits within seconds, long before a cut)
+mount -t ext2 -o sync /dev/vda2 /persist && mount --bind /persist/etc /etc
 hostname -F /etc/hostname
 ip link set lo up
 for dev in /sys/class/net/*; do ip link set "${dev##*/}" up; done
 mgmt=$(ip -o link | awk -F': ' 'tolower($0) ~ /@MAC@/ {print $2; exit}')
 ip addr add @ADDRESS@ dev "$mgmt"
+ifreload -a  # what the boot's networking service applies: /etc/network/interfaces.d
 [ -e /dev/watchdog ] && [ -x /usr/sbin/pvechaos-watchdog-feeder ] && \\
     setsid /usr/sbin/pvechaos-watchdog-feeder </dev/null >/dev/null 2>&1 &
 echo "pvechaos test bed: $(hostname) up, $(cat /proc/sys/kernel/random/boot_id)" > /dev/console
 """
 
 FEEDER = f"""\
-#!/bin/sh
+#!/bin/bash
 # Feeds /dev/watchdog every second, as PVE's watchdog-mux does, with its {WATCHDOG_TIMEOUT_S} s
 # timeout (set as the module's heartbeat). Each feed's time goes to /run/watchdog-fed.
-# Killed, it does not close the device cleanly: the watchdog then fires.
+# Killed (its pid is in /run/watchdog-feeder.pid), it does not close the device cleanly:
+# the watchdog then fires.
 exec 3>/dev/watchdog || exit 1
+echo $$ > /run/watchdog-feeder.pid
 while :; do
     printf 1 >&3 && date +%s.%N > /run/watchdog-fed.new && \\
         mv /run/watchdog-fed.new /run/watchdog-fed
@@ -246,21 +258,23 @@ def _write(tree: Path, path: str, text: str, mode: int = 0o644) -> None:
 
 def initramfs_tree(tree: Path, unpacked: Unpacked, node: NodeImage) -> None:
     for sub in ("bin", "sbin", "usr/bin", "usr/sbin", "etc", "root/.ssh", "proc", "sys",
-                "dev", "run", "tmp", "var/log", "etc/network/interfaces.d"):
+                "dev", "run", "tmp", "var/log", "etc/network/interfaces.d", "persist"):
         (tree / sub).mkdir(parents=True, exist_ok=True)
     _copy(unpacked.root / "bin/busybox", tree, "/bin/busybox")
     (tree / "init").symlink_to("bin/busybox")
     for binary in HOST_BINARIES:
         if not Path(binary).is_file():
             raise LabError(f"{binary} is missing on this machine (the test bed copies it "
-                           "into its VMs)", hint="apt-get install openssh-server coreutils")
+                           "into its VMs)",
+                           hint="apt-get install openssh-server bash coreutils iproute2")
         _copy(binary, tree)
         for lib in _libraries(binary):
             _copy(lib, tree)
     applets = _run([str(unpacked.root / "bin/busybox"), "--list-full"], "busybox --list-full")
+    ours = {Path(binary).name for binary in HOST_BINARIES}
     for applet in applets.split():
         link = tree / applet
-        if not link.exists() and not link.is_symlink():
+        if link.name not in ours and not link.exists() and not link.is_symlink():
             link.parent.mkdir(parents=True, exist_ok=True)
             link.symlink_to("/bin/busybox")
     modules = module_order(unpacked.modules)
@@ -276,7 +290,7 @@ def initramfs_tree(tree: Path, unpacked: Unpacked, node: NodeImage) -> None:
     _write(tree, "/etc/hostname", node.hostname + "\n")
     _write(tree, "/etc/hosts", f"127.0.0.1 localhost\n{node.address.split('/')[0]} "
            f"{node.hostname}\n")
-    _write(tree, "/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n"
+    _write(tree, "/etc/passwd", "root:x:0:0:root:/root:/bin/bash\n"
            "sshd:x:100:65534::/run/sshd:/bin/false\n")
     _write(tree, "/etc/shadow", "root::19000:0:99999:7:::\nsshd:!:19000::::::\n", 0o600)
     _write(tree, "/etc/group", "root:x:0:\nnogroup:x:65534:\n")
@@ -342,7 +356,8 @@ LABEL linux
 """
 
 
-def build_disk(out: Path, unpacked: Unpacked, node: NodeImage, *, part_mib: int = 48) -> Path:
+def build_disk(out: Path, unpacked: Unpacked, node: NodeImage, *, part_mib: int = 48,
+               etc_mib: int = 16) -> Path:
     """Writes ``out``: a qcow2 disk SeaBIOS boots into the node described by ``node``."""
     with tempfile.TemporaryDirectory(prefix="pvechaos-image-") as tmp:
         work = Path(tmp)
@@ -359,17 +374,24 @@ def build_disk(out: Path, unpacked: Unpacked, node: NodeImage, *, part_mib: int 
                  hint="apt-get install mtools")
         _run([str(unpacked.root / "usr/bin/syslinux"), "--install", str(part)],
              "syslinux --install", hint="apt-get install mtools")
+        etc = work / "etc.img"  # /etc, kept on disk (the initramfs's rcS mounts it)
+        (work / "etc-root").mkdir()
+        shutil.copytree(tree / "etc", work / "etc-root" / "etc", symlinks=True)
+        _run(["mke2fs", "-q", "-t", "ext2", "-L", "pvechaos-etc", "-d",
+              str(work / "etc-root"), str(etc), f"{etc_mib}M"], "mke2fs",
+             hint="apt-get install e2fsprogs")
         disk = work / "disk.img"
-        size = PART_OFFSET + part.stat().st_size
+        boot_size = part.stat().st_size
         with disk.open("wb") as f:
-            f.truncate(size)
-        _sfdisk(disk)
+            f.truncate(PART_OFFSET + boot_size + etc.stat().st_size)
+        _sfdisk(disk, boot_size // 512)
         mbr = (unpacked.root / "usr/lib/syslinux/mbr/mbr.bin").read_bytes()[:440]
         with disk.open("r+b") as f:
             f.write(mbr)
-            f.seek(PART_OFFSET)
-            with part.open("rb") as p:
-                shutil.copyfileobj(p, f)
+            for offset, src in ((PART_OFFSET, part), (PART_OFFSET + boot_size, etc)):
+                f.seek(offset)
+                with src.open("rb") as p:
+                    shutil.copyfileobj(p, f)
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp_out = out.with_name(out.name + ".partial")
         _run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(disk), str(tmp_out)],
@@ -378,11 +400,12 @@ def build_disk(out: Path, unpacked: Unpacked, node: NodeImage, *, part_mib: int 
     return out
 
 
-def _sfdisk(disk: Path) -> None:
-    """One bootable FAT16 partition from 1 MiB to the end (MBR label)."""
+def _sfdisk(disk: Path, boot_sectors: int) -> None:
+    """A bootable FAT16 partition at 1 MiB, then a Linux one to the end (MBR label)."""
     try:
         done = subprocess.run(["sfdisk", "--quiet", str(disk)], input=(
-            "label: dos\nstart=2048, type=e, bootable\n"), capture_output=True, text=True,
+            f"label: dos\nstart=2048, size={boot_sectors}, type=e, bootable\n"
+            f"start={2048 + boot_sectors}, type=83\n"), capture_output=True, text=True,
             timeout=60)
     except FileNotFoundError:
         raise LabError("sfdisk is not installed", hint="apt-get install fdisk") from None
