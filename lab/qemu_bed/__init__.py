@@ -1,0 +1,1 @@
+"""The qemu test bed: real libvirt domains and real BMCs serving them."""
