@@ -300,9 +300,7 @@ class RedfishPower:
             if self.system_id is not None:
                 found = [p for p, i in zip(paths, ids, strict=True) if i == self.system_id]
                 if not found:
-                    raise ConfigError(f"{self.node}: Redfish system {self.system_id!r} not found "
-                                      f"at {self.base_url}; it has: {', '.join(ids)}",
-                                      hint=f"set power.system for {self.node} to one of those")
+                    found = self._by_name(paths, ids)
                 self._system = found[0]
             elif len(paths) == 1:
                 self._system = paths[0]
@@ -311,6 +309,27 @@ class RedfishPower:
                                   f"several systems: {', '.join(ids)}",
                                   hint=f"set power.system for {self.node} to one of those")
         return self._system
+
+    def _by_name(self, paths: list[str], ids: list[str]) -> list[str]:
+        """The one system whose Name is power.system: sushy-tools' emulator lists a
+        libvirt domain by its UUID and names it after the domain. Asked only when no id
+        matched; a ConfigError listing every id and name otherwise."""
+        names = []
+        for path in paths[:64]:
+            try:
+                name = self._request("GET", path).get("Name")
+            except LabError:  # one member that does not answer hides no other
+                name = None
+            names.append(name if isinstance(name, str) else None)
+        found = [p for p, n in zip(paths, names, strict=False) if n == self.system_id]
+        if len(found) == 1:
+            return found
+        listed = ", ".join(f"{i} ({n})" if n and n != i else i
+                           for i, n in zip(ids, names + [None] * len(ids), strict=False))
+        several = f" names {len(found)} systems" if found else " not found"
+        raise ConfigError(f"{self.node}: Redfish system {self.system_id!r}{several} at "
+                          f"{self.base_url}; it has: {listed}",
+                          hint=f"set power.system for {self.node} to one of those ids")
 
     def is_on(self) -> bool:
         state = self._request("GET", self.system_path()).get("PowerState")

@@ -163,7 +163,8 @@ def _print_figures() -> None:
 
 
 def write_inventory(bed: Bed, path: Path, *, protocols: tuple[str, ...],
-                    password_env: str = PASSWORD_ENV, verify_tls: bool = False) -> Path:
+                    password_env: str = PASSWORD_ENV, verify_tls: bool = False,
+                    system_by_name: bool = False) -> Path:
     """An inventory of three nodes, node i switched by the BMC of domain i through
     ``protocols[i]``. The node addresses are never reached by these tests."""
     assert bed.bmcs is not None
@@ -175,7 +176,8 @@ def write_inventory(bed: Bed, path: Path, *, protocols: tuple[str, ...],
                      "password_env": password_env}
         else:
             power = {"driver": "redfish", "url": bed.bmcs.redfish_url, "user": "admin",
-                     "password_env": password_env, "system": bed.bmcs.system_id(domain),
+                     "password_env": password_env,
+                     "system": domain if system_by_name else bed.bmcs.system_id(domain),
                      "verify_tls": verify_tls}
         nodes.append({"name": node, "address": f"198.19.251.{11 + i}", "power": power})
     data = {"cluster": CLUSTER, "ssh": {"user": "root", "password_env": password_env},
@@ -301,6 +303,19 @@ def test_redfish_tls_is_verified_when_asked(bed, tmp_path, monkeypatch):
     assert bed.bmcs is not None
     monkeypatch.setenv("SSL_CERT_FILE", str(bed.bmcs.certificate))
     assert driver_for("pve2", power).is_on() is True
+
+
+def test_redfish_system_named_by_its_domain(bed, tmp_path):
+    """sushy lists each domain by its UUID; power.system may name the domain instead."""
+    assert bed.bmcs is not None
+    power = inventory_config.load(write_inventory(
+        bed, tmp_path / "inv.yaml", protocols=("ipmi", "redfish", "ipmi"),
+        system_by_name=True)).node("pve2").power
+    assert power.system == DOMAINS[1]
+    driver = driver_for("pve2", power)
+    bed.ensure_running(DOMAINS[1])
+    assert driver.is_on() is True
+    assert driver.system_path() == f"/redfish/v1/Systems/{bed.bmcs.system_id(DOMAINS[1])}"
 
 
 def test_the_interlock_with_real_bmcs(bed, tmp_path):

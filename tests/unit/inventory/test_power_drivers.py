@@ -306,17 +306,87 @@ def test_redfish_several_members_with_id():
 
 
 def test_redfish_id_not_found_lists_ids():
-    driver, _ = idrac({("GET", "/redfish/v1/Systems"): (200, MULTI_SYSTEMS)}, system_id="Node3")
-    with pytest.raises(ConfigError, match="'Node3' not found.*Node1, Node2") as e:
+    driver, _ = idrac({("GET", "/redfish/v1/Systems"): (200, MULTI_SYSTEMS),
+                       ("GET", "/redfish/v1/Systems/Node1"): (200, {"Name": "Node1"}),
+                       ("GET", "/redfish/v1/Systems/Node2"): (404, {})}, system_id="Node3")
+    with pytest.raises(ConfigError, match="'Node3' not found.*it has: Node1, Node2\n") as e:
         driver.check()
     assert "power.system" in e.value.hint
 
 
 def test_redfish_id_matches_last_segment_only():
     systems = {"Members": [{"@odata.id": "/redfish/v1/Systems/11"}]}
-    driver, _ = idrac({("GET", "/redfish/v1/Systems"): (200, systems)}, system_id="1")
-    with pytest.raises(ConfigError, match="not found"):
+    driver, _ = idrac({("GET", "/redfish/v1/Systems"): (200, systems),
+                       ("GET", "/redfish/v1/Systems/11"): (200, {"Name": "System 11"})},
+                      system_id="1")
+    with pytest.raises(ConfigError, match=r"not found.*it has: 11 \(System 11\)"):
         driver.system_path()
+
+
+# sushy-tools 2.2's emulator over libvirt (tests/qemu/test_bmc_real.py): systems listed by
+# the domain's UUID, each named after its domain
+SUSHY_SYSTEMS = {
+    "@odata.type": "#ComputerSystemCollection.ComputerSystemCollection",
+    "Name": "Computer System Collection", "Members@odata.count": 2,
+    "Members": [{"@odata.id": "/redfish/v1/Systems/60c95b40-dbc2-4c58-ad3f-b2417af14991"},
+                {"@odata.id": "/redfish/v1/Systems/4706d533-443f-494b-a297-42dd4e2561b3"}],
+    "@odata.id": "/redfish/v1/Systems"}
+SUSHY_1 = "/redfish/v1/Systems/60c95b40-dbc2-4c58-ad3f-b2417af14991"
+SUSHY_2 = "/redfish/v1/Systems/4706d533-443f-494b-a297-42dd4e2561b3"
+
+
+def sushy_system(uuid, name, state="On"):
+    return {"@odata.type": "#ComputerSystem.v1_13_0.ComputerSystem", "Id": uuid,
+            "Name": name, "UUID": uuid, "Manufacturer": "Sushy Emulator", "PowerState": state,
+            "Actions": {"#ComputerSystem.Reset": {
+                "target": f"/redfish/v1/Systems/{uuid}/Actions/ComputerSystem.Reset",
+                "ResetType@Redfish.AllowableValues": [
+                    "On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart",
+                    "Nmi", "ForceOn"]}},
+            "@odata.id": f"/redfish/v1/Systems/{uuid}"}
+
+
+SUSHY_ANSWERS = {
+    ("GET", "/redfish/v1/Systems"): (200, SUSHY_SYSTEMS),
+    ("GET", SUSHY_1): (200, sushy_system(SUSHY_1.rsplit("/", 1)[1], "pvechaos-bmcdev-1")),
+    ("GET", SUSHY_2): (200, sushy_system(SUSHY_2.rsplit("/", 1)[1], "pvechaos-bmcdev-2",
+                                         "Off")),
+    ("POST", SUSHY_2 + "/Actions/ComputerSystem.Reset"): (204, {}),
+}
+
+
+def test_redfish_system_by_uuid_on_sushy():
+    driver, transport = idrac(SUSHY_ANSWERS, system_id=SUSHY_2.rsplit("/", 1)[1])
+    assert driver.is_on() is False
+    assert [url for _, url, _ in transport.calls] == [
+        "https://10.0.0.31/redfish/v1/Systems", "https://10.0.0.31" + SUSHY_2]
+
+
+def test_redfish_system_by_name_when_no_id_matches():
+    """sushy lists a domain by UUID: power.system may name the domain instead."""
+    driver, transport = idrac(SUSHY_ANSWERS, system_id="pvechaos-bmcdev-2")
+    assert driver.system_path() == SUSHY_2
+    driver.power_on()
+    assert transport.calls[-1] == ("POST", "https://10.0.0.31" + SUSHY_2
+                                   + "/Actions/ComputerSystem.Reset", {"ResetType": "On"})
+
+
+def test_redfish_system_name_not_found_lists_ids_and_names():
+    driver, _ = idrac(SUSHY_ANSWERS, system_id="pvechaos-bmcdev-9")
+    with pytest.raises(ConfigError) as e:
+        driver.check()
+    assert ("'pvechaos-bmcdev-9' not found at https://10.0.0.31; it has: "
+            "60c95b40-dbc2-4c58-ad3f-b2417af14991 (pvechaos-bmcdev-1), "
+            "4706d533-443f-494b-a297-42dd4e2561b3 (pvechaos-bmcdev-2)") in str(e.value)
+
+
+def test_redfish_a_name_that_two_systems_share_is_refused():
+    answers = dict(SUSHY_ANSWERS)
+    answers[("GET", SUSHY_1)] = (200, sushy_system("x", "twin"))
+    answers[("GET", SUSHY_2)] = (200, sushy_system("y", "twin"))
+    driver, _ = idrac(answers, system_id="twin")
+    with pytest.raises(ConfigError, match="'twin' names 2 systems"):
+        driver.check()
 
 
 @pytest.mark.parametrize(("state", "on"), [
