@@ -72,6 +72,7 @@ class LibvirtConfig:
     boot_timeout_s: float
     # what upgrades one node, run on it over SSH by the upgrade verb (lab/node_upgrade.py)
     upgrade_command: str | None = None
+    virt_type: str = "kvm"  # qemu: software emulation (TCG), for a runner without KVM
 
     def for_worker(self, index: int) -> LibvirtConfig:
         """The lab of xdist worker ``index`` (0 for a plain run): own names, subnets and
@@ -143,11 +144,16 @@ def load(path: Path | str, *, environ: dict[str, str] | None = None) -> LibvirtC
             top.check("corosync", None, False, f"{corosync} overlaps management {management}",
                       "give corosync its own subnet")
         forward = y.one_of(top, "forward", ("none", "nat", "route"), "none")
+        virt_type = y.one_of(top, "virt_type", ("kvm", "qemu"), "kvm") or "kvm"
         node_count = y.positive(top, "nodes", 3)
         if node_count > 9:
             top.check("nodes", None, False, f"{node_count} nodes are not supported",
                       "use 1 to 9 nodes (3 is the HA minimum)")
         shape = _node_shape(top.section("node"))
+        if virt_type == "qemu" and shape.cpu != "qemu64":
+            # libvirt refuses host-passthrough and host-model without KVM
+            top.check("virt_type", None, False, f"virt_type qemu (no KVM) cannot give the "
+                      f"nodes cpu {shape.cpu}", "set node: {cpu: qemu64}")
         gateway = _gateway(top.section("gateway", required=True))
         guest = _guest(top.section("guest", required=True))
         install_min = y.positive(top, "install_timeout_min", 30)
@@ -160,7 +166,8 @@ def load(path: Path | str, *, environ: dict[str, str] | None = None) -> LibvirtC
         root_password=password, ssh_key=ssh_key, domain=domain, allowed_range=allowed,
         management=management, corosync=corosync, forward=forward, node_count=node_count,
         node=shape, gateway=gateway, guest=guest, install_timeout_s=install_min * 60.0,
-        boot_timeout_s=boot_min * 60.0, upgrade_command=upgrade_command or None)
+        boot_timeout_s=boot_min * 60.0, upgrade_command=upgrade_command or None,
+        virt_type=virt_type)
 
 
 def _hosts(top: y.Section):

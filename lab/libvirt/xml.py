@@ -76,7 +76,7 @@ def domain(plan: Plan, machine: Machine, *, disk: str, install_media: tuple[str,
     c = plan.config
     gateway = machine.name == GATEWAY
     memory = c.gateway.memory_mib if gateway else c.node.memory_mib
-    dom = ET.Element("domain", type="kvm")
+    dom = ET.Element("domain", type=c.virt_type)
     _sub(dom, "name", machine.domain)
     _sub(dom, "memory", str(memory), unit="MiB")
     _sub(dom, "vcpu", "1" if gateway else str(c.node.vcpus))
