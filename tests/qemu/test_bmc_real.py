@@ -1,26 +1,36 @@
 """The inventory lab's power drivers against real BMC servers: sushy-tools' Redfish
 emulator (HTTPS, self-signed certificate, basic auth) and virtualbmc (IPMI over LAN, one
-BMC per UDP port), both serving real libvirt domains of the system libvirtd.
+BMC per UDP port), both serving real libvirt domains of the system libvirtd (started by
+the qemu bed's lab/qemu_bed/daemons.py).
 
 The drivers are the real classes, built through the inventory loader from a YAML file this
-module writes (passwords via ``password_env``); what happened is checked through libvirt,
-not through the BMC that did it. The domains are bare (``pvechaos-bmcdev-*``: no disk,
-SeaBIOS finds nothing to boot and waits): enough for power off, on and reset. SeaBIOS
-prints its banner on the serial console (a file here) at every boot, so the number of
-banners counts the boots a reset must add. A graceful shutdown needs a guest that answers
-the ACPI power button: that test waits for the qemu bed's image (lab/qemu_bed/image.py).
+module writes (passwords via ``password_env``); what happened is checked through libvirt
+or over SSH, not through the BMC that did it. Two kinds of machine:
 
-Figures (time per verb per protocol, until libvirt shows the result) are printed (``-s``).
-Skipped only when libvirt or qemu cannot run here; a missing BMC package is a failure that
-names the fix.
+- bare domains (``pvechaos-bmcdev-*``: no disk, SeaBIOS finds nothing to boot and waits),
+  BMCs on 127.0.0.1: power off, on, reset, wrong passwords, TLS, the interlock with the
+  cluster name given by a stand-in reader. SeaBIOS prints its banner on the serial
+  console (a file here) at every boot, so the number of banners counts the boots a reset
+  must add;
+- the qemu bed's image (three small Debian VMs, bed ``qbmc``), BMCs on the lab's
+  management bridge address: reset (a new boot id), graceful shutdown (acpid powers the
+  guest off), `pvechaos-lab inventory check` with SSH to the nodes and their stand-in
+  `pvecm`, and the interlock reading the cluster name from the nodes.
+
+Figures (time per verb per protocol, until libvirt or SSH shows the result) are printed
+at the end (``-s``). tests/qemu/conftest.py skips the module only where qemu cannot run
+at all; a missing BMC package is a failure that names the fix.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +45,7 @@ from lab.inventory import config as inventory_config
 from lab.inventory.lab import InventoryLab, driver_for
 from lab.inventory.power_drivers import IpmiPower, RedfishPower
 from lab.qemu_bed.bmc import BmcServers
+from tests.qemu.conftest import wait_answers
 
 pytestmark = pytest.mark.qemu
 
@@ -64,18 +75,25 @@ DOMAIN_XML = """<domain type='qemu'>
 """
 
 
-def _libvirt_or_skip():
+@contextlib.contextmanager
+def libvirtd() -> Iterator[tuple]:
+    """The system libvirtd through the qemu bed's starter (a shared user of it: the last
+    user out stops it); (the libvirt module, a connection). tests/qemu/conftest.py skips
+    this module where qemu cannot run at all (not root, no qemu)."""
+    from lab.qemu_bed.daemons import Daemons
+
+    daemons = Daemons()
+    daemons.start()
     try:
         import libvirt
-    except ImportError:
-        pytest.skip("libvirt-python is not installed (pip install -e '.[libvirt]')")
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 is not installed (apt-get install qemu-system-x86)")
-    try:
+
         conn = libvirt.open(URI)
-    except libvirt.libvirtError as e:
-        pytest.skip(f"no libvirtd at {URI} ({e}); start it: virtlogd -d; libvirtd -d")
-    return libvirt, conn
+        try:
+            yield libvirt, conn
+        finally:
+            conn.close()
+    finally:
+        daemons.stop()
 
 
 class Bed:
@@ -122,44 +140,48 @@ class Bed:
 
 
 @pytest.fixture(scope="module")
-def bed() -> Iterator[Bed]:
-    libvirt, conn = _libvirt_or_skip()
+def passwords() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(PASSWORD_ENV, secrets.token_urlsafe(12))
+        env.setenv(WRONG_ENV, "not-" + secrets.token_urlsafe(8))
+        yield
+
+
+@pytest.fixture(scope="module")
+def bed(passwords) -> Iterator[Bed]:
     workdir = Path(tempfile.mkdtemp(prefix=PREFIX))
     workdir.chmod(0o755)  # qemu may run as its own user and writes the serial log here
-    bed = Bed(libvirt, conn, workdir)
-    stale = [d.name() for d in conn.listAllDomains() if d.name().startswith(PREFIX)]
     try:
-        for name in stale:  # a killed earlier run of this module
-            bed.remove(name)
-        for name in DOMAINS:
-            bed.define(name)
-        try:
-            bed.dom(DOMAINS[0]).create()
-        except libvirt.libvirtError as e:
-            pytest.skip(f"qemu cannot start a domain here: {e}")
-        for name in DOMAINS:
-            bed.ensure_running(name)
-        with pytest.MonkeyPatch.context() as env:
-            env.setenv(PASSWORD_ENV, secrets.token_urlsafe(12))
-            env.setenv(WRONG_ENV, "not-" + secrets.token_urlsafe(8))
-            with BmcServers(DOMAINS, user="admin", password_env=PASSWORD_ENV,
-                            address="127.0.0.1", uri=URI) as bmcs:
-                bed.bmcs = bmcs
-                yield bed
+        with libvirtd() as (libvirt, conn):
+            bed = Bed(libvirt, conn, workdir)
+            stale = [d.name() for d in conn.listAllDomains() if d.name().startswith(PREFIX)]
+            try:
+                for name in stale:  # a killed earlier run of this module
+                    bed.remove(name)
+                for name in DOMAINS:
+                    bed.define(name)
+                for name in DOMAINS:
+                    bed.ensure_running(name)
+                # 127.0.0.1: these bare domains have no lab network, so no bridge address
+                with BmcServers(DOMAINS, user="admin", password_env=PASSWORD_ENV,
+                                address="127.0.0.1", uri=URI) as bmcs:
+                    bed.bmcs = bmcs
+                    yield bed
+            finally:
+                for name in DOMAINS:
+                    bed.remove(name)
     finally:
-        for name in DOMAINS:
-            bed.remove(name)
-        conn.close()
         shutil.rmtree(workdir, ignore_errors=True)
-        _print_figures()
 
 
-def _print_figures() -> None:
-    if not FIGURES:
-        return
-    print("\nBMC power verbs, request until libvirt shows the result (s):")
-    for (protocol, verb), seconds in sorted(FIGURES.items()):
-        print(f"  {protocol:8} {verb:18} {seconds:6.2f}")
+@pytest.fixture(scope="module", autouse=True)
+def figures() -> Iterator[None]:
+    """The module's figures, printed once at its end (``-s``)."""
+    yield
+    if FIGURES:
+        print("\nBMC power verbs: from the request until libvirt (or SSH) shows the result")
+        for (protocol, verb), seconds in sorted(FIGURES.items()):
+            print(f"  {protocol:8} {verb:36} {seconds:6.2f} s")
 
 
 def write_inventory(bed: Bed, path: Path, *, protocols: tuple[str, ...],
@@ -355,3 +377,198 @@ def test_the_interlock_with_real_bmcs(bed, tmp_path):
     armed.close()  # powers back on what the run left off
     wait_until("pve1's domain running", lambda: bed.running(DOMAINS[0]), timeout_s=30)
 
+
+
+# ------------------------------------------------------------ on the qemu bed's image
+# Three small Debian VMs (lab/qemu_bed/image.py) that boot, answer SSH, power themselves
+# off on the ACPI power button (acpid) and carry a `pvecm` that prints PVE 8's recorded
+# answers with this module's cluster name. The BMCs listen on the lab's management bridge
+# address (198.19.172.1), the nodes' own network.
+
+IMAGE_CLUSTER = "qbmc"
+IMAGE_PROTOCOLS = ("ipmi", "redfish", "ipmi")  # node1, node2, node3
+RECORDED = Path(__file__).resolve().parents[1] / "data" / "pve8"
+
+
+def recorded(name: str) -> str:
+    lines = (RECORDED / name).read_text().splitlines(keepends=True)
+    return "".join(line for line in lines if not line.startswith("# recorded"))
+
+
+def pvecm_standin(cluster: str) -> str:
+    status = re.sub(r"(?m)^Name:(\s+)\S+$", rf"Name:\g<1>{cluster}",
+                    recorded("pvecm_status_quorate.txt"))
+    nodes = recorded("pvecm_nodes_quorate.txt")
+    return (f"#!/bin/sh\n# pvecm stand-in (tests/qemu/test_bmc_real.py): PVE 8's recorded "
+            f"answers, cluster {cluster}\n"
+            'case "$1" in\n'
+            f"  status) cat <<'PVECM_EOF'\n{status}PVECM_EOF\n  ;;\n"
+            f"  nodes) cat <<'PVECM_EOF'\n{nodes}PVECM_EOF\n  ;;\n"
+            '  *) echo "pvecm stand-in: only status and nodes are recorded" >&2; exit 2 ;;\n'
+            "esac\n")
+
+
+def test_the_stand_in_pvecm_parses_as_pve_prints_it():
+    from harness.pve.pvecm import parse_pvecm_nodes, parse_pvecm_status
+
+    script = pvecm_standin("qbmc")
+    status = script.split("status) cat <<'PVECM_EOF'\n", 1)[1].split("PVECM_EOF", 1)[0]
+    nodes = script.split("nodes) cat <<'PVECM_EOF'\n", 1)[1].split("PVECM_EOF", 1)[0]
+    assert parse_pvecm_status(status).cluster_name == "qbmc"
+    assert [m.name for m in parse_pvecm_nodes(nodes)] == ["node1", "node2", "node3"]
+
+
+class ImageBed:
+    def __init__(self, bed, lab, bmcs: BmcServers, conn, libvirt) -> None:
+        self.bed, self.lab, self.bmcs, self.conn, self.libvirt = bed, lab, bmcs, conn, libvirt
+        self.nodes = {n.name: n for n in lab.nodes()}
+
+    def domain(self, node: str) -> str:
+        return self.lab.plan.machine(node).domain
+
+    def shut_off(self, node: str) -> bool:
+        state = self.conn.lookupByName(self.domain(node)).state()[0]
+        return state == self.libvirt.VIR_DOMAIN_SHUTOFF
+
+    def inventory(self, path: Path, *, cluster: str = IMAGE_CLUSTER) -> Path:
+        nodes = []
+        for name, protocol in zip(self.nodes, IMAGE_PROTOCOLS, strict=True):
+            domain = self.domain(name)
+            if protocol == "ipmi":
+                power = {"driver": "ipmi", "host": self.bmcs.address,
+                         "port": self.bmcs.ipmi_ports[domain], "user": "admin",
+                         "password_env": PASSWORD_ENV}
+            else:
+                power = {"driver": "redfish", "url": self.bmcs.redfish_url, "user": "admin",
+                         "password_env": PASSWORD_ENV, "system": domain,
+                         "verify_tls": False}
+            nodes.append({"name": name, "address": self.nodes[name].address,
+                          "power": power})
+        data = {"cluster": cluster, "ssh": {"user": "root", "key": str(self.bed.key)},
+                "nodes": nodes,
+                "storage": {"id": "shared", "server": self.lab.plan.host_address,
+                            "export": "/srv/shared"},
+                "guest": {"template": "shared:vztmpl/pvechaos-guest_1.0_amd64.tar.xz",
+                          "first_address": "198.19.172.200/24"}}
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        return path
+
+
+@pytest.fixture(scope="module")
+def image_bed(bed_factory, passwords) -> Iterator[ImageBed]:
+    qemu_bed = bed_factory("qbmc", "198.19.172.0/24", "198.19.173.0/24",
+                           extra_files={"/usr/bin/pvecm": pvecm_standin(IMAGE_CLUSTER)})
+    lab = qemu_bed.lab()
+    try:
+        lab.start()
+        domains = tuple(lab.plan.machine(n).domain for n in lab.plan.node_names)
+        with libvirtd() as (libvirt, conn), \
+                BmcServers(domains, user="admin", password_env=PASSWORD_ENV,
+                           address=lab.plan.host_address, uri=URI) as bmcs:
+            image = ImageBed(qemu_bed, lab, bmcs, conn, libvirt)
+            for node in image.nodes.values():
+                wait_answers(node, f"{node.name} to answer SSH")
+            yield image
+    finally:
+        lab.close()
+
+
+@pytest.mark.parametrize("protocol", ["ipmi", "redfish"])
+def test_image_reset_graceful_shutdown_and_power_on(image_bed, tmp_path, protocol):
+    """reset: the guest boots again (a new boot id); shutdown: the guest powers itself off
+    on the ACPI power button (the domain reaches shutoff); power on: it boots."""
+    name = f"node{IMAGE_PROTOCOLS.index(protocol) + 1}"
+    node = image_bed.nodes[name]
+    inventory = inventory_config.load(image_bed.inventory(tmp_path / "inv.yaml"))
+    driver = driver_for(name, inventory.node(name).power)
+    assert isinstance(driver, IpmiPower if protocol == "ipmi" else RedfishPower)
+    old = wait_answers(node, f"{name} to answer SSH")
+    assert driver.is_on() is True
+
+    new = None
+
+    def new_boot_answers():
+        nonlocal new
+        new = wait_answers(node, f"{name} on a new boot", not_boot=old)
+        return True
+
+    timed(protocol, "reset (new boot answers SSH)", driver.reset, f"{name}'s new boot",
+          new_boot_answers, timeout_s=180)
+    assert new and new != old
+
+    timed(protocol, "graceful shutdown (until shutoff)", driver.shutdown,
+          f"{name} to power itself off", lambda: image_bed.shut_off(name), timeout_s=120)
+    assert driver.is_on() is False
+
+    def answers_again():
+        wait_answers(node, f"{name} after power on", not_boot=new)
+        return True
+
+    timed(protocol, "power_on (boot answers SSH)", driver.power_on, f"{name} booted",
+          answers_again, timeout_s=180)
+
+
+def run_check(path: Path, *flags: str) -> subprocess.CompletedProcess:
+    root = Path(__file__).resolve().parents[2]
+    return subprocess.run(
+        [sys.executable, "-c", "import sys; from lab.cli import lab_main; sys.exit(lab_main())",
+         "inventory", "check", "--inventory", str(path), *flags],
+        cwd=root, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_inventory_check_against_the_image_and_its_bmcs(image_bed, tmp_path):
+    """`pvechaos-lab inventory check`: SSH to every node (`pvecm status`/`nodes` there),
+    every power switch through its real BMC, the interlock's verdict."""
+    path = image_bed.inventory(tmp_path / "inv.yaml")
+    plain = run_check(path)
+    print(f"\ninventory check:\n{plain.stdout}{plain.stderr}")
+    assert plain.returncode == 0, plain.stderr
+    assert "NOT armed: the run was not started with --destructive" in plain.stdout
+    bmc = image_bed.bmcs
+    power = next(line for line in plain.stdout.splitlines() if line.startswith("power: "))
+    assert f"node1: IPMI lanplus {bmc.address}:{bmc.ipmi_ports[image_bed.domain('node1')]}" \
+        in power
+    assert f"node2: Redfish {bmc.redfish_url} system {image_bed.domain('node2')} as admin " \
+           "(TLS not verified)" in power
+    assert os.environ[PASSWORD_ENV] not in plain.stdout + plain.stderr
+
+    armed = run_check(path, "--destructive")
+    assert armed.returncode == 0, armed.stderr
+    assert "armed: power cuts allowed" in armed.stdout and "NOT armed" not in armed.stdout
+
+    other = run_check(image_bed.inventory(tmp_path / "staging.yaml", cluster="staging"),
+                      "--destructive")
+    assert other.returncode == 0, other.stderr
+    assert ("NOT armed: the inventory names cluster 'staging', but node1 is in cluster "
+            "'qbmc'") in other.stdout
+
+    wrong = image_bed.inventory(tmp_path / "wrong.yaml")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv(PASSWORD_ENV, os.environ[WRONG_ENV])
+        refused = run_check(wrong)
+    assert refused.returncode != 0
+    assert "node1: the BMC at" in refused.stderr and "refused the user name or password" \
+        in refused.stderr, refused.stderr
+
+
+def test_interlock_cuts_only_when_armed_on_the_image(image_bed, tmp_path):
+    """The interlock reads the cluster name from the nodes over SSH (the stand-in pvecm);
+    refused without --destructive; armed, the cut really cuts (libvirt: shutoff); close()
+    powers the node back on."""
+    inventory = inventory_config.load(image_bed.inventory(tmp_path / "inv.yaml"))
+    node3 = image_bed.nodes["node3"]
+    before = wait_answers(node3, "node3 to answer SSH")
+    lab = InventoryLab(inventory, destructive=False)
+    lab.start()
+    with pytest.raises(InterlockError, match="not started with --destructive"):
+        lab.power_cut("node3")
+    assert not image_bed.shut_off("node3")
+
+    armed = InventoryLab(inventory, destructive=True)
+    armed.start()
+    assert armed.describe()["armed"] == "yes"
+    armed.power_cut("node3")
+    wait_until("node3 cut", lambda: image_bed.shut_off("node3"), timeout_s=30)
+    assert armed.is_powered("node3") is False
+    armed.close()
+    assert wait_answers(node3, "node3 back after close()", not_boot=before, timeout_s=180)
