@@ -15,9 +15,11 @@ virtualbmc's IPMI servers, started and stopped around a test.
   socket (ZMQ, always on 127.0.0.1) gets a free port of its own.
 
 The address: the caller's, which must be 127.0.0.1 or an address of this machine inside
-the lab range 198.18.0.0/15 (the qemu bed's management bridge, once that exists). The
-tests bind 127.0.0.1: without the qemu bed there is no lab bridge on this machine, and
-loopback keeps the BMCs unreachable from anywhere else.
+the lab range 198.18.0.0/15. tests/qemu/test_bmc_real.py binds the qemu bed's management
+bridge address (the lab's ``plan.host_address``, e.g. 198.19.172.1: the nodes' own
+network, as a BMC network would be) for the bed's VMs, and 127.0.0.1 for its bare
+domains, which have no lab network and so no bridge to bind; loopback keeps those BMCs
+unreachable from anywhere else.
 
 Secrets: the password is read from the environment variable ``password_env`` names. It is
 never put in argv or a log: the htpasswd file holds its bcrypt hash; virtualbmc keeps each

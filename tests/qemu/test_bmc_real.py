@@ -327,6 +327,36 @@ def test_redfish_tls_is_verified_when_asked(bed, tmp_path, monkeypatch):
     assert driver_for("pve2", power).is_on() is True
 
 
+def test_the_password_is_in_no_argv_environment_or_log(bed):
+    """After every test above used the servers: the password is in no server's argv or
+    environment, and in no file of the bed but virtualbmc's per-BMC config (where vbmcd
+    reads it; mode 0600 in a 0700 directory); the htpasswd file holds its bcrypt hash."""
+    assert bed.bmcs is not None and bed.bmcs.workdir is not None
+    password = os.environ[PASSWORD_ENV].encode()
+    pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+    groups = {s.process.pid for s in bed.bmcs._servers}
+    seen = 0
+    for pid in pids:
+        try:
+            if os.getpgid(pid) not in groups:
+                continue
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except (ProcessLookupError, FileNotFoundError, PermissionError):
+            continue
+        seen += 1
+        assert password not in cmdline and password not in environ, pid
+    assert seen >= 3  # sushy-emulator, vbmcd and at least one BMC process of it
+    holders = sorted(str(f.relative_to(bed.bmcs.workdir)) for f in bed.bmcs.workdir.rglob("*")
+                     if f.is_file() and password in f.read_bytes())
+    assert holders == [f"vbmc/bmcs/{d}/config" for d in sorted(DOMAINS)]
+    for domain in DOMAINS:
+        config = bed.bmcs.workdir / "vbmc" / "bmcs" / domain / "config"
+        assert config.stat().st_mode & 0o777 == 0o600
+        assert config.parent.stat().st_mode & 0o777 == 0o700
+    assert (bed.bmcs.workdir / "htpasswd").read_text().startswith("admin:$2b$")
+
+
 def test_redfish_system_named_by_its_domain(bed, tmp_path):
     """sushy lists each domain by its UUID; power.system may name the domain instead."""
     assert bed.bmcs is not None
