@@ -186,7 +186,7 @@ def figures() -> Iterator[None]:
 
 def write_inventory(bed: Bed, path: Path, *, protocols: tuple[str, ...],
                     password_env: str = PASSWORD_ENV, verify_tls: bool = False,
-                    system_by_name: bool = False) -> Path:
+                    system_by_name: bool = False, user: str = "admin") -> Path:
     """An inventory of three nodes, node i switched by the BMC of domain i through
     ``protocols[i]``. The node addresses are never reached by these tests."""
     assert bed.bmcs is not None
@@ -194,10 +194,10 @@ def write_inventory(bed: Bed, path: Path, *, protocols: tuple[str, ...],
     for i, (node, domain, protocol) in enumerate(zip(NODES, DOMAINS, protocols, strict=True)):
         if protocol == "ipmi":
             power = {"driver": "ipmi", "host": bed.bmcs.address,
-                     "port": bed.bmcs.ipmi_ports[domain], "user": "admin",
+                     "port": bed.bmcs.ipmi_ports[domain], "user": user,
                      "password_env": password_env}
         else:
-            power = {"driver": "redfish", "url": bed.bmcs.redfish_url, "user": "admin",
+            power = {"driver": "redfish", "url": bed.bmcs.redfish_url, "user": user,
                      "password_env": password_env,
                      "system": domain if system_by_name else bed.bmcs.system_id(domain),
                      "verify_tls": verify_tls}
@@ -296,6 +296,28 @@ def test_a_wrong_password_is_refused_clearly_and_nothing_changes(bed, tmp_path, 
             assert "(ipmitool -v: RAKP 2 HMAC is invalid)" in text
     assert bed.running(domain) and bed.dom(domain).ID() == domain_id
     assert bed.boots(domain) == boots  # no reset either
+
+
+def test_an_unknown_ipmi_user_meets_silence(bed, tmp_path):
+    """virtualbmc does not answer the session's first step for a user it does not know:
+    ipmitool retries for about 14 s, then says no more than for a BMC that is not there.
+    The driver says what it can (and does not ask again: the failure was slow)."""
+    domain = DOMAINS[0]
+    bed.ensure_running(domain)
+    power = inventory_config.load(write_inventory(
+        bed, tmp_path / "inv.yaml", protocols=("ipmi", "redfish", "ipmi"),
+        user="nobody")).node("pve1").power
+    started = time.monotonic()
+    with pytest.raises(LabError) as info:
+        driver_for("pve1", power).power_off()
+    took = time.monotonic() - started
+    text = str(info.value)
+    print(f"\nipmi unknown user ({took:.1f} s): {text}")
+    assert not isinstance(info.value, ConfigError)
+    assert "wrong user/password, or the BMC is unreachable (it did not answer the " \
+           "session's first step, as a BMC that does not know the user name may do)" in text
+    assert took < 20  # one ipmitool run (its own retries), no verbose second one
+    assert bed.running(domain)
 
 
 def test_redfish_tls_is_verified_when_asked(bed, tmp_path, monkeypatch):
