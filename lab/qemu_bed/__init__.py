@@ -1,1 +1,0 @@
-"""The qemu test bed: real libvirt domains and real BMCs serving them."""
