@@ -22,6 +22,7 @@ DRIVERS = ("ipmi", "redfish", "libvirt")
 class PowerSpec:
     driver: str
     host: str = ""  # ipmi
+    port: int = 623  # ipmi: the BMC's UDP port (virtualbmc serves one BMC per port)
     url: str = ""  # redfish
     uri: str = ""  # libvirt
     domain: str = ""  # libvirt
@@ -168,7 +169,11 @@ def _power(s: y.Section, environ: dict[str, str] | None) -> PowerSpec | None:
         host = y.address(s, "host")
         user = s.get("user", str)
         password = y.secret_from_env(s, "password_env", environ=environ)
-        spec = PowerSpec("ipmi", host=host, user=user, password=password)
+        port = y.positive(s, "port", 623)
+        if port > 65535:
+            s.check("port", None, False, f"{port} is not a UDP port",
+                    "use 1-65535 (623 is IPMI's)")
+        spec = PowerSpec("ipmi", host=host, port=port, user=user, password=password)
     elif driver == "redfish":
         url = s.get("url", str, fix="write `url:` as https://BMC-ADDRESS")
         user = s.get("user", str)

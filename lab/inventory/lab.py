@@ -77,7 +77,7 @@ class LibvirtPower:
 
 def driver_for(node: str, spec: PowerSpec) -> PowerDriver:
     if spec.driver == "ipmi":
-        return IpmiPower(node, spec.host, spec.user, spec.password)
+        return IpmiPower(node, spec.host, spec.user, spec.password, port=spec.port)
     if spec.driver == "redfish":
         return RedfishPower(node, spec.url, spec.user, spec.password, system_id=spec.system,
                             verify_tls=spec.verify_tls)

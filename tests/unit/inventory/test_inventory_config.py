@@ -96,6 +96,19 @@ def test_valid_inventory_with_three_power_drivers_loads(tmp_path, key):
     assert with_command.upgrade_command == "apt-get -y dist-upgrade"
 
 
+def test_an_ipmi_bmc_on_its_own_port(tmp_path, key):
+    """virtualbmc serves one BMC per UDP port on one address: power.port picks it."""
+    data = valid(key)
+    data["nodes"][0]["power"]["port"] = 6231
+    pve1 = inventory_config.load(write(tmp_path, data), environ=ENV).nodes[0]
+    assert pve1.power == PowerSpec("ipmi", host="10.20.1.11", port=6231, user="ADMIN",
+                                   password="bmc-secret")
+    from lab.inventory.lab import driver_for
+    driver = driver_for("pve1", pve1.power)
+    assert driver.describe() == "IPMI lanplus 10.20.1.11:6231 as ADMIN"
+    assert driver.argv("chassis", "power", "status")[5:7] == ["-p", "6231"]
+
+
 def test_inventory_node_lookup_refuses_an_unknown_name(tmp_path, key):
     inventory = inventory_config.load(write(tmp_path, valid(key)), environ=ENV)
     with pytest.raises(ConfigError, match="'pve9' is not a node of inventory") as info:
@@ -249,6 +262,9 @@ MISTAKES = [
                  id="vmid-too-small"),
     pytest.param(put(70000, "guest", "port"), "guest.port: 70000 is not a TCP port",
                  "use 1-65535", id="guest-port-too-big"),
+    pytest.param(put(70000, "nodes", 0, "power", "port"),
+                 "nodes[0].power.port: 70000 is not a UDP port", "use 1-65535 (623 is IPMI's)",
+                 id="ipmi-port-too-big"),
     pytest.param(drop("guest"), "guest: is missing", "add a `guest:` section", id="no-guest"),
     pytest.param(drop("storage"), "storage: is missing", "add a `storage:` section",
                  id="no-storage"),

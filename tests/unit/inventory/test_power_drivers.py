@@ -103,12 +103,68 @@ def test_ipmi_refused_credentials_are_config_errors(stderr):
 def test_ipmi_no_session_is_ambiguous_lab_error():
     run = FakeRun(stderr="Error: Unable to establish IPMI v2 / RMCP+ session\n", returncode=1)
     with pytest.raises(LabError) as e:
-        ipmi(run).is_on()
+        ipmi(run).power_off()
     assert not isinstance(e.value, ConfigError)
     assert "the BMC did not accept a session: wrong user/password, or the BMC is unreachable" \
         in str(e.value)
     assert "node2" in str(e.value)
     assert "power.password_env" in e.value.hint and "reachable" in e.value.hint
+    # the quick failure was asked about once more, verbosely, with a command that switches
+    # nothing, the password again only in the environment
+    (first, _), (second, kwargs) = run.calls
+    assert first[-3:] == ["chassis", "power", "off"]
+    assert second == ["ipmitool", "-v", "-I", "lanplus", "-H", "10.0.0.22", "-p", "623",
+                      "-U", "admin", "-E", "chassis", "power", "status"]
+    assert kwargs["env"]["IPMI_PASSWORD"] == SECRET
+
+
+class AnswersRun(FakeRun):
+    """subprocess.run answering each call with the next recorded (stdout, stderr, rc)."""
+
+    def __init__(self, *answers):
+        super().__init__()
+        self.answers = list(answers)
+
+    def __call__(self, argv, **kwargs):
+        self.calls.append((argv, kwargs))
+        stdout, stderr, returncode = self.answers.pop(0)
+        return subprocess.CompletedProcess(argv, returncode, stdout, stderr)
+
+
+# ipmitool 1.8.19 against virtualbmc 3.3 (tests/qemu/test_bmc_real.py), a wrong password:
+# plain, then with -v (only -v names the refusal)
+VBMC_WRONG_PASSWORD = ("", "Error: Unable to establish IPMI v2 / RMCP+ session\n", 1)
+VBMC_WRONG_PASSWORD_VERBOSE = (
+    "", "Loading IANA PEN Registry...\nUsing best available cipher suite 3\n\n"
+        "> RAKP 2 HMAC is invalid\nError: Unable to establish IPMI v2 / RMCP+ session\n", 1)
+# and an unknown user name: the BMC stays silent (14 s of retries)
+VBMC_UNKNOWN_USER = (
+    "", "> Error: no response from RAKP 1 message\n" * 4
+        + "Set Session Privilege Level to ADMINISTRATOR failed\n"
+          "Error: Unable to establish IPMI v2 / RMCP+ session\n", 1)
+
+
+def test_ipmi_a_quickly_refused_session_asks_verbosely_and_names_the_password():
+    run = AnswersRun(VBMC_WRONG_PASSWORD, VBMC_WRONG_PASSWORD_VERBOSE)
+    with pytest.raises(ConfigError) as e:
+        ipmi(run).reset()
+    text = str(e.value)
+    assert "node2: the BMC at 10.0.0.22 refused the user name or password" in text
+    assert "(ipmitool -v: RAKP 2 HMAC is invalid)" in text
+    assert e.value.hint == "check power.user and power.password_env in the inventory for node2"
+    assert SECRET not in text
+    assert [argv[-1] for argv, _ in run.calls] == ["reset", "status"]
+
+
+def test_ipmi_a_slow_failed_session_is_not_asked_again():
+    run = AnswersRun(VBMC_UNKNOWN_USER)
+    driver = ipmi(run)
+    driver.diagnose_within_s = 0  # as if the failure took its full retries
+    with pytest.raises(LabError) as e:
+        driver.is_on()
+    assert not isinstance(e.value, ConfigError)
+    assert "did not answer the session's first step" in str(e.value)
+    assert len(run.calls) == 1
 
 
 def test_ipmi_other_failure_quotes_output():
@@ -250,17 +306,87 @@ def test_redfish_several_members_with_id():
 
 
 def test_redfish_id_not_found_lists_ids():
-    driver, _ = idrac({("GET", "/redfish/v1/Systems"): (200, MULTI_SYSTEMS)}, system_id="Node3")
-    with pytest.raises(ConfigError, match="'Node3' not found.*Node1, Node2") as e:
+    driver, _ = idrac({("GET", "/redfish/v1/Systems"): (200, MULTI_SYSTEMS),
+                       ("GET", "/redfish/v1/Systems/Node1"): (200, {"Name": "Node1"}),
+                       ("GET", "/redfish/v1/Systems/Node2"): (404, {})}, system_id="Node3")
+    with pytest.raises(ConfigError, match="'Node3' not found.*it has: Node1, Node2\n") as e:
         driver.check()
     assert "power.system" in e.value.hint
 
 
 def test_redfish_id_matches_last_segment_only():
     systems = {"Members": [{"@odata.id": "/redfish/v1/Systems/11"}]}
-    driver, _ = idrac({("GET", "/redfish/v1/Systems"): (200, systems)}, system_id="1")
-    with pytest.raises(ConfigError, match="not found"):
+    driver, _ = idrac({("GET", "/redfish/v1/Systems"): (200, systems),
+                       ("GET", "/redfish/v1/Systems/11"): (200, {"Name": "System 11"})},
+                      system_id="1")
+    with pytest.raises(ConfigError, match=r"not found.*it has: 11 \(System 11\)"):
         driver.system_path()
+
+
+# sushy-tools 2.2's emulator over libvirt (tests/qemu/test_bmc_real.py): systems listed by
+# the domain's UUID, each named after its domain
+SUSHY_SYSTEMS = {
+    "@odata.type": "#ComputerSystemCollection.ComputerSystemCollection",
+    "Name": "Computer System Collection", "Members@odata.count": 2,
+    "Members": [{"@odata.id": "/redfish/v1/Systems/60c95b40-dbc2-4c58-ad3f-b2417af14991"},
+                {"@odata.id": "/redfish/v1/Systems/4706d533-443f-494b-a297-42dd4e2561b3"}],
+    "@odata.id": "/redfish/v1/Systems"}
+SUSHY_1 = "/redfish/v1/Systems/60c95b40-dbc2-4c58-ad3f-b2417af14991"
+SUSHY_2 = "/redfish/v1/Systems/4706d533-443f-494b-a297-42dd4e2561b3"
+
+
+def sushy_system(uuid, name, state="On"):
+    return {"@odata.type": "#ComputerSystem.v1_13_0.ComputerSystem", "Id": uuid,
+            "Name": name, "UUID": uuid, "Manufacturer": "Sushy Emulator", "PowerState": state,
+            "Actions": {"#ComputerSystem.Reset": {
+                "target": f"/redfish/v1/Systems/{uuid}/Actions/ComputerSystem.Reset",
+                "ResetType@Redfish.AllowableValues": [
+                    "On", "ForceOff", "GracefulShutdown", "GracefulRestart", "ForceRestart",
+                    "Nmi", "ForceOn"]}},
+            "@odata.id": f"/redfish/v1/Systems/{uuid}"}
+
+
+SUSHY_ANSWERS = {
+    ("GET", "/redfish/v1/Systems"): (200, SUSHY_SYSTEMS),
+    ("GET", SUSHY_1): (200, sushy_system(SUSHY_1.rsplit("/", 1)[1], "pvechaos-bmcdev-1")),
+    ("GET", SUSHY_2): (200, sushy_system(SUSHY_2.rsplit("/", 1)[1], "pvechaos-bmcdev-2",
+                                         "Off")),
+    ("POST", SUSHY_2 + "/Actions/ComputerSystem.Reset"): (204, {}),
+}
+
+
+def test_redfish_system_by_uuid_on_sushy():
+    driver, transport = idrac(SUSHY_ANSWERS, system_id=SUSHY_2.rsplit("/", 1)[1])
+    assert driver.is_on() is False
+    assert [url for _, url, _ in transport.calls] == [
+        "https://10.0.0.31/redfish/v1/Systems", "https://10.0.0.31" + SUSHY_2]
+
+
+def test_redfish_system_by_name_when_no_id_matches():
+    """sushy lists a domain by UUID: power.system may name the domain instead."""
+    driver, transport = idrac(SUSHY_ANSWERS, system_id="pvechaos-bmcdev-2")
+    assert driver.system_path() == SUSHY_2
+    driver.power_on()
+    assert transport.calls[-1] == ("POST", "https://10.0.0.31" + SUSHY_2
+                                   + "/Actions/ComputerSystem.Reset", {"ResetType": "On"})
+
+
+def test_redfish_system_name_not_found_lists_ids_and_names():
+    driver, _ = idrac(SUSHY_ANSWERS, system_id="pvechaos-bmcdev-9")
+    with pytest.raises(ConfigError) as e:
+        driver.check()
+    assert ("'pvechaos-bmcdev-9' not found at https://10.0.0.31; it has: "
+            "60c95b40-dbc2-4c58-ad3f-b2417af14991 (pvechaos-bmcdev-1), "
+            "4706d533-443f-494b-a297-42dd4e2561b3 (pvechaos-bmcdev-2)") in str(e.value)
+
+
+def test_redfish_a_name_that_two_systems_share_is_refused():
+    answers = dict(SUSHY_ANSWERS)
+    answers[("GET", SUSHY_1)] = (200, sushy_system("x", "twin"))
+    answers[("GET", SUSHY_2)] = (200, sushy_system("y", "twin"))
+    driver, _ = idrac(answers, system_id="twin")
+    with pytest.raises(ConfigError, match="'twin' names 2 systems"):
+        driver.check()
 
 
 @pytest.mark.parametrize(("state", "on"), [
@@ -439,6 +565,22 @@ def test_default_transport_http_error_with_html_body(urlopen):
     urlopen(urllib.error.HTTPError(url, 503, "Busy", {}, io.BytesIO(b"<html>busy</html>")))
     transport = power_drivers.urllib_transport("node1", "root", SECRET)
     assert transport("GET", url, None) == (503, {})
+
+
+def test_default_transport_untrusted_certificate_is_a_config_error(urlopen):
+    # what urllib raises against sushy-tools' emulator with a self-signed certificate
+    failure = ssl.SSLCertVerificationError(1, "[SSL: CERTIFICATE_VERIFY_FAILED] certificate "
+                                              "verify failed: self-signed certificate")
+    failure.verify_message = "self-signed certificate"
+    urlopen(urllib.error.URLError(failure))
+    transport = power_drivers.urllib_transport("node1", "root", SECRET)
+    url = "https://10.0.0.31/redfish/v1/Systems"
+    with pytest.raises(ConfigError) as e:
+        transport("GET", url, None)
+    assert str(e.value).startswith(f"node1: the Redfish service at {url} has a certificate "
+                                   "this machine does not trust: self-signed certificate")
+    assert "power.verify_tls: false for node1" in e.value.hint
+    assert "SSL_CERT_FILE" in e.value.hint
 
 
 @pytest.mark.parametrize(("error", "reason"), [
