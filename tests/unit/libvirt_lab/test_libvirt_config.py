@@ -212,6 +212,12 @@ MISTAKES = [
                  "indent its keys under it", id="gateway-not-a-mapping"),
     pytest.param(put("vm-bridge", "guest", "bridge"), "guest.bridge: 'vm-bridge' is not valid",
                  "write it like vmbr0", id="bad-bridge"),
+    pytest.param(put("tcg", "virt_type"), "virt_type: 'tcg' is not one of kvm, qemu",
+                 "write one of kvm, qemu", id="virt-type-unknown"),
+    # libvirt refuses host-passthrough and host-model without KVM
+    pytest.param(put("qemu", "virt_type"), "virt_type: virt_type qemu (no KVM) cannot give "
+                 "the nodes cpu host-passthrough", "set node: {cpu: qemu64}",
+                 id="tcg-with-host-cpu"),
 ]
 
 

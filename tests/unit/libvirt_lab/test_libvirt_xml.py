@@ -20,6 +20,17 @@ def test_every_machine_has_its_own_macs_and_addresses(config):
     assert plan.guest_address(100) == "198.19.4.20"
 
 
+def test_virt_type_qemu_gives_software_emulated_domains(config):
+    """A runner without KVM (the qemu test bed runs these domains for real)."""
+    from dataclasses import replace
+
+    tcg = replace(config, virt_type="qemu", node=replace(config.node, cpu="qemu64"))
+    plan = Plan(tcg)
+    dom = ET.fromstring(xml.domain(plan, plan.machine("node1"), disk="/p/node1.qcow2"))
+    assert dom.get("type") == "qemu"
+    assert dom.find("cpu/model").text == "qemu64"
+
+
 def test_node_domain_has_watchdog_serial_log_passthrough_cpu_and_no_uefi(config):
     plan = Plan(config)
     dom = ET.fromstring(xml.domain(plan, plan.machine("node2"), disk="/p/node2.qcow2"))
