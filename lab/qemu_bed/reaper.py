@@ -58,26 +58,27 @@ def _reap() -> list[int]:
         ended.append(pid)
 
 
-def _end_all(sig: int) -> None:
-    """Signal every child, then wait (bounded) for all to go, then SIGKILL the rest."""
+def _signal_children(sig: int) -> None:
     for pid in _children():
         try:
             os.kill(pid, sig)
         except ProcessLookupError:
             pass
-    deadline = time.monotonic() + GRACE_S
+
+
+def _reap_until_none(timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
     while _children() and time.monotonic() < deadline:
         _reap()
         time.sleep(0.1)
-    for pid in _children():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + GRACE_S
-    while _children() and time.monotonic() < deadline:
-        _reap()
-        time.sleep(0.1)
+
+
+def _end_all(sig: int) -> None:
+    """Signal every child, then wait (bounded) for all to go, then SIGKILL the rest."""
+    _signal_children(sig)
+    _reap_until_none(GRACE_S)
+    _signal_children(signal.SIGKILL)
+    _reap_until_none(GRACE_S)
 
 
 def main(argv: list[str]) -> int:
