@@ -65,8 +65,9 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
         sub.add_argument("--worker", type=int, default=0,
                          help="the xdist worker's lab (0: a run without -n)")
         if verb == "build-gateway":
-            sub.add_argument("--cloud-image", required=True, metavar="QCOW2",
-                             help="a Debian 12 generic cloud image on this host")
+            sub.add_argument("--mirror", default="http://deb.debian.org/debian",
+                             metavar="URL", help="the Debian mirror debootstrap installs "
+                             "the gateway from (default: %(default)s)")
     template = kinds.add_parser("guest-template")
     template.add_argument("--out", required=True, metavar="DIR")
     template.add_argument("--storage", default="shared", help="storage id (default shared)")
@@ -228,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
 
     config = load(args.lab_config).for_worker(args.worker)
     if args.verb == "build-gateway":
-        return admin.build_gateway(config, args.cloud_image)
+        return admin.build_gateway(config, args.mirror)
     return {"build": admin.build, "status": admin.status, "destroy": admin.destroy}[
         args.verb](config)
 

@@ -20,15 +20,13 @@ def build(config: LibvirtConfig, *, host: Host | None = None) -> int:
     return 0
 
 
-def build_gateway(config: LibvirtConfig, cloud_image: str, *, host: Host | None = None
+def build_gateway(config: LibvirtConfig, mirror: str, *, host: Host | None = None
                   ) -> int:
-    from pathlib import Path
-
     from lab.libvirt.gateway import GatewayBuilder
 
     host = host or Host(config.hosts[0])
     try:
-        GatewayBuilder(config, host).build(Path(cloud_image))
+        GatewayBuilder(config, host).build(mirror)
     finally:
         host.close()
     return 0

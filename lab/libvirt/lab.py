@@ -230,8 +230,8 @@ class LibvirtLab(RefusesWhatItLacks):  # refuses storage_outage/restore (no STOR
             return pool.storageVolLookupByName(volume).path()
         except libvirt.libvirtError:
             raise LabError(f"golden image {volume} is missing from pool {self.config.pool}",
-                           hint="run `pvechaos-lab libvirt build-gateway --lab-config FILE "
-                                "--cloud-image DEBIAN.qcow2`" if name == GATEWAY else
+                           hint="run `pvechaos-lab libvirt build-gateway --lab-config FILE`"
+                                if name == GATEWAY else
                                 "run `pvechaos-lab libvirt build --lab-config FILE`") from None
 
     def _fresh_overlay(self, pool: Any, name: str) -> str:

@@ -4,10 +4,12 @@
 (``virt_type: qemu``, ``cpu: qemu64``), starts libvirtd if none runs, makes the lab's
 storage pool and puts into it, under the names the lab looks for, one small golden image
 per VM (lab/qemu_bed/image.py: Debian's kernel and busybox, sshd, a watchdog feeder; no
-PVE). From there on, tests drive `LibvirtLab` itself: `start` defines the networks and
-domains from the lab's XML on overlays of those images and boots them, every verb is the
-lab's. ``teardown`` runs the lab's own `destroy`, then removes the golden images, the
-pool, the key and the files, and stops libvirtd if it started it.
+PVE); with ``real_gateway`` the gateway's is the lab's own (lab/libvirt/gateway.py:
+Debian from debootstrap, serving the NFS export). From there on, tests drive
+`LibvirtLab` itself: `start` defines the networks and domains from the lab's XML on
+overlays of those images and boots them, every verb is the lab's. ``teardown`` runs the
+lab's own `destroy`, then removes the golden images, the pool, the key and the files,
+and stops libvirtd if it was the last bed out and a bed started it.
 
 Addresses: the management and corosync networks are libvirt networks on bridges the lab
 makes on this machine, with subnets inside the lab range (198.19.170.0/24 and
@@ -54,7 +56,7 @@ corosync: {corosync}
 forward: none
 virt_type: qemu
 node: {{memory_mib: 2048, vcpus: 1, disk_gib: 8, cpu: qemu64, watchdog: true}}
-gateway: {{image: pvechaos-golden-{name}-gateway.qcow2, memory_mib: 256}}
+gateway: {{image: pvechaos-golden-{name}-gateway.qcow2, memory_mib: 512}}
 guest: {{template: "shared:vztmpl/pvechaos-guest_1.0_amd64.tar.xz"}}
 boot_timeout_min: {boot_timeout_min}
 """
@@ -64,13 +66,15 @@ class QemuBed:
     def __init__(self, workdir: Path, *, name: str = "qbed",
                  management: str = "198.19.170.0/24", corosync: str = "198.19.171.0/24",
                  cache: Path = Path("/var/cache/pvechaos/qemu-bed"),
-                 extra_files: Mapping[str, str] | None = None) -> None:
+                 extra_files: Mapping[str, str] | None = None,
+                 real_gateway: bool = False) -> None:
         self.workdir = workdir
         self.name = name
         self.management = management
         self.corosync = corosync
         self.cache = cache
         self.extra_files = dict(extra_files or {})
+        self.real_gateway = real_gateway  # the lab's own gateway build (debootstrap, NFS)
         self.daemons = Daemons()
         self.config: LibvirtConfig | None = None
 
@@ -103,6 +107,10 @@ class QemuBed:
             pool = ensure_pool(host, config)
             self._golden_images(config, unpacked)
             host.call(f"refresh pool {config.pool}", pool.refresh, 0)
+            if self.real_gateway:
+                from lab.libvirt.gateway import GatewayBuilder
+
+                GatewayBuilder(config, host).build()
         finally:
             host.close()
         return config
@@ -113,6 +121,8 @@ class QemuBed:
         prefix = config.management.prefixlen
         for machine in plan.machines():
             gateway = machine.name == GATEWAY
+            if gateway and self.real_gateway:
+                continue
             volume = (config.gateway.image if gateway
                       else plan.golden(machine.name, config.iso_version))
             node = image.NodeImage(

@@ -27,15 +27,16 @@ import gzip
 import os
 import shutil
 import stat
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import LabError
+from lab.libvirt import bootdisk
+from lab.libvirt.bootdisk import run
 
-PACKAGES = ("busybox-static", "syslinux", "syslinux-common")
+PACKAGES = ("busybox-static",)
 KERNEL_META = "linux-image-amd64"
 # virtio_pci brings virtio and its rings; virtio_blk and ext4 (which mounts ext2) the
 # disk that keeps /etc (ext4 asks the crypto API for crc32c whatever the features);
@@ -49,23 +50,6 @@ WATCHDOG_TIMEOUT_S = 10  # watchdog-mux's timeout (pve-model §9.3)
 # under its ash `date` would be busybox's whatever PATH says), GNU date
 # (`date -s @SECONDS.FRACTION`, `%N`), iproute2's ip (its `-o link` layout)
 HOST_BINARIES = ("/usr/sbin/sshd", "/bin/bash", "/bin/date", "/bin/ip")
-PART_OFFSET = 1 << 20
-
-
-def _run(argv: list[str], what: str, *, cwd: Path | None = None, timeout_s: float = 300,
-         hint: str | None = None) -> str:
-    try:
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout_s)
-    except FileNotFoundError:
-        raise LabError(f"{what}: {argv[0]} is not installed",
-                       hint=hint or "bash .ci/setup installs what the test bed needs") from None
-    except subprocess.TimeoutExpired:
-        raise LabError(f"{what}: {argv[0]} did not finish within {timeout_s:.0f} s") from None
-    if done.returncode != 0:
-        raise LabError(f"{what} failed (exit {done.returncode}): "
-                       f"{(done.stderr or done.stdout).strip()[-400:]}", hint=hint)
-    return done.stdout
 
 
 # -- Debian packages ------------------------------------------------------------------
@@ -86,25 +70,14 @@ class Unpacked:
 def unpack_packages(cache: Path) -> Unpacked:
     """Debian's kernel, busybox and syslinux, downloaded once into ``cache`` (apt-get
     download: the package registry only) and unpacked there."""
-    root, done = cache / "root", cache / "root.complete"
-    if not done.is_file():
-        debs = cache / "debs"
-        shutil.rmtree(debs, ignore_errors=True)
-        shutil.rmtree(root, ignore_errors=True)
-        debs.mkdir(parents=True)
-        depends = _run(["apt-cache", "depends", KERNEL_META], "apt-cache depends")
-        kernel = [line.split()[-1] for line in depends.splitlines()
-                  if line.strip().startswith("Depends: linux-image-")]
-        if not kernel:
-            raise LabError(f"apt-cache names no kernel package for {KERNEL_META}",
-                           hint="apt-get update")
-        _run(["apt-get", "download", KERNEL_META, kernel[0], *PACKAGES],
-             "apt-get download", cwd=debs, hint="apt-get update (the package lists may "
-             "be stale), and check that Debian's registry is reachable")
-        for deb in sorted(debs.glob("*.deb")):
-            _run(["dpkg-deb", "-x", str(deb), str(root)], f"unpacking {deb.name}")
-        done.write_text(kernel[0].removeprefix("linux-image-") + "\n")
-    return Unpacked(root, done.read_text().strip())
+    depends = run(["apt-cache", "depends", KERNEL_META], "apt-cache depends")
+    kernel = [line.split()[-1] for line in depends.splitlines()
+              if line.strip().startswith("Depends: linux-image-")]
+    if not kernel:
+        raise LabError(f"apt-cache names no kernel package for {KERNEL_META}",
+                       hint="apt-get update")
+    root = bootdisk.unpack(cache, (kernel[0], *PACKAGES, *bootdisk.SYSLINUX_PACKAGES))
+    return Unpacked(root, kernel[0].removeprefix("linux-image-"))
 
 
 def _depends(module: Path) -> list[str]:
@@ -230,7 +203,7 @@ Subsystem sftp internal-sftp
 
 
 def _libraries(binary: str) -> list[str]:
-    out = _run(["ldd", binary], f"ldd {binary}")
+    out = run(["ldd", binary], f"ldd {binary}")
     found = []
     for line in out.splitlines():
         parts = line.split()
@@ -270,7 +243,7 @@ def initramfs_tree(tree: Path, unpacked: Unpacked, node: NodeImage) -> None:
         _copy(binary, tree)
         for lib in _libraries(binary):
             _copy(lib, tree)
-    applets = _run([str(unpacked.root / "bin/busybox"), "--list-full"], "busybox --list-full")
+    applets = run([str(unpacked.root / "bin/busybox"), "--list-full"], "busybox --list-full")
     ours = {Path(binary).name for binary in HOST_BINARIES}
     for applet in applets.split():
         link = tree / applet
@@ -306,7 +279,7 @@ def initramfs_tree(tree: Path, unpacked: Unpacked, node: NodeImage) -> None:
     for path, text in node.extra_files.items():
         _write(tree, path, text, 0o755)
     key = tree / "etc/ssh/ssh_host_ed25519_key"
-    _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", node.hostname, "-f",
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", node.hostname, "-f",
           str(key)], "ssh-keygen", hint="apt-get install openssh-client")
 
 
@@ -345,69 +318,19 @@ def newc_archive(tree: Path) -> bytes:
 
 
 # -- the disk -------------------------------------------------------------------------
-SYSLINUX_CFG = """\
-DEFAULT linux
-TIMEOUT 0
-PROMPT 0
-LABEL linux
-  KERNEL /vmlinuz
-  INITRD /initrd.gz
-  APPEND console=ttyS0,115200 panic=10 mitigations=off
-"""
+APPEND = "console=ttyS0,115200 panic=10 mitigations=off"
 
 
-def build_disk(out: Path, unpacked: Unpacked, node: NodeImage, *, part_mib: int = 48,
-               etc_mib: int = 16) -> Path:
-    """Writes ``out``: a qcow2 disk SeaBIOS boots into the node described by ``node``."""
+def build_disk(out: Path, unpacked: Unpacked, node: NodeImage) -> Path:
+    """Writes ``out``: a qcow2 disk SeaBIOS boots into the node described by ``node``;
+    its /etc on partition 2 (rcS mounts it over the initramfs's)."""
     with tempfile.TemporaryDirectory(prefix="pvechaos-image-") as tmp:
         work = Path(tmp)
         tree = work / "tree"
         initramfs_tree(tree, unpacked, node)
         (work / "initrd.gz").write_bytes(newc_archive(tree))
-        (work / "syslinux.cfg").write_text(SYSLINUX_CFG)
-        part = work / "part.img"
-        _run(["mkfs.vfat", "-n", "PVECHAOS", "-C", str(part), str(part_mib * 1024)],
-             "mkfs.vfat", hint="apt-get install dosfstools")
-        for src, name in ((unpacked.vmlinuz, "vmlinuz"), (work / "initrd.gz", "initrd.gz"),
-                          (work / "syslinux.cfg", "syslinux.cfg")):
-            _run(["mcopy", "-i", str(part), str(src), f"::{name}"], f"mcopy {name}",
-                 hint="apt-get install mtools")
-        _run([str(unpacked.root / "usr/bin/syslinux"), "--install", str(part)],
-             "syslinux --install", hint="apt-get install mtools")
-        etc = work / "etc.img"  # /etc, kept on disk (the initramfs's rcS mounts it)
         (work / "etc-root").mkdir()
         shutil.copytree(tree / "etc", work / "etc-root" / "etc", symlinks=True)
-        _run(["mke2fs", "-q", "-t", "ext2", "-L", "pvechaos-etc", "-d",
-              str(work / "etc-root"), str(etc), f"{etc_mib}M"], "mke2fs",
-             hint="apt-get install e2fsprogs")
-        disk = work / "disk.img"
-        boot_size = part.stat().st_size
-        with disk.open("wb") as f:
-            f.truncate(PART_OFFSET + boot_size + etc.stat().st_size)
-        _sfdisk(disk, boot_size // 512)
-        mbr = (unpacked.root / "usr/lib/syslinux/mbr/mbr.bin").read_bytes()[:440]
-        with disk.open("r+b") as f:
-            f.write(mbr)
-            for offset, src in ((PART_OFFSET, part), (PART_OFFSET + boot_size, etc)):
-                f.seek(offset)
-                with src.open("rb") as p:
-                    shutil.copyfileobj(p, f)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = out.with_name(out.name + ".partial")
-        _run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", str(disk), str(tmp_out)],
-             "qemu-img convert", hint="apt-get install qemu-utils")
-        tmp_out.replace(out)
-    return out
-
-
-def _sfdisk(disk: Path, boot_sectors: int) -> None:
-    """A bootable FAT16 partition at 1 MiB, then a Linux one to the end (MBR label)."""
-    try:
-        done = subprocess.run(["sfdisk", "--quiet", str(disk)], input=(
-            f"label: dos\nstart=2048, size={boot_sectors}, type=e, bootable\n"
-            f"start={2048 + boot_sectors}, type=83\n"), capture_output=True, text=True,
-            timeout=60)
-    except FileNotFoundError:
-        raise LabError("sfdisk is not installed", hint="apt-get install fdisk") from None
-    if done.returncode != 0:
-        raise LabError(f"sfdisk failed: {done.stderr.strip()[-300:]}")
+        return bootdisk.write(out, syslinux_root=unpacked.root, boot=bootdisk.Boot(
+            unpacked.vmlinuz, work / "initrd.gz", APPEND), tree=work / "etc-root",
+            label="pvechaos-etc")

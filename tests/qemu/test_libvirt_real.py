@@ -36,7 +36,10 @@ def figure(name: str, value: float) -> None:
 
 @pytest.fixture(scope="module")
 def bed(bed_factory):
-    return bed_factory("qbed", "198.19.170.0/24", "198.19.171.0/24")
+    t0 = time.monotonic()
+    bed = bed_factory("qbed", "198.19.170.0/24", "198.19.171.0/24", real_gateway=True)
+    figure("images: 3 nodes + the gateway's build (debootstrap, disk)", time.monotonic() - t0)
+    return bed
 
 
 @pytest.fixture(scope="module")
@@ -84,6 +87,33 @@ def test_cold_start_boots_every_vm_with_its_addresses(lab, events):
         hosts = out(n, "cat /etc/hosts")
         for other in lab.plan.nodes():
             assert f"{other.address} {other.fqdn} {other.name}" in hosts
+
+
+def test_the_gateway_built_from_debian_packages_serves_the_export(lab):
+    """lab/libvirt/gateway.py's disk, booted: networkd took `.2` by DHCP (the management
+    network's reservation for its MAC), nfs-server runs and exports the guest template to
+    the allowed range, and a node reaches its NFS port."""
+    from harness.lab_api import LabNode
+    from lab.libvirt.plan import GATEWAY
+
+    machine = lab.plan.machine(GATEWAY)
+    gw = LabNode(name="gw", address=machine.address, ssh_key=lab.config.ssh_key)
+    wait_answers(gw, "the gateway to answer SSH", timeout_s=240)
+    assert out(gw, "hostname") == "pvechaos-qbed-gw"
+    assert f"inet {machine.address}/24" in out(gw, "ip -4 -o addr show")
+    wait_until("nfs-server to be active", lambda: True if run(
+        gw, "systemctl is-active nfs-server").stdout.strip() == "active" else NotYet(
+        run(gw, "systemctl status nfs-server --no-pager | tail -3").stdout),
+        timeout_s=120, interval_s=2)
+    exports = out(gw, "exportfs -v")
+    assert lab.config.gateway.export in exports
+    assert str(lab.config.allowed_range) in exports and "no_root_squash" in exports
+    assert lab.config.gateway.export in out(gw, "showmount -e localhost")
+    assert run(gw, f"test -s {lab.config.gateway.export}/template/cache/"
+                   "pvechaos-guest_1.0_amd64.tar.xz").rc == 0
+    assert run(gw, f"test -x {lab.config.gateway.export}/snippets/pvechaos-guest.sh").rc == 0
+    reach = f"timeout 5 bash -c 'echo > /dev/tcp/{machine.address}/2049' && echo open"
+    assert out(node(lab, "node1"), reach) == "open"
 
 
 def test_power_cut_and_power_on(lab, events):

@@ -16,13 +16,13 @@ def pvechaos_lab(argv: list[str]) -> int:
 
 def test_a_missing_option_is_a_usage_error(capsys):
     with pytest.raises(SystemExit) as info:
-        pvechaos_lab(["libvirt", "build-gateway", "--lab-config", "lab.yaml"])
+        pvechaos_lab(["libvirt", "build-gateway"])
     assert info.value.code == 2
-    assert "--cloud-image" in capsys.readouterr().err
+    assert "--lab-config" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [
-    ["libvirt", "build-gateway", "--lab-config", "{tmp}/none.yaml", "--cloud-image", "x"],
+    ["libvirt", "build-gateway", "--lab-config", "{tmp}/none.yaml", "--mirror", "x"],
     ["libvirt", "status", "--lab-config", "{tmp}/none.yaml"],
     ["inventory", "check", "--inventory", "{tmp}/none.yaml"],
 ])

@@ -1,6 +1,7 @@
-"""`pvechaos-lab libvirt build-gateway`: the gateway's disk from a cloud image. qemu-img
-and virt-customize are stood in for by a recorder that does what they would to the files
-(and checks what they would read); the pool is the test driver's."""
+"""`pvechaos-lab libvirt build-gateway`: the gateway's disk from Debian packages.
+debootstrap, openssl and chroot are stood in for by a recorder that does what they would
+to the files; the disk writer (lab/libvirt/bootdisk.py) is recorded, not run; the pool is
+the test driver's. tests/qemu/test_libvirt_real.py builds and boots the real thing."""
 
 from __future__ import annotations
 
@@ -11,61 +12,89 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import ConfigError, LabError
-from lab.libvirt.gateway import NETWORK_UNIT, GatewayBuilder, customize_argv, exports_line
+from harness.errors import LabError
+from lab.libvirt import gateway
+from lab.libvirt.gateway import NETWORK_UNIT, GatewayBuilder, exports_line
+
+HASH = "$6$salt$hashedpassword"
 
 
 class Tools:
-    """qemu-img convert writes the copy; virt-customize checks the staged export and the
-    password file it is given, then succeeds or fails as told."""
+    """debootstrap lays out a root with a shadow file, a kernel and an initramfs;
+    openssl hashes what it reads on stdin; chroot systemctl records what it enables."""
 
-    def __init__(self, *, customize_rc: int = 0, stderr: str = "",
+    def __init__(self, *, debootstrap_rc: int = 0, stderr: str = "",
                  timeout: bool = False) -> None:
-        self.customize_rc, self.stderr, self.timeout = customize_rc, stderr, timeout
+        self.debootstrap_rc, self.stderr, self.timeout = debootstrap_rc, stderr, timeout
         self.calls: list[list[str]] = []
-        self.seen: dict[str, object] = {}
+        self.stdin: list[str | None] = []
 
     def __call__(self, argv, **kwargs):
         self.calls.append(list(argv))
+        self.stdin.append(kwargs.get("input"))
         assert kwargs.get("timeout"), "every step is bounded"
-        if argv[:2] == ["qemu-img", "convert"]:
-            Path(argv[-1]).write_bytes(Path(argv[-2]).read_bytes() + b" (copied)")
-            return subprocess.CompletedProcess(argv, 0, "", "")
-        assert argv[0] == "virt-customize"
-        if self.timeout:
-            raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
-        image = Path(argv[argv.index("-a") + 1])
-        copied = [a.split(":")[0] for i, a in enumerate(argv) if argv[i - 1] == "--copy-in"]
-        password = Path(argv[argv.index("--root-password") + 1].removeprefix("file:"))
+        if argv[0] == "debootstrap":
+            if self.timeout:
+                raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
+            root = Path(argv[-2])
+            (root / "etc").mkdir(parents=True)
+            (root / "etc/shadow").write_text("root:*:19000:0:99999:7:::\n"
+                                             "daemon:*:19000:0:99999:7:::\n")
+            (root / "root").mkdir()
+            (root / "boot").mkdir()
+            (root / "boot/vmlinuz-6.1.0-50-amd64").write_bytes(b"kernel")
+            (root / "boot/initrd.img-6.1.0-50-amd64").write_bytes(b"initrd")
+            return subprocess.CompletedProcess(argv, self.debootstrap_rc, "", self.stderr)
+        if argv[0] == "openssl":
+            return subprocess.CompletedProcess(argv, 0, HASH + "\n", "")
+        assert argv[0] == "chroot"
+        return subprocess.CompletedProcess(argv, 0, "", "")
+
+
+class Disk:
+    """bootdisk.write recorded: what the root held when it was written."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, object] = {}
+
+    def __call__(self, out: Path, *, syslinux_root, boot, tree: Path, **kwargs) -> Path:
+        export = tree / "srv/pvechaos"
         self.seen = {
-            "image": image.read_bytes(),
-            "template": tarfile.open(Path(copied[0]) / "cache" /
+            "exports": (tree / "etc/exports").read_text(),
+            "network": (tree / "etc/systemd/network/10-pvechaos.network").read_text(),
+            "hostname": (tree / "etc/hostname").read_text(),
+            "fstab": (tree / "etc/fstab").read_text(),
+            "shadow": (tree / "etc/shadow").read_text(),
+            "key": (tree / "root/.ssh/authorized_keys").read_text(),
+            "key_mode": stat.S_IMODE((tree / "root/.ssh/authorized_keys").stat().st_mode),
+            "template": tarfile.open(export / "template/cache/"
                                      "pvechaos-guest_1.0_amd64.tar.xz").getnames(),
-            "hook_mode": stat.S_IMODE((Path(copied[1]) / "pvechaos-guest.sh").stat().st_mode),
-            "password": password.read_text(),
-            "password_mode": stat.S_IMODE(password.stat().st_mode),
-            "staged": copied,
+            "hook_mode": stat.S_IMODE((export / "snippets/pvechaos-guest.sh").stat().st_mode),
+            "boot": boot, "fs": kwargs.get("fs_type"),
         }
-        return subprocess.CompletedProcess(argv, self.customize_rc, "", self.stderr)
+        out.write_bytes(b"gateway disk")
+        return out
+
+
+@pytest.fixture
+def disk(monkeypatch) -> Disk:
+    recorder = Disk()
+    monkeypatch.setattr(gateway.bootdisk, "write", recorder)
+    monkeypatch.setattr(gateway.bootdisk, "unpack", lambda cache, packages: cache / "root")
+    return recorder
 
 
 def tools_on_path(name: str) -> str | None:
     return f"/usr/bin/{name}"
 
 
-@pytest.fixture
-def cloud_image(tmp_path) -> Path:
-    image = tmp_path / "debian-12-genericcloud-amd64.qcow2"
-    image.write_bytes(b"debian cloud image")
-    return image
+def builder(config, host, tools, tmp_path, which=tools_on_path):
+    return GatewayBuilder(config, host, run=tools, which=which, progress=lambda line: None,
+                          cache=tmp_path / "cache")
 
 
-def builder(config, host, tools, which=tools_on_path):
-    return GatewayBuilder(config, host, run=tools, which=which, progress=lambda line: None)
-
-
-def test_the_gateway_disk_is_customised_and_lands_in_the_pool(config, host, cloud_image,
-                                                              monkeypatch):
+def test_the_gateway_root_is_configured_and_its_disk_lands_in_the_pool(config, host, disk,
+                                                                     tmp_path, monkeypatch):
     tools = Tools()
     refreshed = []  # libvirt learns of the new volume only when the pool is refreshed
     real_call = host.call
@@ -75,35 +104,33 @@ def test_the_gateway_disk_is_customised_and_lands_in_the_pool(config, host, clou
             refreshed.append((what, (config.pool_path / "gw-debian12.qcow2").is_file()))
         return real_call(what, fn, *args)
     monkeypatch.setattr(host, "call", call)
-    made = builder(config, host, tools).build(cloud_image)
+    made = builder(config, host, tools, tmp_path).build("http://mirror.test/debian")
     assert made == config.pool_path / "gw-debian12.qcow2"
-    assert made.read_bytes() == b"debian cloud image (copied)"
-    assert not list(config.pool_path.glob("*.partial"))
-    # virt-customize worked on the copy, with the export's files staged beside it
-    assert tools.seen["image"] == b"debian cloud image (copied)"
-    assert "./sbin/init" in tools.seen["template"]
-    assert tools.seen["hook_mode"] & 0o111
-    assert tools.seen["password"] == "lab-secret-1\n" and tools.seen["password_mode"] == 0o600
-    assert not any(Path(p).exists() for p in tools.seen["staged"])  # staging removed
+    debootstrap = tools.calls[0]
+    assert debootstrap[:2] == ["debootstrap", "--variant=minbase"]
+    assert debootstrap[-3] == "bookworm" and debootstrap[-1] == "http://mirror.test/debian"
+    assert "nfs-kernel-server" in debootstrap[2] and "linux-image-amd64" in debootstrap[2]
+    assert tools.calls[2][:2] == ["chroot", debootstrap[-2]]
+    assert tools.calls[2][2:] == ["systemctl", "enable", "systemd-networkd", "nfs-server",
+                                  "ssh"]
+    # the password reaches openssl on stdin, never a command line; only its hash is kept
+    assert tools.stdin[1] == "lab-secret-1\n"
     assert all("lab-secret-1" not in a for call in tools.calls for a in call)
+    assert disk.seen["shadow"].splitlines()[0] == f"root:{HASH}:19000:0:99999:7:::"
+    assert "lab-secret-1" not in disk.seen["shadow"]
+    assert disk.seen["exports"] == exports_line(config)
+    assert disk.seen["network"] == NETWORK_UNIT
+    assert disk.seen["hostname"] == "pvechaos-t-gw\n"
+    assert disk.seen["fstab"].startswith("/dev/vda2 / ext4")
+    assert disk.seen["key"] == config.ssh_key.with_name(
+        config.ssh_key.name + ".pub").read_text().strip() + "\n"
+    assert disk.seen["key_mode"] == 0o600
+    assert "./sbin/init" in disk.seen["template"]
+    assert disk.seen["hook_mode"] & 0o111
+    assert disk.seen["boot"].kernel.name == "vmlinuz-6.1.0-50-amd64"
+    assert "root=/dev/vda2" in disk.seen["boot"].append and disk.seen["fs"] == "ext4"
+    assert not [p for p in config.pool_path.iterdir() if p.name.startswith("pvechaos-gw-")]
     assert refreshed == [("refresh pool pvechaos", True)]  # once, with the disk in place
-
-
-def test_the_customisation_installs_nfs_and_lays_out_the_export(config, tmp_path):
-    argv = customize_argv(config, tmp_path / "gw.qcow2", tmp_path / "staged",
-                          tmp_path / "pw")
-    options = list(zip(argv[3::2], argv[4::2], strict=False))
-    assert ("--install", "nfs-kernel-server") in options
-    assert ("--uninstall", "cloud-init") in options
-    # virt-customize runs its operations in command-line order: the export exists first
-    assert argv.index("--mkdir") < argv.index("--copy-in")
-    assert ("--copy-in", f"{tmp_path / 'staged' / 'template'}:/srv/pvechaos") in options
-    assert ("--copy-in", f"{tmp_path / 'staged' / 'snippets'}:/srv/pvechaos") in options
-    assert ("--ssh-inject", f"root:file:{config.ssh_key}.pub") in options
-    assert ("--root-password", f"file:{tmp_path / 'pw'}") in options
-    assert ("--write", "/etc/exports:" + exports_line(config)) in options
-    assert ("--write", f"/etc/systemd/network/10-pvechaos.network:{NETWORK_UNIT}") in options
-    assert ("--run-command", "systemctl enable systemd-networkd nfs-server") in options
 
 
 def test_one_disk_serves_every_workers_lab(config):
@@ -116,32 +143,29 @@ def test_one_disk_serves_every_workers_lab(config):
     assert worker3.management.subnet_of(config.allowed_range)
 
 
-def test_a_failed_customisation_keeps_the_old_disk_and_names_the_cause(config, host,
-                                                                       cloud_image):
+def test_a_failed_debootstrap_keeps_the_old_disk_and_names_the_mirror(config, host, disk,
+                                                                      tmp_path):
     config.pool_path.mkdir(parents=True, exist_ok=True)
     old = config.pool_path / "gw-debian12.qcow2"
     old.write_bytes(b"old gateway")
-    tools = Tools(customize_rc=1, stderr="virt-customize: error: Temporary failure "
-                  "resolving 'deb.debian.org'")
+    tools = Tools(debootstrap_rc=1, stderr="E: Failed getting release file "
+                  "http://mirror.test/debian/dists/bookworm/Release")
     with pytest.raises(LabError) as info:
-        builder(config, host, tools).build(cloud_image)
+        builder(config, host, tools, tmp_path).build("http://mirror.test/debian")
     text = str(info.value)
-    assert "virt-customize failed (exit 1)" in text and "deb.debian.org" in text
-    assert "reach the image's Debian mirror" in text
+    assert "debootstrap failed (exit 1)" in text and "Release" in text
+    assert "check that http://mirror.test/debian is reachable" in text
     assert old.read_bytes() == b"old gateway"
-    assert not list(config.pool_path.glob("*.partial"))
+    assert disk.seen == {}
+    assert not [p for p in config.pool_path.iterdir() if p.name.startswith("pvechaos-gw-")]
 
 
-def test_a_customisation_that_hangs_is_bounded(config, host, cloud_image):
+def test_a_debootstrap_that_hangs_is_bounded(config, host, disk, tmp_path):
     with pytest.raises(LabError, match="did not finish within 30 min"):
-        builder(config, host, Tools(timeout=True)).build(cloud_image)
-    assert not list(config.pool_path.glob("*.partial"))
+        builder(config, host, Tools(timeout=True), tmp_path).build()
 
 
-def test_missing_tools_and_a_missing_image_name_the_fix(config, host, cloud_image, tmp_path):
-    with pytest.raises(LabError, match="needs virt-customize, qemu-img") as info:
-        builder(config, host, Tools(), which=lambda name: None).build(cloud_image)
-    assert "apt-get install guestfs-tools qemu-utils" in str(info.value)
-    with pytest.raises(ConfigError, match="cloud image .*nope.qcow2 does not exist") as info:
-        builder(config, host, Tools()).build(tmp_path / "nope.qcow2")
-    assert "--cloud-image" in str(info.value)
+def test_missing_tools_name_the_fix(config, host, disk, tmp_path):
+    with pytest.raises(LabError, match="needs debootstrap, chroot") as info:
+        builder(config, host, Tools(), tmp_path, which=lambda name: None).build()
+    assert "apt-get install debootstrap" in str(info.value)

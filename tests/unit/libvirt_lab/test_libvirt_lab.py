@@ -147,8 +147,7 @@ def test_a_failed_revert_falls_back_to_fresh_overlays_and_a_cold_boot(
 
 
 @pytest.mark.parametrize("volume, command", [
-    ("gw-debian12.qcow2", "pvechaos-lab libvirt build-gateway --lab-config FILE "
-                          "--cloud-image DEBIAN.qcow2"),
+    ("gw-debian12.qcow2", "pvechaos-lab libvirt build-gateway --lab-config FILE"),
     ("pvechaos-golden-9.1-1-t-node2.qcow2", "pvechaos-lab libvirt build --lab-config FILE"),
 ])
 def test_a_missing_golden_image_names_the_command_that_makes_it(config, host, golden, access,
