@@ -184,13 +184,19 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults, Qdevice
         target = self.cluster.node(node)
         with step(f"{command.fault} on {node}: {command.detail}"):
             boot = target.boot_id()
+            # stamped when the command is issued, as the lab verbs' events are: the fault
+            # can take effect anywhere inside it (`systemctl stop corosync` returns once
+            # corosync has left the ring; its HA stack stalls before that, and a reset
+            # measured from the return came 0.15 s before the window's earliest edge)
+            issued = self.timeline.clock.now()
             result = target.run(command.apply, timeout_s=command.apply_timeout_s)
             if result.rc != 0:
                 target.run(command.undo, timeout_s=20)
                 raise CommandError(node, result.command, result.rc, result.stdout,
                                    result.stderr)
             event = self.timeline.record(EventKind.FAULT_BEGIN, "harness",
-                                         FaultBegin(command.fault, node, command.detail))
+                                         FaultBegin(command.fault, node, command.detail),
+                                         t=issued)
         self._said(f"fault begin: {command.fault} on {node}: {command.detail}")
         self._undo.append(Undo(Effect.IN_NODE, node, command, boot))
         return Fault(command.fault, node, event, {"detail": command.detail})
