@@ -161,6 +161,22 @@ def test_degrade_loss_drops_corosync_packets_at_random_and_is_removed(cluster, f
     assert ours(cluster, "node1") == ""
 
 
+def test_a_reset_node_boots_without_the_faults_rules_and_qdiscs(cluster, faults):
+    """A reboot (or a reset: both boot afresh) loses what the kernel held, as on a real
+    node: the fault's nft chain and
+    netem qdisc do not come back with the new boot (the sweep once found a loss chain on
+    nodes that reset under it, which the fault's end had taken for gone)."""
+    from harness import ha_admin
+
+    node = cluster.node("node3")
+    faults.degrade("node3", delay_ms=30, loss_pct=10)
+    assert "pvechaos_net" in ours(cluster, "node3")
+    ha_admin.reboot(cluster, "node3", timeout_s=90)  # the embedded lab has no reset button
+    assert ours(cluster, "node3") == ""
+    assert "5405:" not in node.check("tc", "qdisc", "show")
+    faults.end_all()  # the fault ended with the boot: its end says so, nothing to undo
+
+
 def test_a_killed_run_leaves_rules_that_sweep_nodes_removes(cluster):
     abandoned = FaultInjector(cluster.lab, Timeline(Clock()), cluster)
     abandoned.one_way("node2", "node3")
