@@ -29,11 +29,11 @@ from lab.libvirt import admin
 from lab.libvirt import config as libvirt_config
 from lab.libvirt.build import ensure_pool
 from lab.libvirt.config import LibvirtConfig
-from lab.libvirt.host import Host
+from lab.libvirt.host import Host, libvirt_module
 from lab.libvirt.lab import LibvirtLab
 from lab.libvirt.plan import GATEWAY, Plan
 from lab.qemu_bed import image
-from lab.qemu_bed.daemons import Daemons
+from lab.qemu_bed.daemons import Daemons, answers
 
 PASSWORD_ENV = "PVECHAOS_QBED_ROOT_PASSWORD"
 ISO_VERSION = "9.1-1"  # only names the golden images: no ISO is involved
@@ -140,21 +140,14 @@ class QemuBed:
         """The lab's own `destroy`, then the golden images, the pool and the files; then
         libvirtd, if this bed started it. Safe after a failed prepare."""
         try:
-            if self.config is not None and self.daemons_reachable():
+            if self.config is not None and answers():
                 admin.destroy(self.config, out=out)
                 self._remove_pool(self.config)
         finally:
             self.daemons.stop()
             shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def daemons_reachable(self) -> bool:
-        from lab.qemu_bed.daemons import answers
-
-        return answers()
-
     def _remove_pool(self, config: LibvirtConfig) -> None:
-        from lab.libvirt.host import libvirt_module
-
         libvirt = libvirt_module()
         host = Host(URI)
         try:

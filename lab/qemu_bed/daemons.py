@@ -27,7 +27,7 @@ from harness.waits import NotYet, wait_until
 SOCKET = Path("/run/libvirt/libvirt-sock")
 RUN_DIR = Path("/run/pvechaos-qbed")
 INSTALL_HINT = ("apt-get install libvirt-daemon-system qemu-system-x86 (bash .ci/setup "
-                "--qemu-bed installs the test bed's packages)")
+                "installs the test bed's packages)")
 
 
 def answers(path: Path = SOCKET) -> bool:

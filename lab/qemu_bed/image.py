@@ -140,7 +140,7 @@ RC_S = """\
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
-mkdir -p /dev/pts /run/sshd /var/log /tmp
+mkdir -p /dev/pts /var/log /tmp
 mount -t devpts devpts /dev/pts
 mount -t tmpfs run /run
 mkdir -p /run/sshd
