@@ -200,10 +200,21 @@ def migrated_and_back(cluster, guest, faults, timeline, c, metrics, meter, home,
     assert moved and moved[0][1] == target, \
         f"answers after systemctl: {answers_from(timeline, guest.sid, act)}, not {target}"
     with allure.step(f"moved to {target} before {home} left the membership"):
-        # the watcher stamps a view with the start of its poll: early by one command
-        assert moved[0][0] <= left.t + WATCHER_SLACK.early_s, \
-            f"{guest.sid} answered from {target} {moved[0][0] - left.t:.1f} s after {home} left"
-    metrics.record(prefix + "time_to_move", moved[0][0] - act.t, prediction=MEASURED, **tags)
+        # §8.1: the LRM holds the shutdown until its services are gone, so HA shows the
+        # guest started on the target before the node leaves; the watcher stamps a view
+        # with the start of its poll (early by one command). The probe's first answer
+        # from there follows by a probe round and the guest's own start, recorded below
+        # as measured (PVE's design gives it no bound).
+        started = [e.t for e in timeline.events(EventKind.HA_SERVICE_STATE, after=act.t)
+                   if (p := e.payload_of(HaServiceState)).sid == guest.sid
+                   and p.node == target and p.state == "started"]
+        assert started, f"HA never showed {guest.sid} started on {target}"
+        assert started[0] <= left.t + WATCHER_SLACK.early_s, \
+            f"HA showed {guest.sid} started on {target} {started[0] - left.t:.1f} s after " \
+            f"{home} left"
+    metrics.record(prefix + "time_to_move", started[0] - act.t, prediction=MEASURED, **tags)
+    metrics.record(prefix + "first_answer_after_leave", moved[0][0] - left.t,
+                   prediction=MEASURED, **tags)
     if not cluster.lab.is_powered(home):
         faults.power_on(home)
     with allure.step(f"{guest.sid} back on {home} once it returned"):
