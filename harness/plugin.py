@@ -41,7 +41,7 @@ from harness.verdicts import CATEGORIES, LAB_ERROR, Finding, InvariantBroken, Qu
 from harness.waits import NotYet, set_progress, wait_until
 
 pytest_plugins = ["harness.story_order", "harness.repeat", "harness.run_record",
-                  "harness.baseline_plugin"]
+                  "harness.baseline_plugin", "harness.chaos.options"]
 
 _FAILED_STEP = pytest.StashKey[dict]()
 RUN_ID = pytest.StashKey[str]()
@@ -73,6 +73,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "not stop the story")
     config.addinivalue_line("markers", "quorum: a failed assertion in this test is a quorum "
                                        "assertion (its own report category)")
+    config.addinivalue_line("markers", "chaos: a seeded chaos schedule or soak "
+                            "(scenarios/test_chaos.py; .ci/chaos runs it, not the main job)")
     config.addinivalue_line("markers", "extended: a longer fault story or item, run only "
                                        "with --all-faults (harness/fixtures.py)")
     config.addinivalue_line("markers", "needs_verbs(*verbs): the FaultInjector verbs a "

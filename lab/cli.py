@@ -13,6 +13,9 @@
     pvechaos compare BEFORE AFTER [...]            two metrics.json files (harness/compare.py)
     pvechaos baseline [--from METRICS] -o FILE     store runs as a baseline (harness/verify.py)
     pvechaos verify --against FILE [METRICS...]    a verdict per figure and behaviour
+    pvechaos chaos plan --seed N [...] [--dry-run] | show FILE
+                                                   a chaos schedule and what PVE's design
+                                                   predicts for it (harness/chaos/cli.py)
     pvechaos report [RESULTS] [-o DIR]             the offline HTML report from Allure results
     pvechaos libvirt build|build-gateway|status|destroy --lab-config FILE
     pvechaos guest-template --out DIR [--storage ID] [--port N]
@@ -121,6 +124,10 @@ def main(argv: list[str] | None = None, prog: str = "pvechaos") -> int:
         from harness.compare import main as compare_main
 
         return compare_main(args_in[1:], prog=f"{prog} compare")
+    if args_in[:1] == ["chaos"]:  # offline planning: its own parser
+        from harness.chaos.cli import main as chaos_main
+
+        return chaos_main(args_in[1:], prog=f"{prog} chaos")
     if args_in[:1] in (["baseline"], ["verify"]):  # the same exit codes as compare
         from harness import verify
 
