@@ -40,6 +40,17 @@ def _print_progress(line: str | None) -> None:
 _progress: dict[str, object] = {"sink": _print_progress, "every_s": 10.0}
 
 
+def progress(line: str | None) -> None:
+    """A progress line for a long step that is not a wait on a condition (a fault held
+    for its planned time): shown like a wait's; None clears it."""
+    sink: ProgressSink = _progress["sink"]  # type: ignore[assignment]
+    sink(line)
+
+
+def progress_every_s() -> float:
+    return float(_progress["every_s"])  # type: ignore[arg-type]
+
+
 def set_progress(sink: ProgressSink | None, every_s: float = 10.0) -> None:
     """Where long waits report: ``sink(line)`` with what is awaited and for how long, every
     ``every_s`` seconds; ``sink(None)`` once the wait is over (a line can be cleared).

@@ -175,20 +175,15 @@ def _unexplained(evs: list[Event], record: RunRecord, ran: list[Ran], verdict: V
         if p.sid not in record.sids:
             continue
         if p.state == "fence":
-            if not any(_explains(r, p.node, e.t, end) for r in ran):
-                key = ("fence", p.sid, str(p.node))
-                if key not in said:
-                    said.add(key)
-                    verdict.findings.append(Finding(
-                        UNEXPLAINED, e.t, _item_at(ran, e.t),
-                        f"{p.sid} in fence on {p.node} (seen by {e.source}), no fault on "
-                        f"{p.node} explains it"))
+            node, key = p.node, ("fence", p.sid, str(p.node))
+            text = f"{p.sid} in fence on {p.node} (seen by {e.source}), no fault on " \
+                   f"{p.node} explains it"
         elif p.previous_node and p.node and p.node != p.previous_node:
-            if not any(_explains(r, p.previous_node, e.t, end) for r in ran):
-                key = ("move", p.sid, p.previous_node, p.node)
-                if key not in said:
-                    said.add(key)
-                    verdict.findings.append(Finding(
-                        UNEXPLAINED, e.t, _item_at(ran, e.t),
-                        f"{p.sid} moved {p.previous_node} -> {p.node} (seen by {e.source}) "
-                        f"with no fault on {p.previous_node} to explain it"))
+            node, key = p.previous_node, ("move", p.sid, p.previous_node, p.node)
+            text = f"{p.sid} moved {p.previous_node} -> {p.node} (seen by {e.source}) " \
+                   f"with no fault on {p.previous_node} to explain it"
+        else:
+            continue
+        if key not in said and not any(_explains(r, node, e.t, end) for r in ran):
+            said.add(key)
+            verdict.findings.append(Finding(UNEXPLAINED, e.t, _item_at(ran, e.t), text))

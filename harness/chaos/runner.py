@@ -15,9 +15,10 @@ import logging
 import time
 from dataclasses import dataclass, field, replace
 
+from harness import waits
 from harness.chaos import roles
 from harness.chaos.predict import Prediction, State, predict
-from harness.chaos.schedule import Item, Schedule
+from harness.chaos.schedule import NODE_LOSING, Item, Schedule
 from harness.errors import PvechaosError, WaitTimeout
 from harness.events import Note
 from harness.expectations import ClusterConstants
@@ -66,10 +67,10 @@ class RunRecord:
 
     def as_run(self) -> Schedule:
         """The schedule with every fault that ran aimed at the nodes it hit: replaying it
-        repeats the same faults, in the same order, on the same nodes."""
-        items = [replace(r.item, index=n) for n, r in enumerate(
-            r for r in self.ran if r.begin_t is not None)]
-        return self.schedule.with_items(items, "as-run")
+        repeats the same faults, in the same order, on the same nodes. Items keep their
+        index (a finding names it); one that did not run is left out."""
+        return self.schedule.with_items([r.item for r in self.ran if r.begin_t is not None],
+                                        "as-run")
 
     def to_json(self) -> dict[str, object]:
         return {"seed": self.schedule.seed, "sids": list(self.sids), "start_t": self.start_t,
@@ -139,7 +140,8 @@ class ChaosRunner:
             if end_due <= begin_due:
                 due, ran = min(active, key=lambda a: a[0])
                 active.remove((due, ran))
-                self._sleep_until(due)
+                self._sleep_until(due, f"chaos #{ran.item.index} {ran.item.kind} on "
+                                       f"{','.join(ran.item.nodes)} held")
                 self._end(ran)
                 if not active:
                     calm = self._calm_after(ran, record)
@@ -154,7 +156,7 @@ class ChaosRunner:
                         shift += calm - begin_due
                 continue
             item = pending.pop(0)
-            self._sleep_until(begin_due)
+            self._sleep_until(begin_due, f"chaos #{item.index} {item.kind} due")
             ran = self._begin(item, [r for _, r in active], len(record.ran), schedule)
             record.ran.append(ran)
             if ran.begin_t is not None:
@@ -181,10 +183,21 @@ class ChaosRunner:
             self._note(f"chaos #{item.index} {item.kind} skipped: {why}")
             return Ran(item, skipped=why)
         item = replace(item, nodes=tuple(nodes))
-        ran = Ran(item, master=state.master,
-                  prediction=predict(item.kind, item.nodes, state, self.c))
-        log.info("chaos [%d/%d] %s (%s); predicted: %s", n + 1, len(schedule.items),
-                 item.describe(), item.role, ran.prediction.describe())
+        lost = frozenset(n for r in active if r.item.kind in NODE_LOSING for n in r.item.nodes)
+        prediction = predict(item.kind, item.nodes, replace(state, down=lost), self.c)
+        if lost and prediction.moves:
+            # PVE's windows (pve-model §10) are derived for one failure at a time: with
+            # another node out of the membership the master may be busy recovering it,
+            # or be the one gone, so these moves are expected but measured
+            prediction = replace(prediction, basis=prediction.basis + f"; measured: "
+                                 f"{', '.join(sorted(lost))} out of the membership too",
+                                 moves=tuple(replace(m, window=None)
+                                             for m in prediction.moves))
+        ran = Ran(item, master=state.master, prediction=prediction)
+        line = (f"chaos [{n + 1}/{len(schedule.items)}] {item.describe()} ({item.role}); "
+                f"predicted: {ran.prediction.describe()}")
+        log.info("%s", line)
+        waits.progress(line)
         try:
             ran.faults = self._apply(item)
         except PvechaosError as exc:
@@ -233,13 +246,24 @@ class ChaosRunner:
                                                          for e in errors)
             self._note(f"chaos #{ran.item.index} {ran.error}")
 
-    def _sleep_until(self, t: float) -> None:
+    def _sleep_until(self, t: float, what: str) -> None:
+        """Sleep until the planned time ``t`` (bounded by it), saying what for on long
+        sleeps as a wait does."""
         clock = self.timeline.clock
-        for _ in range(int(max(0.0, t - clock.now()) / MAX_SLEEP_S) + 2):
-            left = t - clock.now()
-            if left <= 0:
-                return
-            time.sleep(min(left, MAX_SLEEP_S))
+        start, shown, every = clock.now(), False, waits.progress_every_s()
+        next_line = start + every
+        try:
+            for _ in range(int(max(0.0, t - start) / MAX_SLEEP_S) + 2):
+                now = clock.now()
+                if now >= t:
+                    return
+                if now >= next_line:
+                    waits.progress(f"{what}: {now - start:.0f} s of {t - start:.0f} s")
+                    shown, next_line = True, now + every
+                time.sleep(min(t - now, MAX_SLEEP_S))
+        finally:
+            if shown:
+                waits.progress(None)
 
     def _note(self, text: str) -> None:
         log.info("%s", text)

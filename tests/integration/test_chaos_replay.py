@@ -1,0 +1,47 @@
+"""A chaos schedule on the real embedded lab, then its as-run file replayed: the same
+faults, in the same order, on the same nodes, as the timeline shows them; both judged
+green (recoveries inside PVE's windows, no invariant broken, the cluster whole)."""
+
+from __future__ import annotations
+
+from harness.chaos.generate import generate
+from harness.chaos.schedule import loads
+from harness.events import FaultBegin, FaultEnd, NodeFault
+from harness.timeline import EventKind
+from tests.integration.chaos_lab import chaos_lab
+
+FAULTS = (EventKind.FAULT_POWER_CUT, EventKind.FAULT_POWER_ON, EventKind.FAULT_BEGIN,
+          EventKind.FAULT_END)
+
+
+def faults_seen(timeline, record) -> list[tuple[str, str]]:
+    """(fault, node) of every fault event of one run, in timeline order."""
+    seen = []
+    for e in timeline.events(FAULTS, after=record.start_t):
+        if e.t > record.end_t:
+            break
+        p = e.payload
+        if isinstance(p, FaultBegin | FaultEnd):
+            seen.append((f"{e.kind.value}:{p.fault}", p.node))
+        elif isinstance(p, NodeFault):
+            seen.append((e.kind.value, p.node))
+    return seen
+
+
+def test_a_schedule_replayed_from_its_file_repeats_its_faults_on_the_same_nodes():
+    with chaos_lab("chrep", "198.18.164.0/24") as lab:
+        schedule = generate(11, lab.cluster.names, lab.constants, duration_s=110,
+                            mix={"power_cut": 1, "degrade": 1, "clock_step": 1},
+                            roles=["guest-node", "any", "non-master"])
+        assert len(schedule.items) >= 3 and "power_cut" in {i.kind for i in schedule.items}
+        first = lab.session.run(schedule)
+        assert first.verdict.ok, first.verdict.findings
+        replay = loads(first.record.as_run().dumps())
+        assert all(i.nodes for i in replay.items)
+        second = lab.session.run(replay)
+        assert second.verdict.ok, second.verdict.findings
+        once, again = (faults_seen(lab.timeline, o.record) for o in (first, second))
+        assert once and once == again
+        assert [r.item.nodes for r in second.record.ran] == \
+            [r.item.nodes for r in first.record.ran]
+        assert not first.left and not second.left
