@@ -71,3 +71,11 @@ def test_emulation_bugs_are_off_unless_named_and_kept_once_each():
         ("double-start",)
     assert EmbeddedConfig(emulation_bugs="double-start").emulation_bugs == ("double-start",)
 
+
+
+def test_the_emulated_stack_knows_every_bug_the_lab_offers():
+    """pvemu imports nothing of lab/: the names are agreed, not shared."""
+    from lab.embedded.config import EMULATION_BUGS
+    from pvemu.ha.node_status import EMULATION_BUGS as HANDLED
+
+    assert set(EMULATION_BUGS) == set(HANDLED)
