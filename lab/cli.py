@@ -2,7 +2,7 @@
 
     pvechaos lab up [--name N] [--subnet CIDR] [--nodes N] [--pve-flavour 8|9]
                     [--timescale X] [--guest]      boot an embedded lab, form its cluster
-                                                   (and the HA test guest), leave it running
+                    [--emulation-bug NAME]         (and the HA test guest), leave it running
     pvechaos lab status [--name N]                 nodes, quorum, `ha-manager status`
     pvechaos lab ssh [--name N] NODE [CMD...]      a shell on a node, or CMD's exit status
     pvechaos lab down [--name N]                   remove the lab, leaving nothing behind
@@ -109,6 +109,12 @@ def _lab_verbs(lab: argparse.ArgumentParser) -> None:
                     help="name given to `pvecm create` (default: %(default)s)")
     up.add_argument("--guest", action="store_true",
                     help="also create the HA test guest (CT 100) on the first node")
+    up.add_argument("--emulation-bug", dest="emulation_bugs", action="append", default=[],
+                    metavar="NAME",
+                    help="a self-test switch that breaks PVE's safety on purpose, never "
+                         "for anything else (double-start: a lost node's guests are "
+                         "recovered with no fence delay and no agent lock, so a cut node's "
+                         "guest runs twice); repeatable")
     named("status", "the lab's nodes, quorum and HA status")
     ssh = named("ssh", "ssh to a node: a shell, or CMD with its exit status")
     ssh.add_argument("node")
@@ -192,7 +198,8 @@ def _config(args: argparse.Namespace):
         name=args.name, subnet=str(subnet), node_count=args.nodes,
         state_root=config.STATE_ROOT,
         pve_version=lab_options.pve_version(None, args.pve_flavour),
-        timescale=options.timescale(args.timescale), qdevice=args.qdevice)
+        timescale=options.timescale(args.timescale), qdevice=args.qdevice,
+        emulation_bugs=tuple(args.emulation_bugs))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,8 +2,9 @@
 embedded lab's rules they share with lab/embedded/config.py: its name (``LAB_NAME``), its
 subnet's size, a PVE version's shape (``PVE_VERSION``), --lab-formed (``FORMED``); and
 --nodes (``NODES``, a part of the 1-9 that the config takes); the upgrade verb's --upgrade-to
-(``is_upgrade``) and --upgrade-command. A bad value ends the run
-with harness.options.refuse's message: the option, what is wrong, the fix.
+(``is_upgrade``) and --upgrade-command. A bad value ends the run with harness.options.refuse's
+message: the option, what is wrong, the fix; --emulation-bug (``emulation_bugs``), refused for
+any lab but the embedded one with a ConfigError (the run stops the same way).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import ipaddress
 import re
 
+from harness.errors import ConfigError
 from harness.options import refuse
 
 # the embedded lab's name: it names bridges, veths and namespaces (at most 15 characters)
@@ -189,3 +191,16 @@ def upgrade_command(raw: str | None, kind: str = "embedded") -> str | None:
                "upgrades one node, e.g. --upgrade-command 'apt-get update && "
                "DEBIAN_FRONTEND=noninteractive apt-get -y full-upgrade'")
     return raw
+
+
+def emulation_bugs(raw: list[str] | None, kind: str = "embedded") -> tuple[str, ...]:
+    """--emulation-bug NAME (repeatable): a self-test switch that breaks the emulated PVE's
+    safety on purpose; its names are checked by lab/embedded/config.py (EMULATION_BUGS).
+    Only the embedded lab emulates PVE: the other labs refuse it."""
+    names = tuple(raw or ())
+    if names and kind != "embedded":
+        raise ConfigError(f"--emulation-bug {names[0]}: only the embedded lab emulates PVE "
+                          f"and can break it on purpose, not --lab {kind}",
+                          hint="drop --emulation-bug: it is a self-test switch of the "
+                               "embedded lab, never for a real cluster")
+    return names

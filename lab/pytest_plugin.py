@@ -85,6 +85,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "cluster name and emulator code are the same) instead of forming "
                          "it; never forms it in every module. A module marked "
                          "`formation` always forms it (default: %(default)s)")
+    group.addoption("--emulation-bug", action="append", default=[], metavar="NAME",
+                    help="embedded lab: a self-test switch that breaks PVE's safety on "
+                         "purpose, so the chaos soak's self-test finds and shrinks a real "
+                         "bug; never for anything else. double-start: the CRM recovers a "
+                         "lost node's guests with no fence delay and no agent lock, so a "
+                         "cut node's guest runs twice. Repeatable; other labs refuse it")
     group.addoption("--keep-lab", action="store_true", default=False,
                     help="embedded lab: when a test of a module fails, leave its lab "
                          "running (faults undone) and print how to reach it; `pvechaos "
@@ -118,6 +124,7 @@ def lab_options(config: pytest.Config, *, forms: bool = False) -> dict[str, obje
     nodes = options.node_count(config.getoption("nodes"), kind, qdevice=qdevice)
     formed = options.lab_formed(config.getoption("lab_formed"), kind)
     command = options.upgrade_command(config.getoption("upgrade_command"), kind)
+    bugs = options.emulation_bugs(config.getoption("emulation_bug"), kind)
     if kind != "embedded":  # refused there: their upgrade is the user's command
         options.upgrade_to(config.getoption("upgrade_to"), kind)
     if kind == "libvirt":  # worker gwN's lab is lab N (a plain run uses lab 0)
@@ -153,6 +160,7 @@ def lab_options(config: pytest.Config, *, forms: bool = False) -> dict[str, obje
         "timescale": run_timescale(config),
         "cluster_name": config.getoption("cluster_name"),
         "formed": "never" if forms else formed,
+        "emulation_bugs": bugs,
     }
 
 

@@ -30,6 +30,9 @@ class NodeInfo:
     # serves cluster_db, one directory (pvemu/pmxcfs_shared.py; lab/embedded/config.py)
     pmxcfs: str = "cpg"
     cluster_db: Path | None = None
+    # self-test switches that make this node's emulated PVE unsafe on purpose (the lab's
+    # --emulation-bug, lab/embedded/config.py EMULATION_BUGS); none on every real run
+    bugs: frozenset[str] = frozenset()
 
     @property
     def flavour(self) -> int:
@@ -45,4 +48,5 @@ def load(path: Path = NODE_JSON) -> NodeInfo:
                     raw["kernel"], Path(raw["local_db"]),
                     Timing(raw["timescale"]),
                     Path(raw.get("nfs_export", "/nonexistent")), raw.get("pmxcfs", "cpg"),
-                    Path(raw["cluster_db"]) if raw.get("cluster_db") else None)
+                    Path(raw["cluster_db"]) if raw.get("cluster_db") else None,
+                    frozenset(raw.get("bugs", ())))

@@ -14,6 +14,7 @@ boots it again instead of a blank one (lab/embedded/ready.py).
 
 from __future__ import annotations
 
+import logging
 import signal
 import socket
 import subprocess
@@ -46,6 +47,7 @@ from lab.embedded.state import LabState, kill_recorded, remove_cgroups, sweep
 __all__ = ["EmbeddedConfig", "EmbeddedLab"]
 
 GUEST_OFFSET = 20  # guest addresses start at .20 (host .1, nodes .11..)
+log = logging.getLogger("pvechaos.lab")
 
 
 class EmbeddedLab(RefusesWhatItLacks):
@@ -99,6 +101,10 @@ class EmbeddedLab(RefusesWhatItLacks):
 
     def start(self) -> None:
         preflight.check_host()
+        if self.config.emulation_bugs:  # loud: a lab that is unsafe on purpose
+            log.warning("lab '%s' starts with emulation bug %s switched on: its HA stack "
+                        "breaks PVE's safety on purpose (a self-test switch, never for "
+                        "anything else)", self.name, ", ".join(self.config.emulation_bugs))
         if sweep(self.config.lab_dir):
             print(f"pvechaos: removed what an earlier run of lab '{self.name}' left behind")
         self._remove_stray_kernel_objects()
@@ -375,4 +381,8 @@ class EmbeddedLab(RefusesWhatItLacks):
             **({"lab.ready": self._ready.when} if self._ready is not None else {}),
             **({"pve.upgrade_to": self.config.upgrade_to} if self.config.upgrade_to else {}),
             **qnetd.describe(self.config),
+            **({"emulation.bugs": self._bugs()} if self.config.emulation_bugs else {}),
         }
+
+    def _bugs(self) -> str:
+        return f"{', '.join(self.config.emulation_bugs)} (deliberately unsafe)"

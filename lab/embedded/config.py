@@ -21,6 +21,13 @@ from lab.options import (
 DEFAULT_RANGE = "198.18.0.0/15"
 DEFAULT_PVE_VERSION = "8.4.1"
 STATE_ROOT = Path(os.environ.get("PVECHAOS_STATE_DIR", "/var/lib/pvechaos/labs"))
+# --emulation-bug NAME: self-test switches that make the emulated PVE deliberately unsafe,
+# so the chaos soak's self-test has a real safety bug to find and shrink; never for
+# anything else. Name -> what it breaks. pvemu/ha/node_status.py reads "double-start".
+EMULATION_BUGS = {
+    "double-start": "the CRM recovers a lost node's guests at once, with no fence delay "
+                    "and no agent lock: a cut node's guest runs twice",
+}
 
 
 @dataclass(frozen=True)
@@ -48,6 +55,9 @@ class EmbeddedConfig:
     # the version the upgrade verb switches a node to (--upgrade-to; None: the latest the
     # lab knows, lab/options.py LATEST_VERSION)
     upgrade_to: str | None = None
+    # names from EMULATION_BUGS (--emulation-bug): the nodes' HA stack made unsafe on
+    # purpose (node.json "bugs"); empty for every real use
+    emulation_bugs: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not LAB_NAME.fullmatch(self.name):  # the rules are lab/options.py's
@@ -84,6 +94,15 @@ class EmbeddedConfig:
         if self.formed not in FORMED:
             raise ConfigError(f"formed-cluster mode {self.formed!r} is not known",
                               hint=f"use {' or '.join(FORMED)}")
+        bugs = self.emulation_bugs
+        # one of each, in the order given, as a tuple (a lone name is taken as one)
+        bugs = tuple(dict.fromkeys((bugs,) if isinstance(bugs, str) else bugs))
+        for bug in bugs:
+            if bug not in EMULATION_BUGS:
+                known = "; ".join(f"{name} ({what})" for name, what in EMULATION_BUGS.items())
+                raise ConfigError(f"emulation bug {bug!r} is not known",
+                                  hint=f"give one of the known ones: {known}")
+        object.__setattr__(self, "emulation_bugs", bugs)
         if not isinstance(self.timescale, Timescale):
             raise ConfigError(f"timescale {self.timescale!r} is not a Timescale",
                               hint="make it once with harness.timescale.Timescale(factor)")

@@ -112,6 +112,7 @@ def find(config: EmbeddedConfig) -> Running | None:
                           pve_version=record["pve_version"],
                           timescale=Timescale(record["timescale"]),
                           qdevice=bool(record.get("qdevice", False)),
+                          emulation_bugs=tuple(record.get("emulation_bugs", ())),
                           state_root=config.state_root)
     return Running(made, record["cluster_name"], record.get("guest"))
 
@@ -183,7 +184,8 @@ def leave_running(lab: EmbeddedLab, cluster_name: str, guest: str | None) -> Run
         "subnet": config.subnet, "allowed_range": config.allowed_range,
         "nodes": config.node_count, "pve_version": config.pve_version,
         "timescale": config.timescale.factor, "cluster_name": cluster_name,
-        "guest": guest, "qdevice": config.qdevice}, indent=1) + "\n")
+        "guest": guest, "qdevice": config.qdevice,
+        "emulation_bugs": list(config.emulation_bugs)}, indent=1) + "\n")
     lab.detach()
     return Running(config, cluster_name, guest)
 
@@ -221,6 +223,9 @@ def status(running: Running) -> tuple[list[str], bool]:
     lines = [f"lab '{running.config.name}': {running.config.node_count} nodes on "
              f"{running.config.subnet}, cluster '{running.cluster_name}', timescale "
              f"{running.config.timescale:g}"]
+    if running.config.emulation_bugs:
+        lines.append(f"  emulation bug {', '.join(running.config.emulation_bugs)} "
+                     "(deliberately unsafe)")
     lines += [f"  {n:<8} {running.config.node_address(n):<15} "
               f"{'powered' if on else 'off'}" for n, on in powered.items()]
     asked = next((n for n, on in powered.items() if on), None)

@@ -165,12 +165,13 @@ class HaLab:
         self.lab.close()
 
 
-def boot_ha_lab(name: str, prefix: str, *, timescale: Timescale, pve_version: str = "8.4.1"
-                ) -> HaLab:
+def boot_ha_lab(name: str, prefix: str, *, timescale: Timescale, pve_version: str = "8.4.1",
+                emulation_bugs: tuple[str, ...] = ()) -> HaLab:
     """Start lab ``name`` on ``<prefix>.0/24``, form its cluster and add the NFS storage
-    `shared` (the lab's gateway export); a failure once the lab started closes it."""
+    `shared` (the lab's gateway export); a failure once the lab started closes it.
+    ``emulation_bugs``: the HA stack made unsafe on purpose (EmbeddedConfig)."""
     lab = EmbeddedLab(EmbeddedConfig(name=name, subnet=f"{prefix}.0/24", timescale=timescale,
-                                     pve_version=pve_version))
+                                     pve_version=pve_version, emulation_bugs=emulation_bugs))
     lab.start()
     cluster = Cluster(lab)
     try:

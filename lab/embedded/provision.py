@@ -167,6 +167,8 @@ def provision_node(config: EmbeddedConfig, node: str, lab_key: Path) -> Path:
         "cluster_db": str(config.lab_dir / "pmxcfs" / "cluster"),
         "nfs_export": str(config.lab_dir / "nfs"),
         "timescale": config.timescale.factor,  # the node's timers: pvemu/timing.py
+        # --emulation-bug: the HA stack made unsafe on purpose (pvemu/nodeinfo.py)
+        "bugs": list(config.emulation_bugs),
     }, indent=1) + "\n")
 
     for command, module in COMMANDS.items():

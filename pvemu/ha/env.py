@@ -46,6 +46,9 @@ class HaEnv(Protocol):
     nodename: str
     timing: Timing
     flavour: int  # 8 (groups.cfg) or 9 (rules.cfg)
+    # emulation bugs switched on (node.json "bugs"; node_status.EMULATION_BUGS): the HA
+    # stack made unsafe on purpose for a self-test; empty on every real run
+    bugs: frozenset[str]
 
     # -- time and logs ---------------------------------------------------------------
     def now(self) -> float:

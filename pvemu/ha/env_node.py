@@ -34,6 +34,7 @@ class NodeEnv:
         self.nodename = info.name
         self.timing = info.timing
         self.flavour = info.flavour
+        self.bugs = info.bugs
         self.daemon = daemon
         self.root = root
         self.etc = EtcPve(root)

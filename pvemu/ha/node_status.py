@@ -2,6 +2,9 @@
 
 States: online, maintenance, unknown, fence, gone. `last_online` lives only in memory:
 a new master starts a fresh 60 s fence-delay countdown (§3, §10.2).
+
+The emulation bug double-start (node.json "bugs", the lab's --emulation-bug) makes this
+deliberately unsafe for the chaos soak's self-test: no fence delay, no agent lock.
 """
 
 from __future__ import annotations
@@ -9,6 +12,10 @@ from __future__ import annotations
 from .env import HaEnv
 
 NODE_STATES = ("online", "maintenance", "unknown", "fence", "gone")
+# Self-test switches that make the CRM deliberately unsafe (node.json "bugs", the lab's
+# --emulation-bug; lab/embedded/config.py names the same ones). Name -> what it breaks.
+DOUBLE_START = "double-start"
+EMULATION_BUGS = {DOUBLE_START: "no fence delay and no agent lock before a recovery"}
 
 
 class NodeStatus:
@@ -36,8 +43,16 @@ class NodeStatus:
     def node_is_offline_delayed(self, node: str) -> bool:
         """Not online for at least the fence delay (60 s). An unknown last_online (a new
         master) is set to now, so a fresh countdown starts (§5)."""
-        if self.get_node_state(node) == "online":
+        state = self.get_node_state(node)
+        if state == "online":
             return False
+        if DOUBLE_START in self.env.bugs and state != "maintenance":
+            # Emulation bug double-start, deliberately unsafe: no fence delay. Real PVE
+            # starts fencing a node only once it has not been online for the 60 s fence
+            # delay (pve-model.md §5; a new master counts it afresh), and then still
+            # waits for the node's agent lock (§6, fence_node below). Maintenance keeps
+            # the delay: a member in maintenance is not online either.
+            return True
         now = self.env.now()
         last = self.last_online.get(node)
         if last is None:
@@ -96,6 +111,19 @@ class NodeStatus:
             msg = f"Try to fence node '{node}'"
             self.env.log("info", msg)
             self.env.send_notification(f"FENCE: {msg}", msg)
+        if DOUBLE_START in self.env.bugs:
+            # Emulation bug double-start, deliberately unsafe: acknowledged without the
+            # lock. Real PVE acknowledges only once the master holds the node's agent lock
+            # (pve-model.md §6), which it can take only after the node's LRM stopped
+            # renewing it (120 s) and so after that node's watchdog reset it (60 + 10 s):
+            # without it, the node, cut off but still powered, runs its guests on while
+            # they are recovered elsewhere.
+            msg = f"fencing: acknowledged - node '{node}' (emulation bug {DOUBLE_START}: " \
+                  "not fenced)"
+            self.env.log("warn", msg)
+            self.set_node_state(node, "unknown")
+            self.env.send_notification(f"SUCCEED: {msg}", msg)
+            return True
         if not self.env.get_ha_agent_lock(node):
             return False
         msg = f"fencing: acknowledged - got agent lock for node '{node}'"

@@ -28,6 +28,7 @@ class SimEnv:
         self.nodename = node.name
         self.timing = cluster.timing
         self.flavour = cluster.flavour
+        self.bugs: frozenset[str] = frozenset()  # the simulator is never made unsafe
         self.lock_success: dict[str, float] = {}  # PVE2.pm's last_lock_status (per process)
         self.wd_id: int | None = None
 

@@ -193,7 +193,8 @@ def test_up_forms_records_and_detaches(fake_up, monkeypatch):
     record = json.loads((config.lab_dir / detached.RECORD).read_text())
     assert record == {"subnet": "198.18.60.0/24", "allowed_range": "198.18.0.0/15",
                       "nodes": 3, "pve_version": "8.4.1", "timescale": 0.1,
-                      "cluster_name": "c1", "guest": None, "qdevice": False}
+                      "cluster_name": "c1", "guest": None, "qdevice": False,
+                      "emulation_bugs": []}
     assert (config.lab_dir / "known_hosts").read_text().startswith("node1,198.18.60.11 ")
     assert running.cluster_name == "c1" and said[0].startswith(f"pvechaos: booting lab '{NAME}'")
 

@@ -223,7 +223,8 @@ class Options:
                        "lab_range": "198.18.0.0/15", "node_version": [], "lab_name": None,
                        "pve_version": None, "pve_flavour": "8", "cluster_name": "pvechaos",
                        "lab_formed": "reuse", "qdevice": False, "timescale": 0.1,
-                       "upgrade_to": None, "upgrade_command": None, **given}
+                       "upgrade_to": None, "upgrade_command": None, "emulation_bug": [],
+                       **given}
 
     def getoption(self, name: str) -> object:
         return self.values[name]

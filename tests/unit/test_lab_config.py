@@ -53,3 +53,29 @@ def test_every_lab_object_is_named_after_the_lab():
     a, b = EmbeddedConfig(name="a"), EmbeddedConfig(name="b")
     assert a.bridge != b.bridge and a.netns("node1") != b.netns("node1")
     assert a.lab_dir != b.lab_dir and a.lab_dir.name == "a"
+
+
+def test_an_unknown_emulation_bug_is_refused_with_the_known_ones():
+    with pytest.raises(ConfigError) as info:
+        EmbeddedConfig(emulation_bugs=("double-stop",))
+    assert "emulation bug 'double-stop' is not known" in str(info.value)
+    assert "fix: give one of the known ones: double-start (" in str(info.value)
+
+
+def test_emulation_bugs_are_off_unless_named_and_kept_once_each():
+    from lab.embedded.config import EMULATION_BUGS
+
+    assert EmbeddedConfig().emulation_bugs == ()
+    assert set(EMULATION_BUGS) == {"double-start"}
+    assert EmbeddedConfig(emulation_bugs=["double-start", "double-start"]).emulation_bugs == \
+        ("double-start",)
+    assert EmbeddedConfig(emulation_bugs="double-start").emulation_bugs == ("double-start",)
+
+
+
+def test_the_emulated_stack_knows_every_bug_the_lab_offers():
+    """pvemu imports nothing of lab/: the names are agreed, not shared."""
+    from lab.embedded.config import EMULATION_BUGS
+    from pvemu.ha.node_status import EMULATION_BUGS as HANDLED
+
+    assert set(EMULATION_BUGS) == set(HANDLED)

@@ -37,3 +37,24 @@ def test_a_node_json_without_a_timescale_is_refused(tmp_path):
 def test_a_bad_timescale_is_refused(tmp_path, scale):
     with pytest.raises(ValueError, match="timescale"):
         load(write(tmp_path, timescale=scale))
+
+
+def test_a_node_json_without_bugs_runs_no_emulation_bug(tmp_path):
+    assert load(write(tmp_path, timescale=1)).bugs == frozenset()
+
+
+def test_the_labs_emulation_bugs_reach_the_node_through_its_node_json(tmp_path):
+    """Provisioning writes them; the node reads them back (a round trip)."""
+    from lab.embedded import provision
+    from lab.embedded.config import EmbeddedConfig
+
+    for bugs, read in (((), frozenset()), (("double-start",), frozenset({"double-start"}))):
+        config = EmbeddedConfig(name="bugs", subnet="198.18.0.0/24", state_root=tmp_path,
+                                emulation_bugs=bugs)
+        config.lab_dir.mkdir(exist_ok=True)
+        key = provision.make_lab_key(config)
+        provision.provision_node(config, "node2", key)
+        path = provision.node_json(config, "node2")
+        assert json.loads(path.read_text())["bugs"] == list(bugs)
+        info = load(path)
+        assert (info.name, info.bugs) == ("node2", read)

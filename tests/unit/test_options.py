@@ -256,7 +256,7 @@ def test_the_node_count_reaches_the_embedded_lab(monkeypatch):
               "lab_range": "198.18.0.0/15", "node_version": [], "lab_name": "nodes5",
               "pve_version": None, "pve_flavour": "8", "cluster_name": "pvechaos",
               "lab_formed": "reuse", "qdevice": False, "upgrade_to": None,
-              "upgrade_command": None}
+              "upgrade_command": None, "emulation_bug": []}
     config = type("Config", (), {"getoption": lambda self, name: values[name]})()
     monkeypatch.setattr(plugin, "run_timescale", lambda config: Timescale(0.1))
     made = plugin.lab_options(config)
@@ -275,7 +275,7 @@ def test_two_nodes_and_the_qdevice_reach_the_embedded_lab(monkeypatch):
               "lab_range": "198.18.0.0/15", "node_version": [], "lab_name": "qdev",
               "pve_version": None, "pve_flavour": "8", "qdevice": True,
               "cluster_name": "pvechaos", "lab_formed": "reuse", "upgrade_to": None,
-              "upgrade_command": None}
+              "upgrade_command": None, "emulation_bug": []}
     config = type("Config", (), {"getoption": lambda self, name: values[name]})()
     monkeypatch.setattr(plugin, "run_timescale", lambda config: Timescale(0.1))
     lab = EmbeddedLab.from_options(**plugin.lab_options(config))

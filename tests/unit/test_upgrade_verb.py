@@ -78,7 +78,7 @@ def plugin_values(**given: object) -> dict[str, object]:
             "pve_version": None, "pve_flavour": "8", "cluster_name": "pvechaos",
             "lab_formed": "reuse", "qdevice": False, "upgrade_to": None,
             "upgrade_command": None, "lab_config": "lab.yaml", "inventory": "inv.yaml",
-            "destructive": False, **given}
+            "destructive": False, "emulation_bug": [], **given}
 
 
 def lab_options_of(monkeypatch, **given: object) -> dict[str, object]:

@@ -15,6 +15,7 @@ class FakeEnv:
         self.nodename = nodename
         self.timing = Timing(1.0)
         self.flavour = 8
+        self.bugs: frozenset[str] = frozenset()
         self.t = 1000.0
         self.logs: list[str] = []
         self.notes: list[str] = []

@@ -11,6 +11,7 @@ class StatusEnv:
 
     nodename = "node1"
     flavour = 8
+    bugs: frozenset[str] = frozenset()
 
     def __init__(self, state: str) -> None:
         self.state = state

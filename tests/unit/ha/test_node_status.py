@@ -78,3 +78,39 @@ def test_gone_and_deleted_after_an_hour(fake_env):
     fake_env.t += 1
     ns.update({"node1": True, "node2": True}, {})
     assert "node3" not in ns.status
+
+
+def test_double_start_fences_a_node_not_online_in_the_first_round_without_its_lock(fake_env):
+    """The emulation bug: no fence delay and no agent lock (deliberately unsafe)."""
+    fake_env.bugs = frozenset({"double-start"})
+    ns = NodeStatus(fake_env)
+    ns.update(ALL, {})
+    ns.update({**ALL, "node3": False}, {})  # the first round without node3
+    assert ns.node_is_offline_delayed("node3")  # at once: no 60 s delay
+    assert not ns.node_is_offline_delayed("node1")
+    assert not fake_env.agent_locks  # node3's lock is nobody's to take
+    assert ns.fence_node("node3")
+    assert ns.get_node_state("node3") == "unknown"
+    assert "Try to fence node 'node3'" in fake_env.logs
+    assert "fencing: acknowledged - node 'node3' (emulation bug double-start: not fenced)" \
+        in fake_env.logs
+    assert not any("got agent lock" in line for line in fake_env.logs)
+
+
+def test_double_start_keeps_the_delay_for_a_node_in_maintenance(fake_env):
+    fake_env.bugs = frozenset({"double-start"})
+    ns = NodeStatus(fake_env)
+    ns.update(ALL, {"node3": "maintenance"})
+    ns.update(ALL, {"node3": "maintenance"})
+    assert ns.get_node_state("node3") == "maintenance"
+    assert not ns.node_is_offline_delayed("node3")
+
+
+def test_without_the_bug_the_first_round_neither_delays_nor_fences(fake_env):
+    ns = NodeStatus(fake_env)
+    ns.update(ALL, {})
+    ns.update({**ALL, "node3": False}, {})
+    assert not ns.node_is_offline_delayed("node3")
+    assert not ns.fence_node("node3")
+    assert ns.get_node_state("node3") == "fence"
+    assert not any("acknowledged" in line for line in fake_env.logs)
