@@ -116,6 +116,8 @@ def judge(events: list[Event], record: RunRecord) -> Verdict:
                                             r.item.index, f"{r.item.kind}: {r.error}"))
         if r.skipped:
             verdict.notes.append(f"#{r.item.index} {r.item.kind} skipped: {r.skipped}")
+        if r.drift:
+            verdict.notes.append(f"#{r.item.index} {r.item.kind}: {r.drift}")
     if record.heal_problem:
         verdict.findings.append(Finding(HEAL, end if end != float("inf") else 0.0,
                                         _item_at(ran, end), "the cluster was not whole "

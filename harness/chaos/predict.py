@@ -66,7 +66,8 @@ class Prediction:
 
     def describe(self) -> str:
         if not self.moves:
-            return f"{self.outcome}: nothing moves"
+            return "harmless: nothing moves" if self.outcome == HARMLESS else \
+                "no HA guest on it: nothing moves"
         return f"{self.outcome}: " + "; ".join(m.describe() for m in self.moves)
 
     def to_json(self) -> dict[str, object]:

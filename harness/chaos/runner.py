@@ -45,6 +45,7 @@ class Ran:
     master: str | None = None  # the CRM master when it began
     prediction: Prediction | None = None
     skipped: str = ""  # why it did not run (no node fitted its role)
+    drift: str = ""  # a replayed item's nodes no longer fit its role
     error: str = ""  # the fault verb failed
     faults: list[Fault] = field(default_factory=list, repr=False)
 
@@ -53,7 +54,7 @@ class Ran:
                 "nodes": list(self.item.nodes), "begin_t": self.begin_t,
                 "end_t": self.end_t, "calm_t": self.calm_t, "master": self.master,
                 "prediction": self.prediction.to_json() if self.prediction else None,
-                "skipped": self.skipped, "error": self.error}
+                "skipped": self.skipped, "drift": self.drift, "error": self.error}
 
 
 @dataclass
@@ -182,6 +183,10 @@ class ChaosRunner:
             why = f"no node fits role {item.role} now (master {state.master}, busy {busy})"
             self._note(f"chaos #{item.index} {item.kind} skipped: {why}")
             return Ran(item, skipped=why)
+        fits = roles.candidates(item.role, state.names, state.master, state.placements, busy)
+        drift = "" if not item.nodes or set(item.nodes) <= set(fits) else (
+            f"the file aims it at {','.join(item.nodes)}, which is no longer the "
+            f"{item.role} (CRM master {state.master}); a replay keeps the nodes")
         item = replace(item, nodes=tuple(nodes))
         lost = frozenset(n for r in active if r.item.kind in NODE_LOSING for n in r.item.nodes)
         prediction = predict(item.kind, item.nodes, replace(state, down=lost), self.c)
@@ -193,7 +198,7 @@ class ChaosRunner:
                                  f"{', '.join(sorted(lost))} out of the membership too",
                                  moves=tuple(replace(m, window=None)
                                              for m in prediction.moves))
-        ran = Ran(item, master=state.master, prediction=prediction)
+        ran = Ran(item, master=state.master, prediction=prediction, drift=drift)
         line = (f"chaos [{n + 1}/{len(schedule.items)}] {item.describe()} ({item.role}); "
                 f"predicted: {ran.prediction.describe()}")
         log.info("%s", line)
