@@ -11,11 +11,12 @@ from harness.chaos.shrink import shrink
 from harness.chaos.soak import soak
 from tests.integration.chaos_lab import chaos_lab
 
-# plans two clock steps, then the isolation of a non-master (at timescale 0.1): every fault
+# plans a clock step and two degradations, then the isolation of a non-master (at
+# timescale 0.1, 68 s): every fault
 # aimed at non-masters, so the master stays where it is and the shrunk replay of the
 # isolation hits a non-master again (the bug doubles a guest only when the master is
 # not the node cut off: a master cut off must first lose its manager lock)
-SEED = 4
+SEED = 114
 
 
 def test_a_soak_finds_two_copies_of_a_guest_and_shrinks_it_to_one_isolation(tmp_path):
@@ -23,7 +24,7 @@ def test_a_soak_finds_two_copies_of_a_guest_and_shrinks_it_to_one_isolation(tmp_
         names, c = lab.cluster.names, lab.constants
 
         def plan(k: int, left: float):
-            return generate(SEED + k, names, c, duration_s=min(130.0, left),
+            return generate(SEED + k, names, c, duration_s=min(75.0, left),
                             mix={"degrade": 1, "clock_step": 1, "isolate": 1},
                             roles=["non-master"])
 
@@ -33,7 +34,7 @@ def test_a_soak_finds_two_copies_of_a_guest_and_shrinks_it_to_one_isolation(tmp_
         first = found.verdict.safety[0]
         assert "doubled_guest" in first.text
         culprit = next(i for i in found.record.as_run().items if i.index == first.item)
-        assert culprit.kind == "isolate" and first.item >= 2  # clock steps came first
+        assert culprit.kind == "isolate" and first.item >= 2  # harmless faults came first
 
         result = shrink(found.record.as_run(), found.verdict,
                         lambda s: lab.session.run(s).verdict, max_attempts=4)
