@@ -29,8 +29,16 @@ def process_start_time(pid: int) -> int | None:
 
 
 def process_alive(pid: int, start_time: int | None) -> bool:
-    seen = process_start_time(pid)
-    return seen is not None and (start_time is None or seen == start_time)
+    """The process runs: it exists, is no zombie, and (when ``start_time`` is given) is
+    the same process, not a later one given the same pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):  # ended; its parent has not reaped it yet
+        return False
+    return start_time is None or int(fields[19]) == start_time
 
 
 class LabState:
@@ -54,9 +62,26 @@ class LabState:
         tmp.replace(self.path)
 
     def claim(self) -> None:
+        """This process owns the lab: its pid and start time (/proc/<pid>/stat field 22),
+        so a later process given the same pid is not taken for it."""
         pid = os.getpid()
         self.data["owner"] = {"pid": pid, "start": process_start_time(pid)}
         self.save()
+
+    def set_guardian(self, pid: int | None) -> None:
+        """The lab's guardian (lab/embedded/guardian.py), recorded with the owner: a sweep
+        ends it before it removes the lab."""
+        owner = self.data.get("owner") or {}
+        if pid is None:
+            owner.pop("guardian", None)
+        else:
+            owner["guardian"] = {"pid": pid, "start": process_start_time(pid)}
+        self.data["owner"] = owner
+        self.save()
+
+    @property
+    def guardian(self) -> dict | None:
+        return (self.data.get("owner") or {}).get("guardian")
 
     def detach(self, pid: int) -> None:
         """Hand the lab to one of its own long-lived processes (``pvechaos lab up``): the
@@ -142,6 +167,9 @@ def sweep(lab_dir: Path, *, take_detached: bool = False) -> bool:
         raise LabError(f"lab directory {lab_dir} belongs to a running process (pid {owner})",
                        hint="wait for that run to end, or give this run another --lab-name "
                             "and --lab-subnet")
+    guardian = state.guardian
+    if guardian and guardian.get("pid") != os.getpid():  # never races this sweep
+        kill_recorded({"guardian": guardian})
     remove_cgroups(state.data.get("cgroups", []))  # thawed first: a frozen v1 task
     kill_recorded(state.data.get("processes", {}))  # ignores SIGKILL until thawed
     for link in state.data.get("links", []):
