@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -145,6 +146,31 @@ def lab_names(state_root: Path) -> list[str]:
 
     return sorted(p.name for p in state_root.glob("*")
                   if p.is_dir() and LAB_NAME.fullmatch(p.name))
+
+
+def kernel_objects() -> dict[str, list[str]]:
+    """Every embedded lab's kernel objects on this host, by lab name, as readable strings:
+    namespaces ``pvechaos-<name>-<node|qnetd>``, links ``pvc-<name>[-<n>|-q]`` and freezer
+    cgroups ``pvechaos-<name>-<node>`` (lab/embedded/config.py names them all)."""
+    from lab.options import LAB_NAME
+
+    name = f"({LAB_NAME.pattern})"
+    found: dict[str, list[str]] = {}
+    kinds = [("namespace", Path("/run/netns"), re.compile(rf"pvechaos-{name}-(node\d|qnetd)")),
+             ("link", Path("/sys/class/net"), re.compile(rf"pvc-{name}(-\d|-q)?"))]
+    root = freeze.cgroup_root()
+    if root is not None:
+        kinds.append(("cgroup", root, re.compile(rf"pvechaos-{name}-node\d")))
+    for kind, where, pattern in kinds:
+        try:
+            entries = sorted(p.name for p in where.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            match = pattern.fullmatch(entry)
+            if match:
+                found.setdefault(match.group(1), []).append(f"{kind} {entry}")
+    return found
 
 
 def sweep(lab_dir: Path, *, take_detached: bool = False) -> bool:
