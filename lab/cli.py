@@ -7,6 +7,8 @@
     pvechaos lab ssh [--name N] NODE [CMD...]      a shell on a node, or CMD's exit status
     pvechaos lab down [--name N]                   remove the lab, leaving nothing behind
     pvechaos lab cleanup [NAME...]                 remove what labs and killed runs left
+    pvechaos lab cleanup --all [--dry-run]         every lab whose owner is gone (listed;
+                                                   a lab whose owner runs is kept)
     pvechaos preflight [--name N | --inventory FILE]
                                                    read-only checks of a running lab or an
                                                    existing cluster (harness/preflight.py)
@@ -120,8 +122,15 @@ def _lab_verbs(lab: argparse.ArgumentParser) -> None:
     ssh.add_argument("node")
     ssh.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
     named("down", "remove the lab and everything it made")
-    verbs.add_parser("cleanup", help="remove labs and what killed runs left behind"
-                     ).add_argument("names", nargs="*", metavar="NAME")
+    cleanup = verbs.add_parser("cleanup", help="remove labs and what killed runs left behind")
+    cleanup.add_argument("names", nargs="*", metavar="NAME")
+    cleanup.add_argument("--all", action="store_true",
+                         help="every lab found (state directories and kernel objects named "
+                              "like a lab's): remove each whose owner is gone, keep each "
+                              "whose owner runs")
+    cleanup.add_argument("--dry-run", action="store_true",
+                         help="with --all: list what would be removed and kept, remove "
+                              "nothing")
 
 
 def main(argv: list[str] | None = None, prog: str = "pvechaos") -> int:
@@ -161,6 +170,7 @@ def lab_main() -> int:
 def _validate(args: argparse.Namespace) -> None:
     """Every value checked before anything starts; each rule in its one place."""
     from harness import options
+    from harness.errors import ConfigError
     from lab import options as lab_options
 
     if args.kind == "guest-template":
@@ -178,6 +188,14 @@ def _validate(args: argparse.Namespace) -> None:
     if args.kind == "lab" and args.verb == "up":
         options.cluster_name(args.cluster_name)
     names = getattr(args, "names", None) or []
+    if args.kind == "lab" and args.verb == "cleanup":
+        if args.all and names:
+            raise ConfigError(f"give lab names or --all, not both (got --all and "
+                                f"{' '.join(names)})", hint="drop the names to take every "
+                                "lab whose owner is gone, or drop --all")
+        if args.dry_run and not args.all:
+            raise ConfigError("--dry-run goes with --all only",
+                                hint="run `pvechaos lab cleanup --all --dry-run`")
     for name in names:
         lab_options.lab_name(name)
 

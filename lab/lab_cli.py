@@ -28,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
         print("\n".join(detached.how_to_reach(running)))
         return 0
     preflight_host.require_root(what, _rerun(args), ROOT_STATE)
+    if args.verb == "cleanup" and args.all:
+        return cleanup_all(config.STATE_ROOT, dry_run=args.dry_run)
     if args.verb == "cleanup":
         return cleanup(args.names)
     if args.verb == "down":
@@ -59,6 +61,66 @@ def cleanup(names: list[str]) -> int:
             detached.down(lab)
             print(f"{name}: was running; taken down")
     return embedded_cleanup(["cleanup", *names])
+
+
+def cleanup_all(root, *, dry_run: bool = False, only: set[str] | None = None,
+                say=print) -> int:
+    """`lab cleanup --all`: every lab found (a state directory under ``root``, or kernel
+    objects named like a lab's), whether its owner runs, and the removal of each whose
+    owner is gone (lab.embedded.remove_leftovers); never one whose owner runs (a test run,
+    its guardian, or a lab `up` left running). ``only``: these names and no others (the
+    integration test's, on a host other runs share). Exit 1 when a removal failed."""
+    from harness.errors import PvechaosError
+    from lab.embedded import remove_leftovers
+
+    objects = state.kernel_objects()
+    names = sorted(set(state.lab_names(root)) | set(objects))
+    if only is not None:
+        names = [n for n in names if n in only]
+    say(f"pvechaos: {len(names)} lab(s) found (state directories under {root}, kernel "
+        "objects named pvechaos-<lab>-* / pvc-<lab>*)")
+    removed = kept = failed = 0
+    for name in names:
+        lab = state.LabState(root / name)
+        has_state = lab.load()
+        owner = (lab.data.get("owner") or {}) if has_state else {}
+        runs = lab.owner_alive() if has_state else None
+        what = objects.get(name, [])
+        listed = f"; {len(what)} kernel object(s): {', '.join(what)}" if what else ""
+        if runs is not None:
+            up = " (left up by `pvechaos lab up`; `pvechaos lab down --name " \
+                 f"{name}` removes it)" if lab.detached else ""
+            say(f"  {name}: kept: owner pid {runs} runs{up}")
+            kept += 1
+            continue
+        if not has_state:
+            why = f"no state directory under {root} (a run killed before it wrote one)"
+        elif owner.get("pid"):
+            guardian = lab.guardian
+            why = f"owner pid {owner['pid']} is gone" + (
+                f", its guardian pid {guardian['pid']} too" if guardian and not
+                state.process_alive(guardian["pid"], guardian.get("start")) else
+                f", its guardian pid {guardian['pid']} still runs" if guardian else "")
+        else:
+            why = "no owner recorded"
+        if dry_run:
+            say(f"  {name}: would be removed: {why}{listed}")
+            removed += 1
+            continue
+        try:
+            # 9: every node name a lab can have, for objects no state file lists
+            remove_leftovers(config.EmbeddedConfig(name=name, state_root=root, node_count=9),
+                             take_detached=True)
+        except PvechaosError as exc:
+            say(f"  {name}: NOT removed ({why}): {exc}")
+            failed += 1
+            continue
+        say(f"  {name}: removed: {why}{listed}")
+        removed += 1
+    verb = "would remove" if dry_run else "removed"
+    say(f"pvechaos: {verb} {removed}, kept {kept}"
+        f"{f', failed {failed} (see above)' if failed else ''}")
+    return 1 if failed else 0
 
 
 def preflight(args: argparse.Namespace) -> int:

@@ -44,10 +44,30 @@ from lab.embedded.node import NodePower
 from lab.embedded.provision import CT_TEMPLATE
 from lab.embedded.state import LabState, kill_recorded, remove_cgroups, sweep
 
-__all__ = ["EmbeddedConfig", "EmbeddedLab"]
+__all__ = ["EmbeddedConfig", "EmbeddedLab", "remove_leftovers"]
 
 GUEST_OFFSET = 20  # guest addresses start at .20 (host .1, nodes .11..)
 log = logging.getLogger("pvechaos.lab")
+
+
+def _guardian():
+    """lab/embedded/guardian.py, imported when used: it runs as `python -m
+    lab.embedded.guardian`, which imports this package first."""
+    from lab.embedded import guardian
+
+    return guardian
+
+
+def remove_leftovers(config: EmbeddedConfig, *, take_detached: bool = False) -> bool:
+    """Remove what a lab of this name left behind; True when its state directory was
+    there. Everything its state file lists goes (state.sweep: the guardian, cgroups
+    thawed and emptied, processes SIGKILLed, links, namespaces, the directory), then the
+    kernel objects named for it that no state file lists (a run killed early). The one
+    teardown of a lab nobody closed: a lab's next start, `pvechaos lab cleanup|down` and
+    the lab's guardian all run it. A live owner refuses it (state.sweep)."""
+    found = sweep(config.lab_dir, take_detached=take_detached)
+    EmbeddedLab(config)._remove_stray_kernel_objects()
+    return found
 
 
 class EmbeddedLab(RefusesWhatItLacks):
@@ -66,6 +86,7 @@ class EmbeddedLab(RefusesWhatItLacks):
         self._qnetd: subprocess.Popen | None = None  # the QDevice arbiter (--qdevice)
         self._storage_out = False
         self._ready: ready.Ready | None = None  # the ready state this start booted
+        self._guardian: subprocess.Popen | None = None  # lab/embedded/guardian.py
         if config.formed == "never":  # no ready state: neither booted nor saved
             self.capabilities &= ~Capability.SNAPSHOT
         if not config.qdevice:  # no qnetd host (--qdevice)
@@ -105,9 +126,8 @@ class EmbeddedLab(RefusesWhatItLacks):
             log.warning("lab '%s' starts with emulation bug %s switched on: its HA stack "
                         "breaks PVE's safety on purpose (a self-test switch, never for "
                         "anything else)", self.name, ", ".join(self.config.emulation_bugs))
-        if sweep(self.config.lab_dir):
+        if remove_leftovers(self.config):
             print(f"pvechaos: removed what an earlier run of lab '{self.name}' left behind")
-        self._remove_stray_kernel_objects()
         try:
             self._build()
         except BaseException:
@@ -126,6 +146,8 @@ class EmbeddedLab(RefusesWhatItLacks):
     def _build(self) -> None:
         config = self.config
         self.state.claim()
+        # before anything is made: an owner killed from here on leaves nothing behind
+        self._guardian = _guardian().start(config, self.state, provision.REPO_ROOT)
         self._check_subnet_free()
         self._ready = ready.find(config) if config.formed == "reuse" else None
         if self._ready is not None:  # before provisioning: it keeps the restored keys
@@ -222,6 +244,8 @@ class EmbeddedLab(RefusesWhatItLacks):
 
     def close(self) -> None:
         """Power everything off and remove namespaces, links and the lab directory."""
+        _guardian().stop(self._guardian, self.state)  # first: it never races the close
+        self._guardian = None
         errors = []
         for power in self._power.values():
             try:
@@ -270,6 +294,8 @@ class EmbeddedLab(RefusesWhatItLacks):
         if not self._started or self._nfs is None or self._nfs.poll() is not None:
             raise LabError(f"lab '{self.name}' is not running: nothing to leave up",
                            hint="start it first (start())")
+        _guardian().stop(self._guardian, self.state)  # the lab outlives this process
+        self._guardian = None
         self.state.detach(self._nfs.pid)
 
     def _check_node(self, node: str) -> NodePower:

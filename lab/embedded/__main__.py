@@ -14,9 +14,15 @@ import sys
 from harness.errors import PvechaosError
 from lab.embedded import ready
 from lab.embedded.config import STATE_ROOT, EmbeddedConfig
-from lab.embedded.state import lab_names, sweep
+from lab.embedded.state import lab_names
 
 NEEDS = "removing a lab's namespaces, links, cgroups and processes needs root"
+
+
+def remove_leftovers(config: EmbeddedConfig) -> bool:
+    from lab.embedded import remove_leftovers as remove  # the one teardown rule
+
+    return remove(config)
 
 
 def _command(names: list[str]) -> str:
@@ -34,10 +40,7 @@ def main(argv: list[str]) -> int:
     names = argv[1:] or lab_names(STATE_ROOT)
     try:
         for name in names:
-            lab = __import__("lab.embedded", fromlist=["EmbeddedLab"]).EmbeddedLab(
-                EmbeddedConfig(name=name))
-            found = sweep(lab.config.lab_dir)
-            lab._remove_stray_kernel_objects()
+            found = remove_leftovers(EmbeddedConfig(name=name))
             print(f"{name}: {'cleaned' if found else 'nothing to clean'}")
         for name in ready.remove(STATE_ROOT, argv[1:] or None):
             print(f"{name}: its ready state (a saved formed cluster) removed")

@@ -162,3 +162,9 @@ class EmbeddedConfig:
     @property
     def lab_dir(self) -> Path:
         return self.state_root / self.name
+
+    @property
+    def guardian_log(self) -> Path:
+        """What the lab's guardian did (lab/embedded/guardian.py): outside the lab
+        directory, which its teardown removes (/var/lib/pvechaos/guardian-<name>.log)."""
+        return self.state_root.parent / f"guardian-{self.name}.log"

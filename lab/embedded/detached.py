@@ -42,7 +42,7 @@ from harness.timescale import Timescale
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.provision import node_dir
-from lab.embedded.state import LabState, process_alive, sweep
+from lab.embedded.state import LabState, process_alive
 
 RECORD = "lab.json"
 COMMAND_TIMEOUT_S = 20.0  # one `pvecm status` / `ha-manager status` for `status`
@@ -256,8 +256,8 @@ def _run(running: Running, node: str, argv: list[str]) -> subprocess.CompletedPr
 def down(config: EmbeddedConfig) -> bool:
     """Remove the lab of ``config.name``, running or left over; True when there was one.
     A lab another live process owns (a test run) is refused (state.sweep)."""
+    from lab.embedded import remove_leftovers
+
     running = find(config)
-    lab = EmbeddedLab(running.config if running else config)  # its node count's names
-    found = sweep(config.lab_dir, take_detached=True)
-    lab._remove_stray_kernel_objects()
-    return found
+    return remove_leftovers(running.config if running else config,  # its node count
+                            take_detached=True)

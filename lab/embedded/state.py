@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -29,8 +30,16 @@ def process_start_time(pid: int) -> int | None:
 
 
 def process_alive(pid: int, start_time: int | None) -> bool:
-    seen = process_start_time(pid)
-    return seen is not None and (start_time is None or seen == start_time)
+    """The process runs: it exists, is no zombie, and (when ``start_time`` is given) is
+    the same process, not a later one given the same pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):  # ended; its parent has not reaped it yet
+        return False
+    return start_time is None or int(fields[19]) == start_time
 
 
 class LabState:
@@ -54,9 +63,26 @@ class LabState:
         tmp.replace(self.path)
 
     def claim(self) -> None:
+        """This process owns the lab: its pid and start time (/proc/<pid>/stat field 22),
+        so a later process given the same pid is not taken for it."""
         pid = os.getpid()
         self.data["owner"] = {"pid": pid, "start": process_start_time(pid)}
         self.save()
+
+    def set_guardian(self, pid: int | None) -> None:
+        """The lab's guardian (lab/embedded/guardian.py), recorded with the owner: a sweep
+        ends it before it removes the lab."""
+        owner = self.data.get("owner") or {}
+        if pid is None:
+            owner.pop("guardian", None)
+        else:
+            owner["guardian"] = {"pid": pid, "start": process_start_time(pid)}
+        self.data["owner"] = owner
+        self.save()
+
+    @property
+    def guardian(self) -> dict | None:
+        return (self.data.get("owner") or {}).get("guardian")
 
     def detach(self, pid: int) -> None:
         """Hand the lab to one of its own long-lived processes (``pvechaos lab up``): the
@@ -122,6 +148,31 @@ def lab_names(state_root: Path) -> list[str]:
                   if p.is_dir() and LAB_NAME.fullmatch(p.name))
 
 
+def kernel_objects() -> dict[str, list[str]]:
+    """Every embedded lab's kernel objects on this host, by lab name, as readable strings:
+    namespaces ``pvechaos-<name>-<node|qnetd>``, links ``pvc-<name>[-<n>|-q]`` and freezer
+    cgroups ``pvechaos-<name>-<node>`` (lab/embedded/config.py names them all)."""
+    from lab.options import LAB_NAME
+
+    name = f"({LAB_NAME.pattern})"
+    found: dict[str, list[str]] = {}
+    kinds = [("namespace", Path("/run/netns"), re.compile(rf"pvechaos-{name}-(node\d|qnetd)")),
+             ("link", Path("/sys/class/net"), re.compile(rf"pvc-{name}(-\d|-q)?"))]
+    root = freeze.cgroup_root()
+    if root is not None:
+        kinds.append(("cgroup", root, re.compile(rf"pvechaos-{name}-node\d")))
+    for kind, where, pattern in kinds:
+        try:
+            entries = sorted(p.name for p in where.iterdir())
+        except OSError:
+            continue
+        for entry in entries:
+            match = pattern.fullmatch(entry)
+            if match:
+                found.setdefault(match.group(1), []).append(f"{kind} {entry}")
+    return found
+
+
 def sweep(lab_dir: Path, *, take_detached: bool = False) -> bool:
     """Remove everything a previous run of this lab left. True when something was found.
     A lab left running on purpose (``LabState.detach``) is removed only with
@@ -142,6 +193,9 @@ def sweep(lab_dir: Path, *, take_detached: bool = False) -> bool:
         raise LabError(f"lab directory {lab_dir} belongs to a running process (pid {owner})",
                        hint="wait for that run to end, or give this run another --lab-name "
                             "and --lab-subnet")
+    guardian = state.guardian
+    if guardian and guardian.get("pid") != os.getpid():  # never races this sweep
+        kill_recorded({"guardian": guardian})
     remove_cgroups(state.data.get("cgroups", []))  # thawed first: a frozen v1 task
     kill_recorded(state.data.get("processes", {}))  # ignores SIGKILL until thawed
     for link in state.data.get("links", []):

@@ -3,8 +3,6 @@ refuses, ends in a message naming the fix, never a traceback. No namespace is ma
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 import lab.embedded.__main__ as cleanup
@@ -12,7 +10,8 @@ import lab.embedded.__main__ as cleanup
 
 def test_cleanup_as_non_root_says_it_needs_root(monkeypatch, capsys):
     monkeypatch.setattr(cleanup.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(cleanup, "sweep", lambda lab_dir: pytest.fail("swept as non-root"))
+    monkeypatch.setattr(cleanup, "remove_leftovers",
+                        lambda config: pytest.fail("swept as non-root"))
     assert cleanup.main(["cleanup", "lab1"]) == 2
     err = capsys.readouterr().err
     assert "cleanup run as uid 1000" in err
@@ -25,10 +24,10 @@ def test_cleanup_refused_as_root_names_the_path_and_the_fix(monkeypatch, tmp_pat
     monkeypatch.setattr(cleanup, "STATE_ROOT", tmp_path)
     (tmp_path / "lab1").mkdir()  # a leftover
 
-    def refused(lab_dir: Path) -> bool:
-        raise PermissionError(13, "Permission denied", str(lab_dir / "state.json"))
+    def refused(config) -> bool:
+        raise PermissionError(13, "Permission denied", str(config.lab_dir / "state.json"))
 
-    monkeypatch.setattr(cleanup, "sweep", refused)
+    monkeypatch.setattr(cleanup, "remove_leftovers", refused)
     assert cleanup.main(["cleanup"]) == 1
     err = capsys.readouterr().err
     assert "cleanup was refused on " in err and "state.json (Permission denied)" in err
@@ -43,13 +42,11 @@ def test_cleanup_without_the_verb_is_a_usage_error(capsys):
 
 
 def test_cleanup_takes_the_labs_ready_states_and_never_as_a_lab(monkeypatch, tmp_path, capsys):
-    from lab.embedded import EmbeddedLab
-
     monkeypatch.setattr(cleanup.os, "geteuid", lambda: 0)
     monkeypatch.setattr(cleanup, "STATE_ROOT", tmp_path)
-    monkeypatch.setattr(EmbeddedLab, "_remove_stray_kernel_objects", lambda self: None)
     swept: list[str] = []
-    monkeypatch.setattr(cleanup, "sweep", lambda lab_dir: swept.append(lab_dir.name) or True)
+    monkeypatch.setattr(cleanup, "remove_leftovers",
+                        lambda config: swept.append(config.name) or True)
     (tmp_path / "lab1").mkdir()
     for name in ("lab1", "gw0"):  # a saved formed cluster (lab/embedded/ready.py)
         (tmp_path / ".ready" / name).mkdir(parents=True)
