@@ -8,11 +8,15 @@ from __future__ import annotations
 
 
 class PvechaosError(Exception):
-    """Base of every pvechaos error."""
+    """Base of every pvechaos error. Its text is redacted (harness/report/redact.py): a
+    message quotes commands and their output (a `pvecm add --password`, a token on a
+    command line), and it reaches the terminal, JUnit, Allure and metrics.json."""
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        from harness.report.redact import redact  # here: harness.report imports errors
+
         self.hint = hint
-        super().__init__(message if not hint else f"{message}\n  fix: {hint}")
+        super().__init__(redact(message if not hint else f"{message}\n  fix: {hint}"))
 
 
 class ConfigError(PvechaosError):
