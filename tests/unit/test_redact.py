@@ -67,3 +67,16 @@ def test_a_harness_error_says_no_secret():
     assert "hunter2" not in str(error) and "c2lnbmF0dXJl" not in str(error)
     assert "--password [REDACTED]" in str(error) and "exited with 255" in str(error)
     assert error.command.endswith("hunter2")  # the attribute is the command as run
+
+
+def test_a_scenario_action_is_recorded_redacted():
+    from harness.clock import Clock
+    from harness.faults import FaultInjector
+    from harness.lab_api import Capability
+    from harness.timeline import Timeline
+    from tests.twins import FakeLab
+
+    timeline = Timeline(Clock())
+    event = FaultInjector(FakeLab(Capability.POWER), timeline).action(
+        "pvecm add 198.18.0.11 --password hunter2", "node2")
+    assert event.payload.what == f"pvecm add 198.18.0.11 --password {MASK}"
