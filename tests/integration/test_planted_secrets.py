@@ -121,8 +121,16 @@ def test_planted_secrets_reach_no_report(tmp_path):
     assert "1 failed, 1 passed" in done.stdout, output[-4000:]
     assert "exited with 3" in done.stdout, output[-4000:]  # the failure is the planted one
     assert leftovers(EmbeddedConfig(name=NAME, subnet=SUBNET)) == []
-    # the run did carry the secrets where they were planted, redacted (else the scan
-    # below proves nothing): the node log the evidence read, the failure everywhere
+    everything = {**plants, **control}
+    findings = scan_paths([alluredir, metrics, junit], everything)
+    findings += scan_text(done.stdout, everything, "stdout")
+    findings += scan_text(done.stderr, everything, "stderr")
+    # the negative control is found (the check can fail), and nothing else is
+    assert [f.secret for f in findings] == ["PLANT_CONTROL"], \
+        "secrets leaked:\n  " + "\n  ".join(map(str, findings))
+    assert findings[0].where.startswith(str(alluredir))
+    # and the run did carry the secrets where they were planted, redacted (else the scan
+    # above proved nothing): the node log the evidence read, the failure everywhere
     attached = [p.read_text(errors="replace") for p in alluredir.glob("*-attachment*")]
     ticket = f"PVE:root@pam:{env['PLANT_TICKET_TIME']}::[REDACTED]"
     assert any("pve-cluster: " in text and ticket in text and
@@ -134,11 +142,3 @@ def test_planted_secrets_reach_no_report(tmp_path):
     for where, text in (("stdout", done.stdout), ("JUnit XML", junit.read_text()),
                         ("metrics.json", metrics.read_text())):
         assert failure in text, f"{where} does not show the planted failure, redacted"
-    everything = {**plants, **control}
-    findings = scan_paths([alluredir, metrics, junit], everything)
-    findings += scan_text(done.stdout, everything, "stdout")
-    findings += scan_text(done.stderr, everything, "stderr")
-    # the negative control is found (the check can fail), and nothing else is
-    assert [f.secret for f in findings] == ["PLANT_CONTROL"], \
-        "secrets leaked:\n  " + "\n  ".join(map(str, findings))
-    assert findings[0].where.startswith(str(alluredir))
