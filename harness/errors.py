@@ -8,15 +8,27 @@ from __future__ import annotations
 
 
 class PvechaosError(Exception):
-    """Base of every pvechaos error."""
+    """Base of every pvechaos error. Its text is redacted (harness/report/redact.py): a
+    message quotes commands and their output (a `pvecm add --password`, a token on a
+    command line), and it reaches the terminal, JUnit, Allure and metrics.json."""
+
+    redacted = True  # ConfigError's messages name the user's fields, and are kept
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        from harness.report.redact import redact  # here: harness.report imports errors
+
         self.hint = hint
-        super().__init__(message if not hint else f"{message}\n  fix: {hint}")
+        text = message if not hint else f"{message}\n  fix: {hint}"
+        super().__init__(redact(text) if self.redacted else text)
 
 
 class ConfigError(PvechaosError):
-    """A user's input is wrong: an option, a lab spec, an inventory, a node name."""
+    """A user's input is wrong: an option, a lab spec, an inventory, a node name. Not
+    redacted: its messages name the field at fault (`nodes[0].power.password: holds a
+    secret in the file`, `corosync.token: ...`), which redaction would garble, and never
+    quote a secret's value (lab/yamlconfig.py refuses a literal password unquoted)."""
+
+    redacted = False
 
 
 class LabError(PvechaosError):

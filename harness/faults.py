@@ -32,6 +32,7 @@ from harness.faults_qdevice import QdeviceFaults
 from harness.faults_storage import StorageFaults
 from harness.lab_api import Capability, Lab, unsupported
 from harness.node_command import NodeCommand
+from harness.report.redact import redact
 from harness.steps import step
 from harness.timeline import Event, EventKind, Timeline
 from harness.waits import wait_until
@@ -326,8 +327,11 @@ class FaultInjector(NetFaults, ClockFaults, DaemonFaults, StorageFaults, Qdevice
         return {name: str(r) for name, r in results.items() if isinstance(r, Exception)}
 
     def action(self, what: str, node: str | None = None) -> Event:
-        """Record a scenario step that is not a fault (`pvecm expected 1` on `node`)."""
-        return self.timeline.record(EventKind.ACTION, "harness", Action(what, node))
+        """Record a scenario step that is not a fault (`pvecm expected 1` on `node`).
+        Its text is redacted: it is the scenario's own words (a command line, perhaps a
+        `pvecm add --password`), shown in the event table, the node logs' titles and
+        timeline.json."""
+        return self.timeline.record(EventKind.ACTION, "harness", Action(redact(what), node))
 
     def undo_all(self) -> list[Exception]:
         """Undo every fault still in effect, newest first; errors are collected."""

@@ -175,8 +175,10 @@ def story_key(item: pytest.Item) -> str:
     return module.nodeid if module is not None else item.module.__name__
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(wrapper=True, trylast=True)
 def pytest_runtest_makereport(item: pytest.Item, call):
+    """Story bookkeeping, a lab error's short report, and every report redacted. Last
+    (the innermost wrapper), so Allure's own wrapper reads the redacted report."""
     report = yield
     if item.get_closest_marker("story") is not None and report.failed and \
             item.get_closest_marker("budget") is None:
@@ -185,7 +187,23 @@ def pytest_runtest_makereport(item: pytest.Item, call):
             isinstance(call.excinfo.value, LabError):
         # a lab error is the lab's story, not the test's: its message says it all
         report.longrepr = f"{LAB_ERROR}: {call.excinfo.value}"
+    redact_report(report, call)
     return report
+
+
+def redact_report(report: pytest.TestReport, call=None) -> None:
+    """Secrets out of what a test's report carries to the terminal, JUnit, Allure and
+    metrics.json (harness/report/redact.py): the traceback (its source lines, the
+    arguments of each frame, the error lines), the captured stdout, stderr and log, and
+    a failed assertion's message (Allure quotes the exception itself). A harness error's
+    message is redacted where it is made (harness.errors.PvechaosError)."""
+    from harness.report.redact import redact, redact_tree
+
+    report.longrepr = redact_tree(report.longrepr)
+    report.sections = redact_tree(report.sections)
+    value = call.excinfo.value if call is not None and call.excinfo is not None else None
+    if isinstance(value, AssertionError) and value.args:
+        value.args = tuple(redact(a) if isinstance(a, str) else a for a in value.args)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -8,6 +8,8 @@ import contextlib
 import threading
 from collections.abc import Iterator
 
+from harness.report.redact import redact
+
 
 @contextlib.contextmanager
 def step(title: str) -> Iterator[None]:
@@ -19,5 +21,5 @@ def step(title: str) -> Iterator[None]:
     except ImportError:
         yield
         return
-    with allure.step(title):
+    with allure.step(redact(title)):  # a wait's or a fault's words may quote a command
         yield

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from typing import TypeVar
 
 from harness.errors import PvechaosError, WaitTimeout
+from harness.report.redact import redact
 from harness.steps import step
 
 T = TypeVar("T")
@@ -92,7 +93,7 @@ def wait_until(what: str, condition: Callable[[], T], *, timeout_s: float,
                 raise WaitTimeout(what, now - start,
                                   f"{last_seen} (after {attempts} checks)")
             if now >= next_progress:
-                sink(f"waiting for {what}: {now - start:.0f} s of {timeout_s:.0f} s")
+                sink(redact(f"waiting for {what}: {now - start:.0f} s of {timeout_s:.0f} s"))
                 shown = True
                 next_progress = now + every
             time.sleep(min(interval_s, max(0.0, deadline - now)))

@@ -5,6 +5,7 @@ are replaced by ``[REDACTED]`` before anything is attached.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 MASK = "[REDACTED]"
@@ -30,3 +31,26 @@ def redact(text: str) -> str:
     for pattern, replacement in _RULES:
         text = pattern.sub(replacement, text)
     return text
+
+
+def redact_tree(obj: object) -> object:
+    """``obj`` with every string in it redacted: strings, lists (changed in place), tuples
+    (rebuilt, named ones as such) and dataclass instances (their fields, in place), as
+    deep as they go; what else it holds is kept. For pytest's failure representations,
+    whose lines, frame arguments and messages are strings in such a tree."""
+    if isinstance(obj, str):
+        return redact(obj)
+    if isinstance(obj, list):
+        obj[:] = [redact_tree(x) for x in obj]
+        return obj
+    if isinstance(obj, tuple):
+        items = [redact_tree(x) for x in obj]
+        return type(obj)(*items) if hasattr(obj, "_fields") else tuple(items)
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        for field in dataclasses.fields(obj):
+            value = getattr(obj, field.name)
+            new = redact_tree(value)
+            if new is not value:
+                object.__setattr__(obj, field.name, new)
+        return obj
+    return obj

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.report.redact import MASK, redact
+from harness.report.redact import MASK, redact, redact_tree
 
 KEY = """-----BEGIN OPENSSH PRIVATE KEY-----
 b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
@@ -35,3 +35,48 @@ def test_what_is_not_secret_is_kept():
             "'online' => 'unknown'\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI node1\n"
             "Members[2]: 2 3; tokens lost 1")
     assert redact(text) == text
+
+
+def test_a_tree_of_strings_is_redacted_in_place_and_keeps_its_types():
+    import dataclasses
+    from collections import namedtuple
+
+    Pair = namedtuple("Pair", "name value")
+
+    @dataclasses.dataclass(frozen=True)
+    class Frame:
+        lines: list
+        args: list
+        style: str = "long"
+
+    frame = Frame(["E   `pvecm add x --password hunter2`"], [Pair("argv", "--token=abc")])
+    tree = [("captured log", "password=hunter2"), frame, 3, None]
+    out = redact_tree(tree)
+    assert out is tree and out[1] is frame  # changed in place
+    assert out[0] == ("captured log", f"password={MASK}")
+    assert frame.lines == [f"E   `pvecm add x --password {MASK}"]
+    assert frame.args == [Pair("argv", f"--token={MASK}")] and type(frame.args[0]) is Pair
+    assert out[2:] == [3, None] and frame.style == "long"
+
+
+def test_a_harness_error_says_no_secret():
+    from harness.errors import CommandError
+
+    error = CommandError("node2", "pvecm add 198.18.0.11 --password hunter2", 255, "",
+                         "ticket PVE:root@pam:6744A1B2::c2lnbmF0dXJl rejected")
+    assert "hunter2" not in str(error) and "c2lnbmF0dXJl" not in str(error)
+    assert "--password [REDACTED]" in str(error) and "exited with 255" in str(error)
+    assert error.command.endswith("hunter2")  # the attribute is the command as run
+
+
+def test_a_scenario_action_is_recorded_redacted():
+    from harness.clock import Clock
+    from harness.faults import FaultInjector
+    from harness.lab_api import Capability
+    from harness.timeline import Timeline
+    from tests.twins import FakeLab
+
+    timeline = Timeline(Clock())
+    event = FaultInjector(FakeLab(Capability.POWER), timeline).action(
+        "pvecm add 198.18.0.11 --password hunter2", "node2")
+    assert event.payload.what == f"pvecm add 198.18.0.11 --password {MASK}"

@@ -204,3 +204,12 @@ def test_hold_for_s_counts_from_its_call_on_the_monotonic_clock(monkeypatch):
     monkeypatch.setattr(harness.waits, "time", fake)
     assert hold_for_s(10.0, lambda: None, "quiet", interval_s=0.5) is None
     assert 10.0 <= fake.t - 1000.0 < 10.0 + 0.5 + 1e-9
+
+
+def test_a_wait_shows_no_secret_in_its_progress_or_its_timeout(capsys):
+    with pytest.raises(WaitTimeout) as caught:
+        wait_until("curl -H 'Authorization: PVEAPIToken=root@pam!ci=0b1c9c6e-5f11' to answer",
+                   lambda: False, timeout_s=0.3, interval_s=0.05, progress_every_s=0.1)
+    shown = capsys.readouterr().err
+    assert "PVEAPIToken=root@pam!ci=[REDACTED]" in shown and "0b1c9c6e" not in shown
+    assert "0b1c9c6e" not in str(caught.value)
