@@ -45,7 +45,7 @@ def progress(line: str | None) -> None:
     """A progress line for a long step that is not a wait on a condition (a fault held
     for its planned time): shown like a wait's; None clears it."""
     sink: ProgressSink = _progress["sink"]  # type: ignore[assignment]
-    sink(line)
+    sink(None if line is None else redact(line))
 
 
 def progress_every_s() -> float:
