@@ -334,7 +334,11 @@ def main() -> None:
     log.info("serving %s from %s (%s)", MOUNTPOINT, db.root,
              "cluster" if group else "standalone")
     try:
-        fuse.FUSE(ops, MOUNTPOINT, foreground=True, nothreads=False, fsname="pmxcfs")
+        # pmxcfs.c cfs_fuse_open sets fi->direct_io = 1 (keep_cache 0) on every open: a
+        # read is never cut at a size the kernel cached up to a second ago (a .vmlist
+        # that grew meanwhile came back truncated without it)
+        fuse.FUSE(ops, MOUNTPOINT, foreground=True, nothreads=False, fsname="pmxcfs",
+                  direct_io=True)
     except RuntimeError as exc:
         # fusepy raises fuse_main's status; 8 is libfuse's "the loop ended with an
         # error", which is how SIGTERM (the node's shutdown) ends it: not a fault

@@ -10,6 +10,7 @@ closes its lab. Labs grd1..grd4 on 198.18.171-174.0/24.
 from __future__ import annotations
 
 import os
+import re
 import select
 import signal
 import subprocess
@@ -67,14 +68,24 @@ def wait_ready(runners: dict[str, subprocess.Popen], timeout_s: float = READY_S)
                             f"before it was ready:\n{out[name].decode(errors='replace')}")
 
 
+# other labs on this shared host start and stop meanwhile (the test files run two at a
+# time): embedded labs' links (`pvc-*`), the libvirt lab's and qemu bed's bridges
+# (`pvcv*`), their guests' taps (`vnet*`) and libvirtd's own nft tables (LIBVIRT_* chains)
+OTHER_LABS = ("pvc", "vnet", "virbr")
+
+
 def host_network() -> dict[str, list[str]]:
-    """The host's own links, routes and nft ruleset, without any lab's objects (`pvc-*`:
-    other runs on this shared host start and stop labs meanwhile)."""
+    """The host's own links, routes and nft ruleset, without any lab's objects."""
     views = {}
     for what, argv in {"links": ["ip", "-o", "link"], "routes": ["ip", "route"],
                        "nft": ["nft", "list", "ruleset"]}.items():
         done = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=True)
-        views[what] = [line for line in done.stdout.splitlines() if "pvc-" not in line]
+        text = done.stdout
+        if what == "nft":  # whole tables: libvirtd's come and go with its networks
+            text = "\n".join(t for t in re.split(r"\n(?=table )", text)
+                             if "LIBVIRT" not in t and "pvcv" not in t)
+        views[what] = [line for line in text.splitlines()
+                       if not any(mark in line for mark in OTHER_LABS)]
     return views
 
 

@@ -138,9 +138,12 @@ def test_a_frozen_node_can_be_cut_and_booted_and_an_off_node_is_not_frozen(h):
 
 def test_the_next_run_thaws_and_removes_a_killed_runs_frozen_node(make_lab):
     config = EmbeddedConfig(name="frzkill", subnet="198.18.106.0/24", node_count=1)
-    script = ("import sys; from lab.embedded import EmbeddedLab, EmbeddedConfig\n"
+    # the run's guardian is killed first: this is the next run's sweep, the second line
+    # behind the guardian (tests/integration/test_guardian.py shows the first)
+    script = ("import os, signal, sys; from lab.embedded import EmbeddedLab, EmbeddedConfig\n"
               "lab = EmbeddedLab(EmbeddedConfig(name='frzkill', subnet='198.18.106.0/24', "
               "node_count=1))\nlab.start(); lab.freeze('node1')\n"
+              "os.kill(lab.state.guardian['pid'], signal.SIGKILL)\n"
               "print('ready', flush=True); sys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", script], text=True, cwd=REPO,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)

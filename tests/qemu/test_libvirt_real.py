@@ -241,8 +241,11 @@ def test_ready_snapshot_and_revert_with_the_clock_step(lab):
     lag = -guest_clock_offset(n1)
     assert lag > hold - 2, f"a reverted guest wakes with the snapshot's time; lag {lag:.1f}"
     lab.access.step_clocks(lab)
+    # stepped back to the host's time: well under the snapshot's lag (> 6 s above); the
+    # bound allows the step's own SSH latency and the measurement's (one round trip each)
+    # on a 2-core host running other test files meanwhile (1.15 s measured once)
     for name in NODES:
-        assert abs(guest_clock_offset(node(lab, name))) < 1.0, name
+        assert abs(guest_clock_offset(node(lab, name))) < 2.0, name
     assert boot_id(n1) == booted
     assert run(n1, "test -e /run/after-the-snapshot").rc != 0
 
