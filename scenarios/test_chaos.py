@@ -32,11 +32,13 @@ from harness.chaos.session import ChaosSession, Outcome
 from harness.chaos.shrink import shrink
 from harness.chaos.soak import SoakSummary, soak
 from harness.report import event_table, timeline_plot
+from harness.timescale import Timescale
 
 pytestmark = [pytest.mark.chaos, allure.epic("Chaos"), allure.feature("Seeded schedules"),
               pytest.mark.usefixtures("quorum_watcher", "ha_watcher")]
 
 BEFORE_S, AFTER_S = 60.0, 30.0  # a finding's picture: this long before and after it (at 1)
+MIN_SPAN_S = 12.0  # real seconds at least: corosync's own timers are never scaled
 
 
 def test_chaos_schedule(request, cluster, faults, timeline, constants):
@@ -122,7 +124,9 @@ def report(outcome: Outcome, out, timeline, names, factor: float) -> None:
 
 def attach_finding(finding: Finding, timeline, names, factor: float) -> None:
     """The timeline and the event table around one finding."""
-    lo, hi = finding.t - BEFORE_S * max(factor, 0.2), finding.t + AFTER_S * max(factor, 0.2)
+    scale = Timescale(factor)
+    lo = finding.t - max(scale.scaled(BEFORE_S), MIN_SPAN_S)
+    hi = finding.t + max(scale.scaled(AFTER_S), MIN_SPAN_S)
     events = [e for e in timeline.events() if lo <= e.t <= hi]
     with allure.step(f"finding: {finding}"):
         allure.attach(timeline_plot.render(events, nodes=names, title=str(finding)[:120]),

@@ -8,8 +8,8 @@ verdict is judged from the timeline once the guests' last invariant check is in.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from harness.chaos.judge import Verdict, judge
@@ -41,15 +41,8 @@ class ChaosSession:
         self.lab, self.cluster = faults.lab, faults.cluster
         self.slack_s, self.set_up_timeout_s = invariant_slack_s, set_up_timeout_s
         self.calm_timeout_s = calm_timeout_s
-        self._vmids = self._blocks(first_vmid)
+        self._vmids = itertools.count(first_vmid)  # fresh VMIDs for every schedule
         self.outcomes: list[Outcome] = []
-
-    @staticmethod
-    def _blocks(first: int) -> Iterator[int]:
-        vmid = first
-        while True:
-            yield vmid
-            vmid += 1
 
     def run(self, schedule: Schedule) -> Outcome:
         names = sorted(self.cluster.names)
