@@ -92,10 +92,15 @@ def test_faults_refuse_names_outside_the_lab(make_lab):
 
 
 def lab_in_a_child(config: EmbeddedConfig) -> subprocess.Popen:
-    """Start the lab in another Python process; return once it is up (it then idles)."""
-    script = ("import sys; from lab.embedded import EmbeddedLab, EmbeddedConfig\n"
-              f"EmbeddedLab(EmbeddedConfig(name={config.name!r}, subnet={config.subnet!r}))"
-              ".start()\nprint('ready', flush=True); sys.stdin.read()\n")
+    """Start the lab in another Python process; return once it is up (it then idles).
+
+    The run's guardian is killed first: these tests show the second line, the next run's
+    sweep and `cleanup`, behind the guardian (tests/integration/test_guardian.py shows the
+    first); with the guardian alive it would race them to the leftovers."""
+    script = ("import os, signal, sys; from lab.embedded import EmbeddedLab, EmbeddedConfig\n"
+              f"lab = EmbeddedLab(EmbeddedConfig(name={config.name!r}, subnet={config.subnet!r}))"
+              "\nlab.start(); os.kill(lab.state.guardian['pid'], signal.SIGKILL)\n"
+              "print('ready', flush=True); sys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, text=True,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     try:
