@@ -353,8 +353,20 @@ class SshAccess:
     def step_clocks(self, lab: LibvirtLab) -> None:
         """Guests resume with the snapshot's wall clock: step each node to this host's
         time. The guest's write log and the timeline compare wall clocks."""
+        from harness.ssh import SshSession
+
         for node in lab.nodes():
-            result = self._run(node, clock_script(time.time()), 15)
+            # the time is read once the session is up, and sent ahead by half a measured
+            # command round trip (the one-way delay, as NTP estimates it): reading it
+            # before the connection and authentication left a TCG guest 1.7 s behind
+            session = SshSession(node)
+            try:
+                t0 = time.monotonic()
+                session.run("true", timeout_s=15)
+                one_way = (time.monotonic() - t0) / 2
+                result = session.run(clock_script(time.time() + one_way), timeout_s=15)
+            finally:
+                session.close()
             if result.rc != 0:
                 raise LabError(f"{node.name}: setting the clock after the revert failed: "
                                f"{result.stderr.strip()[-300:]}")
