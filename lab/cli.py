@@ -22,7 +22,8 @@
     pvechaos libvirt build|build-gateway|status|destroy --lab-config FILE
     pvechaos guest-template --out DIR [--storage ID] [--port N]
     pvechaos inventory check --inventory FILE [--destructive]
-    pvechaos embedded cleanup [NAME...]            (the same as `lab cleanup`)
+    pvechaos embedded cleanup [NAME... | --all [--dry-run]]
+                                                   (the same as `lab cleanup`)
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def build_parser(prog: str) -> argparse.ArgumentParser:
     kinds = parser.add_subparsers(dest="kind", required=True)
     _lab_verbs(kinds.add_parser("lab", help="an embedded lab to explore by hand"))
     embedded = kinds.add_parser("embedded").add_subparsers(dest="verb", required=True)
-    embedded.add_parser("cleanup").add_argument("names", nargs="*")
+    _cleanup_verb(embedded)
     check = kinds.add_parser("preflight", help="read-only checks of a running lab (`lab up`, "
                              "--keep-lab) or an existing cluster: every PVE requirement")
     check.add_argument("--name", "--lab-name", dest="name", default=DEFAULT_NAME,
@@ -122,6 +123,11 @@ def _lab_verbs(lab: argparse.ArgumentParser) -> None:
     ssh.add_argument("node")
     ssh.add_argument("command", nargs=argparse.REMAINDER, metavar="CMD")
     named("down", "remove the lab and everything it made")
+    _cleanup_verb(verbs)
+
+
+def _cleanup_verb(verbs) -> None:
+    """`lab cleanup` and its older spelling `embedded cleanup`: one parser, one meaning."""
     cleanup = verbs.add_parser("cleanup", help="remove labs and what killed runs left behind")
     cleanup.add_argument("names", nargs="*", metavar="NAME")
     cleanup.add_argument("--all", action="store_true",
@@ -188,7 +194,7 @@ def _validate(args: argparse.Namespace) -> None:
     if args.kind == "lab" and args.verb == "up":
         options.cluster_name(args.cluster_name)
     names = getattr(args, "names", None) or []
-    if args.kind == "lab" and args.verb == "cleanup":
+    if args.kind in ("lab", "embedded") and args.verb == "cleanup":
         if args.all and names:
             raise ConfigError(f"give lab names or --all, not both (got --all and "
                                 f"{' '.join(names)})", hint="drop the names to take every "
@@ -221,14 +227,10 @@ def _config(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.kind == "lab":
+    if args.kind in ("lab", "embedded"):  # `embedded` has the one verb, cleanup
         from lab import lab_cli
 
         return lab_cli.run(args)
-    if args.kind == "embedded":
-        from lab import lab_cli
-
-        return lab_cli.cleanup(args.names)
     if args.kind == "preflight":
         from lab import lab_cli
 

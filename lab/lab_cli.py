@@ -21,7 +21,7 @@ def _rerun(args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    what = f"`{args.prog} lab {args.verb}`"
+    what = f"`{args.prog} {args.kind} {args.verb}`"
     if args.verb == "up":
         preflight_host.check_host(_rerun(args))  # root, tools, kernel: before anything is made
         running = detached.up(args.config, cluster_name=args.cluster_name, guest=args.guest)

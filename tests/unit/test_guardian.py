@@ -126,3 +126,15 @@ def test_cleanup_all_with_names_or_dry_run_alone_is_refused(capsys):
     assert "give lab names or --all, not both" in capsys.readouterr().err
     assert cli.main(["lab", "cleanup", "--dry-run"]) == 2
     assert "--dry-run goes with --all only" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["lab", "embedded"])
+def test_both_spellings_of_cleanup_take_all_and_dry_run(kind, monkeypatch):
+    calls: list[dict] = []
+    monkeypatch.setattr(lab_cli.preflight_host, "require_root", lambda *a: None)
+    monkeypatch.setattr(lab_cli, "cleanup_all",
+                        lambda root, dry_run=False: calls.append({"dry_run": dry_run}) or 0)
+    assert cli.main([kind, "cleanup", "--all", "--dry-run"]) == 0
+    assert cli.main([kind, "cleanup", "--all"]) == 0
+    assert calls == [{"dry_run": True}, {"dry_run": False}]
+    assert cli.main([kind, "cleanup", "--all", "lab1"]) == 2
