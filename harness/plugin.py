@@ -41,7 +41,8 @@ from harness.verdicts import CATEGORIES, LAB_ERROR, Finding, InvariantBroken, Qu
 from harness.waits import NotYet, set_progress, wait_until
 
 pytest_plugins = ["harness.story_order", "harness.repeat", "harness.run_record",
-                  "harness.baseline_plugin", "harness.chaos.options"]
+                  "harness.baseline_plugin", "harness.chaos.options",
+                  "harness.report.allure_redact"]
 
 _FAILED_STEP = pytest.StashKey[dict]()
 RUN_ID = pytest.StashKey[str]()

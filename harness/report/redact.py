@@ -9,6 +9,8 @@ import dataclasses
 import re
 
 MASK = "[REDACTED]"
+_KEYS = r"(?:password|passwd|pass|secret|token|api[_-]?key|auth[_-]?key)"  # key=value
+_FLAGS = r"(?:password|passwd|secret|token)"  # --flag value
 
 _RULES: list[tuple[re.Pattern[str], str]] = [
     # PEM private keys (SSH, TLS): the whole body
@@ -20,10 +22,15 @@ _RULES: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(CSRFPreventionToken[\"']?\s*[:=]\s*[\"']?)[^\"'\s;,]+"), rf"\1{MASK}"),
     # API tokens: PVEAPIToken=user@realm!tokenid=<uuid>
     (re.compile(r"(PVEAPIToken=[^=\s]+=)[^\s\"']+"), rf"\1{MASK}"),
-    # key=value, key: value, "key": "value", --key value (passwords, secrets, tokens)
-    (re.compile(r"(?i)([\"']?\b(?:password|passwd|pass|secret|token|api[_-]?key|"
-                r"auth[_-]?key)[\"']?\s*[:=]\s*[\"']?)[^\"'\s,;}]+"), rf"\1{MASK}"),
-    (re.compile(r"(?i)(--(?:password|passwd|secret|token)[ =])\S+"), rf"\1{MASK}"),
+    # key='a value', "key": "a value", --key 'a value': a quoted value whole (it may hold
+    # spaces: shlex quotes a password with one so), up to its closing quote on that line
+    (re.compile(rf"(?i)([\"']?\b{_KEYS}[\"']?\s*[:=]\s*)([\"'])(?:(?!\2).)*\2"),
+     rf"\1\2{MASK}\2"),
+    (re.compile(rf"(?i)(--{_FLAGS}[ =])([\"'])(?:(?!\2).)*\2"), rf"\1\2{MASK}\2"),
+    # key=value, key: value, --key value (passwords, secrets, tokens), unquoted
+    (re.compile(rf"(?i)([\"']?\b{_KEYS}[\"']?\s*[:=]\s*[\"']?)[^\"'\s,;}}]+"),
+     rf"\1{MASK}"),
+    (re.compile(rf"(?i)(--{_FLAGS}[ =])[^\s\"']\S*"), rf"\1{MASK}"),
 ]
 
 
@@ -34,12 +41,17 @@ def redact(text: str) -> str:
 
 
 def redact_tree(obj: object) -> object:
-    """``obj`` with every string in it redacted: strings, lists (changed in place), tuples
+    """``obj`` with every string in it redacted: strings, dicts' values and lists (changed
+    in place), tuples
     (rebuilt, named ones as such) and dataclass instances (their fields, in place), as
     deep as they go; what else it holds is kept. For pytest's failure representations,
     whose lines, frame arguments and messages are strings in such a tree."""
     if isinstance(obj, str):
         return redact(obj)
+    if isinstance(obj, dict):  # values only: keys are names (JSON's, Allure's)
+        for key, value in obj.items():
+            obj[key] = redact_tree(value)
+        return obj
     if isinstance(obj, list):
         obj[:] = [redact_tree(x) for x in obj]
         return obj

@@ -10,9 +10,14 @@ evidence). Then tests/secret_scan.py looks for every secret in everything the ru
 the Allure results (attachments, result JSON, environment.properties), metrics.json, the
 JUnit XML and the run's stdout and stderr.
 
-The negative control: the failing step also attaches one more secret with a plain
-``allure.attach`` (no redaction), and the same scan must find exactly that one: the check
-is shown able to fail.
+The scenario's own Allure calls carry secrets too (a step title with a shell-quoted
+password that holds a space, a parameter, an attachment) and the failing step ends
+with an error of its own (not the harness's) raised from the harness's: allure-pytest's
+writer redacts them (harness/report/allure_redact.py).
+
+The negative control: the failing step also attaches one more secret bare, with no key
+or shape a rule could know it by, and the same scan must find exactly that one: the
+check is shown able to fail.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ import shlex
 import allure
 import pytest
 
+from harness.errors import CommandError
+
 pytestmark = [pytest.mark.story, pytest.mark.usefixtures("quorum_watcher")]
 S = os.environ
 LOG = "/var/log/pve-cluster.log"  # journalctl -u pve-cluster: in the evidence's node logs
@@ -72,17 +79,28 @@ def plant(cluster, faults):
 
 
 def test_planted_and_passing(cluster, faults):
-    plant(cluster, faults)
+    node, join, token, ticket = plant(cluster, faults)
+    # the scenario's own Allure calls: a step's title, a parameter, an attachment
+    spaced = shlex.join(["pvecm", "add", node.cluster_address, "--password",
+                         S["PLANT_SPACED_1"] + " " + S["PLANT_SPACED_2"]])
+    with allure.step(f"join: {spaced}"):
+        allure.dynamic.parameter("api", token)
+        allure.attach(f"{spaced}\\nticket={ticket}", name="the scenario's own notes")
 
 
 def test_planted_and_failing(cluster, faults):
     node, join, token, ticket = plant(cluster, faults)
-    # the negative control: attached as is, it must be found
-    allure.attach(f"password={S['PLANT_CONTROL']}", name="unredacted on purpose",
+    # the negative control: a secret bare, with nothing a rule could know it by: it
+    # must be found
+    allure.attach(S["PLANT_CONTROL"], name="unredacted on purpose",
                   attachment_type=allure.attachment_type.TEXT)
-    # fails with the command and its output in the error: what a failed join shows
-    node.check("sh", "-c", f"echo {shlex.quote(shlex.join(join))}; "
-               f"echo {shlex.quote(token)} {shlex.quote(ticket)} >&2; exit 3")
+    # fails with the command and its output in the error: what a failed join shows,
+    # wrapped in an error of the scenario's own (Allure's message quotes that one)
+    try:
+        node.check("sh", "-c", f"echo {shlex.quote(shlex.join(join))}; "
+                   f"echo {shlex.quote(token)} {shlex.quote(ticket)} >&2; exit 3")
+    except CommandError as exc:
+        raise RuntimeError(f"join failed: secret={S['PLANT_OWN_ERROR']}") from exc
 '''
 
 
@@ -98,6 +116,10 @@ def planted() -> dict[str, str]:
         "PLANT_API_TOKEN": str(uuid.uuid4()),
         "PLANT_TICKET": base64.b64encode(secrets.token_bytes(48)).decode(),
         "PLANT_KEY": key,
+        # a password with a space, shell-quoted: each half is a secret of its own
+        "PLANT_SPACED_1": f"spaced-{secrets.token_hex(8)}",
+        "PLANT_SPACED_2": f"half-{secrets.token_hex(8)}",
+        "PLANT_OWN_ERROR": f"own-{secrets.token_hex(10)}",
     }
 
 
@@ -138,7 +160,11 @@ def test_planted_secrets_reach_no_report(tmp_path):
         "no node log attachment carries the planted ticket and key, redacted"
     assert any("PVEAPIToken=root@pam!ci=[REDACTED]" in text for text in attached), \
         "no attachment (the captured DEBUG log) carries the command line with the token"
-    failure = "--password [REDACTED]"
-    for where, text in (("stdout", done.stdout), ("JUnit XML", junit.read_text()),
-                        ("metrics.json", metrics.read_text())):
-        assert failure in text, f"{where} does not show the planted failure, redacted"
+    results = "\n".join(p.read_text() for p in alluredir.glob("*-result.json"))
+    assert "--password '[REDACTED]'" in results  # the scenario's own step title
+    assert "secret=[REDACTED]" in results  # the scenario's own error, Allure's message
+    for where, text in (("stdout", done.stdout), ("JUnit XML", junit.read_text())):
+        assert "--password [REDACTED]" in text and "secret=[REDACTED]" in text, \
+            f"{where} does not show the planted failure (the chained traceback), redacted"
+    assert "RuntimeError: join failed: secret=[REDACTED]" in metrics.read_text(), \
+        "metrics.json does not show the failure, redacted"
