@@ -6,7 +6,9 @@ FAULT, prints "ready" and waits (bounded) for a signal, never closing the lab:
 - ``power-cut``: node1 loses power (lab.power_cut);
 - ``partition``: node3 isolated with nft inside the nodes (harness FaultInjector.isolate
   over SSH; the cluster need not be formed: the rules only drop corosync's UDP);
-- ``link-down``: node2's cable pulled (lab.link_down);
+- ``netem``: node2's corosync traffic degraded (FaultInjector.degrade: netem delay and
+  jitter, nft loss; or the NFQUEUE delayer where the kernel has no netem) and node3's
+  cable pulled (lab.link_down, the veth outside the namespaces);
 - ``none``: nothing.
 """
 
@@ -32,10 +34,16 @@ def apply(lab: EmbeddedLab, fault: str) -> None:
         cluster = Cluster(lab)
         faults = FaultInjector(lab, Timeline(Clock()), cluster)
         faults.isolate("node3")
-    elif fault == "link-down":
-        lab.link_down("node2")
+    elif fault == "netem":  # node2's corosync traffic delayed and lossy, its cable pulled
+        from harness.cluster import Cluster
+        from harness.faults import FaultInjector
+        from harness.timeline import Clock, Timeline
+
+        faults = FaultInjector(lab, Timeline(Clock()), Cluster(lab))
+        faults.degrade("node2", delay_ms=200, jitter_ms=20, loss_pct=10)
+        lab.link_down("node3")
     elif fault != "none":
-        raise SystemExit(f"unknown fault {fault!r}: power-cut, partition, link-down or none")
+        raise SystemExit(f"unknown fault {fault!r}: power-cut, partition, netem or none")
 
 
 def main(argv: list[str]) -> int:

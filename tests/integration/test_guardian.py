@@ -33,7 +33,7 @@ GONE_S = 10.0  # the brief's bound on the guardian's teardown
 CASES = {  # signal: (lab name, subnet, the fault the runner applies before "ready")
     signal.SIGKILL: ("grd1", "198.18.171.0/24", "power-cut"),
     signal.SIGTERM: ("grd2", "198.18.172.0/24", "partition"),
-    signal.SIGINT: ("grd3", "198.18.173.0/24", "link-down"),
+    signal.SIGINT: ("grd3", "198.18.173.0/24", "netem"),
 }
 
 
@@ -141,6 +141,19 @@ def test_a_killed_runner_leaves_nothing_behind(runners):
         assert state.guardian is not None and process_alive(
             state.guardian["pid"], state.guardian["start"]), f"{cfg.name}: no guardian"
         assert any(x.startswith("process ") for x in leftovers(cfg))
+    # the netem fault took effect: node2's netem qdisc (or, on a kernel without sch_netem
+    # like this one, the NFQUEUE delayer's queue rule) and its random-loss rule, and
+    # node3's dead cable
+    netem = configs[signal.SIGINT]
+    inside = {what: subprocess.run(["ip", "netns", "exec", netem.netns("node2"), *argv],
+                                   capture_output=True, text=True, timeout=10).stdout
+              for what, argv in (("tc", ["tc", "qdisc", "show"]),
+                                 ("nft", ["nft", "list", "ruleset"]))}
+    assert "netem" in inside["tc"] or " queue " in inside["nft"], inside
+    assert "numgen random" in inside["nft"], inside["nft"]
+    link = subprocess.run(["ip", "-o", "link", "show", netem.veth("node3")],
+                          capture_output=True, text=True, timeout=10).stdout
+    assert "state DOWN" in link or "<BROADCAST,MULTICAST>" in link, link
     killed = {}
     for sig, cfg in configs.items():
         procs[cfg.name].send_signal(sig)
