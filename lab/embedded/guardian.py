@@ -27,18 +27,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import select
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from lab import processes
 from lab.embedded.config import EmbeddedConfig
-from lab.embedded.state import LabState, process_alive
+from lab.embedded.state import LabState
+from lab.processes import owner_runs
 
 POLL_S = 1.0  # how often the state file is looked at (and /proc, without a pidfd)
-FALLBACK_POLL_S = 0.2  # /proc polling without a pidfd: the owner's end is seen this soon
 STOP_TIMEOUT_S = 5.0
 
 
@@ -72,39 +72,11 @@ def stop(proc: subprocess.Popen | None, state: LabState) -> None:
         state.set_guardian(None)
 
 
-def owner_runs(pid: int, start: int | None) -> bool:
-    """The owner runs: that pid exists, is no zombie, and started at ``start`` (clock
-    ticks since boot, /proc/<pid>/stat field 22); a pid reused by another process does not
-    count. Without a recorded start time nothing can be told apart: dead, to be safe
-    from a reused pid keeping a lab forever."""
-    return start is not None and process_alive(pid, start)
-
-
 def watch(pid: int, start: int | None, state_path: Path) -> str:
     """Block until the owner is gone ("owner gone") or the lab's state file is ("state
     gone")."""
-    fd = None
-    try:
-        fd = os.pidfd_open(pid)
-    except (AttributeError, OSError):  # gone already (ESRCH), or no pidfds: poll /proc
-        fd = None
-    try:
-        poller = select.poll()
-        if fd is not None:
-            poller.register(fd, select.POLLIN)
-        while True:
-            # checked after the open: a pid reused before it is not the owner's pidfd
-            if not owner_runs(pid, start):
-                return "owner gone"
-            if not state_path.exists():
-                return "state gone"
-            if fd is not None:
-                poller.poll(POLL_S * 1000)  # readable when the process has ended
-            else:
-                time.sleep(FALLBACK_POLL_S)
-    finally:
-        if fd is not None:
-            os.close(fd)
+    why = processes.watch(pid, start, still_wanted=state_path.exists, poll_s=POLL_S)
+    return "state gone" if why == "not wanted" else why
 
 
 def _say(config: EmbeddedConfig, message: str) -> None:

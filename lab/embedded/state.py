@@ -18,28 +18,7 @@ from pathlib import Path
 from harness.errors import LabError
 from lab.embedded import freeze
 from lab.embedded.network import delete_link, delete_netns
-
-
-def process_start_time(pid: int) -> int | None:
-    """The start time of a process (clock ticks since boot), to tell a pid reused."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
-
-
-def process_alive(pid: int, start_time: int | None) -> bool:
-    """The process runs: it exists, is no zombie, and (when ``start_time`` is given) is
-    the same process, not a later one given the same pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):  # ended; its parent has not reaped it yet
-        return False
-    return start_time is None or int(fields[19]) == start_time
+from lab.processes import process_alive, process_start_time
 
 
 class LabState:
