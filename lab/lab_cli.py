@@ -64,12 +64,15 @@ def cleanup(names: list[str]) -> int:
 
 
 def cleanup_all(root, *, dry_run: bool = False, only: set[str] | None = None,
-                say=print) -> int:
+                say=print, guard_root=None) -> int:
     """`lab cleanup --all`: every lab found (a state directory under ``root``, or kernel
     objects named like a lab's), whether its owner runs, and the removal of each whose
     owner is gone (lab.embedded.remove_leftovers); never one whose owner runs (a test run,
-    its guardian, or a lab `up` left running). ``only``: these names and no others (the
-    integration test's, on a host other runs share). Exit 1 when a removal failed."""
+    its guardian, or a lab `up` left running). Then the records of killed runs whose
+    guardian died too (lab/run_guardian.py: libvirt labs, qemu beds, BMC servers).
+    ``only``: these embedded labs and nothing else (the integration test's, on a host
+    other runs share). ``guard_root``: where the records are (default: the guardian's).
+    Exit 1 when a removal failed."""
     from harness.errors import PvechaosError
     from lab.embedded import remove_leftovers
 
@@ -117,10 +120,33 @@ def cleanup_all(root, *, dry_run: bool = False, only: set[str] | None = None,
             continue
         say(f"  {name}: removed: {why}{listed}")
         removed += 1
+    if only is None:
+        done, undone = _run_records_left(guard_root, dry_run, say)
+        removed, failed = removed + done, failed + undone
     verb = "would remove" if dry_run else "removed"
     say(f"pvechaos: {verb} {removed}, kept {kept}"
         f"{f', failed {failed} (see above)' if failed else ''}")
     return 1 if failed else 0
+
+
+def _run_records_left(guard_root, dry_run: bool, say) -> tuple[int, int]:
+    """What killed runs registered with lab/run_guardian.py (libvirt labs' VMs, qemu test
+    beds, BMC servers) when their guardian died too: run each as the guardian would
+    have. Returns (runs removed, teardowns failed)."""
+    from lab import run_guardian
+
+    removed = failed = 0
+    for directory, records in run_guardian.pending(guard_root).items():
+        names = ", ".join(r["name"] for r in records) or "nothing"
+        pid = directory.name.partition("-")[0]
+        if dry_run:
+            say(f"  run pid {pid}: would be removed: owner and guardian gone; {names}")
+        else:
+            undone = run_guardian.run_records(directory, say=lambda m: say(f"    {m}"))
+            say(f"  run pid {pid}: {'NOT all ' if undone else ''}removed: {names}")
+            failed += undone
+        removed += 1
+    return removed, failed
 
 
 def preflight(args: argparse.Namespace) -> int:

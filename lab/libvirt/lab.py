@@ -46,6 +46,7 @@ class LibvirtLab(RefusesWhatItLacks):  # refuses storage_outage/restore (no STOR
         self.access = access or SshAccess()
         self._run = run  # a command on a node over SSH (the upgrade verb)
         self._prepared = False
+        self._guarded = None  # lab/run_guardian.py's record while the lab is started
         if config.upgrade_command is None:  # no command: upgrade refuses, naming the option
             self.capabilities &= ~Capability.UPGRADE
 
@@ -72,6 +73,7 @@ class LibvirtLab(RefusesWhatItLacks):  # refuses storage_outage/restore (no STOR
                      for m in self.plan.nodes())
 
     def start(self) -> None:
+        self._guard()
         try:
             self._define_all()
             if self._revert_to_ready():
@@ -98,6 +100,7 @@ class LibvirtLab(RefusesWhatItLacks):  # refuses storage_outage/restore (no STOR
         """Every VM of the lab off; definitions, overlays and snapshots stay. Safe twice,
         and after a start that never reached libvirt."""
         if not self.host.connected:
+            self._release()
             return
         try:
             for dom in self._domains(missing_ok=True):
@@ -105,6 +108,23 @@ class LibvirtLab(RefusesWhatItLacks):  # refuses storage_outage/restore (no STOR
                     self.host.call(f"power off {dom.name()}", dom.destroy)
         finally:
             self.host.close()
+        self._release()
+
+    def _guard(self) -> None:
+        """A run killed before ``close`` leaves no VM running: this process's guardian
+        (lab/run_guardian.py) powers them off as ``close`` would. A test:/// host lives
+        in this process and goes with it: nothing to guard."""
+        if self._guarded is None and not self.host.uri.startswith("test:"):
+            from lab import run_guardian
+
+            self._guarded = run_guardian.guard(
+                f"libvirt-{self.name}", "lab.libvirt.lab:power_off_domains",
+                uri=self.host.uri, domains=[m.domain for m in self.plan.machines()])
+
+    def _release(self) -> None:
+        guarded, self._guarded = self._guarded, None
+        if guarded is not None:
+            guarded.release()
 
     def power_cut(self, node: str) -> None:
         dom = self._node(node)
@@ -299,6 +319,19 @@ def networking_script(plan: Plan, node: str) -> str:
         "sed -i '/ node[0-9]$/d' /etc/hosts",
         f"cat >> /etc/hosts <<EOF\n{hosts}\nEOF",
     ])
+
+
+def power_off_domains(uri: str, domains: list[str]) -> None:
+    """``close`` for a run that is gone (lab/run_guardian.py): every one of ``domains``
+    still running on ``uri`` is powered off; definitions and snapshots stay."""
+    host = Host(uri)
+    try:
+        for name in domains:
+            dom = host.find_domain(name)
+            if dom is not None and dom.isActive():
+                host.call(f"power off {name}", dom.destroy)
+    finally:
+        host.close()
 
 
 def clock_script(now: float) -> str:

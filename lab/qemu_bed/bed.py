@@ -77,6 +77,7 @@ class QemuBed:
         self.real_gateway = real_gateway  # the lab's own gateway build (debootstrap, NFS)
         self.daemons = Daemons()
         self.config: LibvirtConfig | None = None
+        self._guarded = None  # lab/run_guardian.py's record from prepare to teardown
 
     @property
     def key(self) -> Path:
@@ -89,6 +90,13 @@ class QemuBed:
     def prepare(self) -> LibvirtConfig:
         """Everything a `LibvirtLab` needs to `start`; returns its config."""
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self._guarded is None:  # a run killed from here on: its guardian tears down
+            from lab import run_guardian
+
+            self._guarded = run_guardian.guard(
+                f"qemu-bed-{self.name}", "lab.qemu_bed.bed:teardown_recorded",
+                workdir=str(self.workdir), name=self.name, management=self.management,
+                corosync=self.corosync)
         if not self.key.is_file():
             subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
                             f"pvechaos-{self.name}", "-f", str(self.key)], check=True,
@@ -96,10 +104,7 @@ class QemuBed:
         self.lab_file.write_text(lab_yaml(
             name=self.name, pool_path=self.workdir / "pool", ssh_key=self.key,
             management=self.management, corosync=self.corosync))
-        # the lab checks a root password (PVE's `pvecm add` needs it); these VMs take keys only
-        environ = {PASSWORD_ENV: "pvechaos-qbed", **os.environ}
-        config = libvirt_config.load(self.lab_file, environ=environ)
-        self.config = config
+        config = self.config = load_config(self.lab_file)
         self.daemons.start()
         unpacked = image.unpack_packages(self.cache)
         host = Host(URI)
@@ -146,6 +151,9 @@ class QemuBed:
         finally:
             self.daemons.stop()
             shutil.rmtree(self.workdir, ignore_errors=True)
+            guarded, self._guarded = self._guarded, None
+            if guarded is not None:
+                guarded.release()
 
     def _remove_pool(self, config: LibvirtConfig) -> None:
         libvirt = libvirt_module()
@@ -163,3 +171,18 @@ class QemuBed:
             pool.undefine()
         finally:
             host.close()
+
+
+def teardown_recorded(*, workdir: str, name: str, management: str, corosync: str) -> None:
+    """``teardown`` for a run that is gone (lab/run_guardian.py): the bed as recorded,
+    its lab file read again (when prepare got that far), torn down the same way."""
+    bed = QemuBed(Path(workdir), name=name, management=management, corosync=corosync)
+    bed.daemons.join()
+    if bed.lab_file.is_file():
+        bed.config = load_config(bed.lab_file)
+    bed.teardown(out=print)
+
+
+def load_config(lab_file: Path) -> LibvirtConfig:
+    # the lab checks a root password (PVE's `pvecm add` needs it); these VMs take keys only
+    return libvirt_config.load(lab_file, environ={PASSWORD_ENV: "pvechaos-qbed", **os.environ})

@@ -179,6 +179,7 @@ class BmcServers:
     workdir: Path | None = field(default=None, init=False)
     uuids: dict[str, str] = field(default_factory=dict, init=False)
     _servers: list[_Server] = field(default_factory=list, init=False)
+    _guarded: object = field(default=None, init=False)  # lab/run_guardian.py's record
 
     # -- what the tests use -----------------------------------------------------------
     @property
@@ -226,6 +227,10 @@ class BmcServers:
                               hint="give each domain its own IPMI port")
         parent = self.parent_dir or Path(tempfile.gettempdir())
         self.workdir = Path(tempfile.mkdtemp(prefix="pvechaos-bmc-", dir=parent))
+        from lab import run_guardian  # a run killed from here on: its guardian stops them
+
+        self._guarded = run_guardian.guard("bmc-servers", "lab.qemu_bed.bmc:stop_recorded",
+                                           groups=[], workdir=str(self.workdir))
         try:
             self._start_redfish(password)
             self._start_ipmi(password)
@@ -244,6 +249,9 @@ class BmcServers:
             if self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
                 self.workdir = None
+            guarded, self._guarded = self._guarded, None
+            if guarded is not None:
+                guarded.release()
 
     # -- the pieces -------------------------------------------------------------------
     def _domain_uuids(self) -> dict[str, str]:
@@ -276,6 +284,8 @@ class BmcServers:
                                        cwd=self.workdir)
         server = _Server(name, process, log)
         self._servers.append(server)
+        if self._guarded is not None:
+            self._guarded.update(groups=[s.process.pid for s in self._servers])
         return server
 
     def _start_redfish(self, password: str) -> None:
@@ -374,3 +384,24 @@ class BmcServers:
             if state == "dead":
                 raise LabError(f"a BMC server died while starting: {detail}",
                                hint=f"see the log; {INSTALL_HINT}; is the port free?")
+
+
+def stop_recorded(*, groups: list[int], workdir: str) -> None:
+    """``stop`` for a run that is gone (lab/run_guardian.py): every process of a server's
+    group (a session of its own, led by the server) killed, then the directory removed.
+    A process counts only when it also runs in ``workdir`` (the servers' cwd): a group id
+    reused by someone else since is never touched. SIGKILL at once: nothing of a dead
+    run's BMCs needs a graceful end."""
+    wanted = set(groups)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            pgid = os.getpgid(int(proc.name))
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if pgid in wanted and cwd == workdir:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -103,7 +103,10 @@ class Daemons:
     def reaper_pidfile(self) -> Path:
         return self.run_dir / "reaper.pid"
 
-    def start(self, timeout_s: float = 60.0) -> None:
+    def join(self) -> None:
+        """Count this process among the daemons' users (the shared lock), starting
+        nothing: a guardian tearing down a killed run's bed (``stop`` then stops them
+        when it is the last user and a bed started them)."""
         if os.geteuid() != 0:
             raise LabError("the qemu test bed starts a system libvirtd and needs root",
                            hint="run the test bed as root (sudo)")
@@ -116,6 +119,9 @@ class Daemons:
                 os.close(fd)
                 raise
             self._users = fd
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        self.join()
         with self._starting():
             if answers():
                 return  # a runner's own libvirtd, or one another bed started

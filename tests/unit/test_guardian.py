@@ -3,6 +3,7 @@ alive), its watch, and `pvechaos lab cleanup --all`'s choices, without a lab."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -96,7 +97,8 @@ def write_state(root, name: str, owner: dict | None) -> None:
 
 
 def test_cleanup_all_removes_gone_owners_and_keeps_running_ones(tmp_path, child,
-                                                                 monkeypatch):
+                                                                 monkeypatch,
+                                                                 tmp_path_factory):
     write_state(tmp_path, "live", {"pid": child.pid, "start": process_start_time(child.pid)})
     write_state(tmp_path, "dead", {"pid": child.pid, "start": 1})  # its pid reused since
     monkeypatch.setattr(lab_cli.state, "kernel_objects",
@@ -106,19 +108,30 @@ def test_cleanup_all_removes_gone_owners_and_keeps_running_ones(tmp_path, child,
 
     monkeypatch.setattr(lab.embedded, "remove_leftovers",
                         lambda config, take_detached=False: removed.append(config.name))
+    # a killed run's record (lab/run_guardian.py) whose guardian died too
+    guard = tmp_path_factory.mktemp("guard")  # not under the labs' root
+    run = guard / "999999999-1"
+    run.mkdir(parents=True)
+    (run / "00000000000000000001-0000-qemu-bed-q1.json").write_text(json.dumps(
+        {"name": "qemu-bed-q1", "teardown": "tests.guard_target:note",
+         "args": {"path": str(tmp_path / "notes"), "name": "q1"}}))
     lines: list[str] = []
-    assert lab_cli.cleanup_all(tmp_path, dry_run=True, say=lines.append) == 0
-    assert removed == []
+    assert lab_cli.cleanup_all(tmp_path, dry_run=True, say=lines.append,
+                               guard_root=guard) == 0
+    assert removed == [] and run.exists()
     text = "\n".join(lines)
     assert f"  live: kept: owner pid {child.pid} runs" in text
     assert f"  dead: would be removed: owner pid {child.pid} is gone; 1 kernel object(s): " \
            "link pvc-dead" in text
     assert "  orphan: would be removed: no state directory" in text
-    assert "would remove 2, kept 1" in text
+    assert "  run pid 999999999: would be removed: owner and guardian gone; qemu-bed-q1" \
+        in text
+    assert "would remove 3, kept 1" in text
     lines.clear()
-    assert lab_cli.cleanup_all(tmp_path, say=lines.append) == 0
+    assert lab_cli.cleanup_all(tmp_path, say=lines.append, guard_root=guard) == 0
     assert removed == ["dead", "orphan"]
-    assert "removed 2, kept 1" in "\n".join(lines)
+    assert (tmp_path / "notes").read_text() == "q1\n" and not run.exists()
+    assert "removed 3, kept 1" in "\n".join(lines)
 
 
 def test_cleanup_all_with_names_or_dry_run_alone_is_refused(capsys):

@@ -334,3 +334,22 @@ def test_the_upgrade_verb_runs_the_users_command_then_reboots(config, host, acce
                      ("node2", "198.19.4.12", "systemctl reboot")]
     with pytest.raises(InterlockError, match="not a node of lab t"):
         lab.upgrade("gw")  # the NFS gateway is no PVE node
+
+
+def test_a_killed_runs_guardian_powers_off_what_runs_and_skips_what_is_gone():
+    """lab/run_guardian.py's teardown of a libvirt lab: `close` for a run that is gone,
+    on libvirt's test driver (its default host shares one state within this process)."""
+    import libvirt
+
+    from lab.libvirt.lab import power_off_domains
+
+    conn = libvirt.open("test:///default")
+    try:
+        dom = conn.lookupByName("test")
+        if not dom.isActive():
+            dom.create()
+        power_off_domains("test:///default", ["test", "pvechaos-never-defined"])
+        assert not dom.isActive()
+        assert conn.lookupByName("test").isPersistent()  # the definition stays
+    finally:
+        conn.close()
