@@ -139,17 +139,20 @@ class Cluster:
         """Wait (bounded) until ``name``'s `pvecm status` shows every node a member,
         quorate, with expected votes back to the votes configured: the members' and a
         QDevice's (a healed cluster; one vote per node without a QDevice)."""
-        names = sorted(self._nodes)
+        return wait_until(f"{name} to see the whole cluster", lambda: self.whole_view(name),
+                          timeout_s=timeout_s)
 
-        def whole() -> QuorumStatus | NotYet:
-            status = self.node(name).quorum(timeout_s=5)
-            members = sorted(map(self.name_of, status.member_names))
-            if status.quorate and members == names \
-                    and status.expected_votes == status.configured_votes:
-                return status
-            return NotYet(f"quorate={status.quorate} members={members} "
-                          f"expected={status.expected_votes}")
-        return wait_until(f"{name} to see the whole cluster", whole, timeout_s=timeout_s)
+    def whole_view(self, name: str) -> QuorumStatus | NotYet:
+        """One look at ``name``'s `pvecm status`: the status when it shows a healed
+        cluster (every node a member, quorate, expected votes back to those configured),
+        else what is missing."""
+        status = self.node(name).quorum(timeout_s=5)
+        members = sorted(map(self.name_of, status.member_names))
+        if status.quorate and members == sorted(self._nodes) \
+                and status.expected_votes == status.configured_votes:
+            return status
+        return NotYet(f"{name}: quorate={status.quorate} members={members} "
+                      f"expected={status.expected_votes}")
 
     def each(self, fn: Callable[[Node], T], *, names: tuple[str, ...] | None = None,
              timeout_s: float = 15.0) -> dict[str, T | Exception]:

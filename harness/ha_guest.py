@@ -138,9 +138,7 @@ class HaGuest:
         """Wait until `ha-manager status` shows every node's LRM with a fresh status
         (after power-ons: none missing, unreadable or "old timestamp - dead?")."""
         def reporting() -> bool | NotYet:
-            lrms = self.ha_status(on).lrms
-            stale = {n: lrms[n].status if n in lrms else None for n in self.cluster.names
-                     if n not in lrms or "dead" in lrms[n].status or not lrms[n].readable}
+            stale = self.ha_status(on).stale_lrms(self.cluster.names)
             return not stale or NotYet(stale)
         wait_until("every node's LRM to report", reporting, timeout_s=timeout_s)
 

@@ -95,17 +95,15 @@ class ChaosRunner:
         if off:
             return NotYet(f"powered off: {', '.join(off)}")
         for name in names:
-            status = self.cluster.node(name).quorum(timeout_s=5)
-            members = sorted(map(self.cluster.name_of, status.member_names))
-            if not status.quorate or members != names:
-                return NotYet(f"{name}: quorate={status.quorate} members={members}")
+            view = self.cluster.whole_view(name)
+            if isinstance(view, NotYet):
+                return view
         ha = self.fleet.ha_status()
         if ha.master is None or ha.master.status != "active":
             return NotYet(f"CRM master: {ha.master}")
-        stale = [n for n in names if n not in ha.lrms or "dead" in ha.lrms[n].status
-                 or not ha.lrms[n].readable]
+        stale = ha.stale_lrms(names)
         if stale:
-            return NotYet(f"LRMs not reporting: {', '.join(stale)}")
+            return NotYet(f"LRMs not reporting: {stale}")
         placed = {sid: ha.services.get(sid) for sid in self.fleet.sids}
         unstarted = {sid: line.state if line else None for sid, line in placed.items()
                      if line is None or line.state != "started"}

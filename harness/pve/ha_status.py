@@ -73,6 +73,13 @@ class HaStatus:
     lrms: dict[str, LrmLine] = field(default_factory=dict)
     services: dict[str, ServiceLine] = field(default_factory=dict)
 
+    def stale_lrms(self, nodes) -> dict[str, str | None]:
+        """Each of ``nodes`` whose LRM does not report: missing (None), unreadable, or
+        "old timestamp - dead?" (its status); empty when every one reports."""
+        return {n: self.lrms[n].status if n in self.lrms else None for n in nodes
+                if n not in self.lrms or "dead" in self.lrms[n].status
+                or not self.lrms[n].readable}
+
     @property
     def fencing_state(self) -> str | None:
         """armed, standby, disarming or disarmed (PVE 9); None on PVE 8."""
