@@ -58,6 +58,12 @@ class Guarded:
         self.path.unlink(missing_ok=True)
 
 
+def release(guarded: Guarded | None) -> None:
+    """``guarded.release()`` when there is one; None, for ``self._guarded = release(...)``."""
+    if guarded is not None:
+        guarded.release()
+
+
 def _write(path: Path, record: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(record, indent=1))

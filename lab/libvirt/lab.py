@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from harness.errors import ConfigError, InterlockError, LabError, PvechaosError
 from harness.lab_api import Capability, GuestRecipe, LabNode, RefusesWhatItLacks, SharedStorage
 from harness.timescale import Timescale
-from lab import node_upgrade, real_guest
+from lab import node_upgrade, real_guest, run_guardian
 from lab.libvirt import config as libvirt_config
 from lab.libvirt import snapshots, xml
 from lab.libvirt.config import LibvirtConfig
@@ -115,16 +115,12 @@ class LibvirtLab(RefusesWhatItLacks):  # refuses storage_outage/restore (no STOR
         (lab/run_guardian.py) powers them off as ``close`` would. A test:/// host lives
         in this process and goes with it: nothing to guard."""
         if self._guarded is None and not self.host.uri.startswith("test:"):
-            from lab import run_guardian
-
             self._guarded = run_guardian.guard(
                 f"libvirt-{self.name}", "lab.libvirt.lab:power_off_domains",
                 uri=self.host.uri, domains=[m.domain for m in self.plan.machines()])
 
     def _release(self) -> None:
-        guarded, self._guarded = self._guarded, None
-        if guarded is not None:
-            guarded.release()
+        self._guarded = run_guardian.release(self._guarded)
 
     def power_cut(self, node: str) -> None:
         dom = self._node(node)

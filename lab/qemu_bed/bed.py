@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from harness.errors import LabError
+from lab import run_guardian
 from lab.libvirt import admin
 from lab.libvirt import config as libvirt_config
 from lab.libvirt.build import ensure_pool
@@ -91,8 +92,6 @@ class QemuBed:
         """Everything a `LibvirtLab` needs to `start`; returns its config."""
         self.workdir.mkdir(parents=True, exist_ok=True)
         if self._guarded is None:  # a run killed from here on: its guardian tears down
-            from lab import run_guardian
-
             self._guarded = run_guardian.guard(
                 f"qemu-bed-{self.name}", "lab.qemu_bed.bed:teardown_recorded",
                 workdir=str(self.workdir), name=self.name, management=self.management,
@@ -151,9 +150,7 @@ class QemuBed:
         finally:
             self.daemons.stop()
             shutil.rmtree(self.workdir, ignore_errors=True)
-            guarded, self._guarded = self._guarded, None
-            if guarded is not None:
-                guarded.release()
+            self._guarded = run_guardian.release(self._guarded)
 
     def _remove_pool(self, config: LibvirtConfig) -> None:
         libvirt = libvirt_module()

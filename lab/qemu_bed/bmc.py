@@ -53,6 +53,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError, LabError
 from harness.waits import NotYet, wait_until
+from lab import run_guardian
 
 LAB_RANGE = ipaddress.ip_network("198.18.0.0/15")
 INSTALL_HINT = "pip install -e '.[qemubed]' (sushy-tools, virtualbmc)"
@@ -227,8 +228,7 @@ class BmcServers:
                               hint="give each domain its own IPMI port")
         parent = self.parent_dir or Path(tempfile.gettempdir())
         self.workdir = Path(tempfile.mkdtemp(prefix="pvechaos-bmc-", dir=parent))
-        from lab import run_guardian  # a run killed from here on: its guardian stops them
-
+        # a run killed from here on: its guardian stops them
         self._guarded = run_guardian.guard("bmc-servers", "lab.qemu_bed.bmc:stop_recorded",
                                            groups=[], workdir=str(self.workdir))
         try:
@@ -249,9 +249,7 @@ class BmcServers:
             if self.workdir is not None:
                 shutil.rmtree(self.workdir, ignore_errors=True)
                 self.workdir = None
-            guarded, self._guarded = self._guarded, None
-            if guarded is not None:
-                guarded.release()
+            self._guarded = run_guardian.release(self._guarded)
 
     # -- the pieces -------------------------------------------------------------------
     def _domain_uuids(self) -> dict[str, str]:
