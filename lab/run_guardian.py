@@ -32,6 +32,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,7 @@ from lab.processes import owner_runs, process_start_time, watch
 ROOT = Path(os.environ.get("PVECHAOS_GUARD_ROOT", "/run/pvechaos/guard"))
 REPO = Path(__file__).resolve().parents[1]
 _SEQ = itertools.count()
+_STARTING = threading.Lock()
 
 
 @dataclass
@@ -80,8 +82,9 @@ def guard(name: str, teardown: str, /, *, root: Path | None = None, **args) -> G
     root = ROOT if root is None else root
     pid = os.getpid()
     directory = owner_dir(root, pid, process_start_time(pid))
-    directory.mkdir(parents=True, exist_ok=True)
-    _ensure_guardian(directory, root, pid)
+    with _STARTING:  # two threads registering at once start one guardian, not two
+        directory.mkdir(parents=True, exist_ok=True)
+        _ensure_guardian(directory, root, pid)
     seq = f"{time.time_ns():020d}-{next(_SEQ):04d}"
     path = directory / f"{seq}-{name}.json"
     _write(path, {"name": name, "teardown": teardown, "args": args})
