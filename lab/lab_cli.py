@@ -12,6 +12,7 @@ import sys
 
 from lab.embedded import config, detached, state
 from lab.embedded import preflight as preflight_host  # the host's own checks
+from lab.processes import process_alive
 
 ROOT_STATE = "the lab's state, SSH key and kernel objects are root's"
 
@@ -102,7 +103,7 @@ def cleanup_all(root, *, dry_run: bool = False, only: set[str] | None = None,
             guardian = lab.guardian
             why = f"owner pid {owner['pid']} is gone" + (
                 f", its guardian pid {guardian['pid']} too" if guardian and not
-                state.process_alive(guardian["pid"], guardian.get("start")) else
+                process_alive(guardian["pid"], guardian.get("start")) else
                 f", its guardian pid {guardian['pid']} still runs" if guardian else "")
         else:
             why = "no owner recorded"

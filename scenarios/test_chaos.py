@@ -64,7 +64,7 @@ def test_chaos_schedule(request, cluster, faults, timeline, constants):
     def run(schedule: schedules.Schedule) -> Outcome:
         with allure.step(f"schedule {label(schedule)}: {len(schedule.items)} faults"):
             outcome = session.run(schedule)
-            report(outcome, opts.out, timeline, cluster.names, scale.factor)
+            report(outcome, opts.out, timeline, cluster.names, scale)
         return outcome
 
     if opts.soak_s is not None and replay is None:
@@ -110,7 +110,7 @@ def write(path, text: str, name: str) -> None:
                   else allure.attachment_type.TEXT)
 
 
-def report(outcome: Outcome, out, timeline, names, factor: float) -> None:
+def report(outcome: Outcome, out, timeline, names, scale: Timescale) -> None:
     seed = outcome.schedule.seed
     tag = f"{seed}" if outcome.schedule.origin != "shrunk" else \
         f"{seed}-shrunk-{len(outcome.schedule.items)}"
@@ -119,12 +119,11 @@ def report(outcome: Outcome, out, timeline, names, factor: float) -> None:
           json.dumps({**outcome.verdict.to_json(), "record": outcome.record.to_json()},
                      indent=1) + "\n", "verdict")
     for finding in outcome.verdict.findings:
-        attach_finding(finding, timeline, names, factor)
+        attach_finding(finding, timeline, names, scale)
 
 
-def attach_finding(finding: Finding, timeline, names, factor: float) -> None:
+def attach_finding(finding: Finding, timeline, names, scale: Timescale) -> None:
     """The timeline and the event table around one finding."""
-    scale = Timescale(factor)
     lo = finding.t - max(scale.scaled(BEFORE_S), MIN_SPAN_S)
     hi = finding.t + max(scale.scaled(AFTER_S), MIN_SPAN_S)
     events = [e for e in timeline.events() if lo <= e.t <= hi]

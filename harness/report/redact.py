@@ -42,10 +42,10 @@ def redact(text: str) -> str:
 
 def redact_tree(obj: object) -> object:
     """``obj`` with every string in it redacted: strings, dicts' values and lists (changed
-    in place), tuples
-    (rebuilt, named ones as such) and dataclass instances (their fields, in place), as
-    deep as they go; what else it holds is kept. For pytest's failure representations,
-    whose lines, frame arguments and messages are strings in such a tree."""
+    in place), tuples (rebuilt, named ones as such) and dataclass instances (their
+    fields, in place), as deep as they go; what else it holds is kept. For pytest's
+    failure representations, whose lines, frame arguments and messages are strings in
+    such a tree, and Allure's results as attrs' ``asdict`` gives them."""
     if isinstance(obj, str):
         return redact(obj)
     if isinstance(obj, dict):  # values only: keys are names (JSON's, Allure's)

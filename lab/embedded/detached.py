@@ -42,7 +42,8 @@ from harness.timescale import Timescale
 from lab.embedded import EmbeddedLab
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.provision import node_dir
-from lab.embedded.state import LabState, process_alive
+from lab.embedded.state import LabState
+from lab.processes import process_alive
 
 RECORD = "lab.json"
 COMMAND_TIMEOUT_S = 20.0  # one `pvecm status` / `ha-manager status` for `status`

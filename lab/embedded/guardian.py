@@ -36,7 +36,6 @@ from pathlib import Path
 from lab import processes
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.state import LabState
-from lab.processes import owner_runs
 
 POLL_S = 1.0  # how often the state file is looked at (and /proc, without a pidfd)
 STOP_TIMEOUT_S = 5.0
@@ -86,9 +85,9 @@ def _say(config: EmbeddedConfig, message: str) -> None:
 
 def _listed(state: LabState) -> str:
     data = state.data
-    processes = ", ".join(f"{key} {entry['pid']}" for key, entry in
-                          data.get("processes", {}).items()) or "none"
-    return (f"processes {processes}; links {', '.join(data.get('links', [])) or 'none'}; "
+    running = ", ".join(f"{key} {entry['pid']}" for key, entry in
+                        data.get("processes", {}).items()) or "none"
+    return (f"processes {running}; links {', '.join(data.get('links', [])) or 'none'}; "
             f"namespaces {', '.join(data.get('netns', [])) or 'none'}; "
             f"cgroups {', '.join(data.get('cgroups', [])) or 'none'}")
 
@@ -120,7 +119,7 @@ def main(argv: list[str]) -> int:
     state = LabState(config.lab_dir)
     if state.load():
         owner = state.data.get("owner") or {}
-        if owner.get("pid") != args.owner and owner_runs(owner.get("pid") or 0,
+        if owner.get("pid") != args.owner and processes.owner_runs(owner.get("pid") or 0,
                                                          owner.get("start")):
             _say(config, f"owner pid {args.owner} ended; the lab belongs to pid "
                          f"{owner['pid']} now: left to it")

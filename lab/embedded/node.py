@@ -14,7 +14,8 @@ from harness.errors import LabError
 from lab.embedded import freeze
 from lab.embedded.config import EmbeddedConfig
 from lab.embedded.provision import REPO_ROOT, node_dir
-from lab.embedded.state import LabState, process_alive, process_start_time
+from lab.embedded.state import LabState
+from lab.processes import process_alive, process_start_time
 
 
 class NodePower:

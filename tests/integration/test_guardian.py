@@ -24,7 +24,8 @@ from harness.waits import NotYet, wait_until
 from lab.embedded import remove_leftovers
 from lab.embedded.config import STATE_ROOT, EmbeddedConfig
 from lab.embedded.provision import REPO_ROOT
-from lab.embedded.state import LabState, process_alive
+from lab.embedded.state import LabState
+from lab.processes import process_alive
 from tests.integration.conftest import leftovers
 
 READY_S = 120.0  # three labs booting at once on a small shared host

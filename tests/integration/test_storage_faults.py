@@ -16,7 +16,7 @@ from harness.shared_storage import storage_state
 from harness.timeline import EventKind, Timeline
 from harness.waits import NotYet, wait_until
 from harness.writelog import parse_log
-from lab.embedded.state import process_start_time
+from lab.processes import process_start_time
 
 K = 0.1
 VMID = 100

@@ -12,7 +12,8 @@ from harness.errors import LabError
 from harness.timescale import Timescale
 from lab.embedded import detached
 from lab.embedded.config import EmbeddedConfig
-from lab.embedded.state import LabState, process_alive, sweep
+from lab.embedded.state import LabState, sweep
+from lab.processes import process_alive
 from tests.unit.detached_support import running_lab, stand_in
 
 NAME = "unitx"  # no kernel object of this name exists: down's stray sweep finds nothing

@@ -13,7 +13,8 @@ import pytest
 
 from lab import cli, lab_cli
 from lab.embedded import guardian
-from lab.embedded.state import LabState, process_alive, process_start_time
+from lab.embedded.state import LabState
+from lab.processes import owner_runs, process_alive, process_start_time
 
 
 @pytest.fixture
@@ -28,9 +29,9 @@ def child():
 def test_the_owner_runs_only_with_its_own_start_time(child):
     start = process_start_time(child.pid)
     assert start is not None
-    assert guardian.owner_runs(child.pid, start)
-    assert not guardian.owner_runs(child.pid, start + 1)  # the pid reused by another
-    assert not guardian.owner_runs(child.pid, None)  # nothing to tell a reused pid by
+    assert owner_runs(child.pid, start)
+    assert not owner_runs(child.pid, start + 1)  # the pid reused by another
+    assert not owner_runs(child.pid, None)  # nothing to tell a reused pid by
 
 
 def test_an_ended_owner_is_dead_zombie_or_reaped(child):
@@ -40,9 +41,9 @@ def test_an_ended_owner_is_dead_zombie_or_reaped(child):
     while process_start_time(child.pid) is not None and process_alive(child.pid, start):
         assert time.monotonic() < deadline, "the killed child still runs"
         time.sleep(0.01)
-    assert not guardian.owner_runs(child.pid, start)  # a zombie (not reaped yet)
+    assert not owner_runs(child.pid, start)  # a zombie (not reaped yet)
     child.wait(timeout=5)
-    assert not guardian.owner_runs(child.pid, start)
+    assert not owner_runs(child.pid, start)
 
 
 def test_the_state_owner_with_another_start_time_is_gone(tmp_path, child):
