@@ -85,6 +85,14 @@ def is_frozen(path: Path) -> bool:
         return False
 
 
+def is_stopped(path: Path) -> bool:
+    """Whether no task of the cgroup can run: frozen as the kernel says, or (v2) frozen
+    but for threads that wait on a FUSE answer whose server is frozen (``fuse_blocked``).
+    This is what ``set_frozen(path, True)`` returns on; a freeze that catches a read of
+    /etc/pve mid-answer, which load makes likely, is the second kind."""
+    return is_frozen(path) or (not is_v1(path) and fuse_blocked(path))
+
+
 def _set(path: Path, frozen: bool) -> None:
     if is_v1(path):
         (path / "freezer.state").write_text("FROZEN" if frozen else "THAWED")

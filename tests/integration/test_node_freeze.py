@@ -91,14 +91,14 @@ def test_a_frozen_node_stops_is_dropped_and_with_soft_noboot_runs_on_after_thaw(
     faults = FaultInjector(lab, timeline, h.cluster)
     faults.freeze(FROZEN)
     frozen_at = time.monotonic()
-    assert freeze.is_frozen(cgroup)
+    assert freeze.is_stopped(cgroup)
     assert not ssh_banner(lab.config.node_address(FROZEN))  # sshd stopped with the rest
     assert h.answer(VMID) is None  # the guest is a process of the node: stopped too
     wait_until("node3 dropped", lambda: members(h, "node1") == {"node1", "node2"}
                or NotYet("still a member"), timeout_s=DROP_S, interval_s=0.2)
     dropped = time.monotonic() - frozen_at
     time.sleep(max(0.0, FROZEN_FOR_S - (time.monotonic() - frozen_at)))
-    assert freeze.is_frozen(cgroup)
+    assert freeze.is_stopped(cgroup)
 
     faults.thaw(FROZEN)
     thawed_at = time.monotonic()
@@ -125,12 +125,16 @@ def test_a_frozen_node_can_be_cut_and_booted_and_an_off_node_is_not_frozen(h):
     lab = h.lab
     cgroup = freeze.cgroup_path(lab.name, "node2")
     lab.freeze("node2")
-    assert freeze.is_frozen(cgroup)
-    lab.power_cut("node2")
-    assert not lab.is_powered("node2") and freeze.procs(cgroup) == []
-    with pytest.raises(LabError, match="powered off"):
-        lab.freeze("node2")
-    lab.power_on("node2")
+    try:
+        assert freeze.is_stopped(cgroup)
+        lab.power_cut("node2")
+        assert not lab.is_powered("node2") and freeze.procs(cgroup) == []
+        with pytest.raises(LabError, match="powered off"):
+            lab.freeze("node2")
+    finally:  # a failed check above must not leave node2 frozen for the next tests
+        if lab.is_powered("node2"):
+            lab.power_cut("node2")
+        lab.power_on("node2")
     assert not freeze.is_frozen(cgroup)
     wait_until("node2 answers SSH", lambda: ssh_banner(lab.config.node_address("node2"))
                or NotYet("no banner"), timeout_s=20)
@@ -153,7 +157,7 @@ def test_the_next_run_thaws_and_removes_a_killed_runs_frozen_node(make_lab):
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     cgroup = freeze.cgroup_path("frzkill", "node1")
-    assert freeze.is_frozen(cgroup)
+    assert freeze.is_stopped(cgroup)
     assert any(item.startswith("cgroup") for item in leftovers(config))
     lab = make_lab("frzkill", "198.18.106.0/24", node_count=1)
     lab.start()  # sweeps the killed run (thaws, kills, removes its cgroup), boots afresh
@@ -263,6 +267,7 @@ def test_a_node_freezes_with_a_fuse_request_in_flight(h):
             cgroup, "cat") or NotYet("no FUSE wait yet"), timeout_s=10, interval_s=0.05)
         h.lab.freeze(node)  # returns: the cgroup's other tasks are frozen
         assert not freeze.is_frozen(cgroup)  # as the kernel sees it: one task in D
+        assert freeze.is_stopped(cgroup)  # as the lab sees it: that task waits on pmxcfs
         h.lab.thaw(node)
     finally:
         os.kill(pmxcfs, signal.SIGCONT)
