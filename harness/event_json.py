@@ -39,13 +39,25 @@ def data_of(payload: Payload) -> dict[str, object]:
     return dict(vars(payload))  # a plain payload: its fields, in their order
 
 
-def _view(p: QuorumView) -> dict[str, object]:
+def _votes(p: QuorumView) -> dict[str, object]:
     return {"quorate": p.quorate, "members": list(p.members),
             "expected_votes": p.expected_votes, "total_votes": p.total_votes}
 
 
+def _view(p: QuorumView) -> dict[str, object]:
+    return {**_votes(p), **_polls(p)}
+
+
 def _membership(p: MembershipChanged) -> dict[str, object]:
-    return {**_view(p), "first_view": p.first_view}
+    return {**_votes(p), "first_view": p.first_view, **_polls(p)}
+
+
+def _polls(p: QuorumView) -> dict[str, object]:
+    """The poll lengths, each only when measured: a view without them (one of an older
+    version's files) is written as it was."""
+    return {key: value for key, value in (("poll_s", p.poll_s),
+                                          ("previous_poll_s", p.previous_poll_s))
+            if value is not None}
 
 
 def _action(p: Action) -> dict[str, object]:

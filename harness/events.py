@@ -108,6 +108,11 @@ class QuorumView:
     members: tuple[str, ...]  # node names
     expected_votes: int
     total_votes: int
+    # How long the poll that showed this view took (its start is the event's stamp), and
+    # the poll before it: the moment the view changed lies between the previous poll's
+    # start and this poll's end. None: not measured (a view not from a watcher's poll).
+    poll_s: float | None = field(default=None, compare=False, kw_only=True)
+    previous_poll_s: float | None = field(default=None, compare=False, kw_only=True)
 
 
 @dataclass(frozen=True)
@@ -117,7 +122,7 @@ class MembershipChanged(QuorumView):
     @classmethod
     def of(cls, view: QuorumView, *, first_view: bool) -> MembershipChanged:
         return cls(view.quorate, view.members, view.expected_votes, view.total_votes,
-                   first_view)
+                   first_view, poll_s=view.poll_s, previous_poll_s=view.previous_poll_s)
 
 
 @dataclass(frozen=True)

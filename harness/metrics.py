@@ -108,16 +108,37 @@ def _first_view(timeline: Timeline, node: str, after: Event,
     return None
 
 
+def _first_views(timeline: Timeline, nodes: Iterable[str], after: Event,
+                 where: Callable[[QuorumView], bool]) -> list[Event] | None:
+    """Each node's first view after ``after`` matching ``where``; None: one has none yet."""
+    events = [_first_view(timeline, node, after, where) for node in nodes]
+    return None if any(e is None for e in events) else events  # type: ignore[return-value]
+
+
 def _all_nodes_by(timeline: Timeline, nodes: Iterable[str], after: Event,
                   where: Callable[[QuorumView], bool]) -> float | None:
     """Seconds from ``after`` until every node has shown a view matching ``where``."""
-    times = []
-    for node in nodes:
-        event = _first_view(timeline, node, after, where)
-        if event is None:
-            return None
-        times.append(event.t)
-    return max(times) - after.t
+    events = _first_views(timeline, nodes, after, where)
+    return None if not events else max(e.t for e in events) - after.t
+
+
+def _longest_poll(timeline: Timeline, nodes: Iterable[str], after: Event,
+                  where: Callable[[QuorumView], bool]) -> float | None:
+    """The longest poll behind ``_all_nodes_by``'s figure: of each first matching view,
+    the poll that showed it and the one before it (the change happened between the one's
+    start and the other's end). None: no poll length was recorded (not a watcher's view,
+    or one of an older version's timeline)."""
+    lengths = [x for e in _first_views(timeline, nodes, after, where) or ()
+               for x in (e.payload.poll_s, e.payload.previous_poll_s) if x is not None]
+    return max(lengths, default=None)
+
+
+def _without(node: str) -> Callable[[QuorumView], bool]:
+    return lambda v: node not in v.members
+
+
+def _inquorate(v: QuorumView) -> bool:
+    return not v.quorate
 
 
 def cut_node(cut: Event) -> str:
@@ -130,12 +151,21 @@ def cut_node(cut: Event) -> str:
 
 def time_to_detect(timeline: Timeline, cut: Event, survivors: Iterable[str]) -> float | None:
     """Cut -> every survivor's membership no longer lists the node."""
-    node = cut_node(cut)
-    return _all_nodes_by(timeline, survivors, cut, lambda v: node not in v.members)
+    return _all_nodes_by(timeline, survivors, cut, _without(cut_node(cut)))
+
+
+def detect_poll_s(timeline: Timeline, cut: Event, survivors: Iterable[str]) -> float | None:
+    """The longest watcher poll behind ``time_to_detect`` (its stamp's error bound)."""
+    return _longest_poll(timeline, survivors, cut, _without(cut_node(cut)))
 
 
 def time_to_quorum_loss(timeline: Timeline, cut: Event, node: str) -> float | None:
-    return _all_nodes_by(timeline, [node], cut, lambda v: not v.quorate)
+    return _all_nodes_by(timeline, [node], cut, _inquorate)
+
+
+def quorum_loss_poll_s(timeline: Timeline, cut: Event, node: str) -> float | None:
+    """The longest watcher poll behind ``time_to_quorum_loss``."""
+    return _longest_poll(timeline, [node], cut, _inquorate)
 
 
 def time_to_quorum(timeline: Timeline, action: Event, node: str) -> float | None:

@@ -268,15 +268,20 @@ class MetricsRecorder:
         return metric
 
     def record_observed(self, name: str, measure: Callable[[], float | None], *,
-                        timeout_s: float = 10.0, **data: object) -> Metric:
+                        timeout_s: float = 10.0,
+                        window: Window | Callable[[], Window] | None = None,
+                        **data: object) -> Metric:
         """Record a figure the background watcher has to observe first: wait (bounded)
-        until ``measure()`` finds it on the timeline (0.0 is a figure, None is not yet)."""
+        until ``measure()`` finds it on the timeline (0.0 is a figure, None is not yet).
+        A callable ``window`` is asked once the figure is there: a window that depends on
+        how the figure was observed (detect_window with the polls' measured length)."""
         def observed() -> tuple[float] | NotYet:
             value = measure()
             return NotYet("not on the timeline yet") if value is None else (value,)
 
         (value,) = wait_until(f"the watcher to observe {name}", observed, timeout_s=timeout_s)
-        return self.record(name, value, **data)
+        return self.record(name, value, window=window() if callable(window) else window,
+                           **data)
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ apart from "recovery met the budget".
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.expectations import (
@@ -38,6 +39,7 @@ from harness.faults import FaultInjector
 from harness.ha_guest import HaGuest
 from harness.metrics import (
     Metric,
+    detect_poll_s,
     time_to_detect,
     time_to_fence,
     time_to_fence_ack,
@@ -147,7 +149,8 @@ class RecoveryMeter:
                 "since_t": round(cut.t, 3)}
         record = self._recorder(rec, prefix, tags)
         record("time_to_detect", lambda: time_to_detect(self.timeline, cut, survivors),
-               detect_window(c))
+               lambda: detect_window(c, command_latency_s=detect_poll_s(
+                   self.timeline, cut, survivors)))
         # once the acknowledgement is on the timeline, so is whatever `fence` was seen
         wait_until("the HA watcher to observe the fence acknowledgement",
                    lambda: time_to_fence_ack(self.timeline, cut, self.guest.sid) is not None,
@@ -191,14 +194,16 @@ class RecoveryMeter:
 
     # -- recording -------------------------------------------------------------------
     def _recorder(self, rec: Recovery, prefix: str, tags: dict):
-        def record(name: str, measure, window: Window | None, budget: Budget | None = None,
-                   **extra: object) -> None:
+        def record(name: str, measure, window: Window | Callable[[], Window] | None,
+                   budget: Budget | None = None, **extra: object) -> None:
             full = prefix + name
             if not rec.judged:
                 window = budget = None
             metric = self.metrics.record_observed(full, measure, window=window,
                                                   budget=budget, **tags, **extra)
-            rec.figures[full] = (metric, window)
+            # a callable window is asked again: the figure is on the timeline, so is the
+            # observation it reads, and the answer is the one the metric was judged by
+            rec.figures[full] = (metric, window() if callable(window) else window)
         return record
 
     def _record_recovery(self, rec: Recovery, prefix: str, tags: dict, since: Event,

@@ -81,16 +81,18 @@ class QuorumWatcher(NodeWatcher):
     def _watch(self, node: Node) -> None:
         reachable: bool | None = None
         view: QuorumView | None = None
+        previous_poll_s: float | None = None
         while not self._stop.is_set():
             started = self.timeline.clock.now()
             try:
                 status = node.quorum(timeout_s=self.command_timeout_s)
+                poll_s = self.timeline.clock.now() - started
             except (NodeUnreachable, CommandTimeout) as exc:
                 if reachable is not False:
                     self.timeline.record(EventKind.NODE_UNREACHABLE, node.name,
                                          Unreachable(str(exc).splitlines()[0]),
                                          t=started)
-                reachable, view = False, None
+                reachable, view, previous_poll_s = False, None, None
                 self.views[node.name] = None
             except PvechaosError as exc:  # answered, but no quorum information (corosync down)
                 if reachable is not True:
@@ -100,7 +102,7 @@ class QuorumWatcher(NodeWatcher):
                 if view is not None or node.name not in self.views:
                     self.timeline.record(EventKind.NOTE, node.name, Note(
                         "no quorum information: " + str(exc).splitlines()[0]), t=started)
-                view = None
+                view, previous_poll_s = None, None  # no view: its poll is not counted
                 self.views[node.name] = None
             else:
                 if reachable is not True:
@@ -109,10 +111,12 @@ class QuorumWatcher(NodeWatcher):
                 reachable = True
                 new = QuorumView(status.quorate,
                                  tuple(self.cluster.name_of(m.name) for m in status.members),
-                                 status.expected_votes, status.total_votes)
+                                 status.expected_votes, status.total_votes,
+                                 poll_s=round(poll_s, 3), previous_poll_s=previous_poll_s)
                 self._record_change(node.name, view, new, started)
                 view = new
                 self.views[node.name] = new
+                previous_poll_s = new.poll_s
             self.polls += 1
             self._stop.wait(self.interval_s)
 

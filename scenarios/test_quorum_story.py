@@ -27,7 +27,14 @@ import pytest
 from harness import preflight
 from harness.errors import NodeUnreachable
 from harness.expectations import detect_window
-from harness.metrics import time_to_detect, time_to_heal, time_to_quorum, time_to_quorum_loss
+from harness.metrics import (
+    detect_poll_s,
+    quorum_loss_poll_s,
+    time_to_detect,
+    time_to_heal,
+    time_to_quorum,
+    time_to_quorum_loss,
+)
 from harness.pve import parse_pvecm_status
 from harness.timeline import EventKind
 from harness.waits import NotYet, wait_until
@@ -107,7 +114,9 @@ def test_power_cuts_keep_quorum(cluster, quorum_plan, faults, timeline, quorum_w
                 node.run("true", timeout_s=5)
         detect = metrics.record_observed(
             "time_to_detect", lambda cut=cut, step=step: time_to_detect(
-                timeline, cut, step.survivors), window=detect_window(constants),
+                timeline, cut, step.survivors),
+            window=lambda cut=cut, step=step: detect_window(
+                constants, command_latency_s=detect_poll_s(timeline, cut, step.survivors)),
             node=step.node)
         assert detect.in_window, outside(detect)
 
@@ -140,7 +149,10 @@ def test_power_cut_loses_quorum(cluster, quorum_plan, faults, timeline, quorum_w
             assert "Permission denied" in write.stderr, write.stderr
     loss = metrics.record_observed("time_to_quorum_loss",
                                    lambda: time_to_quorum_loss(timeline, cut, plan.survivor),
-                                   window=detect_window(constants), node=step.node)
+                                   window=lambda: detect_window(
+                                       constants, command_latency_s=quorum_loss_poll_s(
+                                           timeline, cut, plan.survivor)),
+                                   node=step.node)
     assert loss.in_window, outside(loss)
 
 

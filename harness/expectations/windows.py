@@ -32,8 +32,14 @@ class Window:
         return f"[{self.low_s:.1f}, {self.high_s:.1f}] s"
 
 
+# What one `pvecm status` poll of the quorum watcher may take, at least: a figure stamped
+# with a poll's start may be early or late by its length. A longer poll measured behind a
+# figure (metrics.detect_poll_s: a loaded host's) widens the window by what was measured.
+COMMAND_LATENCY_S = 1.0
+
+
 def detect_window(c: ClusterConstants, *, poll_interval_s: float = 0.5,
-                  command_latency_s: float = 1.0) -> Window:
+                  command_latency_s: float | None = None) -> Window:
     """Power cut -> every survivor's membership no longer lists the node (time_to_detect).
 
     Corosync notices the token lost ``token`` ms after the last token it saw (the token
@@ -42,16 +48,21 @@ def detect_window(c: ClusterConstants, *, poll_interval_s: float = 0.5,
     default coefficient). The new ring then needs a few join messages (MEMBERSHIP_FORM_SLACK_S).
     A watcher stamps a change with the start of the poll that first saw it, so the figure
     can be late by one poll interval plus one command, or early by one command's latency.
-    Not scaled: corosync's timers are real time at any timescale.
+    ``command_latency_s``: the longest poll measured behind the figure; below
+    COMMAND_LATENCY_S it does not narrow the window. Not scaled: corosync's timers are
+    real time at any timescale.
     """
     d = c.detection
-    low = max(0.0, d - command_latency_s)
-    high = d + MEMBERSHIP_FORM_SLACK_S + poll_interval_s + command_latency_s
+    latency = max(COMMAND_LATENCY_S, command_latency_s or 0.0)
+    command = f"{latency:g} s command" + (
+        " (the longest poll, measured)" if latency > COMMAND_LATENCY_S else "")
+    low = max(0.0, d - latency)
+    high = d + MEMBERSHIP_FORM_SLACK_S + poll_interval_s + latency
     return Window(low, high, (
         f"token {c.token_ms} ms + consensus {c.consensus_ms} ms = {d:.2f} s; "
-        f"-{command_latency_s:g} s (poll stamped at its start) .. "
+        f"-{command} (poll stamped at its start) .. "
         f"+{MEMBERSHIP_FORM_SLACK_S:g} s ring formation +{poll_interval_s:g} s poll "
-        f"+{command_latency_s:g} s command"))
+        f"+{command}"))
 
 
 def _acquisition(c: ClusterConstants, fence: tuple[float, float],

@@ -184,6 +184,25 @@ def test_data_this_version_does_not_write_reads_back_unparsed_and_writes_back_th
     assert [event_json.to_json(e) for e in events] == rows
 
 
+def test_a_views_poll_lengths_are_written_when_measured_and_read_back_exactly():
+    """The quorum watcher's poll lengths (what bounds the stamp's error) ride on the view;
+    a view without them is written as before they existed."""
+    tl = Timeline(Clock())
+    tl.record(K.MEMBERSHIP_CHANGED, "node1", MembershipChanged(
+        True, ("node1", "node2"), 3, 2, False, poll_s=1.25, previous_poll_s=0.5), t=1.0)
+    tl.record(K.QUORUM_LOST, "node2", QuorumView(False, ("node2",), 3, 1, poll_s=0.2), t=2.0)
+    rows = tl.to_json()
+    assert [r["data"] for r in rows] == [
+        {"quorate": True, "members": ["node1", "node2"], "expected_votes": 3,
+         "total_votes": 2, "first_view": False, "poll_s": 1.25, "previous_poll_s": 0.5},
+        {"quorate": False, "members": ["node2"], "expected_votes": 3, "total_votes": 1,
+         "poll_s": 0.2}]
+    back = [event_json.from_json(row) for row in rows]
+    assert [(e.payload.poll_s, e.payload.previous_poll_s) for e in back] == \
+        [(1.25, 0.5), (0.2, None)]
+    assert [event_json.to_json(e) for e in back] == rows
+
+
 def test_the_timeline_json_is_unchanged(tmp_path):
     tl = representative()
     check("timeline.json", timeline_json(tl, tmp_path), tmp_path)

@@ -35,6 +35,14 @@ def test_detection_is_token_plus_consensus_with_polling_slack():
     assert detect_window(TENTH) == w  # never scaled
 
 
+def test_a_slow_poll_measured_behind_the_figure_widens_detection_by_what_it_took():
+    w = detect_window(STOCK)
+    assert detect_window(STOCK, command_latency_s=0.3) == w  # a fast poll: no narrower
+    slow = detect_window(STOCK, command_latency_s=1.5)  # a loaded host's `pvecm status`
+    assert (slow.low_s, slow.high_s) == pytest.approx((6.53, 10.53))
+    assert "1.5 s command (the longest poll, measured)" in slow.basis
+
+
 def test_non_master_power_cut_matches_the_model():
     w = recovery_window(STOCK, master_died=False)
     assert w.low_s == pytest.approx(121, abs=1.5)  # §10.1: "t0 + 121 s at best"

@@ -20,6 +20,8 @@ from harness.ha_watcher import record_changes
 from harness.metrics import (
     Metric,
     MetricsFile,
+    detect_poll_s,
+    quorum_loss_poll_s,
     time_to_detect,
     time_to_fence,
     time_to_fence_ack,
@@ -87,6 +89,26 @@ def test_time_to_quorum_loss(story):
     tl, marks = story
     assert time_to_quorum_loss(tl, marks["cut2"], "node1") == pytest.approx(2.0)
     assert time_to_quorum_loss(tl, marks["cut3"], "node2") is None  # node2 stayed quorate
+
+
+def test_the_longest_poll_behind_a_figure_is_of_the_views_that_decided_it():
+    tl = Timeline(Clock())
+    for node in ALL:
+        view(tl, K.MEMBERSHIP_CHANGED, node, 1.0, ALL)
+    cut = tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node3"), t=10.0)
+    assert detect_poll_s(tl, cut, ["node1", "node2"]) is None  # not seen yet
+    lone = ("node1", "node2")
+    for node, t, poll, before in (("node1", 17.0, 1.4, 0.2), ("node2", 18.0, 0.3, 0.9)):
+        tl.record(K.MEMBERSHIP_CHANGED, node, MembershipChanged(
+            True, lone, 3, 2, False, poll_s=poll, previous_poll_s=before), t=t)
+    # a later, slower poll of a view that decided nothing does not count
+    tl.record(K.VOTES_CHANGED, "node1", QuorumView(True, lone, 2, 2, poll_s=3.0), t=19.0)
+    assert detect_poll_s(tl, cut, ["node1", "node2"]) == 1.4
+    assert detect_poll_s(tl, cut, ["node2"]) == 0.9  # the poll before the one that saw it
+    cut2 = tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node2"), t=20.0)
+    view(tl, K.QUORUM_LOST, "node1", 22.0, ("node1",), quorate=False)  # no lengths
+    assert time_to_quorum_loss(tl, cut2, "node1") == 2.0
+    assert quorum_loss_poll_s(tl, cut2, "node1") is None
 
 
 def test_time_to_quorum(story):
