@@ -288,7 +288,8 @@ def constants(cluster: Cluster, clock, request: pytest.FixtureRequest) -> Cluste
     record_environment(request.config, {
         "corosync.token_ms": str(constants.token_ms),
         "corosync.consensus_ms": str(constants.consensus_ms),
-        "corosync.token_coefficient_ms": str(constants.token_coefficient_ms)})
+        "corosync.token_coefficient_ms": str(constants.token_coefficient_ms),
+        "corosync.hold_ms": str(round(constants.token_hold * 1000))})
     return constants
 
 

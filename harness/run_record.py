@@ -124,7 +124,8 @@ def read_setting(cluster, timescale: Timescale) -> dict[str, object]:
     try:
         read = read_constants(cluster.nodes()[0], timescale, len(cluster.names))
         constants = {"token_ms": read.token_ms, "consensus_ms": read.consensus_ms,
-                     "token_coefficient_ms": read.token_coefficient_ms}
+                     "token_coefficient_ms": read.token_coefficient_ms,
+                     "hold_ms": round(read.token_hold * 1000)}
     except PvechaosError as exc:
         errors.append(f"corosync constants: {exc}")
     return {"lab": lab.kind, "nodes": len(cluster.names), "timescale": timescale.factor,

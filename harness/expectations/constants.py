@@ -17,6 +17,8 @@ from harness.timescale import Timescale
 COROSYNC_TOKEN_MS = 3000  # corosync exec/totemconfig.c default token (pve-model.md §2)
 COROSYNC_TOKEN_COEFFICIENT_MS = 650  # corosync default; pve-cluster >= 9.1 writes 125
 COROSYNC_CONSENSUS_FACTOR = 1.2  # consensus = 1.2 x the effective token
+COROSYNC_RETRANSMITS_BEFORE_LOSS = 4  # corosync default token_retransmits_before_loss_const
+HZ_MS = 10  # corosync's 1000 / HZ (HZ 100) in its derived timeouts
 
 
 class ConstantsUnavailable(PvechaosError):
@@ -53,6 +55,8 @@ class ClusterConstants:
     # is deletable between age 120 and 121; watchdog-mux checks its clients once a second.
     lock_tick_s: float = 1.0
     watchdog_tick_s: float = 1.0
+    # effective: runtime.config.totem.hold; None: corosync's default for this token
+    hold_ms: int | None = None
 
     def __post_init__(self) -> None:
         if self.nodes < 1:
@@ -122,6 +126,20 @@ class ClusterConstants:
     @property
     def consensus(self) -> float:
         return self.consensus_ms / 1000
+
+    @property
+    def token_hold(self) -> float:
+        """How long the ring's representative may hold the token while the ring is idle
+        (corosync.conf(5) ``hold``), in seconds: a survivor may have last seen the token
+        that long before a cut, and declares it lost ``token`` after *that*. Without a
+        value read from corosync, its default for this token as totemconfig.c derives it:
+        token_retransmit = token / (retransmits_before_loss + 0.2), hold = 0.8 x
+        token_retransmit - 1000/HZ ms: 685 ms for a 3650 ms token, which the embedded
+        lab's corosync 3 reports as runtime.config.totem.hold."""
+        if self.hold_ms is not None:
+            return self.hold_ms / 1000
+        retransmit = int(self.token_ms / (COROSYNC_RETRANSMITS_BEFORE_LOSS + 0.2))
+        return int(retransmit * 0.8 - HZ_MS) / 1000
 
     @property
     def detection(self) -> float:
@@ -205,4 +223,5 @@ def read_constants(node, timescale: Timescale, nodes: int) -> ClusterConstants:
     if coefficient is None:
         coefficient = COROSYNC_TOKEN_COEFFICIENT_MS
     assert token is not None and consensus is not None
-    return ClusterConstants(nodes, token, coefficient, consensus, timescale)
+    return ClusterConstants(nodes, token, coefficient, consensus, timescale,
+                            hold_ms=_cmap_get(node, "runtime.config.totem.hold"))

@@ -46,8 +46,12 @@ def detect_window(c: ClusterConstants, *, poll_interval_s: float = 0.5,
     circulates every few ms, so that is the cut), then waits ``consensus`` ms for the dead
     node before it forms the new ring: ``token + consensus`` (8.03 s for 3 nodes with the
     default coefficient). The new ring then needs a few join messages (MEMBERSHIP_FORM_SLACK_S).
-    A watcher stamps a change with the start of the poll that first saw it, so the figure
-    can be late by one poll interval plus one command, or early by one command's latency.
+    The survivor's token timer runs from the last token it saw, which may be up to the
+    token hold before the cut (``ClusterConstants.token_hold``: an idle ring's
+    representative holds the token that long), so corosync may drop the node that much
+    earlier. A watcher stamps a change with the start of the poll that first saw it, so
+    the figure can be late by one poll interval plus one command, or early by one
+    command's latency.
     ``command_latency_s``: the longest poll measured behind the figure; below
     COMMAND_LATENCY_S it does not narrow the window. Not scaled: corosync's timers are
     real time at any timescale.
@@ -56,11 +60,11 @@ def detect_window(c: ClusterConstants, *, poll_interval_s: float = 0.5,
     latency = max(COMMAND_LATENCY_S, command_latency_s or 0.0)
     command = f"{latency:g} s command" + (
         " (the longest poll, measured)" if latency > COMMAND_LATENCY_S else "")
-    low = max(0.0, d - latency)
+    low = max(0.0, d - c.token_hold - latency)
     high = d + MEMBERSHIP_FORM_SLACK_S + poll_interval_s + latency
     return Window(low, high, (
         f"token {c.token_ms} ms + consensus {c.consensus_ms} ms = {d:.2f} s; "
-        f"-{command} (poll stamped at its start) .. "
+        f"-{c.token_hold:g} s token hold -{command} (poll stamped at its start) .. "
         f"+{MEMBERSHIP_FORM_SLACK_S:g} s ring formation +{poll_interval_s:g} s poll "
         f"+{command}"))
 

@@ -81,7 +81,18 @@ def test_reads_the_runtime_values_and_the_default_coefficient():
         3, 3650, 4380, 650, Timescale(0.1))
     asked = [call.argv[2] for call in node.calls]
     assert asked == ["runtime.config.totem.token", "runtime.config.totem.consensus",
-                     "runtime.config.totem.token_coefficient", "totem.token_coefficient"]
+                     "runtime.config.totem.token_coefficient", "totem.token_coefficient",
+                     "runtime.config.totem.hold"]
+    assert c.hold_ms is None and c.token_hold == 0.685  # corosync's default for 3650 ms
+
+
+def test_the_token_hold_is_read_from_the_running_corosync():
+    # recorded from the embedded lab's corosync 3 (3 nodes, stock totem settings)
+    node = cmap_node({**RUNTIME, "runtime.config.totem.hold": 685})
+    c = read_constants(node, REAL_TIME, 3)
+    assert (c.hold_ms, c.token_hold) == (685, 0.685)
+    configured = cmap_node({**RUNTIME, "runtime.config.totem.hold": 180})  # totem { hold }
+    assert read_constants(configured, REAL_TIME, 3).token_hold == 0.18
 
 
 def test_the_configured_coefficient_is_used_when_runtime_has_none():

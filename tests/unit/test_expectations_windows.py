@@ -28,8 +28,11 @@ TENTH = ClusterConstants.stock(3, Timescale(0.1))
 
 def test_detection_is_token_plus_consensus_with_polling_slack():
     w = detect_window(STOCK)
-    # a poll is stamped at its start: up to one slow `pvecm status` (1 s) early
-    assert w.low_s == pytest.approx(7.03)
+    # the survivor's token timer may have started a token hold (685 ms: corosync's
+    # default for a 3650 ms token) before the cut, and a poll is stamped at its start:
+    # up to one slow `pvecm status` (1 s) early
+    assert STOCK.token_hold == pytest.approx(0.685)
+    assert w.low_s == pytest.approx(8.03 - 0.685 - 1.0)
     assert w.high_s == pytest.approx(10.03)
     assert 8.03 in w
     assert detect_window(TENTH) == w  # never scaled
@@ -39,8 +42,17 @@ def test_a_slow_poll_measured_behind_the_figure_widens_detection_by_what_it_took
     w = detect_window(STOCK)
     assert detect_window(STOCK, command_latency_s=0.3) == w  # a fast poll: no narrower
     slow = detect_window(STOCK, command_latency_s=1.5)  # a loaded host's `pvecm status`
-    assert (slow.low_s, slow.high_s) == pytest.approx((6.53, 10.53))
+    assert (slow.low_s, slow.high_s) == pytest.approx((8.03 - 0.685 - 1.5, 10.53))
     assert "1.5 s command (the longest poll, measured)" in slow.basis
+    assert "-0.685 s token hold" in slow.basis
+
+
+def test_the_token_hold_read_from_corosync_is_the_one_used():
+    import dataclasses
+
+    read = dataclasses.replace(STOCK, hold_ms=180)  # corosync.conf(5)'s documented default
+    assert read.token_hold == 0.18
+    assert detect_window(read).low_s == pytest.approx(8.03 - 0.18 - 1.0)
 
 
 def test_non_master_power_cut_matches_the_model():
