@@ -16,6 +16,7 @@ from pathlib import Path
 
 from harness.errors import PvechaosError
 from harness.events import FaultBegin, HaServiceState, NodeFault, ProbeUp, QuorumView
+from harness.expectations import ClusterConstants, Window, detect_window
 from harness.ha_watcher import first_service_state, taken_from
 from harness.timeline import Event, EventKind, Timeline
 
@@ -166,6 +167,19 @@ def time_to_quorum_loss(timeline: Timeline, cut: Event, node: str) -> float | No
 def quorum_loss_poll_s(timeline: Timeline, cut: Event, node: str) -> float | None:
     """The longest watcher poll behind ``time_to_quorum_loss``."""
     return _longest_poll(timeline, [node], cut, _inquorate)
+
+
+def detect_window_seen(c: ClusterConstants, timeline: Timeline, cut: Event,
+                       survivors: Iterable[str]) -> Window:
+    """``time_to_detect``'s window, widened by the polls that observed the figure."""
+    return detect_window(c, command_latency_s=detect_poll_s(timeline, cut, survivors))
+
+
+def quorum_loss_window_seen(c: ClusterConstants, timeline: Timeline, cut: Event,
+                            node: str) -> Window:
+    """``time_to_quorum_loss``'s window (corosync's detection, as for a member's loss),
+    widened by the polls that observed the figure."""
+    return detect_window(c, command_latency_s=quorum_loss_poll_s(timeline, cut, node))
 
 
 def time_to_quorum(timeline: Timeline, action: Event, node: str) -> float | None:

@@ -28,7 +28,6 @@ from harness.expectations import (
     ClusterConstants,
     Slack,
     Window,
-    detect_window,
     expected_one_window,
     fence_ack_window,
     fence_window,
@@ -39,7 +38,7 @@ from harness.faults import FaultInjector
 from harness.ha_guest import HaGuest
 from harness.metrics import (
     Metric,
-    detect_poll_s,
+    detect_window_seen,
     time_to_detect,
     time_to_fence,
     time_to_fence_ack,
@@ -149,8 +148,7 @@ class RecoveryMeter:
                 "since_t": round(cut.t, 3)}
         record = self._recorder(rec, prefix, tags)
         record("time_to_detect", lambda: time_to_detect(self.timeline, cut, survivors),
-               lambda: detect_window(c, command_latency_s=detect_poll_s(
-                   self.timeline, cut, survivors)))
+               lambda: detect_window_seen(c, self.timeline, cut, survivors))
         # once the acknowledgement is on the timeline, so is whatever `fence` was seen
         wait_until("the HA watcher to observe the fence acknowledgement",
                    lambda: time_to_fence_ack(self.timeline, cut, self.guest.sid) is not None,

@@ -12,24 +12,26 @@ from pathlib import Path
 FALLBACK_POLL_S = 0.2  # /proc polling without a pidfd: the end is seen this soon
 
 
-def process_start_time(pid: int) -> int | None:
-    """The start time of a process (clock ticks since boot), to tell a pid reused."""
+def _stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat's fields after the command name (field 3 on), None: no such pid."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return stat.rsplit(")", 1)[1].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time of a process (clock ticks since boot), to tell a pid reused."""
+    fields = _stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def process_alive(pid: int, start_time: int | None) -> bool:
     """The process runs: it exists, is no zombie, and (when ``start_time`` is given) is
     the same process, not a later one given the same pid."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat.rsplit(")", 1)[1].split()
-    if fields[0] in ("Z", "X"):  # ended; its parent has not reaped it yet
+    fields = _stat(pid)
+    if fields is None or fields[0] in ("Z", "X"):  # Z/X: ended, not reaped yet
         return False
     return start_time is None or int(fields[19]) == start_time
 

@@ -160,10 +160,15 @@ def run_records(directory: Path, say=print) -> int:
         else:
             say(f"{record['name']}: removed in {time.monotonic() - began:.2f} s")
         path.unlink(missing_ok=True)
+    _forget(directory)
+    return failed
+
+
+def _forget(directory: Path) -> None:
+    """The owner's directory gone, once its records are (a record left keeps it)."""
     (directory / "guardian.pid").unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         directory.rmdir()
-    return failed
 
 
 def main(argv: list[str]) -> int:
@@ -183,9 +188,7 @@ def main(argv: list[str]) -> int:
     watch(int(pid), int(start) if start != "None" else None)
     left = records(directory)
     if not left:  # the usual end: nothing done, so no log kept either
-        (directory / "guardian.pid").unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            directory.rmdir()
+        _forget(directory)
         (directory.parent / f"guardian-{pid}.log").unlink(missing_ok=True)
         return 0
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the teardown runs to its end

@@ -35,9 +35,9 @@ import pytest
 
 from harness import story_plan
 from harness.events import HaServiceState
-from harness.expectations import detect_window, first_start_bound
+from harness.expectations import first_start_bound
 from harness.metrics import (
-    quorum_loss_poll_s,
+    quorum_loss_window_seen,
     time_to_heal,
     time_to_quorum,
     time_to_quorum_loss,
@@ -163,9 +163,8 @@ def test_power_cut_second_node_no_recovery_without_quorum(cluster, guest, story,
                        or NotYet(s), timeout_s=MEMBERSHIP_TIMEOUT_S)
     loss = metrics.record_observed("time_to_quorum_loss",
                                    lambda: time_to_quorum_loss(timeline, cut, story.survivor),
-                                   window=lambda: detect_window(
-                                       constants, command_latency_s=quorum_loss_poll_s(
-                                           timeline, cut, story.survivor)),
+                                   window=lambda: quorum_loss_window_seen(
+                                       constants, timeline, cut, story.survivor),
                                    node=second)
     assert loss.in_window, f"quorum lost after {loss.value_s:.2f} s, outside " \
         f"{loss.window_s}: {loss.data.get('window_basis')}"

@@ -29,7 +29,6 @@ import pytest
 
 from harness.events import HaServiceState
 from harness.expectations import (
-    detect_window,
     earliest_lock_steal,
     first_start_bound,
     isolation_is_predicted,
@@ -38,7 +37,7 @@ from harness.expectations import (
     self_fence_window,
     widen,
 )
-from harness.metrics import quorum_loss_poll_s, time_to_quorum_loss
+from harness.metrics import quorum_loss_window_seen, time_to_quorum_loss
 from harness.recovery import WATCHER_SLACK, Recovery, check_no_failback
 from harness.timeline import EventKind
 from harness.waits import NotYet, hold_for, wait_until
@@ -91,8 +90,8 @@ def isolate_and_measure(verb, node: str, *, cluster, guest, faults, meter, reset
                    timeout_s=MEMBERSHIP_TIMEOUT_S)
         metrics.record_observed(prefix + "time_to_quorum_loss",
                                 lambda: time_to_quorum_loss(timeline, cut, node),
-                                window=lambda: detect_window(c, command_latency_s=(
-                                    quorum_loss_poll_s(timeline, cut, node))), node=node)
+                                window=lambda: quorum_loss_window_seen(c, timeline, cut,
+                                                                       node), node=node)
     fence_w = widen(self_fence_window(c), WATCHER_SLACK)
     with allure.step(f"{node} resets itself (predicted {fence_w})"):
         reset_t = resets.wait(node, boot, what=f"{node} to reset itself",
@@ -174,8 +173,8 @@ def test_split_with_the_guest_on_the_majority_side(cluster, guest, story, faults
                    timeout_s=MEMBERSHIP_TIMEOUT_S)
         metrics.record_observed("split_time_to_quorum_loss",
                                 lambda: time_to_quorum_loss(timeline, cut, minority),
-                                window=lambda: detect_window(constants, command_latency_s=(
-                                    quorum_loss_poll_s(timeline, cut, minority))),
+                                window=lambda: quorum_loss_window_seen(
+                                    constants, timeline, cut, minority),
                                 node=minority)
     # as long as an isolated node with an active LRM would take to reset, and then some
     until = cut.t + widen(self_fence_window(constants), WATCHER_SLACK).high_s \

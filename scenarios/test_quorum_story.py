@@ -26,10 +26,9 @@ import pytest
 
 from harness import preflight
 from harness.errors import NodeUnreachable
-from harness.expectations import detect_window
 from harness.metrics import (
-    detect_poll_s,
-    quorum_loss_poll_s,
+    detect_window_seen,
+    quorum_loss_window_seen,
     time_to_detect,
     time_to_heal,
     time_to_quorum,
@@ -115,8 +114,8 @@ def test_power_cuts_keep_quorum(cluster, quorum_plan, faults, timeline, quorum_w
         detect = metrics.record_observed(
             "time_to_detect", lambda cut=cut, step=step: time_to_detect(
                 timeline, cut, step.survivors),
-            window=lambda cut=cut, step=step: detect_window(
-                constants, command_latency_s=detect_poll_s(timeline, cut, step.survivors)),
+            window=lambda cut=cut, step=step: detect_window_seen(
+                constants, timeline, cut, step.survivors),
             node=step.node)
         assert detect.in_window, outside(detect)
 
@@ -149,9 +148,8 @@ def test_power_cut_loses_quorum(cluster, quorum_plan, faults, timeline, quorum_w
             assert "Permission denied" in write.stderr, write.stderr
     loss = metrics.record_observed("time_to_quorum_loss",
                                    lambda: time_to_quorum_loss(timeline, cut, plan.survivor),
-                                   window=lambda: detect_window(
-                                       constants, command_latency_s=quorum_loss_poll_s(
-                                           timeline, cut, plan.survivor)),
+                                   window=lambda: quorum_loss_window_seen(
+                                       constants, timeline, cut, plan.survivor),
                                    node=step.node)
     assert loss.in_window, outside(loss)
 

@@ -180,7 +180,7 @@ class BmcServers:
     workdir: Path | None = field(default=None, init=False)
     uuids: dict[str, str] = field(default_factory=dict, init=False)
     _servers: list[_Server] = field(default_factory=list, init=False)
-    _guarded: object = field(default=None, init=False)  # lab/run_guardian.py's record
+    _guarded: run_guardian.Guarded | None = field(default=None, init=False)  # its record
 
     # -- what the tests use -----------------------------------------------------------
     @property

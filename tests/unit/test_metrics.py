@@ -16,12 +16,15 @@ from harness.events import (
     QuorumView,
     Unreachable,
 )
+from harness.expectations import ClusterConstants, detect_window
 from harness.ha_watcher import record_changes
 from harness.metrics import (
     Metric,
     MetricsFile,
     detect_poll_s,
+    detect_window_seen,
     quorum_loss_poll_s,
+    quorum_loss_window_seen,
     time_to_detect,
     time_to_fence,
     time_to_fence_ack,
@@ -33,6 +36,7 @@ from harness.metrics import (
 )
 from harness.pve.ha_status import HaStatus, MasterLine, ServiceLine
 from harness.timeline import EventKind, Timeline
+from harness.timescale import REAL_TIME
 
 K = EventKind
 ALL = ("node1", "node2", "node3")
@@ -105,10 +109,14 @@ def test_the_longest_poll_behind_a_figure_is_of_the_views_that_decided_it():
     tl.record(K.VOTES_CHANGED, "node1", QuorumView(True, lone, 2, 2, poll_s=3.0), t=19.0)
     assert detect_poll_s(tl, cut, ["node1", "node2"]) == 1.4
     assert detect_poll_s(tl, cut, ["node2"]) == 0.9  # the poll before the one that saw it
+    stock = ClusterConstants.stock(3, REAL_TIME)
+    assert detect_window_seen(stock, tl, cut, ["node1", "node2"]) == \
+        detect_window(stock, command_latency_s=1.4)
     cut2 = tl.record(K.FAULT_POWER_CUT, "harness", NodeFault("node2"), t=20.0)
     view(tl, K.QUORUM_LOST, "node1", 22.0, ("node1",), quorate=False)  # no lengths
     assert time_to_quorum_loss(tl, cut2, "node1") == 2.0
     assert quorum_loss_poll_s(tl, cut2, "node1") is None
+    assert quorum_loss_window_seen(stock, tl, cut2, "node1") == detect_window(stock)
 
 
 def test_time_to_quorum(story):
