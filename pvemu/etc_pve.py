@@ -186,7 +186,16 @@ class EtcPve:
         """PVE::Cluster::cfs_lock (`cfs_lock_file` / `cfs_lock_domain`, pve-model.md
         §14.4): mkdir of `priv/lock/<name>`, retried for up to ``timeout_s`` (default
         LOCK_TIMEOUT_S), each failed try sending an unlock request (utime 0) so that a lock
-        left expired is freed; removed after."""
+        left expired is freed; removed after.
+
+        Every failed mkdir is retried, whatever its errno: EEXIST (held), EACCES (pmxcfs
+        without quorum) alike, as cfs_lock's loop does. When the time is up, cfs_lock
+        replaces its error with `no quorum!` if the node is not quorate then
+        (`$err = "no quorum!\n" if !$got_lock && !check_cfs_quorum(1)`), so a node without
+        quorum reports no quorum even when the lock was left held by a node that died
+        holding it. PVE sleeps 1 s between tries and prints "trying to acquire cfs lock"
+        each time; here the tries come every ``retry_s`` without that line (a guess that
+        changes only how soon a freed lock is seen)."""
         lock = self.path(f"priv/lock/{name}")
         deadline = time.monotonic() + (LOCK_TIMEOUT_S if timeout_s is None else timeout_s)
         while True:
@@ -194,15 +203,13 @@ class EtcPve:
                 lock.parent.mkdir(parents=True, exist_ok=True)
                 lock.mkdir()
                 break
-            except FileExistsError:
+            except OSError:
                 with contextlib.suppress(OSError):
                     os.utime(lock, (0, 0))
                 if time.monotonic() > deadline:
-                    raise CfsError(f"cfs-lock '{name}' error: got lock request timeout"
-                                   ) from None
+                    why = "got lock request timeout" if self.quorate() else "no quorum!"
+                    raise CfsError(f"cfs-lock '{name}' error: {why}") from None
                 time.sleep(retry_s)
-            except PermissionError:
-                raise CfsError(NO_QUORUM) from None
         try:
             yield
         finally:

@@ -66,7 +66,7 @@ def test_pvesm_add_and_remove(tmp_path, info):
 
 
 def test_storage_cfg_is_edited_under_the_cluster_lock(tmp_path, info, monkeypatch):
-    (tmp_path / "pve").mkdir()
+    (tmp_path / "pve/nodes").mkdir(parents=True)  # a quorate standalone root
     store = Storages(tmp_path / "pve", info)
     lock = tmp_path / "pve/priv/lock/file-storage_cfg"
     seen = []
