@@ -197,11 +197,16 @@ class RecoveryMeter:
             full = prefix + name
             if not rec.judged:
                 window = budget = None
-            metric = self.metrics.record_observed(full, measure, window=window,
-                                                  budget=budget, **tags, **extra)
-            # a callable window is asked again: the figure is on the timeline, so is the
-            # observation it reads, and the answer is the one the metric was judged by
-            rec.figures[full] = (metric, window() if callable(window) else window)
+            answers: list[Window | None] = []
+
+            def judged_by() -> Window | None:  # a callable window is asked once
+                if not answers:
+                    answers.append(window() if callable(window) else window)
+                return answers[0]
+            metric = self.metrics.record_observed(
+                full, measure, window=judged_by if callable(window) else window,
+                budget=budget, **tags, **extra)
+            rec.figures[full] = (metric, judged_by())
         return record
 
     def _record_recovery(self, rec: Recovery, prefix: str, tags: dict, since: Event,
