@@ -147,6 +147,12 @@ class ClusterConstants:
         return self.token + self.consensus
 
     @property
+    def earliest_detection(self) -> float:
+        """The soonest corosync may drop a node after its cut: ``detection`` less the
+        token hold (the survivors' token timers may have started that long before)."""
+        return self.detection - self.token_hold
+
+    @property
     def fence_countdown(self) -> float:
         """From last_online to the first CRM round with now - last_online >= fence delay.
 

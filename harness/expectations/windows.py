@@ -60,7 +60,7 @@ def detect_window(c: ClusterConstants, *, poll_interval_s: float = 0.5,
     latency = max(COMMAND_LATENCY_S, command_latency_s or 0.0)
     command = f"{latency:g} s command" + (
         " (the longest poll, measured)" if latency > COMMAND_LATENCY_S else "")
-    low = max(0.0, d - c.token_hold - latency)
+    low = max(0.0, c.earliest_detection - latency)
     high = d + MEMBERSHIP_FORM_SLACK_S + poll_interval_s + latency
     return Window(low, high, (
         f"token {c.token_ms} ms + consensus {c.consensus_ms} ms = {d:.2f} s; "
@@ -76,22 +76,27 @@ def _acquisition(c: ClusterConstants, fence: tuple[float, float],
     ``fence``: the range of the round in which the services become ``fence`` (the first
     mkdir). ``expiry``: the range of the moment the lock becomes deletable. The master's
     mkdir fails while the directory exists and then sends an unlock request; the lowest
-    node deletes an expired lock asynchronously, so a later mkdir succeeds:
-    - lock already expired at the fence round: the state change repeats the round at once,
-      so the second mkdir may already succeed, or the next round does: [f, f + crm_loop];
-    - lock expires after the fence round: the first round after expiry sends the unlock
-      request that works, the round after it gets the lock: (E + crm_loop, E + 2 crm_loop].
-    Both are monotonic in f and E, so the extremes give the bounds.
+    node deletes an expired lock asynchronously, so a later mkdir succeeds. For one fence
+    round f and one expiry E:
+    - E < f, the lock has expired by the fence round: the state change repeats the round
+      at once, so the second mkdir may already succeed, or the next round does:
+      [f, f + crm_loop];
+    - E >= f: the first round after expiry sends the unlock request that works, the
+      round after it gets the lock: (E + crm_loop, E + 2 crm_loop].
+    The window is the range of that over every f and E the two ranges allow, each case
+    counted only where the ranges let it happen (they may overlap, as at timescale 0.1
+    when the fence round comes as the lock expires).
     """
     (f_lo, f_hi), (e_lo, e_hi) = fence, expiry
-    if e_lo < f_lo:
-        low, how_lo = f_lo, "lock expired before the fence round: fence round"
-    else:
-        low, how_lo = e_lo + c.crm_loop, "first round after expiry + one round"
-    if e_hi < f_hi:
-        high, how_hi = f_hi + c.crm_loop, "fence round + one round"
-    else:
-        high, how_hi = e_hi + 2 * c.crm_loop, "expiry + two rounds"
+    lows: list[tuple[float, str]] = []
+    highs: list[tuple[float, str]] = []
+    if e_lo < f_hi:  # some fence round after some expiry
+        lows.append((max(f_lo, e_lo), "lock expired before the fence round: fence round"))
+        highs.append((f_hi + c.crm_loop, "fence round + one round"))
+    if f_lo <= e_hi:  # some expiry at or after some fence round
+        lows.append((max(e_lo, f_lo) + c.crm_loop, "first round after expiry + one round"))
+        highs.append((e_hi + 2 * c.crm_loop, "expiry + two rounds"))
+    (low, how_lo), (high, how_hi) = min(lows), max(highs)
     return low, high, f"lock acquired {low:.1f}..{high:.1f} s ({how_lo}; {how_hi})"
 
 
@@ -107,18 +112,21 @@ class Course:
 
 
 def _course(c: ClusterConstants, master_died: bool) -> Course:
-    d, t0 = c.detection, 0.0
+    # corosync drops the node between its earliest detection (the token hold before the
+    # cut) and token + consensus after it (detect_window); the CRM's last round to see
+    # it online is up to one round before that
+    d, d_lo, t0 = c.detection, c.earliest_detection, 0.0
     expiry = (t0 - c.lrm_loop + c.lock_lifetime, t0 + c.lock_lifetime + c.lock_tick)
     if not master_died:
-        anchor = (t0 + d - c.crm_loop, t0 + d)
+        anchor = (t0 + d_lo - c.crm_loop, t0 + d)
         how = (f"non-master: last_online {anchor[0]:.1f}..{anchor[1]:.1f} s "
-               f"(detection {d:.2f} s unscaled - one CRM round)")
+               f"(detection {d_lo:.2f}..{d:.2f} s unscaled - one CRM round)")
     else:
         manager_expiry = (t0 - c.crm_loop + c.lock_lifetime,
                           t0 + c.lock_lifetime + c.lock_tick)
         takeover = (manager_expiry[0] + c.lock_retry,
                     manager_expiry[1] + c.lock_tries * c.lock_retry)
-        anchor = (max(takeover[0], t0 + d - c.crm_loop), max(takeover[1], t0 + d))
+        anchor = (max(takeover[0], t0 + d_lo - c.crm_loop), max(takeover[1], t0 + d))
         how = (f"master: manager lock expires {manager_expiry[0]:.1f}..{manager_expiry[1]:.1f}"
                f" s, new master {takeover[0]:.1f}..{takeover[1]:.1f} s, fence delay counted "
                f"from {anchor[0]:.1f}..{anchor[1]:.1f} s")

@@ -16,6 +16,7 @@ from harness.expectations import (
     fence_window,
     recovery_window,
     self_fence_window,
+    windows,
 )
 from harness.timescale import REAL_TIME, Timescale
 
@@ -94,10 +95,12 @@ def test_clean_shutdown_and_self_fence_at_timescale_1():
 # -- windows at timescale 0.1: unscaled detection meets scaled HA terms -----------------
 def test_non_master_at_tenth_scale_waits_for_the_fence_round_not_the_lock():
     w = recovery_window(TENTH, master_died=False)
-    # last_online in (7.03, 8.03], fence round 6 s later; the lock (11.0..12.1) has expired
-    assert (w.low_s, w.high_s) == pytest.approx((13.03, 16.03))
-    naive = recovery_window(STOCK, master_died=False)
-    assert w.low_s > 0.1 * naive.low_s + 1  # not just the timescale-1 window scaled
+    # last_online in (7.03 - 0.685 token hold, 8.03], fence round 6 s later; the lock
+    # (11.0..12.1) has expired
+    assert (w.low_s, w.high_s) == pytest.approx((13.03 - 0.685, 16.03))
+    # not the timescale-1 window scaled: the fence round sets the pace, not the lock
+    assert w.low_s == pytest.approx(fence_window(TENTH, master_died=False).low_s)
+    assert "lock expired before the fence round" in w.basis
 
 
 def test_master_at_tenth_scale():
@@ -117,7 +120,8 @@ def test_clean_shutdown_and_self_fence_at_tenth_scale():
 def test_a_faster_coefficient_moves_the_scaled_window_with_detection():
     fast = ClusterConstants.stock(3, Timescale(0.1), token_coefficient_ms=125)  # detection 6.875 s
     w = recovery_window(fast, master_died=False)
-    assert w.low_s == pytest.approx(6.875 - 1 + 6)
+    assert fast.token_hold == pytest.approx(0.585)  # totemconfig.c's default for 3125 ms
+    assert w.low_s == pytest.approx(6.875 - 0.585 - 1 + 6)
     # at timescale 1 detection is not on the critical path: the same window as with 650
     slow = recovery_window(STOCK, master_died=False)
     same = recovery_window(ClusterConstants.stock(3, REAL_TIME, 125), master_died=False)
@@ -127,16 +131,30 @@ def test_a_faster_coefficient_moves_the_scaled_window_with_detection():
 def test_a_new_master_faster_than_detection_counts_from_its_last_round_before_it():
     tiny = ClusterConstants.stock(3, Timescale(0.05))  # manager lock expires 5.5..6.05 s < 8.03 s
     w = recovery_window(tiny, master_died=True)
-    # fence delay counted from the last round before detection: (7.53, 8.03] + 3 s
-    assert w.low_s == pytest.approx(8.03 - 0.5 + 3.0)
+    # fence delay counted from the last round before detection: (7.53 - 0.685 token
+    # hold, 8.03] + 3 s
+    assert w.low_s == pytest.approx(8.03 - 0.685 - 0.5 + 3.0)
 
 
 def test_a_lock_expiring_after_the_fence_round_costs_two_rounds():
-    # fence delay 40 s at timescale 0.1: fence round in (11.03, 12.03], lock 11.0..12.1;
-    # at best the lock is gone by the fence round, at worst it expires after it
+    # fence delay 40 s at timescale 0.1: fence round in (11.03 - 0.685 token hold,
+    # 12.03], lock 11.0..12.1; at best the fence round comes just after the lock
+    # expired, at worst the lock expires after it
     c = ClusterConstants(3, 3650, 650, 4380, Timescale(0.1), fence_delay_s=40.0)
     w = recovery_window(c, master_died=False, lrm_pickup=False)
-    assert (w.low_s, w.high_s) == pytest.approx((11.03, 12.1 + 2 * 1.0))
+    assert (w.low_s, w.high_s) == pytest.approx((11.0, 12.1 + 2 * 1.0))
+    assert "lock expired before the fence round" in w.basis
+    assert "expiry + two rounds" in w.basis
+
+
+def test_an_acquisition_counts_both_cases_where_the_ranges_overlap():
+    # fence round 20..30 s, lock deletable 25..26 s: a fence round at 25.5 finds the lock
+    # expired (acquired at once), one at 24 waits for the expiry (26 + two rounds at
+    # worst): both cases are possible, and the window covers both
+    c = ClusterConstants(3, 3650, 650, 4380, REAL_TIME)
+    low, high, how = windows._acquisition(c, (20.0, 30.0), (25.0, 26.0))
+    assert (low, high) == pytest.approx((25.0, max(30.0 + 10, 26.0 + 2 * 10)))
+    assert "lock expired before the fence round" in how and "expiry + two rounds" in how
 
 
 # -- the stages of a recovery: fence, fence acknowledgement (pve-model.md §10) ----------
@@ -146,11 +164,15 @@ def edges(w: Window) -> tuple[float, float]:
 
 def test_fence_of_a_non_master_is_the_fence_delay_after_its_last_online_round():
     w = fence_window(STOCK, master_died=False)
-    # last_online in (8.03 - 10, 8.03], then six whole CRM rounds of 10 s
-    assert edges(w) == pytest.approx((58.03, 68.03))
-    assert w.low_s == pytest.approx(STOCK.detection - STOCK.crm_loop + STOCK.fence_countdown)
-    assert w.high_s - w.low_s == pytest.approx(STOCK.crm_loop)  # one round of uncertainty
-    assert "non-master" in w.basis and "fence round 58.0..68.0 s" in w.basis
+    # last_online in (8.03 - 0.685 token hold - 10, 8.03], then six whole CRM rounds of
+    # 10 s
+    assert edges(w) == pytest.approx((58.03 - 0.685, 68.03))
+    assert w.low_s == pytest.approx(STOCK.earliest_detection - STOCK.crm_loop
+                                    + STOCK.fence_countdown)
+    # one round of uncertainty, and the token hold's in when corosync drops the node
+    assert w.high_s - w.low_s == pytest.approx(STOCK.crm_loop + STOCK.token_hold)
+    assert "non-master" in w.basis and "fence round 57.3..68.0 s" in w.basis
+    assert "detection 7.34..8.03 s" in w.basis
 
 
 def test_fence_of_the_master_waits_for_a_new_master_first():
@@ -184,9 +206,10 @@ def test_fence_ack_of_the_master_is_the_fence_round_or_the_next():
 def test_at_tenth_scale_the_fence_round_sets_the_pace_of_the_acknowledgement():
     fence, ack = (fence_window(TENTH, master_died=False),
                   fence_ack_window(TENTH, master_died=False))
-    # last_online (7.03, 8.03] (unscaled detection) + 6 s; the lock went at 11.0..12.1 s
-    assert edges(fence) == pytest.approx((13.03, 14.03))
-    assert edges(ack) == pytest.approx((13.03, 15.03))  # in the fence round at best
+    # last_online (7.03 - 0.685 token hold, 8.03] (unscaled detection) + 6 s; the lock
+    # went at 11.0..12.1 s
+    assert edges(fence) == pytest.approx((12.345, 14.03))
+    assert edges(ack) == pytest.approx((12.345, 15.03))  # in the fence round at best
 
 
 @pytest.mark.parametrize("master_died", [False, True])
