@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lab.processes import owner_runs, process_start_time, watch
+from lab.processes import owner_runs, process_alive, process_start_time, watch
 
 ROOT = Path(os.environ.get("PVECHAOS_GUARD_ROOT", "/run/pvechaos/guard"))
 REPO = Path(__file__).resolve().parents[1]
@@ -115,21 +115,26 @@ def records(directory: Path) -> list[Path]:
 
 def pending(root: Path | None = None) -> dict[Path, list[dict]]:
     """Records of owners that are gone and whose guardian is gone too: what nobody will
-    remove (owner directory -> its records, each with its ``path``)."""
+    remove (owner directory -> its records, each with its ``path``). An owner directory
+    without a start time counts as running while its pid does: never removed unless
+    known gone."""
     root = ROOT if root is None else root
     found: dict[Path, list[dict]] = {}
     for directory in sorted(root.glob("*-*")) if root.is_dir() else []:
-        if not directory.is_dir():
+        pid_text, _, start_text = directory.name.partition("-")
+        if not directory.is_dir() or not pid_text.isdigit():
             continue
-        pid, _, start = directory.name.partition("-")
-        try:
-            if owner_runs(int(pid), int(start)):
+        if start_text.isdigit():
+            if owner_runs(int(pid_text), int(start_text)):
                 continue
+        elif process_alive(int(pid_text), None):
+            continue  # no start time recorded: a live pid may be the owner, so not gone
+        try:
             gpid, gstart = map(int, (directory / "guardian.pid").read_text().split())
-            if owner_runs(gpid, gstart):
-                continue  # its guardian is at work
         except (OSError, ValueError):
-            pass
+            gpid, gstart = 0, None  # no guardian recorded (the owner died starting it)
+        if gpid and owner_runs(gpid, gstart):
+            continue  # its guardian is at work
         found[directory] = [{**json.loads(p.read_text()), "path": p}
                             for p in records(directory)]
     return found

@@ -105,10 +105,15 @@ def test_pending_finds_records_nobody_will_run(tmp_path):
     me = run_guardian.owner_dir(root, os.getpid(), process_start_time(os.getpid()))
     me.mkdir()
     (me / "00000000000000000001-0000-mine.json").write_text("{}")  # its owner runs
+    # an owner whose start time was not read: its pid runs, so it may be the owner
+    unknown = run_guardian.owner_dir(root, os.getpid(), None)
+    unknown.mkdir()
+    (unknown / "00000000000000000001-0000-maybe.json").write_text("{}")
+    (root / "not-an-owner").mkdir()
     found = run_guardian.pending(root)
     assert list(found) == [gone]
     assert [r["name"] for r in found[gone]] == ["lab"]
     lines: list[str] = []
     assert run_guardian.run_records(gone, say=lines.append) == 0
     assert (tmp_path / "notes").read_text() == "lab\n"
-    assert not gone.exists() and me.exists()
+    assert not gone.exists() and me.exists() and unknown.exists()
