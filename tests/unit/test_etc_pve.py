@@ -178,33 +178,34 @@ def test_a_lock_freed_by_its_holder_is_taken_by_the_waiter(etc):
     assert not lock.exists()
 
 
+def no_quorum_lock(etc: EtcPve, timeout_s: float) -> None:
+    """etc.lock('domain-ha') on a node without quorum (`local`'s write bit off): refused
+    in cfs_lock's own words, after trying for ``timeout_s``."""
+    restore = read_only(etc.path("nodes/node1"))
+    started = time.monotonic()
+    try:
+        with pytest.raises(CfsError, match=r"^cfs-lock 'domain-ha' error: no quorum!$"):
+            with etc.lock("domain-ha", timeout_s=timeout_s, retry_s=0.05):
+                pytest.fail("the lock was taken without quorum")
+    finally:
+        restore()
+    assert time.monotonic() - started >= timeout_s
+
+
 def test_no_lock_without_quorum_tries_until_the_timeout_and_says_no_quorum(etc,
                                                                          monkeypatch):
     """cfs_lock retries a refused mkdir (EACCES) like a held lock, then reports the
     missing quorum in its own words."""
-    restore = read_only(etc.path("nodes/node1"))
     refuse_under(monkeypatch, etc.root, "mkdir")
-    started = time.monotonic()
-    try:
-        with pytest.raises(CfsError, match=r"^cfs-lock 'domain-ha' error: no quorum!$"):
-            with etc.lock("domain-ha", timeout_s=0.3, retry_s=0.05):
-                pytest.fail("the lock was taken without quorum")
-    finally:
-        restore()
-    assert time.monotonic() - started >= 0.3
+    no_quorum_lock(etc, 0.3)
 
 
 def test_a_lock_left_by_a_dead_node_is_no_quorum_on_an_inquorate_node(etc):
     """The CRM master lost holding domain-ha leaves the lock; the survivor without quorum
     can neither take it nor get it freed, and cfs_lock says no quorum, not timeout."""
     etc.path("priv/lock/domain-ha").mkdir()
-    restore = read_only(etc.path("nodes/node1"))
-    try:
-        with pytest.raises(CfsError, match=r"^cfs-lock 'domain-ha' error: no quorum!$"):
-            with etc.lock("domain-ha", timeout_s=0.2, retry_s=0.05):
-                pytest.fail("the lock was taken while held")
-    finally:
-        restore()
+    no_quorum_lock(etc, 0.2)
+    assert etc.path("priv/lock/domain-ha").is_dir()  # not ours to remove
 
 
 # -- the HA leases (PVE::HA::Env::PVE2 get_pve_lock) -----------------------------------
