@@ -120,11 +120,14 @@ def test_an_interrupted_run_leaves_nothing(signum, tmp_path):
 
 
 def test_a_missed_budget_fails_its_own_item_and_the_story_goes_on(tmp_path):
-    """The HA story with the default 120 s budget: stock PVE cannot meet it, so the
-    budget item fails and says why, while every behaviour step passes and the story runs
-    to its end; metrics.json judges each figure."""
+    """The HA story with a 100 s budget, which stock PVE cannot meet: the budget item
+    fails and says why, while every behaviour step passes and the story runs to its end;
+    metrics.json judges each figure. (The default 120 s is missed too, but at timescale
+    0.1 the window's low edge, observers' slack included, lies under its 12 s: the
+    "cannot be met" sentence needs the whole window above the budget.)"""
     metrics, alluredir = tmp_path / "metrics.json", tmp_path / "allure"
     result = run_pytest("scenarios/test_ha_story.py", "--timescale", "0.1",
+                        "--recovery-budget", "100",
                         "--lab-name", "budget", "--lab-subnet", "198.18.54.0/24",
                         "--metrics-file", str(metrics), "-rA", "--alluredir",
                         str(alluredir), timeout_s=600)
@@ -132,12 +135,12 @@ def test_a_missed_budget_fails_its_own_item_and_the_story_goes_on(tmp_path):
     assert result.returncode == 1, out[-3000:]
     assert "1 failed, 5 passed" in out, out[-3000:]
     assert "FAILED scenarios/test_ha_story.py::test_recovery_meets_budget" in out
-    assert "recovery budget missed" in out and "OVER the budget 12.0 s" in out
+    assert "recovery budget missed" in out and "OVER the budget 10.0 s" in out
     assert "this budget cannot be met by stock PVE with these constants" in out
     rows = {m["name"]: m for m in json.loads(metrics.read_text())["metrics"]}
     recovery = rows["time_to_recovery"]
-    assert recovery["budget_s"] == 12.0 and recovery["verdict"] == "over_budget"
-    assert recovery["window_s"][0] > 12.0  # the window itself lies above the budget
+    assert recovery["budget_s"] == 10.0 and recovery["verdict"] == "over_budget"
+    assert recovery["window_s"][0] > 10.0  # the window itself lies above the budget
     assert rows["time_to_restart"]["verdict"] == "ok"
     assert rows["after_expected_time_to_recovery"]["verdict"] == "ok"
     assert rows["after_expected_time_to_recovery"]["budget_s"] is None
