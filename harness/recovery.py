@@ -20,6 +20,7 @@ apart from "recovery met the budget".
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -197,16 +198,11 @@ class RecoveryMeter:
             full = prefix + name
             if not rec.judged:
                 window = budget = None
-            answers: list[Window | None] = []
-
-            def judged_by() -> Window | None:  # a callable window is asked once
-                if not answers:
-                    answers.append(window() if callable(window) else window)
-                return answers[0]
-            metric = self.metrics.record_observed(
-                full, measure, window=judged_by if callable(window) else window,
-                budget=budget, **tags, **extra)
-            rec.figures[full] = (metric, judged_by())
+            if callable(window):  # asked once: the metric and the figures keep one answer
+                window = functools.cache(window)
+            metric = self.metrics.record_observed(full, measure, window=window,
+                                                  budget=budget, **tags, **extra)
+            rec.figures[full] = (metric, window() if callable(window) else window)
         return record
 
     def _record_recovery(self, rec: Recovery, prefix: str, tags: dict, since: Event,
