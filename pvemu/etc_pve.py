@@ -17,11 +17,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from pvemu import nodeinfo
 from pvemu.ha import config
+from pvemu.timing import Timing
 
 PVE_ROOT = Path("/etc/pve")
 NO_QUORUM = "cluster not ready - no quorum?"  # PVE::Cluster::check_cfs_quorum's die
-LOCK_TIMEOUT_S = 10.0  # PVE::Cluster::cfs_lock: `$timeout = 10` unless given
 WRITE_BIT = 0o200  # the owner's write bit: pmxcfs shows it only while quorate
 # the directory of each guest kind: nodes/<node>/<dir>/<vmid>.conf (the one table)
 GUEST_DIRS = {"vm": "qemu-server", "ct": "lxc"}
@@ -50,10 +51,22 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 class EtcPve:
-    """A node's view of /etc/pve (``root``: the mount point, or a test directory)."""
+    """A node's view of /etc/pve (``root``: the mount point, or a test directory).
+    ``timing``: the node's PVE timers (its cfs_lock waits); by default the node's own,
+    from its node.json, and PVE's real ones where there is none (a test directory)."""
 
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, timing: Timing | None = None) -> None:
         self.root = Path(root) if root is not None else default_root()
+        self._timing = timing
+
+    @property
+    def timing(self) -> Timing:
+        if self._timing is None:
+            try:
+                self._timing = nodeinfo.load(nodeinfo.NODE_JSON).timing
+            except FileNotFoundError:  # not on a lab node: PVE's own seconds
+                self._timing = Timing(1.0)
+        return self._timing
 
     def path(self, rel: str) -> Path:
         return self.root / rel
@@ -182,11 +195,14 @@ class EtcPve:
     # -- the cluster lock ------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, name: str, timeout_s: float | None = None,
-             retry_s: float = 0.2) -> Iterator[None]:
+             retry_s: float | None = None) -> Iterator[None]:
         """PVE::Cluster::cfs_lock (`cfs_lock_file` / `cfs_lock_domain`, pve-model.md
-        §14.4): mkdir of `priv/lock/<name>`, retried for up to ``timeout_s`` (default
-        LOCK_TIMEOUT_S), each failed try sending an unlock request (utime 0) so that a lock
-        left expired is freed; removed after.
+        §14.4): mkdir of `priv/lock/<name>`, retried every ``retry_s`` (PVE's `sleep(1)`)
+        for up to ``timeout_s`` (PVE's `$timeout = 10`), both at the node's timescale by
+        default, each failed try sending an unlock request (utime 0) so that a lock left
+        expired is freed; removed after. Scaled like every PVE timer: the CRM master
+        takes `domain-ha` in its round, and an unscaled 10 s wait there outlasted its
+        watchdog's 60 PVE s at timescale 0.1.
 
         Every failed mkdir is retried, whatever its errno: EEXIST (held), EACCES (pmxcfs
         without quorum) alike, as cfs_lock's loop does. When the time is up, cfs_lock
@@ -194,10 +210,11 @@ class EtcPve:
         (`$err = "no quorum!\n" if !$got_lock && !check_cfs_quorum(1)`), so a node without
         quorum reports no quorum even when the lock was left held by a node that died
         holding it. PVE sleeps 1 s between tries and prints "trying to acquire cfs lock"
-        each time; here the tries come every ``retry_s`` without that line (a guess that
-        changes only how soon a freed lock is seen)."""
+        each time; here the tries come as often but print nothing (the line is left out)."""
         lock = self.path(f"priv/lock/{name}")
-        deadline = time.monotonic() + (LOCK_TIMEOUT_S if timeout_s is None else timeout_s)
+        timeout_s = self.timing.cfs_lock_timeout if timeout_s is None else timeout_s
+        retry_s = self.timing.cfs_lock_retry if retry_s is None else retry_s
+        deadline = time.monotonic() + timeout_s
         while True:
             try:
                 lock.parent.mkdir(parents=True, exist_ok=True)

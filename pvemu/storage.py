@@ -173,7 +173,7 @@ class Storages:
 
     @property
     def etc(self) -> EtcPve:
-        return EtcPve(self.pve_root)
+        return EtcPve(self.pve_root, self.info.timing if self.info is not None else None)
 
     def _stored(self) -> dict[str, dict[str, str]]:
         try:

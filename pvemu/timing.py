@@ -47,6 +47,10 @@ class Timing:
     @property
     def lock_lifetime(self) -> float: return self.s(120)      # expired when age > this
     @property
+    def cfs_lock_timeout(self) -> float: return self.s(10)    # PVE::Cluster cfs_lock
+    @property
+    def cfs_lock_retry(self) -> float: return self.s(1)       # its sleep between tries
+    @property
     def fence_delay(self) -> float: return self.s(60)
     @property
     def gone_delete(self) -> float: return self.s(3600)

@@ -20,15 +20,16 @@ class HaNode:
     """What the CLI needs to know about the node it runs on."""
 
     def __init__(self, etc: EtcPve | None = None) -> None:
-        self.etc = etc or EtcPve()
         path = Path(os.environ.get("PVECHAOS_NODE_JSON", str(nodeinfo.NODE_JSON)))
         try:
             info = nodeinfo.load(path)
+            self.etc = etc or EtcPve(timing=info.timing)
             self.name, self.flavour, self.timing = info.name, info.flavour, info.timing
             self.info: nodeinfo.NodeInfo | None = info
         except OSError:  # a node.json that is there but wrong is an error, not a guess
             # Guess: outside a lab node, take the name from `local` and act as PVE 9 with
             # PVE's real timers
+            self.etc = etc or EtcPve(timing=Timing(1.0))
             self.name = self.etc.local_node() or socket.gethostname().split(".")[0]
             self.flavour, self.timing, self.info = 9, Timing(1.0), None
 

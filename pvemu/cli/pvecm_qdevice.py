@@ -83,7 +83,7 @@ def device_section(address: str, algorithm: str) -> dict:
 def _update_conf(etc: EtcPve, change) -> None:
     """Under the corosync.conf cfs lock: read, change, write with config_version + 1
     (PVE::Corosync::atomic_write_conf)."""
-    with etc.lock(CONF_LOCK, 10):
+    with etc.lock(CONF_LOCK):
         text = etc.read(PVE_CONF)
         if text is None:
             raise CommandError("Node not in a cluster. Aborting.")

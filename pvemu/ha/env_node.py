@@ -37,7 +37,7 @@ class NodeEnv:
         self.bugs = info.bugs
         self.daemon = daemon
         self.root = root
-        self.etc = EtcPve(root)
+        self.etc = EtcPve(root, info.timing)
         self.guests = guests
         self._members: dict[str, bool] = {}
         self._lock_success: dict[str, float] = {}  # PVE2.pm lock_time: last success

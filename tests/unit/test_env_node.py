@@ -185,3 +185,22 @@ def test_a_lost_and_a_regained_lock_are_logged_as_pve_logs_them(root, clock, cap
     out = capsys.readouterr().out
     assert "successfully acquired lock 'ha_agent_node1_lock'" in out
     assert "err: lost lock 'ha_agent_node1_lock - can't get cfs lock" in out
+
+
+def test_a_master_that_lost_quorum_gives_up_crm_commands_inside_its_watchdog(root, capsys):
+    """The CRM master reads crm_commands under cfs_lock('domain-ha') in every round; a
+    node that lost quorum between the round's lock renewal and that read waits cfs_lock's
+    10 s, at the node's timescale, then says no quorum (PVE::Cluster cfs_lock). An
+    unscaled 10 s there outlasted the CRM's 60 s watchdog at timescale 0.1 and reset the
+    lone survivor of the HA story."""
+    env = make_env(root, timescale=0.01)
+    (root / "ha/crm_commands").write_text("migrate ct:100 node2\n")
+    (root / "priv/lock/domain-ha").mkdir()  # left by the old master, power-cut holding it
+    os.chmod(root / "local", 0o555)  # quorum lost
+    started = time.monotonic()
+    assert env.read_crm_commands() == []
+    waited = time.monotonic() - started
+    assert env.timing.cfs_lock_timeout <= waited < env.timing.watchdog_client_timeout
+    assert "reading crm commands failed - cfs-lock 'domain-ha' error: no quorum!" \
+        in capsys.readouterr().out
+    assert (root / "ha/crm_commands").read_text() == "migrate ct:100 node2\n"

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from pvemu import etc_pve
+from pvemu import etc_pve, nodeinfo
 from pvemu.etc_pve import NO_QUORUM, CfsError, EtcPve, atomic_write
+from pvemu.timing import Timing
 
 
 @pytest.fixture
@@ -158,15 +159,35 @@ def test_a_contended_lock_times_out_sends_unlock_requests_and_keeps_the_lock(etc
     assert lock.stat().st_mtime == 0  # each failed try asked for an unlock (utime 0)
 
 
-def test_the_default_timeout_is_pves_ten_seconds_and_read_when_locking(etc, monkeypatch):
-    assert etc_pve.LOCK_TIMEOUT_S == 10.0
-    monkeypatch.setattr(etc_pve, "LOCK_TIMEOUT_S", 0.1)
-    etc.path("priv/lock/file-storage_cfg").mkdir()
+def test_the_lock_waits_pves_ten_seconds_at_the_nodes_timescale(etc, monkeypatch):
+    """cfs_lock's 10 s and its 1 s between tries are PVE seconds: at timescale 0.01 the
+    wait is 0.1 s, tried about ten times (each try an unlock request)."""
+    assert (Timing(1.0).cfs_lock_timeout, Timing(1.0).cfs_lock_retry) == (10.0, 1.0)
+    fast = EtcPve(etc.root, Timing(0.01))
+    lock = fast.path("priv/lock/file-storage_cfg")
+    lock.mkdir()
+    tries = []
+    real_utime = os.utime
+    monkeypatch.setattr(etc_pve.os, "utime", lambda *a, **k: (tries.append(a[0]),
+                                                              real_utime(*a, **k))[1])
     started = time.monotonic()
     with pytest.raises(CfsError, match="got lock request timeout"):
-        with etc.lock("file-storage_cfg", retry_s=0.02):
+        with fast.lock("file-storage_cfg"):
             pass
-    assert time.monotonic() - started < 2
+    assert 0.1 <= time.monotonic() - started < 2
+    assert 5 <= len(tries) <= 12, tries
+
+
+def test_without_a_node_json_the_lock_waits_pves_own_seconds(etc, tmp_path, monkeypatch):
+    """Off a lab node (no node.json) the timers are PVE's; on one they are the node's."""
+    monkeypatch.setattr(nodeinfo, "NODE_JSON", tmp_path / "absent.json")
+    assert EtcPve(etc.root).timing == Timing(1.0)
+    node_json = tmp_path / "node.json"
+    node_json.write_text(json.dumps({
+        "name": "node1", "address": "198.18.60.11", "prefixlen": 24, "pve_version": "9.1.2",
+        "kernel": "6.8", "local_db": "/tmp/x", "timescale": 0.1}))
+    monkeypatch.setattr(nodeinfo, "NODE_JSON", node_json)
+    assert EtcPve(etc.root).timing.cfs_lock_timeout == pytest.approx(1.0)
 
 
 def test_a_lock_freed_by_its_holder_is_taken_by_the_waiter(etc):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from pvemu import etc_pve, storage
+from pvemu import storage
 from pvemu.storage import StorageError, Storages
+from pvemu.timing import Timing
 
 PVE_DEFAULT = """dir: local
 \tpath /var/lib/vz
@@ -65,9 +68,10 @@ def test_pvesm_add_and_remove(tmp_path, info):
         store.remove("shared")
 
 
-def test_storage_cfg_is_edited_under_the_cluster_lock(tmp_path, info, monkeypatch):
+def test_storage_cfg_is_edited_under_the_cluster_lock(tmp_path, info):
     (tmp_path / "pve/nodes").mkdir(parents=True)  # a quorate standalone root
-    store = Storages(tmp_path / "pve", info)
+    # PVE's 10 s lock wait at the node's timescale: 0.3 s
+    store = Storages(tmp_path / "pve", dataclasses.replace(info, timing=Timing(0.03)))
     lock = tmp_path / "pve/priv/lock/file-storage_cfg"
     seen = []
     real_write = store.write
@@ -75,7 +79,6 @@ def test_storage_cfg_is_edited_under_the_cluster_lock(tmp_path, info, monkeypatc
     store.add("nfs", "shared", {"server": "198.18.50.1", "export": "/export"})
     assert seen == [True] and not lock.exists()  # held while writing, released after
     lock.mkdir()  # another node holds it (and keeps renewing it: utime is no help here)
-    monkeypatch.setattr(etc_pve, "LOCK_TIMEOUT_S", 0.3)
     with pytest.raises(StorageError, match="delete storage failed: cfs-lock "
                        "'file-storage_cfg' error: got lock request timeout"):
         store.remove("shared")

@@ -33,11 +33,11 @@ class Lab:
         self.root, self.node_json, self.mp = root, node_json, monkeypatch
         self.flavour(9)
 
-    def flavour(self, major: int) -> None:
+    def flavour(self, major: int, timescale: float = 1.0) -> None:
         self.node_json.write_text(json.dumps({
             "name": "node1", "address": "198.18.60.11", "prefixlen": 24,
             "pve_version": f"{major}.4.1" if major == 8 else "9.1.2", "kernel": "6.8",
-            "local_db": "/tmp/x", "timescale": 1.0}))
+            "local_db": "/tmp/x", "timescale": timescale}))
 
     def write(self, rel: str, text: str) -> None:
         (self.root / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from pvemu import etc_pve
 from pvemu.cli import ha_manager
 
 from .conftest import NOW
@@ -77,12 +77,14 @@ def test_add_bad_options(lab, capsys):
     assert code == 255 and err.startswith("400 not enough arguments")
 
 
-def test_add_waits_for_lock_then_times_out(lab, capsys, monkeypatch):
-    monkeypatch.setattr(etc_pve, "LOCK_TIMEOUT_S", 0.05)
+def test_add_waits_for_lock_then_times_out_at_the_nodes_timescale(lab, capsys):
+    lab.flavour(9, timescale=0.005)  # PVE's 10 s cfs_lock wait: 0.05 s here
     (lab.root / "priv/lock/domain-ha").mkdir()
+    started = time.monotonic()
     code, _, err = run(capsys, "add", "vm:100")
     assert (code, err) == (255, "create resource failed: cfs-lock 'domain-ha' error: got lock "
                                 "request timeout\n")
+    assert 0.05 <= time.monotonic() - started < 5
     assert (lab.root / "priv/lock/domain-ha").exists()  # not ours to remove
 
 
