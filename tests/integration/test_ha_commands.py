@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.waits import wait_until
+from tests.integration.ha_support import holds
 
 K = 0.1
 
@@ -27,6 +28,22 @@ def test_bad_ha_commands_are_refused_as_pve_refuses_them(ha_lab):
     assert "no 'get' handler" in fails(node1, "pvesh", "get", "/nothing")
     assert "already exists" in fails(node1, "pct", "create", "100",
                                      "local:vztmpl/x.tar.zst", "--rootfs", "shared:1")
+    # domain-ha held (a stuck command elsewhere): cfs_lock gives up after its 10 PVE s,
+    # the CLI's and the CRM master's alike; the master's round waits that long for
+    # crm_commands and goes on, so its watchdog (60 PVE s) never runs out while the lock
+    # stays held longer than that
+    master = h.master()
+    boot = h.boot_id(master)
+    node2 = h.node("node2")
+    node2.check("mkdir", "/etc/pve/priv/lock/domain-ha")
+    assert fails(node1, "ha-manager", "set", "ct:100", "--state", "stopped").endswith(
+        "update resource failed: cfs-lock 'domain-ha' error: got lock request timeout\n")
+    holds(h, h.s(80), f"{master} up and master while domain-ha is held",
+          lambda: None if (h.boot_id(master), h.master()) == (boot, master)
+          else f"{master} rebooted or gave up the master role")
+    node2.check("rmdir", "/etc/pve/priv/lock/domain-ha")
+    assert "reading crm commands failed - cfs-lock 'domain-ha' error: got lock request " \
+        "timeout" in h.log(master, "crm")
     # no quorum: node3 alone
     h.lab.power_cut("node1")
     h.lab.power_cut("node2")
