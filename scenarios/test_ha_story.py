@@ -43,6 +43,7 @@ from harness.metrics import (
     time_to_quorum_loss,
 )
 from harness.recovery import Recovery, check_no_failback
+from harness.report import node_logs
 from harness.timeline import EventKind
 from harness.waits import NotYet, hold_for, wait_until
 
@@ -190,8 +191,10 @@ def test_power_cut_second_node_no_recovery_without_quorum(cluster, guest, story,
     for name in survivors:
         node = cluster.node(name)
         with allure.step(f"{name} did not reset itself; its LRM holds no active service"):
-            assert node.boot_id() == story.survivor_boots[name], \
-                f"{name} rebooted (watchdog?)"
+            if node.boot_id() != story.survivor_boots[name]:
+                trail = node_logs.watchdog_trail(cluster, name,
+                                                 timeline.clock.wall(cut.t) - 30)
+                pytest.fail(f"{name} rebooted (watchdog?); its logs around the cut:\n{trail}")
             status = guest.ha_status(on=name)
             lrm = status.lrms.get(name)
             assert lrm is None or lrm.status != "active", f"{name}'s LRM: {lrm}"

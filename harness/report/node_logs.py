@@ -4,6 +4,8 @@ cluster's and HA's units and the guest's, over a window of wall-clock time, reda
 
 from __future__ import annotations
 
+import time
+
 from harness.cluster import Cluster
 from harness.errors import PvechaosError
 from harness.report.redact import redact
@@ -41,3 +43,16 @@ def collect(cluster: Cluster, since: float, until: float, *, guest_vmid: int | N
             text = "[... earlier lines cut ...]\n" + text[-MAX_CHARS:]
         out[name] = redact(text)
     return out
+
+
+WATCHDOG_WORDS = ("watchdog", "lock", "quorum", "status change")
+
+
+def watchdog_trail(cluster: Cluster, name: str, since: float, *, lines: int = 12) -> str:
+    """Why ``name`` may have reset since the wall-clock time ``since``: its HA daemons' and
+    watchdog-mux's lines about the watchdog, locks, quorum and state changes, the last
+    ``lines`` of them (for an assertion message, where the full logs do not fit)."""
+    text = collect(cluster, since, time.time(), names=(name,))[name]
+    kept = [line for line in text.splitlines()
+            if any(word in line for word in WATCHDOG_WORDS)]
+    return "\n".join(kept[-lines:]) or text.strip()[-2000:] or "(no log lines)"
