@@ -22,8 +22,6 @@ from harness.report import event_table, node_logs, timeline_plot
 from harness.report.redact import redact
 from harness.timeline import EventKind, Timeline
 
-LOG_LEAD_S = 10.0  # node logs from this long before a fault
-
 
 @pytest.fixture(autouse=True)
 def evidence(request: pytest.FixtureRequest) -> Iterator[None]:
@@ -63,7 +61,7 @@ def evidence(request: pytest.FixtureRequest) -> Iterator[None]:
         faults = timeline.events(FAULT_KINDS, after=started)
         if faults:
             vmid = GUEST_VMID if "guest" in request.fixturenames else None
-            since = timeline.clock.wall(faults[0].t - LOG_LEAD_S)
+            since = timeline.clock.wall(faults[0].t - node_logs.LEAD_S)
             for name, text in node_logs.collect(cluster, since, time.time(),
                                                 guest_vmid=vmid).items():
                 allure.attach(text, name=f"logs on {name} around "

@@ -63,7 +63,7 @@ class EtcPve:
     def timing(self) -> Timing:
         if self._timing is None:
             try:
-                self._timing = nodeinfo.load(nodeinfo.NODE_JSON).timing
+                self._timing = nodeinfo.load().timing
             except FileNotFoundError:  # not on a lab node: PVE's own seconds
                 self._timing = Timing(1.0)
         return self._timing

@@ -40,7 +40,8 @@ class NodeInfo:
         return int(self.pve_version.split(".")[0])
 
 
-def load(path: Path = NODE_JSON) -> NodeInfo:
+def load(path: Path | None = None) -> NodeInfo:
+    path = NODE_JSON if path is None else path
     raw = json.loads(path.read_text())
     if "timescale" not in raw:  # no default: a node never guesses its timers
         raise ValueError(f"{path} has no timescale (the lab writes it at provisioning)")

@@ -192,8 +192,8 @@ def test_power_cut_second_node_no_recovery_without_quorum(cluster, guest, story,
         node = cluster.node(name)
         with allure.step(f"{name} did not reset itself; its LRM holds no active service"):
             if node.boot_id() != story.survivor_boots[name]:
-                trail = node_logs.watchdog_trail(cluster, name,
-                                                 timeline.clock.wall(cut.t) - 30)
+                trail = node_logs.watchdog_trail(
+                    cluster, name, timeline.clock.wall(cut.t - node_logs.LEAD_S))
                 pytest.fail(f"{name} rebooted (watchdog?); its logs around the cut:\n{trail}")
             status = guest.ha_status(on=name)
             lrm = status.lrms.get(name)

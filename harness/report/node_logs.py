@@ -11,6 +11,7 @@ from harness.errors import PvechaosError
 from harness.report.redact import redact
 
 UNITS = ("corosync", "pve-cluster", "pve-ha-crm", "pve-ha-lrm", "watchdog-mux")
+LEAD_S = 10.0  # node logs from this long before a fault
 MAX_CHARS = 200_000  # per node: the tail is kept (the fault's aftermath matters most)
 
 

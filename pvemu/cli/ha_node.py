@@ -22,16 +22,16 @@ class HaNode:
     def __init__(self, etc: EtcPve | None = None) -> None:
         path = Path(os.environ.get("PVECHAOS_NODE_JSON", str(nodeinfo.NODE_JSON)))
         try:
-            info = nodeinfo.load(path)
-            self.etc = etc or EtcPve(timing=info.timing)
-            self.name, self.flavour, self.timing = info.name, info.flavour, info.timing
-            self.info: nodeinfo.NodeInfo | None = info
+            info: nodeinfo.NodeInfo | None = nodeinfo.load(path)
         except OSError:  # a node.json that is there but wrong is an error, not a guess
-            # Guess: outside a lab node, take the name from `local` and act as PVE 9 with
-            # PVE's real timers
-            self.etc = etc or EtcPve(timing=Timing(1.0))
-            self.name = self.etc.local_node() or socket.gethostname().split(".")[0]
-            self.flavour, self.timing, self.info = 9, Timing(1.0), None
+            info = None
+        self.info = info
+        # Guess: outside a lab node, act as PVE 9 with PVE's real timers and take the
+        # name from `local`
+        self.flavour, self.timing = (info.flavour, info.timing) if info else (9, Timing(1.0))
+        self.etc = etc or EtcPve(timing=self.timing)
+        self.name = info.name if info else (self.etc.local_node()
+                                            or socket.gethostname().split(".")[0])
 
     def cluster_nodes(self) -> list[str]:
         """Nodes of the cluster (.members' nodelist, else the nodes/ directories) and

@@ -168,8 +168,11 @@ def test_the_lock_waits_pves_ten_seconds_at_the_nodes_timescale(etc, monkeypatch
     lock.mkdir()
     tries = []
     real_utime = os.utime
-    monkeypatch.setattr(etc_pve.os, "utime", lambda *a, **k: (tries.append(a[0]),
-                                                              real_utime(*a, **k))[1])
+
+    def counted_utime(path, *args, **kwargs):  # every failed try: one unlock request
+        tries.append(path)
+        return real_utime(path, *args, **kwargs)
+    monkeypatch.setattr(etc_pve.os, "utime", counted_utime)
     started = time.monotonic()
     with pytest.raises(CfsError, match="got lock request timeout"):
         with fast.lock("file-storage_cfg"):
