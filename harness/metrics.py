@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -99,14 +99,28 @@ class Metric:
                    tuple(window) if window else None, row.get("budget_s"))
 
 
+QUORUM_VIEW_KINDS = (EventKind.MEMBERSHIP_CHANGED, EventKind.QUORUM_LOST,
+                     EventKind.QUORUM_REGAINED, EventKind.VOTES_CHANGED)
+
+
+def quorum_views_after(timeline: Timeline, after: Event, sources: Iterable[str]
+                       ) -> Iterator[Event]:
+    """The quorum watcher's views from ``sources`` seen after ``after``, oldest first: a
+    view is stamped at its poll's start, so the poll that saw an immediate effect (`pvecm
+    expected 1` answers in milliseconds) may have begun just before the action that
+    caused it. A view counts when its poll ended at or after ``after``."""
+    wanted = set(sources)
+    for event in timeline.events(QUORUM_VIEW_KINDS):
+        view = event.payload
+        if event.source in wanted and isinstance(view, QuorumView) \
+                and event.t + (view.poll_s or 0.0) >= after.t:
+            yield event
+
+
 def _first_view(timeline: Timeline, node: str, after: Event,
                 where: Callable[[QuorumView], bool]) -> Event | None:
-    kinds = (EventKind.MEMBERSHIP_CHANGED, EventKind.QUORUM_LOST, EventKind.QUORUM_REGAINED,
-             EventKind.VOTES_CHANGED)
-    for event in timeline.events(kinds, source=node, after=after.t):
-        if isinstance(event.payload, QuorumView) and where(event.payload):
-            return event
-    return None
+    return next((e for e in quorum_views_after(timeline, after, [node])
+                 if where(e.payload)), None)  # type: ignore[arg-type]
 
 
 def _first_views(timeline: Timeline, nodes: Iterable[str], after: Event,
@@ -118,9 +132,11 @@ def _first_views(timeline: Timeline, nodes: Iterable[str], after: Event,
 
 def _all_nodes_by(timeline: Timeline, nodes: Iterable[str], after: Event,
                   where: Callable[[QuorumView], bool]) -> float | None:
-    """Seconds from ``after`` until every node has shown a view matching ``where``."""
+    """Seconds from ``after`` until every node has shown a view matching ``where``; a view
+    whose poll began before ``after`` (and ended after it) counts from ``after``: 0 s, the
+    poll's length its error bound, as for every view (``_longest_poll``)."""
     events = _first_views(timeline, nodes, after, where)
-    return None if not events else max(e.t for e in events) - after.t
+    return None if not events else max(max(e.t, after.t) for e in events) - after.t
 
 
 def _longest_poll(timeline: Timeline, nodes: Iterable[str], after: Event,

@@ -13,8 +13,9 @@ from collections.abc import Iterable
 
 from harness import ha_admin
 from harness.cluster import Cluster
-from harness.events import Event, EventKind, QuorumView
+from harness.events import Event
 from harness.ha_guest import HaGuest
+from harness.metrics import quorum_views_after
 from harness.timeline import Timeline
 from harness.waits import NotYet, wait_until
 
@@ -47,14 +48,8 @@ def wait_calm(cluster: Cluster, guest: HaGuest, *, timeout_s: float) -> None:
 
 
 def _membership(timeline: Timeline, after: Event, survivors: Iterable[str], test) -> Event | None:
-    kinds = (EventKind.MEMBERSHIP_CHANGED, EventKind.QUORUM_LOST, EventKind.QUORUM_REGAINED,
-             EventKind.VOTES_CHANGED)
-    sources = set(survivors)
-    for event in timeline.events(kinds, after=after.t):
-        if event.source in sources and isinstance(event.payload, QuorumView) \
-                and test(event.payload.members):
-            return event
-    return None
+    return next((e for e in quorum_views_after(timeline, after, survivors)
+                 if test(e.payload.members)), None)  # type: ignore[union-attr]
 
 
 def left_membership(timeline: Timeline, node: str, after: Event, survivors: Iterable[str]

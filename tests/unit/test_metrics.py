@@ -125,6 +125,23 @@ def test_time_to_quorum(story):
     assert time_to_quorum(tl, marks["on"], "node3") == pytest.approx(16.0)
 
 
+def test_a_poll_that_began_just_before_the_action_and_saw_its_effect_counts():
+    """`pvecm expected 1` takes effect in milliseconds: the watcher's poll that saw it may
+    have started before the action was stamped (views are stamped at their poll's start).
+    It counts, from the action (0 s); a poll that ended before the action does not."""
+    tl, lone = Timeline(Clock()), ("node1",)
+    tl.record(K.QUORUM_LOST, "node1", QuorumView(False, lone, 3, 1, poll_s=0.2), t=20.0)
+    tl.record(K.QUORUM_REGAINED, "node1", QuorumView(True, lone, 1, 1, poll_s=0.1), t=32.8)
+    later = tl.record(K.ACTION, "harness", Action("pvecm expected 1"), t=33.0)
+    assert time_to_quorum(tl, later, "node1") is None  # that poll ended at 32.9
+    tl.record(K.QUORUM_LOST, "node1", QuorumView(False, lone, 3, 1, poll_s=0.2), t=34.0)
+    action = tl.record(K.ACTION, "harness", Action("pvecm expected 1"), t=35.0)
+    tl.record(K.QUORUM_REGAINED, "node1", QuorumView(True, lone, 1, 1, poll_s=0.3), t=34.8)
+    assert time_to_quorum(tl, action, "node1") == 0.0
+    assert time_to_quorum(tl, tl.record(K.ACTION, "harness", Action("again"), t=36.0),
+                          "node1") is None
+
+
 def test_time_to_heal_waits_for_every_member_and_whole_expected_votes(story):
     tl, marks = story
     assert time_to_heal(tl, marks["on"], ALL) == pytest.approx(16.0)
