@@ -21,6 +21,7 @@ What the device does (Linux ``drivers/watchdog/watchdog_dev.c``, ``softdog.c``):
 from __future__ import annotations
 
 import socket
+import time
 
 DEVICE = "/run/pvechaos/watchdog"  # stands for /dev/watchdog (served by the node's init)
 # `options softdog soft_noboot=1` (pve-faults.md §3.7: a lab switch turning every fence into
@@ -129,8 +130,11 @@ class DeviceClient:
         self._sock: socket.socket | None = sock
 
     def _send(self, line: str) -> None:
+        """One request, stamped with when it was made (``@<monotonic> <request>``): the
+        kernel acts on write(2) and ioctl(2) as they are called, so the device takes a
+        request at its stamp however late its server reads it."""
         if self._sock is not None:
-            self._sock.sendall((line + "\n").encode())
+            self._sock.sendall(f"@{time.monotonic():.6f} {line}\n".encode())
 
     def set_timeout(self, seconds: float) -> None:
         self._send(f"timeout {seconds:.6f}")
@@ -149,8 +153,18 @@ class DeviceClient:
 
 
 def handle_line(dog: Softdog, line: str, now: float) -> None:
-    """One request from the device's opener (the server side of ``DeviceClient``)."""
-    verb, _, arg = line.strip().partition(" ")
+    """One request from the device's opener (the server side of ``DeviceClient``), taken
+    at its ``@<monotonic>`` stamp when it has one (never later than ``now``): a ping made
+    before the deadline keeps the node up even when it is read after it (the node's init
+    starved of CPU for a moment), and one made after it is too late, as in the kernel."""
+    line = line.strip()
+    if line.startswith("@"):
+        stamp, _, line = line[1:].partition(" ")
+        try:
+            now = min(now, float(stamp))
+        except ValueError:
+            pass
+    verb, _, arg = line.partition(" ")
     if verb == "timeout":
         dog.set_timeout(float(arg), now)
     elif verb == "keepalive":

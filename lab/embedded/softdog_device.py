@@ -4,7 +4,12 @@ The device is served on a thread of its own, as the kernel serves write(2) and i
 whatever PID 1 is doing: the init blocks for seconds at a time (``systemctl stop
 corosync`` waits for corosync to leave the ring; a reboot stops every unit in order), and
 pings that waited for it were read late, so the timer, past its deadline, fired although
-watchdog-mux had fed it on time (a node reset by ``systemctl stop``). The timer itself is
+watchdog-mux had fed it on time (a node reset by ``systemctl stop``). Each request also
+carries when the mux made it (pvemu/softdog.py ``DeviceClient``), and the loop reads what
+is still unread before it fires: when the whole init was starved of CPU on a busy host,
+pings made in time count. (Suspected, not confirmed, in a CI run: a 5-node lab at
+timescale 0.1, whose device timeout is 1 s, reset the node running the guest while three
+nodes booted, with no watchdog-mux line before it.) The timer itself is
 pvemu/softdog.py's; its expiry is acted on by the init's loop (``expired`` / ``fire``).
 
 The deadline is also published at softdog.DEADLINE_FILE, where the lab reads it on thaw
@@ -53,12 +58,23 @@ class SoftdogDevice:
 
     def fire_if_expired(self, now: float, noboot: bool) -> bool | None:
         """None: not expired. Else softdog_fire's console line is written and the result
-        is whether the node must reset (not with ``noboot``)."""
+        is whether the node must reset (not with ``noboot``). Requests the opener made but
+        the device thread has not read yet are taken first, at their stamps: when the
+        whole init was starved of CPU, both threads wake together and this one must not
+        fire on pings the mux made in time."""
+        warning = None
         with self._lock:
             if not self.dog.expired(now):
                 return None
-            line = self.dog.fire(noboot)
+            warning = self._drain()
+            expired = self.dog.expired(now)
+            if expired:
+                line = self.dog.fire(noboot)
             self._publish()
+        if warning:
+            self.kernel(warning)
+        if not expired:
+            return None
         self.kernel(line)
         return not noboot
 
@@ -107,23 +123,43 @@ class SoftdogDevice:
             data = conn.recv(4096)
         except OSError:
             data = b""
-        warning = None
         with self._lock:
             if conn is not self._conn:  # reset meanwhile
                 return
-            now = time.monotonic()
-            if data:
-                self._buffer += data
-                *lines, self._buffer = self._buffer.split(b"\n")
-                for line in lines:
-                    softdog.handle_line(self.dog, line.decode(errors="replace"), now)
-            else:
-                conn.close()
-                self._conn, self._buffer = None, b""
-                warning = self.dog.release(now)
+            warning = self._take(conn, data)
             self._publish()
         if warning:
             self.kernel(warning)
+
+    def _drain(self) -> str | None:
+        """Take what the opener has written and nobody read yet (the lock is held)."""
+        warning = None
+        for _ in range(1000):  # bounded: each round reads up to 4 KiB of requests
+            conn = self._conn
+            if conn is None:
+                break
+            try:
+                data = conn.recv(4096, socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                data = b""
+            warning = self._take(conn, data) or warning
+        return warning
+
+    def _take(self, conn: socket.socket, data: bytes) -> str | None:
+        """Requests read from the opener, or its close (``data`` empty: the kernel's
+        warning when the timer is left running). The lock is held."""
+        now = time.monotonic()
+        if data:
+            self._buffer += data
+            *lines, self._buffer = self._buffer.split(b"\n")
+            for line in lines:
+                softdog.handle_line(self.dog, line.decode(errors="replace"), now)
+            return None
+        conn.close()
+        self._conn, self._buffer = None, b""
+        return self.dog.release(now)
 
     def _publish(self) -> None:
         """The timer's deadline at ``deadline_file`` (called with the lock held)."""

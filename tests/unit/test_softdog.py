@@ -45,6 +45,19 @@ def test_a_ping_after_the_deadline_is_too_late_the_timer_has_fired():
     assert dog.expired(30.0)
 
 
+def test_a_request_counts_when_it_was_made_as_its_stamp_says_not_when_it_was_read():
+    dog = opened()  # deadline 10.0
+    handle_line(dog, "@9.5 keepalive", 12.0)  # made in time, read 2 s late: it counts
+    assert not dog.expired(19.4) and dog.expired(19.5)
+    handle_line(dog, "@25.0 keepalive", 26.0)  # made after the deadline: too late
+    assert dog.expired(26.0)
+    dog = opened()
+    handle_line(dog, "@50.0 keepalive", 5.0)  # a stamp ahead of the reader: taken as now
+    assert dog.remaining(5.0) == 10.0
+    handle_line(dog, "@1.0 write V", 6.0)
+    assert dog.release(6.0) is None  # the stamped write still carries the magic V
+
+
 def test_the_magic_close_stops_the_timer():
     dog = opened()
     handle_line(dog, "write V", 4.0)

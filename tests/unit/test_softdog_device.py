@@ -5,6 +5,7 @@ deadline follows them."""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 
 from harness.waits import NotYet, wait_until
@@ -69,3 +70,31 @@ def _opens(path: str) -> bool | NotYet:
         return True
     except DeviceError as exc:
         return NotYet(str(exc))
+
+
+def test_pings_made_in_time_but_not_read_yet_keep_a_starved_init_from_firing(tmp_path):
+    """The whole init starved of CPU: its device thread has not read the mux's pings
+    when the loop wakes past the deadline. They were made in time (their stamps), so the
+    timer is not expired; a ping made after the deadline does not save it."""
+    path = str(tmp_path / "watchdog")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(4)
+    lines: list[str] = []
+    dev = SoftdogDevice(0.3, listener, lines.append, deadline_file=str(tmp_path / "dl"))
+    opener = threading.Thread(target=dev._open)  # the device thread opens it, then starves
+    opener.start()
+    client = DeviceClient(path)
+    opener.join(5)
+    end = time.monotonic() + 0.9  # three timeouts, pinged every 0.05 s, nothing read
+    while time.monotonic() < end:
+        client.keepalive()
+        time.sleep(0.05)
+    assert dev.fire_if_expired(time.monotonic(), noboot=False) is None
+    assert lines == []
+    time.sleep(0.5)  # the mux silent past the deadline, then a late ping
+    client.keepalive()
+    assert dev.fire_if_expired(time.monotonic(), noboot=False) is True
+    assert lines == ["softdog: Initiating system reboot"]
+    client.close(magic=False)
+    listener.close()
