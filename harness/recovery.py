@@ -244,4 +244,5 @@ def check_no_failback(guest: HaGuest, timeline: Timeline, constants: ClusterCons
                            f"{hold:.0f} s of {guest.sid} staying on {where}")
         assert outcome is None, f"{guest.sid} moved after the heal: {outcome}"
         assert probe.current is not None and probe.current.node == where, \
-            f"the guest answers from {probe.current}"
+            f"the guest answers from {probe.current} (the probe's last error: " \
+            f"{probe.last_error})"

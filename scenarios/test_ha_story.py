@@ -247,4 +247,13 @@ def test_power_on_heals_without_failback(cluster, guest, story, faults, timeline
             cluster.wait_whole_view(name, timeout_s=MEMBERSHIP_TIMEOUT_S)
     metrics.record_observed("time_to_heal", lambda: time_to_heal(timeline, last_on, names),
                             timeout_s=15)
-    check_no_failback(guest, timeline, constants, probe, story.target)
+    try:
+        check_no_failback(guest, timeline, constants, probe, story.target)
+    except AssertionError as exc:  # the guest's node reset while the others came back?
+        before = story.survivor_boots.get(story.target)
+        if before is None or cluster.node(story.target).boot_id() == before:
+            raise
+        trail = node_logs.watchdog_trail(
+            cluster, story.target, timeline.clock.wall(last_on.t - node_logs.LEAD_S))
+        pytest.fail(f"{exc}: {story.target} rebooted (watchdog?); its logs around the "
+                    f"power-on:\n{trail}")
