@@ -79,6 +79,17 @@ class Story:
         return self.plan.survivor if self.plan else ""
 
 
+def fail_if_rebooted(cluster, timeline, story: Story, name: str, since, around: str, *,
+                     why: str = "") -> None:
+    """Fail with the node's watchdog trail when ``name`` booted again since the cuts."""
+    before = story.survivor_boots.get(name)
+    if before is None or cluster.node(name).boot_id() == before:
+        return
+    trail = node_logs.watchdog_trail(
+        cluster, name, timeline.clock.wall(since.t - node_logs.LEAD_S))
+    pytest.fail(f"{why}{name} rebooted (watchdog?); its logs around {around}:\n{trail}")
+
+
 @pytest.fixture(scope="module")
 def story(cluster, story_nodes) -> Story:
     status = cluster.node(story_nodes.survivor).quorum(timeout_s=10)
@@ -191,10 +202,7 @@ def test_power_cut_second_node_no_recovery_without_quorum(cluster, guest, story,
     for name in survivors:
         node = cluster.node(name)
         with allure.step(f"{name} did not reset itself; its LRM holds no active service"):
-            if node.boot_id() != story.survivor_boots[name]:
-                trail = node_logs.watchdog_trail(
-                    cluster, name, timeline.clock.wall(cut.t - node_logs.LEAD_S))
-                pytest.fail(f"{name} rebooted (watchdog?); its logs around the cut:\n{trail}")
+            fail_if_rebooted(cluster, timeline, story, name, cut, "the cut")
             status = guest.ha_status(on=name)
             lrm = status.lrms.get(name)
             assert lrm is None or lrm.status != "active", f"{name}'s LRM: {lrm}"
@@ -250,10 +258,6 @@ def test_power_on_heals_without_failback(cluster, guest, story, faults, timeline
     try:
         check_no_failback(guest, timeline, constants, probe, story.target)
     except AssertionError as exc:  # the guest's node reset while the others came back?
-        before = story.survivor_boots.get(story.target)
-        if before is None or cluster.node(story.target).boot_id() == before:
-            raise
-        trail = node_logs.watchdog_trail(
-            cluster, story.target, timeline.clock.wall(last_on.t - node_logs.LEAD_S))
-        pytest.fail(f"{exc}: {story.target} rebooted (watchdog?); its logs around the "
-                    f"power-on:\n{trail}")
+        fail_if_rebooted(cluster, timeline, story, story.target, last_on, "the power-on",
+                         why=f"{exc}: ")
+        raise

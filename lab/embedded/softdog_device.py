@@ -62,18 +62,15 @@ class SoftdogDevice:
         the device thread has not read yet are taken first, at their stamps: when the
         whole init was starved of CPU, both threads wake together and this one must not
         fire on pings the mux made in time."""
-        warning = None
         with self._lock:
             if not self.dog.expired(now):
                 return None
             warning = self._drain()
-            expired = self.dog.expired(now)
-            if expired:
-                line = self.dog.fire(noboot)
+            line = self.dog.fire(noboot) if self.dog.expired(now) else None
             self._publish()
         if warning:
             self.kernel(warning)
-        if not expired:
+        if line is None:
             return None
         self.kernel(line)
         return not noboot
