@@ -7,6 +7,8 @@ module only runs what a PVE administrator would: `pvesm add nfs` (harness/shared
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from harness.cluster import Cluster, Node
 from harness.errors import PvechaosError
 from harness.lab_api import GuestRecipe, SharedStorage
@@ -151,7 +153,7 @@ class HaGuest:
             except PvechaosError:
                 continue
             if result.rc == 0:
-                return analyse(*parse_log(result.stdout))
+                return replace(analyse(*parse_log(result.stdout)), read_on=node.name)
         return None
 
     def log_exists(self) -> bool:

@@ -67,6 +67,7 @@ class LogReport:
     duplicates: list[int] = field(default_factory=list)  # seqs written more than once
     gaps: list[tuple[int, int]] = field(default_factory=list)  # missing seq ranges
     overlaps: list[tuple[str, str]] = field(default_factory=list)  # concurrent boots
+    read_on: str = ""  # the node whose mount of the storage gave this read ("": not said)
 
     @property
     def forked(self) -> bool:

@@ -174,3 +174,26 @@ def test_a_write_acknowledged_while_the_log_is_read_is_not_taken_for_lost():
     assert checker.check() == []
     acked[0] = ("a", 12)  # acknowledged before the next read, and not on the disk
     assert [v.invariant for v in checker.check()] == ["lost_write"]
+
+
+def test_a_stale_read_that_the_next_read_contradicts_is_noted_not_counted():
+    """The log only grows: a read lacking acknowledged writes that a read right after
+    holds was stale (it came through a node's mount at a bad moment); the writes were on
+    the disk. A write missing from both reads is lost, and the message names the node."""
+    from dataclasses import replace
+
+    from harness.events import Note
+
+    tl = Timeline(Clock())
+    full = replace(log_of(("a", "node1", 1, 20, 0)), read_on="node3")
+    stale = replace(log_of(("a", "node1", 1, 10, 0)), read_on="node2")
+    reads = [stale, full]
+    checker = InvariantChecker(tl, "ct:100", read_log=lambda: reads.pop(0),
+                               acknowledged=lambda: [("a", 15)])
+    assert checker.check() == []
+    (note,) = [e.payload_of(Note).text for e in tl.events(K.NOTE)]
+    assert "stale read of ct:100's disk" in note and "a read on node3 right after" in note
+    assert "the disk read on node2 holds 10 records" in note
+    reads[:] = [stale, stale]
+    (lost,) = checker.check()
+    assert lost.invariant == "lost_write" and "read on node2" in lost.detail
