@@ -13,7 +13,10 @@ Findings, each with the fault it followed:
 - ``error``: a fault verb failed, so the run did not do what the schedule said.
 
 Recoveries are read from the HA views of nodes outside the fault (a node cut off shows a
-stale view): the first time one shows the guest ``started`` on a node outside the fault.
+stale view): the first time one shows the guest ``started`` on a node outside the fault,
+before the cluster was whole again after it. Where the design gives no window (an
+isolation at a small timescale), a guest that stayed on its node, which came back before
+the majority fenced it, is what PVE does and is noted, not found.
 """
 
 from __future__ import annotations
@@ -139,11 +142,24 @@ def _services(evs: list[Event]) -> list[tuple[Event, HaServiceState]]:
 def _recoveries(evs: list[Event], r: Ran, verdict: Verdict) -> None:
     assert r.begin_t is not None and r.prediction is not None
     hit = set(r.item.nodes)
+    # a move after the cluster was whole again belongs to a later fault (calm waits for
+    # every guest of the run to be started and answering)
+    until = r.calm_t if r.calm_t is not None else float("inf")
     for move in r.prediction.moves:
         seen = next((e for e, p in _services(evs)
-                     if e.t >= r.begin_t and e.source not in hit and p.sid == move.sid
+                     if r.begin_t <= e.t <= until and e.source not in hit
+                     and p.sid == move.sid
                      and p.state == "started" and p.node is not None
                      and p.node not in hit), None)
+        if seen is None and move.window is None:
+            stayed = _stayed_unfenced(evs, r, move.sid)
+            if stayed is not None:
+                verdict.notes.append(
+                    f"#{r.item.index}: {move.sid} stayed on {stayed}: it came back after "
+                    f"{r.item.kind} of {','.join(r.item.nodes)} ended, before the majority "
+                    "fenced it (no window at this timescale: the fault was shorter than "
+                    "this recovery; pve-model.md §4.2, NodeStatus.pm)")
+                continue
         to = None if seen is None else seen.payload_of(HaServiceState).node
         rec = Recovery(r.item.index, r.item.kind, move.sid, move.source, to,
                        None if seen is None else seen.t - r.begin_t, move.window, move.to)
@@ -160,6 +176,27 @@ def _recoveries(evs: list[Event], r: Ran, verdict: Verdict) -> None:
         if to is not None and move.to is not None and to != move.to:
             verdict.notes.append(f"#{r.item.index}: {move.sid} went to {to}, PVE's basic "
                                  f"scheduler would pick {move.to}")
+
+
+def _stayed_unfenced(evs: list[Event], r: Ran, sid: str) -> str | None:
+    """The node of ``r``'s fault that ``sid`` runs on again after the fault ended, when
+    no view showed it in ``fence`` meanwhile; else None.
+
+    PVE puts a service in ``fence`` only once its node has been offline for the fence
+    delay, counted afresh by a new master (pve-model.md §4.2 and `node_is_offline_delayed`,
+    HA `src/PVE/HA/NodeStatus.pm`); a node back online before that keeps its services, and
+    its LRM starts them again after its reset. A service that went to ``fence`` must be
+    recovered elsewhere ("fence stays fence", pve-faults.md §6.1)."""
+    if r.begin_t is None or r.end_t is None:
+        return None
+    until = r.calm_t if r.calm_t is not None else float("inf")
+    views = [(e, p) for e, p in _services(evs)
+             if p.sid == sid and r.begin_t <= e.t <= until]
+    if any(p.state in ("fence", "recovery") for _, p in views):
+        return None
+    return next((p.node for e, p in views
+                 if e.t >= r.end_t and p.state == "started" and p.node in r.item.nodes),
+                None)
 
 
 def _explains(r: Ran, node: str | None, t: float, end: float) -> bool:
