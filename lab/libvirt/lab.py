@@ -14,7 +14,6 @@ powers every VM off and keeps definitions and snapshots for the next start;
 from __future__ import annotations
 
 import ipaddress
-import time
 from dataclasses import replace
 from typing import Any, Protocol
 
@@ -22,8 +21,8 @@ from harness.errors import ConfigError, InterlockError, LabError, PvechaosError
 from harness.lab_api import Capability, GuestRecipe, LabNode, RefusesWhatItLacks, SharedStorage
 from harness.timescale import Timescale
 from lab import node_upgrade, real_guest, run_guardian
+from lab.libvirt import clock, snapshots, xml
 from lab.libvirt import config as libvirt_config
-from lab.libvirt import snapshots, xml
 from lab.libvirt.config import LibvirtConfig
 from lab.libvirt.host import EventSink, Host, LibvirtLinks, LinkSwitch, libvirt_module
 from lab.libvirt.plan import GATEWAY, Plan
@@ -330,15 +329,6 @@ def power_off_domains(uri: str, domains: list[str]) -> None:
         host.close()
 
 
-def clock_script(now: float) -> str:
-    """Shell that sets a node's clock to ``now`` (this host's time, sent over SSH).
-    `date` first: chrony's makestep alone does nothing without a reachable source (an
-    isolated lab has none), and the gateway it could ask was reverted too. Then chrony
-    is asked to step, in case it has a source that knows better."""
-    return (f"date -u -s @{now:.3f} >/dev/null && "
-            "{ chronyc -a makestep >/dev/null 2>&1 || true; }")
-
-
 def ensure_networks(host: Host, plan: Plan) -> None:
     libvirt = libvirt_module()
     conn = host.conn
@@ -381,24 +371,17 @@ class SshAccess:
 
     def step_clocks(self, lab: LibvirtLab) -> None:
         """Guests resume with the snapshot's wall clock: step each node to this host's
-        time. The guest's write log and the timeline compare wall clocks."""
+        time (lab/libvirt/clock.py). The guest's write log and the timeline compare wall
+        clocks."""
         from harness.ssh import SshSession
 
         for node in lab.nodes():
-            # the time is read once the session is up, and sent ahead by half a measured
-            # command round trip (the one-way delay, as NTP estimates it): reading it
-            # before the connection and authentication left a TCG guest 1.7 s behind
             session = SshSession(node)
             try:
-                t0 = time.monotonic()
-                session.run("true", timeout_s=15)
-                one_way = (time.monotonic() - t0) / 2
-                result = session.run(clock_script(time.time() + one_way), timeout_s=15)
+                session.run("true", timeout_s=clock.COMMAND_TIMEOUT_S)  # the session is up
+                clock.step(session, node.name)
             finally:
                 session.close()
-            if result.rc != 0:
-                raise LabError(f"{node.name}: setting the clock after the revert failed: "
-                               f"{result.stderr.strip()[-300:]}")
 
     def configure_networking(self, lab: LibvirtLab) -> None:
         """What the installer leaves out: the corosync NIC (found by its MAC) and every

@@ -22,6 +22,7 @@ from harness.events import EventKind, LabEvent
 from harness.ssh import SshSession
 from harness.timeline import Timeline
 from harness.waits import NotYet, wait_until
+from lab.libvirt import clock
 from lab.libvirt.host import LibvirtLinks, libvirt_module
 from lab.libvirt.lab import LibvirtLab
 from tests.qemu.conftest import Events, boot_id, out, run, wait_answers
@@ -214,26 +215,22 @@ def test_link_contract_on_the_real_qemu_driver(lab):
     assert out(n2, f"cat /sys/class/net/{corosync_ifname(lab, 'node2')}/carrier") == "1"
 
 
-# how far a stepped guest clock may sit from this host's: the step's error and the
-# measurement's (each at most half a command round trip), on a 2-core host whose TCG
-# guests share it with other test files. Before both left the SSH connection's own time
-# out, 1.15 s and 1.67 s were measured.
+# how far a stepped guest clock may sit from this host's: the lab steps it to within
+# clock.TOLERANCE_S, checked by the lab's own measure (the best of a few round trips),
+# on a 2-core host whose TCG guests share it with other test files. One `date` round trip
+# per reading and one step without a check measured 1.15 s and 1.67 s.
 STEPPED_CLOCK_BOUND_S = 1.0
 
 
 def guest_clock_offset(n) -> float:
-    """The guest's wall clock minus this host's, from one command round trip's midpoint on
-    a session already up (the connection's own time would bias the midpoint)."""
+    """The guest's wall clock minus this host's, measured as the lab measures it
+    (lab/libvirt/clock.py) on a session already up."""
     session = SshSession(n)
     try:
         session.run("true", timeout_s=20)
-        t0 = time.time()
-        result = session.run("date +%s.%N", timeout_s=20)
-        t1 = time.time()
+        return clock.measure(session, n.name).seconds
     finally:
         session.close()
-    assert result.rc == 0, f"{n.name}: date: {result.stderr}"
-    return float(result.stdout) - (t0 + t1) / 2
 
 
 def test_ready_snapshot_and_revert_with_the_clock_step(lab):
