@@ -187,16 +187,17 @@ def _stayed_unfenced(evs: list[Event], r: Ran, sid: str) -> str | None:
     HA `src/PVE/HA/NodeStatus.pm`); a node back online before that keeps its services, and
     its LRM starts them again after its reset. A service that went to ``fence`` must be
     recovered elsewhere ("fence stays fence", pve-faults.md §6.1)."""
-    if r.begin_t is None or r.end_t is None:
+    if r.begin_t is None or r.end_t is None or r.calm_t is None:
+        return None  # never whole again after it: nothing to say it stayed
+    views = [(e, p) for e, p in _services(evs) if p.sid == sid and e.t <= r.calm_t]
+    if any(p.state in ("fence", "recovery") for e, p in views if e.t >= r.begin_t):
         return None
-    until = r.calm_t if r.calm_t is not None else float("inf")
-    views = [(e, p) for e, p in _services(evs)
-             if p.sid == sid and r.begin_t <= e.t <= until]
-    if any(p.state in ("fence", "recovery") for _, p in views):
-        return None
-    return next((p.node for e, p in views
-                 if e.t >= r.end_t and p.state == "started" and p.node in r.item.nodes),
-                None)
+    # the views record changes only: a service that never left its node shows no event
+    # after the fault, so the last view before the cluster was whole again says where
+    last = views[-1][1] if views else None
+    if last is not None and last.state == "started" and last.node in r.item.nodes:
+        return last.node
+    return None
 
 
 def _explains(r: Ran, node: str | None, t: float, end: float) -> bool:

@@ -181,9 +181,9 @@ def test_a_node_back_before_its_fence_keeps_its_guest_without_a_window_finding()
     # node1 rejoined after its reset before the new master's fresh fence delay ran out:
     # PVE keeps ct:100 there (NodeStatus.pm); with no window this is a note, not a finding
     tl = timeline()
+    # the watchers record changes: the last view of ct:100 came before the fault
     tl.record(EventKind.HA_SERVICE_STATE, "node2",
-              HaServiceState("ct:100", "node1", "started", Placement("node1", "started")),
-              t=31.0)
+              HaServiceState("ct:100", "node1", "started", None), t=2.0)
     v = judge(tl.events(), record(isolation()))
     assert v.ok, v.findings
     assert "ct:100 stayed on node1" in v.notes[0]
