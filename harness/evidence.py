@@ -60,10 +60,10 @@ def evidence(request: pytest.FixtureRequest) -> Iterator[None]:
                               attachment_type=allure.attachment_type.TEXT)
         faults = timeline.events(FAULT_KINDS, after=started)
         if faults:
-            vmid = GUEST_VMID if "guest" in request.fixturenames else None
+            vmids = (GUEST_VMID,) if "guest" in request.fixturenames else ()
             since = timeline.clock.wall(faults[0].t - node_logs.LEAD_S)
             for name, text in node_logs.collect(cluster, since, time.time(),
-                                                guest_vmid=vmid).items():
+                                                guest_vmids=vmids).items():
                 allure.attach(text, name=f"logs on {name} around "
                               f"{', '.join(describe(f) for f in faults)}",
                               attachment_type=allure.attachment_type.TEXT)

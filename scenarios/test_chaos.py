@@ -31,7 +31,7 @@ from harness.chaos.options import chaos_options, remember
 from harness.chaos.session import ChaosSession, Outcome
 from harness.chaos.shrink import shrink
 from harness.chaos.soak import SoakSummary, soak
-from harness.report import event_table, timeline_plot
+from harness.report import event_table, node_logs, timeline_plot
 from harness.timescale import Timescale
 
 pytestmark = [pytest.mark.chaos, allure.epic("Chaos"), allure.feature("Seeded schedules"),
@@ -64,7 +64,7 @@ def test_chaos_schedule(request, cluster, faults, timeline, constants):
     def run(schedule: schedules.Schedule) -> Outcome:
         with allure.step(f"schedule {label(schedule)}: {len(schedule.items)} faults"):
             outcome = session.run(schedule)
-            report(outcome, opts.out, timeline, cluster.names, scale)
+            report(outcome, opts.out, timeline, cluster, scale)
         return outcome
 
     if opts.soak_s is not None and replay is None:
@@ -110,7 +110,7 @@ def write(path, text: str, name: str) -> None:
                   else allure.attachment_type.TEXT)
 
 
-def report(outcome: Outcome, out, timeline, names, scale: Timescale) -> None:
+def report(outcome: Outcome, out, timeline, cluster, scale: Timescale) -> None:
     seed = outcome.schedule.seed
     tag = f"{seed}" if outcome.schedule.origin != "shrunk" else \
         f"{seed}-shrunk-{len(outcome.schedule.items)}"
@@ -118,19 +118,27 @@ def report(outcome: Outcome, out, timeline, names, scale: Timescale) -> None:
     write(out / f"verdict-{tag}.json",
           json.dumps({**outcome.verdict.to_json(), "record": outcome.record.to_json()},
                      indent=1) + "\n", "verdict")
+    vmids = [int(sid.rsplit(":", 1)[1]) for sid in outcome.record.sids]
     for finding in outcome.verdict.findings:
-        attach_finding(finding, timeline, names, scale)
+        attach_finding(finding, timeline, cluster, vmids, scale)
 
 
-def attach_finding(finding: Finding, timeline, names, scale: Timescale) -> None:
-    """The timeline and the event table around one finding."""
+def attach_finding(finding: Finding, timeline, cluster, vmids, scale: Timescale) -> None:
+    """The timeline, the event table and every node's logs (the guests' own included)
+    around one finding."""
     lo = finding.t - max(scale.scaled(BEFORE_S), MIN_SPAN_S)
     hi = finding.t + max(scale.scaled(AFTER_S), MIN_SPAN_S)
     events = [e for e in timeline.events() if lo <= e.t <= hi]
     with allure.step(f"finding: {finding}"):
-        allure.attach(timeline_plot.render(events, nodes=names, title=str(finding)[:120]),
+        allure.attach(timeline_plot.render(events, nodes=cluster.names,
+                                           title=str(finding)[:120]),
                       name="timeline around the finding",
                       attachment_type=allure.attachment_type.PNG)
         allure.attach(event_table.to_html(events, title=str(finding)),
                       name="events around the finding",
                       attachment_type=allure.attachment_type.HTML)
+        logs = node_logs.collect(cluster, timeline.clock.wall(lo), timeline.clock.wall(hi),
+                                 guest_vmids=vmids)
+        for name, text in logs.items():
+            allure.attach(text, name=f"logs on {name} around the finding",
+                          attachment_type=allure.attachment_type.TEXT)

@@ -5,6 +5,7 @@ cluster's and HA's units and the guest's, over a window of wall-clock time, reda
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
 from harness.cluster import Cluster
 from harness.errors import PvechaosError
@@ -23,11 +24,12 @@ def journal_argv(since: float, until: float, units: tuple[str, ...]) -> list[str
     return argv
 
 
-def collect(cluster: Cluster, since: float, until: float, *, guest_vmid: int | None = None,
+def collect(cluster: Cluster, since: float, until: float, *, guest_vmids: Iterable[int] = (),
             names: tuple[str, ...] | None = None, timeout_s: float = 20.0) -> dict[str, str]:
     """node -> its redacted log lines between the wall-clock times ``since`` and ``until``
-    (epoch seconds), for every node that answers; a node that does not says why."""
-    units = UNITS + ((f"pve-container@{guest_vmid}",) if guest_vmid is not None else ())
+    (epoch seconds), for every node that answers; a node that does not says why. The
+    guests' own units (``pve-container@<vmid>``) are read too."""
+    units = UNITS + tuple(f"pve-container@{vmid}" for vmid in guest_vmids)
     argv = journal_argv(since, until, units)
     out: dict[str, str] = {}
     for name in names or cluster.names:

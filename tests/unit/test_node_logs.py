@@ -11,10 +11,10 @@ def test_the_journal_is_read_over_the_window_for_the_cluster_and_guest_units():
     node2 = FakeNode("node2", [(1, "", "bad")])
     node3 = FakeNode("node3", "")
     cluster = FakeCluster(node1, node2, node3, lab=FakeLab(powered={"node1", "node2"}))
-    logs = collect(cluster, 1700000000.4, 1700000090.6, guest_vmid=100)
+    logs = collect(cluster, 1700000000.4, 1700000090.6, guest_vmids=(100, 101))
     assert node1.calls[-1].argv == tuple(journal_argv(1700000000.4, 1700000090.6, (
         "corosync", "pve-cluster", "pve-ha-crm", "pve-ha-lrm", "watchdog-mux",
-        "pve-container@100")))
+        "pve-container@100", "pve-container@101")))
     assert "--since" in node1.calls[-1].argv and "@1700000000" in node1.calls[-1].argv
     assert "hunter2" not in logs["node1"] and "[REDACTED]" in logs["node1"]
     assert logs["node2"] == "(journalctl: bad)"
