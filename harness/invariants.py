@@ -53,10 +53,9 @@ def lost_writes(guest: str, log: LogReport, acknowledged: Iterable[tuple[str, in
     if not missing:
         return []
     boots = ", ".join(f"{b.boot_id}@{b.node} {b.first_seq}-{b.last_seq}" for b in log.boots)
-    where = f" read on {log.read_on}" if log.read_on else ""
     return [Violation("lost_write", guest, f"{len(missing)} acknowledged writes are not on "
-                      f"the disk, first: boot {missing[0][0]} seq {missing[0][1]} (the disk"
-                      f"{where} holds {log.records} records: {boots or 'none'})")]
+                      f"the disk, first: boot {missing[0][0]} seq {missing[0][1]} (the disk "
+                      f"holds {log.records} records as read{_on(log)}: {boots or 'none'})")]
 
 
 def _on(log: LogReport) -> str:

@@ -20,12 +20,11 @@ from typing import Protocol
 from harness.errors import LabError
 
 SAMPLES = 3
-# a step is good when the guest sits within this of the host, beyond the sample's own
-# error; measured: one step lands within 0.2 s when its round trip was short
+# a step is good when the measured offset is within this (ours: well inside the 1 s the
+# qemu test bed allows, and above what a short round trip's own error gives)
 TOLERANCE_S = 0.3
 STEPS = 3
 COMMAND_TIMEOUT_S = 15.0
-
 
 
 class Session(Protocol):
@@ -38,9 +37,6 @@ class Session(Protocol):
 class Offset:
     seconds: float  # the guest's wall clock minus this host's
     error_s: float  # half the round trip of the sample it came from
-
-    def within(self, tolerance_s: float) -> bool:
-        return abs(self.seconds) <= tolerance_s + self.error_s
 
 
 def clock_script(now: float) -> str:

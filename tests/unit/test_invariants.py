@@ -193,7 +193,7 @@ def test_a_stale_read_that_the_next_read_contradicts_is_noted_not_counted():
     assert checker.check() == []
     (note,) = [e.payload_of(Note).text for e in tl.events(K.NOTE)]
     assert "stale read of ct:100's disk" in note and "a read on node3 right after" in note
-    assert "the disk read on node2 holds 10 records" in note
+    assert "the disk holds 10 records as read on node2" in note
     reads[:] = [stale, stale]
     (lost,) = checker.check()
     assert lost.invariant == "lost_write" and "read on node2" in lost.detail
