@@ -201,6 +201,12 @@ class SshSession:
                     raise CommandTimeout(self.node.name, command, timeout_s)
                 if not drained:
                     channel.status_event.wait(0.05)
+            if not channel.eof_received:
+                # the connection ended without the channel's EOF: the node died (a reset,
+                # a power cut) while the output was on the way, after sshd had sent the
+                # exit status; what came is cut, so it is no result
+                raise EOFError("the connection ended before the command's output did "
+                               f"(output cut after {len(out)} bytes)")
             rc = channel.recv_exit_status()
             channel.close()
         except CommandTimeout:
