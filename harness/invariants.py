@@ -176,8 +176,9 @@ class InvariantChecker:
                      ) -> list[Violation]:
         """Lost writes, confirmed by a second read. The log only grows (the guest appends,
         and a copy started later continues after its last record), so a write that a
-        later read holds was on the disk all along: the first read was stale and is said
-        on the timeline, not counted. A write really lost is missing from every read."""
+        later read holds was on the disk all along: the first read was short (cut or
+        stale) and is said on the timeline, not counted. A write really lost is missing
+        from every read. (A read cut by its node's reset is refused by harness/ssh.py.)"""
         lost = lost_writes(self.guest, log, acknowledged)
         if not lost:
             return []
@@ -185,7 +186,7 @@ class InvariantChecker:
         if again is None or lost_writes(self.guest, again, acknowledged):
             return lost
         self.timeline.record(EventKind.NOTE, "harness", Note(
-            f"stale read of {self.guest}'s disk, not counted: a read{_on(again)} right "
+            f"short read of {self.guest}'s disk, not counted: a read{_on(again)} right "
             f"after held what this one lacked: {lost[0].detail}"))
         return []
 

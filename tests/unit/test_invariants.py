@@ -176,7 +176,7 @@ def test_a_write_acknowledged_while_the_log_is_read_is_not_taken_for_lost():
     assert [v.invariant for v in checker.check()] == ["lost_write"]
 
 
-def test_a_stale_read_that_the_next_read_contradicts_is_noted_not_counted():
+def test_a_short_read_that_the_next_read_contradicts_is_noted_not_counted():
     """The log only grows: a read lacking acknowledged writes that a read right after
     holds was stale (it came through a node's mount at a bad moment); the writes were on
     the disk. A write missing from both reads is lost, and the message names the node."""
@@ -192,7 +192,7 @@ def test_a_stale_read_that_the_next_read_contradicts_is_noted_not_counted():
                                acknowledged=lambda: [("a", 15)])
     assert checker.check() == []
     (note,) = [e.payload_of(Note).text for e in tl.events(K.NOTE)]
-    assert "stale read of ct:100's disk" in note and "a read on node3 right after" in note
+    assert "short read of ct:100's disk" in note and "a read on node3 right after" in note
     assert "the disk holds 10 records as read on node2" in note
     reads[:] = [stale, stale]
     (lost,) = checker.check()
