@@ -111,7 +111,13 @@ def _reset_during(node: Node, boot: str, command: str) -> None:
 
 
 def wait_for_whole_cluster(cluster: Cluster, *, timeout_s: float) -> None:
-    """Every node quorate, seeing every node as a member."""
+    """Every node quorate, seeing every node as a member, and taking writes to /etc/pve.
+
+    `pvecm status` is corosync's view; pmxcfs learns quorum from corosync by itself and,
+    when it started before corosync answered, tries its quorum service again only every
+    5 s (pmxcfs `loop.c` restarts a failed service after more than 5 s). Until then every
+    guest or HA command says `cluster not ready - no quorum?`, as a booted formed lab at
+    timescale 1 showed; so the cluster is whole once each node's /etc/pve takes a write."""
     count = len(cluster.names)
 
     def whole() -> bool | NotYet:
@@ -122,6 +128,11 @@ def wait_for_whole_cluster(cluster: Cluster, *, timeout_s: float) -> None:
                 return NotYet(f"{node.name}: {exc}")
             if not status.quorate or status.nodes != count:
                 return NotYet(f"{node.name} quorate={status.quorate} members={status.nodes}")
+        for node in cluster.nodes():
+            said = node.can_write_pve()
+            if said.rc != 0:
+                return NotYet(f"{node.name}: /etc/pve takes no write yet: "
+                              f"{(said.stderr or said.stdout).strip()[-200:]}")
         return True
 
     wait_until(f"all {count} nodes quorate with {count} members", whole,

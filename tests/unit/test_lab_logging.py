@@ -10,10 +10,10 @@ import pytest
 from harness.clock import Clock
 from harness.errors import LabError
 from harness.faults import FaultInjector
-from harness.formation import bring_up, form_cluster
+from harness.formation import bring_up, form_cluster, wait_for_whole_cluster
 from harness.lab_api import Capability
 from harness.node_command import NodeCommand
-from harness.pve import parse_pvecm_status
+from harness.pve import cluster_fs, parse_pvecm_status
 from harness.timeline import Timeline
 from tests.twins import Call, FakeCluster, FakeLab, FakeNode
 
@@ -156,7 +156,28 @@ def test_a_prepared_lab_is_only_waited_for_and_says_so(caplog, monkeypatch, stat
     (said,) = lines(caplog, "pvechaos.lab")
     assert said.startswith("fake lab fake: its cluster is there already; all 3 nodes "
                            "quorate in ")
-    assert all(c.argv == ("pvecm", "status") for n in cluster.nodes() for c in n.calls)
+    probe = (cluster_fs.write_probe_command(),)
+    assert all(c.argv in (("pvecm", "status"), probe) for n in cluster.nodes() for c in n.calls)
+
+
+def test_the_cluster_is_whole_only_once_every_node_takes_a_write_to_etc_pve(status):
+    """corosync says quorate first; pmxcfs may learn it up to 5 s later (loop.c): node2's
+    /etc/pve refuses the probe twice, and the wait goes on until it takes it."""
+    probe = (cluster_fs.write_probe_command(),)
+    refusals = {"node2": 2}
+
+    def answers_for(name: str):
+        def answer(call: Call):
+            if call.argv == probe and refusals.get(name):
+                refusals[name] -= 1
+                return 1, "", "Permission denied"
+            return status if call.argv == ("pvecm", "status") else ""
+        return answer
+
+    nodes = [QuorateNode(n, answers_for(n)) for n in ("node1", "node2", "node3")]
+    wait_for_whole_cluster(FakeCluster(*nodes), timeout_s=10)
+    assert refusals["node2"] == 0
+    assert sum(c.argv == probe for c in nodes[1].calls) == 3
 
 
 # -- what a user sees with --log-cli-level ------------------------------------------------
