@@ -13,10 +13,11 @@ Findings, each with the fault it followed:
 - ``error``: a fault verb failed, so the run did not do what the schedule said.
 
 Recoveries are read from the HA views of nodes outside the fault (a node cut off shows a
-stale view): the first time one shows the guest ``started`` on a node outside the fault,
-before the cluster was whole again after it. Where the design gives no window (an
-isolation at a small timescale), a guest that stayed on its node, which came back before
-the majority fenced it, is what PVE does and is noted, not found.
+stale view): the first time one shows the guest's start issued on a node outside the
+fault (``starting`` or ``started``), before the cluster was whole again after it. Where
+the design gives no window (an isolation at a small timescale), a guest that stayed on its
+node, which came back before the majority fenced it, is what PVE does and is noted, not
+found.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ from harness.expectations import Window
 from harness.timeline import Event, EventKind
 
 SAFETY, WINDOW, UNEXPLAINED, HEAL, ERROR = "safety", "window", "unexplained", "heal", "error"
+# what `ha-manager status` shows once the master has issued a service's start on a node:
+# `starting` until the LRM has started it and the master has seen that (`started` without
+# `running`, pve-model.md §4.3), then `started`. The windows are for the start issued
+# (recovery_window without the LRM's pickup), so either view counts.
+ISSUED = ("starting", "started")
 
 
 @dataclass(frozen=True)
@@ -149,7 +155,7 @@ def _recoveries(evs: list[Event], r: Ran, verdict: Verdict) -> None:
         seen = next((e for e, p in _services(evs)
                      if r.begin_t <= e.t <= until and e.source not in hit
                      and p.sid == move.sid
-                     and p.state == "started" and p.node is not None
+                     and p.state in ISSUED and p.node is not None
                      and p.node not in hit), None)
         if seen is None and move.window is None:
             stayed = _stayed_unfenced(evs, r, move.sid)
@@ -195,7 +201,7 @@ def _stayed_unfenced(evs: list[Event], r: Ran, sid: str) -> str | None:
     # the views record changes only: a service that never left its node shows no event
     # after the fault, so the last view before the cluster was whole again says where
     last = views[-1][1] if views else None
-    if last is not None and last.state == "started" and last.node in r.item.nodes:
+    if last is not None and last.state in ISSUED and last.node in r.item.nodes:
         return last.node
     return None
 

@@ -225,3 +225,15 @@ def test_a_move_after_the_cluster_was_whole_again_is_not_this_faults_recovery():
     assert v.ok, v.findings
     assert "#0: ct:100 stayed on node1" in v.notes[0]
     assert [(r.item, r.to, r.value_s) for r in v.recoveries] == [(1, "node3", 24.0)]
+
+
+def test_a_recovery_is_the_start_issued_not_the_lrm_done():
+    # seed 200 at timescale 1: the master issued both starts in one round; ct:102's view
+    # turned `started` only after node2's LRM (10 s loop) ran it and the master saw it,
+    # 1.1 s past the window of the start issued. `starting` on the target is the issue.
+    tl = timeline()
+    moved(tl, 19.0, "ct:100", "node1", "node2", state="starting")
+    moved(tl, 29.0, "ct:100", "node2", "node2")
+    v = judge(tl.events(), record(cut()))
+    assert v.ok, v.findings
+    assert [(r.to, r.value_s) for r in v.recoveries] == [("node2", 14.0)]
