@@ -135,5 +135,5 @@ def wait_for_whole_cluster(cluster: Cluster, *, timeout_s: float) -> None:
                               f"{(said.stderr or said.stdout).strip()[-200:]}")
         return True
 
-    wait_until(f"all {count} nodes quorate with {count} members", whole,
-               timeout_s=timeout_s, interval_s=0.5)
+    wait_until(f"all {count} nodes quorate with {count} members and /etc/pve writable",
+               whole, timeout_s=timeout_s, interval_s=0.5)

@@ -49,27 +49,19 @@ class _DiesMidOutput(OpenServer):
         return True
 
 
-def session_on(server: OpenServer, stack):
-    client = stack.enter_context(connected(server))
-    session = SshSession(LabNode("node1", "198.18.0.1"))
-    session._connect = lambda: TransportClient(client)
-    return session
+def run_on(server: OpenServer, command: tuple[str, ...]):
+    with connected(server) as client:
+        session = SshSession(LabNode("node1", "198.18.0.1"))
+        session._connect = lambda: TransportClient(client)
+        return session.run(command, timeout_s=5)
 
 
 def test_output_cut_by_the_node_dying_is_no_result():
-    from contextlib import ExitStack
-
-    with ExitStack() as stack:
-        session = session_on(_DiesMidOutput(eof=False), stack)
-        with pytest.raises(NodeUnreachable, match="output cut"):
-            session.run(("cat", "/mnt/pve/shared/images/100/vm-100-disk-0.raw"),
-                        timeout_s=5)
+    with pytest.raises(NodeUnreachable, match="output cut"):
+        run_on(_DiesMidOutput(eof=False),
+               ("cat", "/mnt/pve/shared/images/100/vm-100-disk-0.raw"))
 
 
 def test_output_that_ended_with_eof_is_a_result():
-    from contextlib import ExitStack
-
-    with ExitStack() as stack:
-        session = session_on(_DiesMidOutput(eof=True), stack)
-        result = session.run(("cat", "log"), timeout_s=5)
-        assert result.rc == 0 and result.stdout.encode() == HEAD
+    result = run_on(_DiesMidOutput(eof=True), ("cat", "log"))
+    assert result.rc == 0 and result.stdout.encode() == HEAD
